@@ -1,0 +1,609 @@
+package spool
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Record is one record read through a cursor. Data shares one buffer with
+// the other records of the same Read and stays valid as long as the caller
+// keeps it.
+type Record struct {
+	ID   ID
+	Time time.Time // when it was appended
+	Data []byte
+	// Corrupt is set when the payload failed its CRC: Data is not to be
+	// trusted, and the consumer should dead-letter the record by ID.
+	Corrupt bool
+}
+
+// Seq is the record's sequence.
+func (r Record) Seq() uint64 { return r.ID.Seq }
+
+// Range is an inclusive range of sequences.
+type Range struct{ From, To uint64 }
+
+// Backlog is what a cursor has not acknowledged yet.
+type Backlog struct {
+	Records uint64
+	Bytes   int64
+	Oldest  time.Time // append time of the oldest record; zero when empty
+}
+
+// CursorOptions configure a cursor that does not exist yet.
+type CursorOptions struct {
+	// FromOldest starts a new cursor at the oldest record instead of the
+	// tail.
+	FromOldest bool
+}
+
+// Cursor is a named, persistent read position. One consumer uses it at a
+// time (Read is not for concurrent use); Ack, Skip and Backlog may be
+// called from any goroutine.
+type Cursor struct {
+	s    *Spool
+	name string
+
+	ackPos atomic.Int64 // logical position after the acknowledged record
+
+	// guarded by s.mu
+	acked        uint64
+	persisted    uint64
+	dirty        bool
+	dropped      []Range // most recent drops, bounded
+	droppedTotal uint64
+	inUse        bool
+	reset        bool // the file was missing or torn at open
+	next         uint64
+	nextPos      int64
+	gen          uint64 // bumped when Skip or Rewind moves the read position
+	inflight     []mark // records read and not acknowledged, ascending
+
+	// reader state, consumer goroutine only
+	f     *os.File
+	fpath string
+}
+
+type mark struct {
+	seq uint64
+	end int64
+}
+
+const maxDroppedRanges = 16
+
+var cursorName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+
+func (s *Spool) cursorPath(name string) string {
+	return filepath.Join(s.dir, "cursors", name+".cursor")
+}
+
+// Cursor opens the named cursor, creating it (persisted at once) when it
+// does not exist. A cursor is open once at a time; Release it to hand it
+// over.
+func (s *Spool) Cursor(name string, o CursorOptions) (*Cursor, error) {
+	if !cursorName.MatchString(name) {
+		return nil, fmt.Errorf("spool: invalid cursor name %q", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if c, ok := s.cursors[name]; ok {
+		if c.inUse {
+			return nil, fmt.Errorf("%w: %s", ErrCursorOpen, name)
+		}
+		c.inUse = true
+		return c, nil
+	}
+	c := &Cursor{s: s, name: name, inUse: true}
+	if o.FromOldest {
+		c.acked = s.segs[0].first - 1
+		c.ackPos.Store(s.segs[0].base)
+	} else {
+		c.acked = s.last
+		c.ackPos.Store(s.tailPos)
+	}
+	c.next, c.nextPos = c.acked+1, c.ackPos.Load()
+	if err := atomicWrite(s.cursorPath(name), c.encodeLocked()); err != nil {
+		return nil, fmt.Errorf("spool: create cursor: %w", err)
+	}
+	c.persisted = c.acked
+	s.registry = append(s.registry, name)
+	if err := s.writeMeta(); err != nil {
+		return nil, fmt.Errorf("spool: register cursor: %w", err)
+	}
+	s.cursors[name] = c
+	return c, nil
+}
+
+// Name is the cursor's name.
+func (c *Cursor) Name() string { return c.name }
+
+// Release hands the cursor back; it stays in the spool (and keeps holding
+// its records) until RemoveCursor.
+func (c *Cursor) Release() {
+	c.s.mu.Lock()
+	c.inUse = false
+	c.s.mu.Unlock()
+	c.closeFile()
+}
+
+func (c *Cursor) closeFile() {
+	if c.f != nil {
+		c.f.Close()
+		c.f, c.fpath = nil, ""
+	}
+}
+
+// RemoveCursor deletes a cursor that is not open. Its records become
+// eligible for truncation.
+func (s *Spool) RemoveCursor(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.cursors[name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNoCursor, name)
+	}
+	if c.inUse {
+		return fmt.Errorf("%w: %s", ErrCursorOpen, name)
+	}
+	if err := os.Remove(s.cursorPath(name)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("spool: remove cursor: %w", err)
+	}
+	delete(s.cursors, name)
+	s.registry = slices.DeleteFunc(s.registry, func(n string) bool { return n == name })
+	if err := s.writeMeta(); err != nil {
+		return fmt.Errorf("spool: remove cursor: %w", err)
+	}
+	return syncDir(filepath.Join(s.dir, "cursors"))
+}
+
+// CursorInfo describes one cursor.
+type CursorInfo struct {
+	Name         string
+	InUse        bool   // opened by a consumer since Open; false = orphan
+	Acked        uint64 // last acknowledged sequence
+	Persisted    uint64 // last acknowledged sequence on disk
+	Reset        bool   // file was missing or torn at open: restarted at the oldest record
+	Dropped      uint64 // records skipped by drop policies since Open
+	DroppedRange []Range
+	Backlog      Backlog
+}
+
+// Cursors lists every cursor, open or not, sorted by name.
+func (s *Spool) Cursors() []CursorInfo {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.cursors))
+	for n := range s.cursors {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	slices.Sort(names)
+	out := make([]CursorInfo, 0, len(names))
+	for _, n := range names {
+		s.mu.Lock()
+		c, ok := s.cursors[n]
+		if !ok {
+			s.mu.Unlock()
+			continue
+		}
+		info := CursorInfo{
+			Name: n, InUse: c.inUse, Acked: c.acked, Persisted: c.persisted, Reset: c.reset,
+			Dropped: c.droppedTotal, DroppedRange: slices.Clone(c.dropped),
+		}
+		s.mu.Unlock()
+		info.Backlog = c.Backlog()
+		out = append(out, info)
+	}
+	return out
+}
+
+// Read returns up to maxRecords records (and about maxBytes of payload,
+// at least one record) after the cursor's read position, blocking until at
+// least one durable record is there or ctx is done. It never returns a
+// record that is not durable under the sync policy.
+func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, error) {
+	s := c.s
+	if maxRecords <= 0 {
+		maxRecords = 1
+	}
+	for {
+		s.mu.Lock()
+		if s.closed.Load() {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c.next <= s.last && c.nextPos < s.tailPos {
+			gen, pos := c.gen, c.nextPos
+			i := s.segIndexAt(pos)
+			seg := s.segs[i]
+			if pos < seg.base { // below the front after a truncation
+				pos = seg.base
+			}
+			s.mu.Unlock()
+
+			recs, marks, end, err := c.readSegment(seg, pos, maxRecords, maxBytes)
+
+			s.mu.Lock()
+			if c.gen != gen {
+				s.mu.Unlock()
+				continue
+			}
+			if err != nil {
+				// Framing damaged after Open: skip the rest of the
+				// segment, count it, keep serving.
+				s.st.corruptions.Add(1)
+				s.log.Error("spool segment unreadable past this point; skipping to the next segment",
+					"cursor", c.name, "segment", filepath.Base(seg.path), "offset", pos-seg.base, "err", err)
+				end = seg.base + seg.size
+			}
+			c.nextPos = end
+			if n := len(recs); n > 0 {
+				c.next = recs[n-1].ID.Seq + 1
+				c.inflight = append(c.inflight, marks...)
+				s.mu.Unlock()
+				return recs, nil
+			}
+			// Nothing in this segment past pos: move on (a quarantined
+			// gap, or the end of a closed segment).
+			if i+1 < len(s.segs) && c.nextPos >= seg.base+seg.size {
+				c.next = max(c.next, s.segs[i+1].first)
+			}
+			s.mu.Unlock()
+			continue
+		}
+		ch := s.notify
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// readSegment parses records of one segment from logical position pos up
+// to the segment's published (durable) size.
+func (c *Cursor) readSegment(seg segment, pos int64, maxRecords, maxBytes int) ([]Record, []mark, int64, error) {
+	off := pos - seg.base
+	avail := seg.size - off
+	if avail <= 0 {
+		return nil, nil, pos, nil
+	}
+	if c.fpath != seg.path {
+		c.closeFile()
+		f, err := os.Open(seg.path)
+		if err != nil {
+			return nil, nil, pos, err
+		}
+		c.f, c.fpath = f, seg.path
+	}
+	want := int64(maxBytes) + 64<<10
+	for {
+		n := min(avail, want)
+		buf := make([]byte, n)
+		if _, err := c.f.ReadAt(buf, off); err != nil {
+			return nil, nil, pos, fmt.Errorf("read: %w", err)
+		}
+		var recs []Record
+		var marks []mark
+		p, payload := 0, 0
+		for len(recs) < maxRecords && (payload < maxBytes || len(recs) == 0) {
+			e, fn, st := nextFrame(buf[p:])
+			if st == frameIncomplete {
+				break
+			}
+			if st == frameBad {
+				if len(recs) > 0 {
+					break // hand out what is good; the next Read reports
+				}
+				return nil, nil, pos, ErrCorrupt
+			}
+			p += fn
+			recs = append(recs, Record{
+				ID:      ID{Epoch: e.epoch, Seq: e.seq},
+				Time:    time.Unix(0, e.time),
+				Data:    e.payload,
+				Corrupt: e.corrupt,
+			})
+			marks = append(marks, mark{seq: e.seq, end: pos + int64(p)})
+			payload += len(e.payload)
+		}
+		if len(recs) > 0 || n == avail {
+			if len(recs) == 0 && n == avail {
+				// Published bytes that do not parse as a frame.
+				return nil, nil, pos, ErrCorrupt
+			}
+			return recs, marks, pos + int64(p), nil
+		}
+		// One frame larger than the buffer: read exactly that frame.
+		size, vn := binary.Uvarint(buf)
+		if vn <= 0 || size > maxEntry {
+			return nil, nil, pos, ErrCorrupt
+		}
+		want = int64(vn) + int64(size)
+	}
+}
+
+// Ack acknowledges every record up to and including seq. It must have been
+// returned by Read. Positions are persisted in the background (and by
+// Flush and Close).
+func (c *Cursor) Ack(seq uint64) error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq <= c.acked {
+		return nil
+	}
+	i, found := slices.BinarySearchFunc(c.inflight, seq, func(m mark, t uint64) int {
+		switch {
+		case m.seq < t:
+			return -1
+		case m.seq > t:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		if i == 0 {
+			return fmt.Errorf("spool: ack %d beyond what cursor %s has read", seq, c.name)
+		}
+		i-- // a sequence inside a gap: acknowledge up to the record before it
+	}
+	c.acked = c.inflight[i].seq
+	c.ackPos.Store(c.inflight[i].end)
+	c.inflight = append(c.inflight[:0], c.inflight[i+1:]...)
+	c.dirty = true
+	return nil
+}
+
+// Rewind moves the read position back to the oldest unacknowledged record:
+// the next Read returns everything not acknowledged again.
+func (c *Cursor) Rewind() {
+	s := c.s
+	s.mu.Lock()
+	c.next, c.nextPos = c.acked+1, c.ackPos.Load()
+	c.inflight = c.inflight[:0]
+	c.gen++
+	s.mu.Unlock()
+}
+
+// Acked is the last acknowledged sequence.
+func (c *Cursor) Acked() uint64 {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.acked
+}
+
+// Dropped reports whether seq was skipped by a drop policy, as far as the
+// cursor's bounded memory of recent drops reaches (it is persisted).
+func (c *Cursor) Dropped(seq uint64) bool {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	for _, r := range c.dropped {
+		if seq >= r.From && seq <= r.To {
+			return true
+		}
+	}
+	return false
+}
+
+// TrimBacklog drops the oldest unacknowledged records of this cursor alone
+// until its backlog is at most maxBytes (a per-consumer cap). It returns how
+// many records it skipped.
+func (c *Cursor) TrimBacklog(maxBytes int64) (uint64, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	target := s.tailPos - maxBytes
+	if c.ackPos.Load() >= target {
+		return 0, nil
+	}
+	seq, pos, err := s.locate(target)
+	if err != nil {
+		return 0, err
+	}
+	return c.skipLocked(seq, pos, true), nil
+}
+
+// SkipTo acknowledges everything up to seq without delivering it, counted
+// as dropped when counted is set.
+func (c *Cursor) SkipTo(seq uint64, counted bool) (uint64, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq <= c.acked {
+		return 0, nil
+	}
+	pos, err := s.posOf(seq)
+	if err != nil {
+		return 0, err
+	}
+	return c.skipLocked(min(seq, s.last), pos, counted), nil
+}
+
+// skipLocked moves the acknowledged position to (seq, pos). s.mu held.
+func (c *Cursor) skipLocked(seq uint64, pos int64, counted bool) uint64 {
+	if seq <= c.acked {
+		return 0
+	}
+	n := seq - c.acked
+	if counted {
+		if k := len(c.dropped) - 1; k >= 0 && c.dropped[k].To == c.acked {
+			c.dropped[k].To = seq // contiguous with the previous drop
+		} else {
+			c.dropped = append(c.dropped, Range{c.acked + 1, seq})
+		}
+		if len(c.dropped) > maxDroppedRanges {
+			c.dropped = c.dropped[len(c.dropped)-maxDroppedRanges:]
+		}
+		c.droppedTotal += n
+		c.s.st.dropped.Add(n)
+	}
+	c.acked = seq
+	c.ackPos.Store(pos)
+	c.dirty = true
+	i := 0
+	for i < len(c.inflight) && c.inflight[i].seq <= seq {
+		i++
+	}
+	c.inflight = append(c.inflight[:0], c.inflight[i:]...)
+	if c.next <= seq {
+		c.next, c.nextPos = seq+1, pos
+		c.gen++
+	}
+	return n
+}
+
+// Backlog reports what the cursor has not acknowledged.
+func (c *Cursor) Backlog() Backlog {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := Backlog{Bytes: s.tailPos - c.ackPos.Load()}
+	if s.last > c.acked {
+		b.Records = s.last - c.acked
+	}
+	if b.Bytes > 0 {
+		b.Oldest = s.timeAtLocked(c.ackPos.Load())
+	}
+	return b
+}
+
+// timeAtLocked reads the append time of the record starting at pos.
+func (s *Spool) timeAtLocked(pos int64) time.Time {
+	seg := s.segs[s.segIndexAt(pos)]
+	if pos < seg.base {
+		pos = seg.base
+	}
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return time.Time{}
+	}
+	defer f.Close()
+	var h [10 + headerSize]byte
+	n, _ := f.ReadAt(h[:], pos-seg.base)
+	_, vn := binary.Uvarint(h[:n])
+	if vn <= 0 || n < vn+headerSize {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.LittleEndian.Uint64(h[vn+16:])))
+}
+
+// Cursor file: "SLC1", acked u64, dropped total u64, n u32, n × (from,to
+// u64), CRC32C of everything before it.
+func (c *Cursor) encodeLocked() []byte {
+	b := make([]byte, 0, 28+16*len(c.dropped))
+	b = append(b, "SLC1"...)
+	b = binary.LittleEndian.AppendUint64(b, c.acked)
+	b = binary.LittleEndian.AppendUint64(b, c.droppedTotal)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.dropped)))
+	for _, r := range c.dropped {
+		b = binary.LittleEndian.AppendUint64(b, r.From)
+		b = binary.LittleEndian.AppendUint64(b, r.To)
+	}
+	return binary.LittleEndian.AppendUint32(b, crc(b))
+}
+
+type cursorState struct {
+	acked        uint64
+	droppedTotal uint64
+	dropped      []Range
+}
+
+var errTornCursor = errors.New("torn cursor file")
+
+func decodeCursor(b []byte) (cursorState, error) {
+	var st cursorState
+	if len(b) < 28 || string(b[:4]) != "SLC1" {
+		return st, errTornCursor
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc(body) != sum {
+		return st, errTornCursor
+	}
+	st.acked = binary.LittleEndian.Uint64(b[4:])
+	st.droppedTotal = binary.LittleEndian.Uint64(b[12:])
+	n := int(binary.LittleEndian.Uint32(b[20:]))
+	if len(body) != 24+16*n {
+		return st, errTornCursor
+	}
+	for i := 0; i < n; i++ {
+		p := 24 + 16*i
+		st.dropped = append(st.dropped, Range{binary.LittleEndian.Uint64(b[p:]), binary.LittleEndian.Uint64(b[p+8:])})
+	}
+	return st, nil
+}
+
+// loadCursors reads every cursor named in the registry or found on disk.
+// A registered cursor whose file is missing or torn restarts at the oldest
+// record: re-delivery, never a skip.
+func (s *Spool) loadCursors() error {
+	dir := filepath.Join(s.dir, "cursors")
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("spool: list cursors: %w", err)
+	}
+	names := slices.Clone(s.registry)
+	for _, de := range des {
+		n := de.Name()
+		if strings.HasSuffix(n, ".tmp") {
+			os.Remove(filepath.Join(dir, n))
+			continue
+		}
+		if base, ok := strings.CutSuffix(n, ".cursor"); ok && !slices.Contains(names, base) {
+			names = append(names, base)
+		}
+	}
+	registryChanged := len(names) != len(s.registry)
+	first := s.segs[0].first
+	for _, name := range names {
+		c := &Cursor{s: s, name: name}
+		b, err := os.ReadFile(s.cursorPath(name))
+		var st cursorState
+		if err == nil {
+			st, err = decodeCursor(b)
+		}
+		if err != nil {
+			s.log.Warn("spool cursor lost; restarting it at the oldest record (messages will be re-delivered)",
+				"cursor", name, "err", err)
+			st = cursorState{acked: first - 1}
+			c.reset, c.dirty = true, true
+			s.st.cursorResets.Add(1)
+		}
+		if st.acked > s.last {
+			s.log.Warn("spool cursor beyond the tail (tail was cut); moving it to the tail",
+				"cursor", name, "acked", st.acked, "last", s.last)
+			st.acked, c.dirty = s.last, true
+		}
+		if st.acked+1 < first {
+			st.acked = first - 1
+		}
+		pos, err := s.posOf(st.acked)
+		if err != nil {
+			return fmt.Errorf("spool: cursor %s: %w", name, err)
+		}
+		c.acked, c.droppedTotal, c.dropped = st.acked, st.droppedTotal, st.dropped
+		if !c.dirty {
+			c.persisted = st.acked
+		}
+		c.ackPos.Store(pos)
+		c.next, c.nextPos = c.acked+1, pos
+		s.cursors[name] = c
+	}
+	if registryChanged {
+		s.registry = names
+		return s.writeMeta()
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+// Package spool is sluice's durable write-ahead log: many concurrent
+// appenders, group commit, named cursors (one per sink), a byte cap with a
+// full policy, batched front truncation, and repair of whatever a crash or
+// a bad disk left behind. It stores opaque bytes; message encoding belongs
+// to the agent.
+//
+// # Usage
+//
+//	s, err := spool.Open(dir, spool.Options{}) // zero value = defaults
+//	defer s.Close()
+//	id, err := s.Append(ctx, payload)          // returns when durable
+//	c, err := s.Cursor("kafka", spool.CursorOptions{})
+//	recs, err := c.Read(ctx, 1000, 1<<20)      // blocks for durable records
+//	err = c.Ack(recs[len(recs)-1].ID.Seq)
+//
+// # On-disk layout
+//
+//	DIR/LOCK                 flock: one process per spool
+//	DIR/meta                 JSON: random spool id, open epoch, cursor registry
+//	DIR/reserve              64 KiB released to open on a full disk
+//	DIR/wal/<20-digit seq>   tidwall/wal segments, named by first sequence
+//	DIR/cursors/<name>.cursor  acknowledged sequence + recent drops, CRC32C
+//	DIR/quarantine/          damaged bytes set aside by recovery
+//
+// Every WAL entry is a tidwall/wal frame (uvarint length) holding a 36-byte
+// envelope — magic, version, epoch, sequence, append time, payload length,
+// CRC32C of the payload, CRC32C of the header — and the payload. The
+// sequence equals the WAL index. Metadata files are written with temp
+// file, fsync, rename, directory fsync.
+//
+// # Guarantees
+//
+//   - Append returns nil only when its records are durable under the sync
+//     policy: SyncAlways waits for the fsync of the group commit that holds
+//     them (and the directory fsync when the commit created a segment);
+//     SyncInterval and SyncNever return once the OS has the bytes. One
+//     goroutine owns the WAL and writes everything that is waiting with one
+//     WriteBatch and one fsync.
+//   - Readers never see a record before it is durable under the policy, and
+//     never a half-written one.
+//   - IDs (epoch, sequence) are unique forever for a spool: the epoch is
+//     incremented and fsynced at every Open, so a sequence reused after a
+//     machine crash cut an unsynced tail gets a new epoch.
+//   - A cursor advances only by Ack (or an explicit, counted drop). Its
+//     position is persisted every CursorSyncInterval and at Close; a crash
+//     re-delivers what was acknowledged since. A cursor file that is
+//     missing or torn restarts that cursor at the oldest record, reported.
+//     Cursors the agent no longer opens are kept (and hold their records)
+//     until RemoveCursor.
+//   - Only whole segments that every cursor has passed, as persisted, are
+//     truncated — in batches of TruncateSegments, never the tail.
+//   - At MaxBytes of backlog, Reject fails appends with ErrFull; DropOldest
+//     advances the slowest cursors and counts the records they lost.
+//
+// # Failures
+//
+//   - Torn, zero-filled or garbage tail (crash mid-write): Open cuts the last
+//     segment at its last valid entry and reports the bytes cut.
+//   - Damaged framing inside a closed segment: Open moves the rest of that
+//     segment to quarantine/, counts the sequences lost, and keeps the
+//     records before and after it.
+//   - Damaged payload (CRC mismatch) with intact framing: kept, and handed
+//     to the reader with Record.Corrupt so the agent can dead-letter it.
+//   - Write or fsync failure (ENOSPC → ErrDiskFull, else ErrIO): the batch
+//     fails, the tidwall/wal handle is closed, the files are cut back to the
+//     last published record and reopened; a failed fsync is never retried.
+//     Appends succeed again once the disk does.
+//
+// The kill -9 test (TestKill9) proves that acknowledged records survive
+// process crashes with SyncAlways. It cannot prove survival of power loss
+// or kernel crashes: the page cache outlives a killed process, and whether
+// fsync reaches stable media depends on the disk and its write cache.
+package spool

@@ -1,0 +1,403 @@
+package spool
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tidwall/wal"
+)
+
+type appendReq struct {
+	buf   []byte // envelopes, each header + payload, back to back
+	n     int    // records
+	bytes int64  // on-disk bytes (frames)
+	done  chan appendRes
+}
+
+type appendRes struct {
+	first uint64
+	err   error
+}
+
+// Append writes records durably and returns the ID of the first one; record
+// i gets sequence first.Seq+i and the same epoch. It returns when the
+// records are durable under the sync policy, or with an error:
+// ErrFull (cap reached, policy reject), ErrDiskFull, ErrIO, ErrClosed,
+// ErrTooLarge, or ErrTimeout / the context's error when it gave up waiting
+// — in that case the outcome is unknown: the records may still be written.
+// The records' bytes are copied before Append returns; the caller may reuse
+// them at once.
+func (s *Spool) Append(ctx context.Context, records ...[]byte) (ID, error) {
+	if len(records) == 0 {
+		return ID{}, nil
+	}
+	if s.closed.Load() {
+		return ID{}, ErrClosed
+	}
+	total, disk := 0, int64(0)
+	for _, r := range records {
+		if len(r) > s.opts.MaxRecordBytes {
+			return ID{}, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(r), s.opts.MaxRecordBytes)
+		}
+		total += headerSize + len(r)
+		disk += int64(frameSize(len(r)))
+	}
+	if disk > s.opts.MaxBytes {
+		return ID{}, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
+	}
+	now := time.Now().UnixNano()
+	buf := make([]byte, total)
+	off := 0
+	for _, r := range records {
+		putHeader(buf[off:], s.epoch, now, r)
+		copy(buf[off+headerSize:], r)
+		off += headerSize + len(r)
+	}
+	req := &appendReq{buf: buf, n: len(records), bytes: disk, done: make(chan appendRes, 1)}
+
+	timer := time.NewTimer(s.opts.AppendTimeout)
+	defer timer.Stop()
+	select {
+	case s.appendCh <- req:
+	case <-timer.C:
+		return ID{}, ErrTimeout
+	case <-ctx.Done():
+		return ID{}, ctx.Err()
+	case <-s.closing:
+		return ID{}, ErrClosed
+	}
+	select {
+	case res := <-req.done:
+		if res.err != nil {
+			return ID{}, res.err
+		}
+		return ID{Epoch: s.epoch, Seq: res.first}, nil
+	case <-timer.C:
+		return ID{}, ErrTimeout
+	case <-ctx.Done():
+		return ID{}, ctx.Err()
+	}
+}
+
+// commitLoop owns the WAL: it group-commits appends, runs interval syncs
+// and front truncation.
+func (s *Spool) commitLoop() {
+	defer s.wg.Done()
+	var tick <-chan time.Time
+	if s.opts.Sync == SyncInterval {
+		t := time.NewTicker(s.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	c := committer{s: s}
+	reqs := make([]*appendReq, 0, 256)
+	for {
+		select {
+		case r := <-s.appendCh:
+			reqs = append(reqs[:0], r)
+			bytes := r.bytes
+		more:
+			for bytes < int64(s.opts.MaxCommitBytes) {
+				select {
+				case r := <-s.appendCh:
+					reqs = append(reqs, r)
+					bytes += r.bytes
+				default:
+					break more
+				}
+			}
+			c.commit(reqs)
+			clear(reqs)
+		case <-tick:
+			c.intervalSync()
+		case upTo := <-s.trunc:
+			c.truncate(upTo)
+		case <-s.closing:
+			for {
+				select {
+				case r := <-s.appendCh:
+					r.done <- appendRes{err: ErrClosed}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// committer is the commit goroutine's private state.
+type committer struct {
+	s          *Spool
+	batch      wal.Batch
+	firsts     []uint64
+	dirty      bool // written since the last interval sync
+	newSegment bool // a segment was created since the last directory sync
+	lastRetry  time.Time
+}
+
+func (c *committer) reply(reqs []*appendReq, err error) {
+	for _, r := range reqs {
+		r.done <- appendRes{err: err}
+	}
+}
+
+func (c *committer) commit(reqs []*appendReq) {
+	s := c.s
+	if s.wl == nil && !c.reopen() {
+		s.mu.Lock()
+		err := s.diskErr
+		s.mu.Unlock()
+		c.reply(reqs, err)
+		return
+	}
+
+	s.mu.Lock()
+	floor := s.floorLocked()
+	tailPos, last := s.tailPos, s.last
+	cur := s.segs[len(s.segs)-1]
+	s.mu.Unlock()
+
+	// Caps, request by request: a rejected request spools nothing.
+	accepted := reqs[:0]
+	var pending int64
+	for _, r := range reqs {
+		if over := tailPos + pending + r.bytes - floor - s.opts.MaxBytes; over > 0 {
+			if s.opts.FullPolicy == Reject {
+				s.st.rejectedFull.Add(1)
+				r.done <- appendRes{err: ErrFull}
+				continue
+			}
+			floor = s.dropBefore(floor + over)
+		}
+		accepted = append(accepted, r)
+		pending += r.bytes
+	}
+	if len(accepted) == 0 {
+		return
+	}
+
+	// Assign sequences and mirror tidwall/wal's segment cycling (v1.2.1:
+	// a new segment before the batch when the tail is over the size, and
+	// after any entry that brings it to the size) so the spool knows the
+	// segment boundaries and whether a directory entry needs an fsync.
+	touched := []segment{cur}
+	t := &touched[0]
+	newSeg := func(first uint64) {
+		prev := touched[len(touched)-1]
+		touched = append(touched, segment{
+			first: first, last: first - 1, base: prev.base + prev.size,
+			path: filepath.Join(s.walDir, segmentName(first)),
+		})
+		t = &touched[len(touched)-1]
+	}
+	seq := last + 1
+	if t.size > s.opts.SegmentBytes {
+		newSeg(seq)
+	}
+	c.batch.Clear()
+	c.firsts = c.firsts[:0]
+	for _, r := range accepted {
+		c.firsts = append(c.firsts, seq)
+		for off := 0; off < len(r.buf); {
+			n := headerSize + int(binary.LittleEndian.Uint32(r.buf[off+24:]))
+			e := r.buf[off : off+n]
+			sealHeader(e, seq)
+			c.batch.Write(seq, e)
+			t.size += int64(uvarintLen(uint64(n)) + n)
+			t.last = seq
+			if t.size >= s.opts.SegmentBytes {
+				newSeg(seq + 1)
+			}
+			seq++
+			off += n
+		}
+	}
+	created := len(touched) > 1
+
+	err := s.wl.WriteBatch(&c.batch)
+	if err == nil && s.opts.Sync == SyncAlways {
+		err = c.fsync()
+		if err == nil && created {
+			err = syncDir(s.walDir)
+		}
+	}
+	if err != nil {
+		c.reply(accepted, c.fail(err))
+		return
+	}
+	if s.opts.Sync != SyncAlways {
+		c.dirty = true
+		c.newSegment = c.newSegment || created
+	}
+
+	s.mu.Lock()
+	s.diskErr = nil
+	s.segs[len(s.segs)-1] = touched[0]
+	s.segs = append(s.segs, touched[1:]...)
+	s.last = seq - 1
+	end := touched[len(touched)-1]
+	s.tailPos = end.base + end.size
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+	if created {
+		// tidwall/wal keeps the previous tail cached after a cycle; the
+		// spool never reads through tidwall, so free it.
+		_ = s.wl.ClearCache()
+	}
+	s.st.commits.Add(1)
+	s.st.records.Add(uint64(seq - 1 - last))
+	s.st.bytes.Add(uint64(pending))
+	for i, r := range accepted {
+		r.done <- appendRes{first: c.firsts[i]}
+	}
+}
+
+func (c *committer) fsync() error {
+	t0 := time.Now()
+	err := c.s.wl.Sync()
+	d := time.Since(t0)
+	c.s.st.fsyncs.Add(1)
+	c.s.st.fsyncNanos.Add(uint64(d))
+	if c.s.opts.OnFsync != nil {
+		c.s.opts.OnFsync(d)
+	}
+	return err
+}
+
+func (c *committer) intervalSync() {
+	if !c.dirty || c.s.wl == nil {
+		return
+	}
+	err := c.fsync()
+	if err == nil && c.newSegment {
+		err = syncDir(c.s.walDir)
+	}
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	c.dirty, c.newSegment = false, false
+}
+
+// fail handles a failed write or fsync. The tidwall/wal handle is not
+// trusted any more: close it, cut the files back to the last published
+// record (removing segments the failed batch created), and reopen. A failed
+// fsync is never retried: the batch it covered is failed.
+func (c *committer) fail(err error) error {
+	s := c.s
+	err = classify(err)
+	s.st.writeErrors.Add(1)
+	s.log.Error("spool write failed; cutting back to the last durable record", "err", err)
+	_ = s.wl.Close()
+	s.wl = nil
+	s.mu.Lock()
+	s.diskErr = err
+	s.mu.Unlock()
+	c.lastRetry = time.Time{}
+	c.reopen()
+	return err
+}
+
+// reopen cuts the WAL back to the published state and reopens it. It runs
+// at most every 500 ms while the disk keeps failing.
+func (c *committer) reopen() bool {
+	s := c.s
+	if time.Since(c.lastRetry) < 500*time.Millisecond {
+		return false
+	}
+	c.lastRetry = time.Now()
+	s.mu.Lock()
+	tail := s.segs[len(s.segs)-1]
+	s.mu.Unlock()
+	err := func() error {
+		w, err := listWAL(s.walDir)
+		if err != nil {
+			return err
+		}
+		for _, f := range w.segs {
+			if f.first > tail.first {
+				if err := os.Remove(f.path); err != nil {
+					return classify(err)
+				}
+			}
+		}
+		for _, t := range w.temps {
+			os.Remove(t)
+		}
+		if err := cutFile(tail.path, tail.size); err != nil {
+			return err
+		}
+		if err := syncDir(s.walDir); err != nil {
+			return err
+		}
+		if err := s.openWAL(); err != nil {
+			return err
+		}
+		if li, _ := s.wl.LastIndex(); li != tail.last {
+			s.wl.Close()
+			s.wl = nil
+			return fmt.Errorf("reopen: wal ends at %d, expected %d: %w", li, tail.last, ErrCorrupt)
+		}
+		return nil
+	}()
+	if err != nil {
+		s.log.Warn("spool still failing", "err", err)
+		return false
+	}
+	c.dirty, c.newSegment = false, false
+	s.log.Info("spool reopened after a write failure")
+	return true
+}
+
+// dropBefore advances every cursor whose position is below target past the
+// records up to target (policy drop_oldest). It returns the new floor.
+func (s *Spool) dropBefore(target int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq, pos, err := s.locate(target)
+	if err != nil {
+		s.log.Error("drop_oldest: cannot locate records; dropping to the tail", "err", err)
+		seq, pos = s.last, s.tailPos
+	}
+	for _, cur := range s.cursors {
+		if cur.ackPos.Load() < pos {
+			cur.skipLocked(seq, pos, true)
+		}
+	}
+	return s.floorLocked()
+}
+
+// truncate removes whole segments below the one starting at upTo. It never
+// touches the tail segment: readers hold it open.
+func (c *committer) truncate(upTo uint64) {
+	s := c.s
+	if s.wl == nil {
+		return
+	}
+	t0 := time.Now()
+	if err := s.wl.TruncateFront(upTo); err != nil {
+		// tidwall marks the handle corrupt after a partial truncation;
+		// recover the directory state the usual way.
+		s.log.Error("spool truncation failed", "err", err)
+		c.fail(err)
+		return
+	}
+	if err := syncDir(s.walDir); err != nil {
+		c.fail(err)
+		return
+	}
+	s.mu.Lock()
+	i := 0
+	for i < len(s.segs)-1 && s.segs[i].first < upTo {
+		i++
+	}
+	s.segs = append(s.segs[:0:0], s.segs[i:]...)
+	s.mu.Unlock()
+	s.st.truncations.Add(1)
+	s.st.truncateNanos.Add(uint64(time.Since(t0)))
+}

@@ -1,0 +1,334 @@
+package spool
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// segFile is one tidwall/wal segment file: its name is the sequence of its
+// first entry, zero-padded to 20 digits.
+type segFile struct {
+	first uint64
+	path  string
+	size  int64
+}
+
+func segmentName(first uint64) string { return fmt.Sprintf("%020d", first) }
+
+// walFiles lists the segment directory the way tidwall/wal's load does:
+// plain segments plus the .START / .END files of an interrupted truncation
+// and .TEMP files of an interrupted atomic write.
+type walFiles struct {
+	segs  []segFile
+	start string // path of a .START file, if any
+	end   string // path of an .END file, if any
+	temps []string
+}
+
+func listWAL(dir string) (walFiles, error) {
+	var w walFiles
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return w, nil
+		}
+		return w, fmt.Errorf("list segments: %w", err)
+	}
+	for _, de := range des {
+		name := de.Name()
+		if de.IsDir() || len(name) < 20 {
+			continue
+		}
+		first, err := strconv.ParseUint(name[:20], 10, 64)
+		if err != nil || first == 0 {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		switch rest := name[20:]; rest {
+		case "":
+			info, err := de.Info()
+			if err != nil {
+				return w, fmt.Errorf("stat segment: %w", err)
+			}
+			w.segs = append(w.segs, segFile{first: first, path: p, size: info.Size()})
+		case ".START":
+			w.start = p
+		case ".END":
+			w.end = p
+		default:
+			if strings.HasSuffix(rest, ".TEMP") {
+				w.temps = append(w.temps, p)
+			}
+		}
+	}
+	sort.Slice(w.segs, func(i, j int) bool { return w.segs[i].first < w.segs[j].first })
+	return w, nil
+}
+
+// scanResult is what parsing one segment found.
+type scanResult struct {
+	count    uint64   // valid entries (corrupt payloads included)
+	validEnd int64    // offset after the last entry kept
+	badAt    int64    // offset of the first invalid frame, -1 if none
+	corrupt  []uint64 // sequences whose payload CRC failed, before validEnd
+	lastTime int64
+	epochMax uint32
+}
+
+// scanSegment walks the frames of one segment. The first entry must carry
+// sequence first and each following one the next sequence. checkPayload
+// verifies payload CRCs (always for the tail; closed segments are checked
+// by readers). With trimCorruptTail, corrupt payloads that are not followed
+// by a valid entry count as torn (a machine crash can leave zeros inside
+// the unsynced tail) and are cut.
+func scanSegment(data []byte, first uint64, checkPayload, trimCorruptTail bool) scanResult {
+	r := scanResult{badAt: -1}
+	var off int
+	var pending []uint64 // corrupt entries after the last good one
+	for off < len(data) {
+		e, n, st := nextFrame(data[off:])
+		if st != frameOK || e.seq != first+r.count {
+			r.badAt = int64(off)
+			break
+		}
+		r.count++
+		off += n
+		if e.epoch > r.epochMax {
+			r.epochMax = e.epoch
+		}
+		if checkPayload && e.corrupt {
+			pending = append(pending, e.seq)
+			if !trimCorruptTail {
+				r.corrupt = append(r.corrupt, pending...)
+				pending = pending[:0]
+				r.validEnd = int64(off)
+			}
+			continue
+		}
+		r.corrupt = append(r.corrupt, pending...)
+		pending = pending[:0]
+		r.validEnd = int64(off)
+		r.lastTime = e.time
+	}
+	if len(pending) > 0 {
+		r.count -= uint64(len(pending))
+		if r.badAt < 0 {
+			r.badAt = r.validEnd
+		}
+	}
+	return r
+}
+
+// Quarantine records damage found in a closed segment.
+type Quarantine struct {
+	Segment     string // segment file name
+	Offset      int64  // where the damaged framing starts
+	Bytes       int64  // bytes moved to the quarantine directory
+	LostRecords uint64 // sequences that cannot be read any more
+	File        string // where the bytes went ("" in a dry run)
+}
+
+// Recovery reports what opening (or verifying) a spool found and did.
+type Recovery struct {
+	Segments        int
+	FirstSeq        uint64 // first sequence present (LastSeq+1 when empty)
+	LastSeq         uint64
+	TailCutBytes    int64        // torn, zero-filled or garbage bytes cut from the tail
+	Quarantined     []Quarantine // damaged framing in closed segments
+	CorruptRecords  []uint64     // payload CRC failures found in the tail segment
+	RemovedTemp     int          // leftover temporary files of interrupted writes
+	FinishedTruncat string       // "front" or "back" when an interrupted truncation was completed
+}
+
+// Clean reports whether recovery found nothing to fix.
+func (r Recovery) Clean() bool {
+	return r.TailCutBytes == 0 && len(r.Quarantined) == 0 && len(r.CorruptRecords) == 0 &&
+		r.RemovedTemp == 0 && r.FinishedTruncat == ""
+}
+
+// segment is the in-memory view of one segment of an open spool.
+type segment struct {
+	first uint64 // first sequence
+	last  uint64 // last sequence (first-1 when empty)
+	base  int64  // logical position of the segment's first byte
+	size  int64  // bytes
+	path  string
+}
+
+// recoverWAL parses every segment and, unless dryRun, repairs the directory
+// so that tidwall/wal opens it cleanly: it finishes an interrupted
+// truncation like tidwall would, removes temporary files, quarantines
+// damaged framing in closed segments and cuts the tail at its last valid
+// entry. It returns the segments that remain.
+func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, error) {
+	var rec Recovery
+	w, err := listWAL(dir)
+	if err != nil {
+		return nil, rec, err
+	}
+	if w.start != "" && w.end != "" {
+		return nil, rec, fmt.Errorf("recover: both %s and %s exist: %w", w.start, w.end, ErrCorrupt)
+	}
+	// An interrupted TruncateFront left a complete .START file: segments
+	// before it go, it becomes the first segment (tidwall's own rule).
+	if w.start != "" {
+		rec.FinishedTruncat = "front"
+		startFirst, _ := strconv.ParseUint(filepath.Base(w.start)[:20], 10, 64)
+		var keep []segFile
+		for _, s := range w.segs {
+			if s.first <= startFirst {
+				if !dryRun {
+					if err := os.Remove(s.path); err != nil {
+						return nil, rec, fmt.Errorf("finish truncation: %w", err)
+					}
+				}
+				continue
+			}
+			keep = append(keep, s)
+		}
+		final := strings.TrimSuffix(w.start, ".START")
+		info, err := os.Stat(w.start)
+		if err != nil {
+			return nil, rec, fmt.Errorf("finish truncation: %w", err)
+		}
+		if !dryRun {
+			if err := os.Rename(w.start, final); err != nil {
+				return nil, rec, fmt.Errorf("finish truncation: %w", err)
+			}
+		} else {
+			final = w.start
+		}
+		w.segs = append([]segFile{{first: startFirst, path: final, size: info.Size()}}, keep...)
+	}
+	// An interrupted TruncateBack left a complete .END file: segments after
+	// it go, it replaces the segment of the same name.
+	if w.end != "" {
+		rec.FinishedTruncat = "back"
+		endFirst, _ := strconv.ParseUint(filepath.Base(w.end)[:20], 10, 64)
+		var keep []segFile
+		for _, s := range w.segs {
+			if s.first >= endFirst {
+				if !dryRun {
+					if err := os.Remove(s.path); err != nil {
+						return nil, rec, fmt.Errorf("finish truncation: %w", err)
+					}
+				}
+				continue
+			}
+			keep = append(keep, s)
+		}
+		final := strings.TrimSuffix(w.end, ".END")
+		info, err := os.Stat(w.end)
+		if err != nil {
+			return nil, rec, fmt.Errorf("finish truncation: %w", err)
+		}
+		if !dryRun {
+			if err := os.Rename(w.end, final); err != nil {
+				return nil, rec, fmt.Errorf("finish truncation: %w", err)
+			}
+		} else {
+			final = w.end
+		}
+		w.segs = append(keep, segFile{first: endFirst, path: final, size: info.Size()})
+	}
+	for _, t := range w.temps {
+		rec.RemovedTemp++
+		if !dryRun {
+			if err := os.Remove(t); err != nil {
+				return nil, rec, fmt.Errorf("remove temp file: %w", err)
+			}
+		}
+	}
+
+	segs := make([]segment, 0, len(w.segs))
+	var base int64
+	for i, sf := range w.segs {
+		data, err := os.ReadFile(sf.path)
+		if err != nil {
+			return nil, rec, fmt.Errorf("read segment %s: %w", filepath.Base(sf.path), err)
+		}
+		tail := i == len(w.segs)-1
+		r := scanSegment(data, sf.first, tail, tail)
+		size := int64(len(data))
+		if tail {
+			rec.CorruptRecords = append(rec.CorruptRecords, r.corrupt...)
+			if r.validEnd < size {
+				rec.TailCutBytes = size - r.validEnd
+				if !dryRun {
+					if err := cutFile(sf.path, r.validEnd); err != nil {
+						return nil, rec, err
+					}
+				}
+				size = r.validEnd
+			}
+		} else if r.badAt >= 0 {
+			q := Quarantine{
+				Segment:     filepath.Base(sf.path),
+				Offset:      r.badAt,
+				Bytes:       size - r.badAt,
+				LostRecords: w.segs[i+1].first - (sf.first + r.count),
+			}
+			if !dryRun {
+				q.File, err = quarantine(quarantineDir, sf.path, data[r.badAt:], r.badAt)
+				if err != nil {
+					return nil, rec, err
+				}
+				if err := cutFile(sf.path, r.badAt); err != nil {
+					return nil, rec, err
+				}
+			}
+			rec.Quarantined = append(rec.Quarantined, q)
+			size = r.badAt
+		}
+		segs = append(segs, segment{
+			first: sf.first, last: sf.first + r.count - 1,
+			base: base, size: size, path: sf.path,
+		})
+		base += size
+	}
+	if !dryRun && (w.start != "" || w.end != "" || rec.RemovedTemp > 0) {
+		if err := syncDir(dir); err != nil {
+			return nil, rec, err
+		}
+	}
+	rec.Segments = len(segs)
+	if len(segs) > 0 {
+		rec.FirstSeq = segs[0].first
+		rec.LastSeq = segs[len(segs)-1].last
+	} else {
+		rec.FirstSeq = 1
+	}
+	return segs, rec, nil
+}
+
+// cutFile truncates path to size and makes that durable.
+func cutFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("cut segment: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("cut segment: %w", classify(err))
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("cut segment: %w", classify(err))
+	}
+	return f.Close()
+}
+
+// quarantine saves damaged bytes next to the spool for inspection.
+func quarantine(dir, segPath string, data []byte, off int64) (string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("quarantine: %w", err)
+	}
+	name := filepath.Join(dir, fmt.Sprintf("%s.%d.bad", filepath.Base(segPath), off))
+	if err := writeFileSync(name, data); err != nil {
+		return "", fmt.Errorf("quarantine: %w", err)
+	}
+	return name, syncDir(dir)
+}

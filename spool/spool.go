@@ -1,0 +1,497 @@
+package spool
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/wal"
+)
+
+// SyncPolicy says when appended records are fsynced.
+type SyncPolicy string
+
+// Sync policies.
+const (
+	// SyncAlways: an append returns after the fsync of the group commit
+	// that holds it. Survives process and machine crashes.
+	SyncAlways SyncPolicy = "always"
+	// SyncInterval: fsync on a timer. Survives a process crash; a machine
+	// crash loses up to one interval.
+	SyncInterval SyncPolicy = "interval"
+	// SyncNever: the OS decides. Survives a process crash only.
+	SyncNever SyncPolicy = "never"
+)
+
+// FullPolicy says what an append does when the backlog reaches MaxBytes.
+type FullPolicy string
+
+// Full policies.
+const (
+	// Reject fails the append with ErrFull.
+	Reject FullPolicy = "reject"
+	// DropOldest advances the slowest cursors past the oldest records and
+	// counts what each cursor lost.
+	DropOldest FullPolicy = "drop_oldest"
+)
+
+// Options configure a spool. The zero value of every field means its
+// default.
+type Options struct {
+	// SegmentBytes is the target size of one segment file. Default 4 MiB.
+	// The tail segment is held in memory, so this bounds memory use.
+	SegmentBytes int64
+	// Sync is the fsync policy. Default SyncAlways.
+	Sync SyncPolicy
+	// SyncInterval is the timer of SyncInterval. Default 100 ms.
+	SyncInterval time.Duration
+	// MaxBytes caps the backlog: the bytes between the slowest cursor and
+	// the tail. Default 1 GiB.
+	MaxBytes int64
+	// FullPolicy applies at MaxBytes. Default Reject.
+	FullPolicy FullPolicy
+	// AppendTimeout bounds how long Append waits. Default 5 s.
+	AppendTimeout time.Duration
+	// MaxRecordBytes caps one record's payload. Default 16 MiB.
+	MaxRecordBytes int
+	// MaxCommitBytes caps what one group commit writes. Default 4 MiB.
+	MaxCommitBytes int
+	// TruncateSegments is how many whole segments every cursor must have
+	// passed before the front is truncated (in one go). Default 2.
+	TruncateSegments int
+	// CursorSyncInterval is how often acknowledged cursor positions are
+	// persisted. A crash re-delivers at most this much. Default 200 ms.
+	CursorSyncInterval time.Duration
+	// OnFsync, if set, is called with the duration of every WAL fsync.
+	OnFsync func(time.Duration)
+	// Logger for recovery reports and disk errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = 4 << 20
+	}
+	if o.Sync == "" {
+		o.Sync = SyncAlways
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = 100 * time.Millisecond
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 1 << 30
+	}
+	if o.FullPolicy == "" {
+		o.FullPolicy = Reject
+	}
+	if o.AppendTimeout <= 0 {
+		o.AppendTimeout = 5 * time.Second
+	}
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = 16 << 20
+	}
+	if o.MaxCommitBytes <= 0 {
+		o.MaxCommitBytes = 4 << 20
+	}
+	if o.TruncateSegments <= 0 {
+		o.TruncateSegments = 2
+	}
+	if o.CursorSyncInterval <= 0 {
+		o.CursorSyncInterval = 200 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+func (o *Options) validate() error {
+	switch o.Sync {
+	case SyncAlways, SyncInterval, SyncNever:
+	default:
+		return fmt.Errorf("spool: unknown sync policy %q", o.Sync)
+	}
+	switch o.FullPolicy {
+	case Reject, DropOldest:
+	default:
+		return fmt.Errorf("spool: unknown full policy %q", o.FullPolicy)
+	}
+	return nil
+}
+
+// ID identifies a record forever within one spool: the epoch of the open
+// that appended it and its sequence. Sequences can be reused after a
+// machine crash cut an unsynced tail; epochs never are.
+type ID struct {
+	Epoch uint32
+	Seq   uint64
+}
+
+// Spool is a durable, capped, multi-consumer log. All methods are safe for
+// concurrent use.
+type Spool struct {
+	dir    string
+	walDir string
+	opts   Options
+	log    *slog.Logger
+	lock   *os.File
+	id     string
+	epoch  uint32
+	rec    Recovery
+
+	wl *wal.Log // owned by the commit goroutine; TruncateFront from the flusher
+
+	appendCh chan *appendReq
+	trunc    chan uint64 // flusher → commit goroutine: truncate before this sequence
+	closing  chan struct{}
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+	closeMu  sync.Mutex
+
+	mu       sync.Mutex // guards the fields below
+	segs     []segment
+	last     uint64 // last durable sequence
+	tailPos  int64  // logical position after the last durable record
+	notify   chan struct{}
+	cursors  map[string]*Cursor
+	registry []string // cursor names recorded in the meta file
+	diskErr  error    // last write failure, nil when healthy
+
+	st stats
+}
+
+// reserveBytes is set aside on disk so that a spool can open (and persist
+// its epoch) on a full file system.
+const reserveBytes = 64 << 10
+
+type meta struct {
+	Version int      `json:"version"`
+	ID      string   `json:"id"`
+	Epoch   uint32   `json:"epoch"`
+	Cursors []string `json:"cursors"`
+}
+
+// Open opens or creates the spool in dir. It takes an exclusive lock on the
+// directory, increments and persists the open epoch, repairs the segments
+// (see Recovery) and loads the cursors.
+func Open(dir string, opts Options) (*Spool, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "cursors"), 0o750); err != nil {
+		return nil, fmt.Errorf("spool: create dir: %w", classify(err))
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spool{
+		dir:      dir,
+		walDir:   filepath.Join(dir, "wal"),
+		opts:     opts,
+		log:      opts.Logger,
+		lock:     lock,
+		appendCh: make(chan *appendReq, 1024),
+		trunc:    make(chan uint64, 1),
+		closing:  make(chan struct{}),
+		notify:   make(chan struct{}),
+		cursors:  map[string]*Cursor{},
+	}
+	if err := s.open(); err != nil {
+		if s.wl != nil {
+			s.wl.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	// The reserve is released when the disk is full at the next Open.
+	if _, err := os.Stat(filepath.Join(dir, "reserve")); os.IsNotExist(err) {
+		_ = writeFileSync(filepath.Join(dir, "reserve"), make([]byte, reserveBytes))
+	}
+	s.wg.Add(2)
+	go s.commitLoop()
+	go s.flushLoop()
+	return s, nil
+}
+
+func (s *Spool) open() error {
+	m, err := readMeta(filepath.Join(s.dir, "meta"))
+	if err != nil {
+		// Unreadable identity: a fresh id keeps ids unique; cursors
+		// found on disk are still loaded below.
+		s.log.Error("spool meta file unreadable, starting a new spool identity", "err", err)
+		m = meta{}
+	}
+	if m.ID == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("spool: id: %w", err)
+		}
+		m.ID = hex.EncodeToString(b[:])
+	}
+	m.Version = 1
+	m.Epoch++
+	s.id, s.epoch = m.ID, m.Epoch
+	s.registry = m.Cursors
+	if err := s.writeMeta(); err != nil {
+		// A full disk must not keep the agent from starting and draining
+		// its backlog: give back the reserve and try once more.
+		reserve := filepath.Join(s.dir, "reserve")
+		if !errors.Is(err, ErrDiskFull) || os.Remove(reserve) != nil {
+			return fmt.Errorf("spool: persist epoch: %w", err)
+		}
+		s.log.Warn("spool: disk full at open; released the reserve file to persist the epoch")
+		if err := s.writeMeta(); err != nil {
+			return fmt.Errorf("spool: persist epoch: %w", err)
+		}
+	}
+
+	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false)
+	if err != nil {
+		return fmt.Errorf("spool: recover: %w", err)
+	}
+	s.rec = rec
+	if !rec.Clean() {
+		s.log.Warn("spool recovered", "tail_cut_bytes", rec.TailCutBytes,
+			"quarantined", len(rec.Quarantined), "corrupt_records", len(rec.CorruptRecords),
+			"removed_temp", rec.RemovedTemp, "finished_truncation", rec.FinishedTruncat)
+	}
+	for _, q := range rec.Quarantined {
+		s.log.Error("spool segment damaged: rest of segment quarantined",
+			"segment", q.Segment, "offset", q.Offset, "bytes", q.Bytes, "lost_records", q.LostRecords, "file", q.File)
+	}
+	s.st.repairs.Add(boolToInt(rec.TailCutBytes > 0))
+	s.st.quarantines.Add(uint64(len(rec.Quarantined)))
+	s.st.corruptions.Add(uint64(len(rec.CorruptRecords)))
+
+	if err := s.openWAL(); err != nil {
+		return err
+	}
+	if len(segs) == 0 {
+		segs = []segment{{first: 1, last: 0, path: filepath.Join(s.walDir, segmentName(1))}}
+		if err := syncDir(s.walDir); err != nil {
+			return err
+		}
+	}
+	s.segs = segs
+	tail := segs[len(segs)-1]
+	s.last = tail.last
+	s.tailPos = tail.base + tail.size
+	if li, _ := s.wl.LastIndex(); li != s.last {
+		return fmt.Errorf("spool: wal reports last index %d, segments end at %d: %w", li, s.last, ErrCorrupt)
+	}
+	return s.loadCursors()
+}
+
+func (s *Spool) openWAL() error {
+	wl, err := wal.Open(s.walDir, &wal.Options{
+		NoSync:           true, // the spool fsyncs itself, per policy
+		SegmentSize:      int(s.opts.SegmentBytes),
+		SegmentCacheSize: 1,
+		NoCopy:           true,
+		AllowEmpty:       true,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	})
+	if err != nil {
+		return fmt.Errorf("spool: open wal: %w", classify(err))
+	}
+	s.wl = wl
+	return nil
+}
+
+func readMeta(path string) (meta, error) {
+	var m meta
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return m, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return meta{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if m.ID == "" {
+		return meta{}, fmt.Errorf("parse %s: no id", path)
+	}
+	return m, nil
+}
+
+// writeMeta persists id, epoch and the cursor registry; s.mu held or not
+// yet shared.
+func (s *Spool) writeMeta() error {
+	names := append([]string(nil), s.registry...)
+	sort.Strings(names)
+	b, _ := json.Marshal(meta{Version: 1, ID: s.id, Epoch: s.epoch, Cursors: names})
+	return atomicWrite(filepath.Join(s.dir, "meta"), b)
+}
+
+// SpoolID is the spool's persistent random identity (16 hex digits).
+func (s *Spool) SpoolID() string { return s.id }
+
+// Epoch is the open counter of this open.
+func (s *Spool) Epoch() uint32 { return s.epoch }
+
+// Recovery reports what Open repaired.
+func (s *Spool) Recovery() Recovery { return s.rec }
+
+// Dir is the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+// Close stops appends (pending ones fail with ErrClosed), persists every
+// cursor, closes the WAL and releases the directory lock. Close is
+// idempotent.
+func (s *Spool) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.closing)
+	s.wg.Wait()
+	s.mu.Lock()
+	close(s.notify) // wake blocked readers; they see closed
+	cursors := make([]*Cursor, 0, len(s.cursors))
+	for _, c := range s.cursors {
+		cursors = append(cursors, c)
+	}
+	s.mu.Unlock()
+	var errs []error
+	if err := s.persistCursors(cursors); err != nil {
+		errs = append(errs, err)
+	}
+	for _, c := range cursors {
+		c.closeFile()
+	}
+	if err := s.wl.Sync(); err != nil && s.diskErr == nil {
+		errs = append(errs, classify(err))
+	}
+	if err := s.wl.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
+		errs = append(errs, fmt.Errorf("close wal: %w", err))
+	}
+	errs = append(errs, s.lock.Close())
+	return errors.Join(errs...)
+}
+
+// LastSeq is the sequence of the last durable record (0 when none was ever
+// written).
+func (s *Spool) LastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// FirstSeq is the sequence of the oldest record still on disk.
+func (s *Spool) FirstSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.segs[0].first
+}
+
+// floorLocked is the logical position below which no cursor needs data.
+func (s *Spool) floorLocked() int64 {
+	floor := s.tailPos
+	for _, c := range s.cursors {
+		if p := c.ackPos.Load(); p < floor {
+			floor = p
+		}
+	}
+	return floor
+}
+
+// segIndexAt returns the segment holding logical position pos (a record
+// boundary); the position right after a segment's end belongs to the next
+// segment when there is one. s.mu held.
+func (s *Spool) segIndexAt(pos int64) int {
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].base+s.segs[i].size > pos })
+	if i == len(s.segs) {
+		return len(s.segs) - 1
+	}
+	return i
+}
+
+// locate finds the sequence and end position of the first record ending at
+// or after pos. It returns (s.last, s.tailPos) when pos is beyond the tail.
+// s.mu held; reads one segment.
+func (s *Spool) locate(pos int64) (uint64, int64, error) {
+	if pos >= s.tailPos {
+		return s.last, s.tailPos, nil
+	}
+	i := s.segIndexAt(pos)
+	seg := s.segs[i]
+	data, err := readSegment(seg.path, seg.size)
+	if err != nil {
+		return 0, 0, err
+	}
+	off := 0
+	for seq := seg.first; seq <= seg.last; seq++ {
+		_, n, st := nextFrame(data[off:])
+		if st != frameOK {
+			return 0, 0, fmt.Errorf("locate in %s: %w", filepath.Base(seg.path), ErrCorrupt)
+		}
+		off += n
+		if seg.base+int64(off) >= pos {
+			return seq, seg.base + int64(off), nil
+		}
+	}
+	return seg.last, seg.base + seg.size, nil
+}
+
+// posOf returns the logical position right after record seq. s.mu held.
+func (s *Spool) posOf(seq uint64) (int64, error) {
+	if seq < s.segs[0].first {
+		return s.segs[0].base, nil
+	}
+	if seq >= s.last {
+		return s.tailPos, nil
+	}
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= seq })
+	seg := s.segs[i]
+	if seq < seg.first { // in a quarantined gap
+		return seg.base, nil
+	}
+	data, err := readSegment(seg.path, seg.size)
+	if err != nil {
+		return 0, err
+	}
+	off := 0
+	for q := seg.first; q <= seq; q++ {
+		_, n, st := nextFrame(data[off:])
+		if st != frameOK {
+			return 0, fmt.Errorf("position of %d in %s: %w", seq, filepath.Base(seg.path), ErrCorrupt)
+		}
+		off += n
+	}
+	return seg.base + int64(off), nil
+}
+
+func readSegment(path string, size int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, size)
+	n, err := f.ReadAt(buf, 0)
+	if int64(n) == size {
+		return buf, nil
+	}
+	return nil, fmt.Errorf("read %s: %w", filepath.Base(path), err)
+}
+
+func boolToInt(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}

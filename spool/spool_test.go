@@ -1,0 +1,698 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func openT(t *testing.T, dir string, o Options) *Spool {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = quiet()
+	}
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func payload(i int) []byte { return []byte(fmt.Sprintf("record-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%50))) }
+
+func appendN(t *testing.T, s *Spool, from, n int) []ID {
+	t.Helper()
+	ids := make([]ID, 0, n)
+	for i := from; i < from+n; i++ {
+		id, err := s.Append(context.Background(), payload(i))
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// readAll reads everything currently durable through c without acking.
+func readAll(t *testing.T, c *Cursor, want int) []Record {
+	t.Helper()
+	var out []Record
+	for len(out) < want {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		recs, err := c.Read(ctx, 1000, 1<<20)
+		cancel()
+		if err != nil {
+			t.Fatalf("read after %d of %d records: %v", len(out), want, err)
+		}
+		out = append(out, recs...)
+	}
+	return out
+}
+
+// readNone asserts that nothing is readable now.
+func readNone(t *testing.T, c *Cursor) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	recs, err := c.Read(ctx, 10, 1<<20)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("expected nothing to read, got %d records, err %v", len(recs), err)
+	}
+}
+
+func TestAppendReadAckReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	c, err := s.Cursor("a", CursorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := appendN(t, s, 0, 100)
+	for i, id := range ids {
+		if id.Seq != uint64(i+1) || id.Epoch != 1 {
+			t.Fatalf("id %d = %+v", i, id)
+		}
+	}
+	recs := readAll(t, c, 100)
+	for i, r := range recs {
+		if !bytes.Equal(r.Data, payload(i)) || r.ID != ids[i] || r.Corrupt {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+	readNone(t, c)
+	if err := c.Ack(60); err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Backlog(); b.Records != 40 || b.Bytes <= 0 || b.Oldest.IsZero() {
+		t.Fatalf("backlog %+v", b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openT(t, dir, Options{})
+	if s.Epoch() != 2 {
+		t.Fatalf("epoch %d", s.Epoch())
+	}
+	c, err = s.Cursor("a", CursorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = readAll(t, c, 40)
+	if recs[0].ID.Seq != 61 || !bytes.Equal(recs[39].Data, payload(99)) {
+		t.Fatalf("after reopen: first %d", recs[0].ID.Seq)
+	}
+	id, err := s.Append(context.Background(), []byte("new"))
+	if err != nil || id != (ID{Epoch: 2, Seq: 101}) {
+		t.Fatalf("append after reopen: %+v %v", id, err)
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	openT(t, dir, Options{})
+	_, err := Open(dir, Options{Logger: quiet()})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+func TestNewCursorStartsAtTailUnlessOldest(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	appendN(t, s, 0, 10)
+	tail, _ := s.Cursor("tail", CursorOptions{})
+	old, _ := s.Cursor("old", CursorOptions{FromOldest: true})
+	readNone(t, tail)
+	if recs := readAll(t, old, 10); recs[0].ID.Seq != 1 {
+		t.Fatalf("oldest cursor starts at %d", recs[0].ID.Seq)
+	}
+	appendN(t, s, 10, 1)
+	if recs := readAll(t, tail, 1); recs[0].ID.Seq != 11 {
+		t.Fatalf("tail cursor read %d", recs[0].ID.Seq)
+	}
+	if _, err := s.Cursor("tail", CursorOptions{}); !errors.Is(err, ErrCursorOpen) {
+		t.Fatalf("double open: %v", err)
+	}
+}
+
+func TestRolloverMatchesSegmentFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 1024})
+	c, _ := s.Cursor("a", CursorOptions{})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := s.Append(context.Background(), payload(g*1000+i), payload(i)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	recs := readAll(t, c, 800)
+	for i, r := range recs {
+		if r.ID.Seq != uint64(i+1) {
+			t.Fatalf("record %d has seq %d", i, r.ID.Seq)
+		}
+	}
+	w, err := listWAL(filepath.Join(dir, "wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	segs := append([]segment(nil), s.segs...)
+	s.mu.Unlock()
+	if len(segs) < 10 || len(w.segs) != len(segs) {
+		t.Fatalf("spool knows %d segments, disk has %d", len(segs), len(w.segs))
+	}
+	for i := range segs {
+		if w.segs[i].first != segs[i].first || w.segs[i].size != segs[i].size {
+			t.Fatalf("segment %d: disk %+v, spool %+v", i, w.segs[i], segs[i])
+		}
+	}
+}
+
+func TestTornTailEveryOffset(t *testing.T) {
+	src := t.TempDir()
+	s := openT(t, src, Options{})
+	appendN(t, s, 0, 5)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(src, "wal", segmentName(1))
+	full, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastLen := frameSize(len(payload(4)))
+	start := len(full) - lastLen
+	for cut := start; cut < len(full); cut++ {
+		dir := t.TempDir()
+		copyDir(t, src, dir)
+		if err := os.WriteFile(filepath.Join(dir, "wal", segmentName(1)), full[:cut], 0o640); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dir, Options{Logger: quiet()})
+		if err != nil {
+			t.Fatalf("cut at %d: open: %v", cut, err)
+		}
+		rec := s.Recovery()
+		if cut > start && rec.TailCutBytes != int64(cut-start) {
+			t.Fatalf("cut at %d: reported %d bytes cut", cut, rec.TailCutBytes)
+		}
+		c, _ := s.Cursor("r", CursorOptions{FromOldest: true})
+		recs := readAll(t, c, 4)
+		if len(recs) != 4 || s.LastSeq() != 4 {
+			t.Fatalf("cut at %d: %d records, last %d", cut, len(recs), s.LastSeq())
+		}
+		for i, r := range recs {
+			if !bytes.Equal(r.Data, payload(i)) {
+				t.Fatalf("cut at %d: record %d differs", cut, i)
+			}
+		}
+		readNone(t, c)
+		id, err := s.Append(context.Background(), []byte("after"))
+		if err != nil || id.Seq != 5 || id.Epoch != 2 {
+			t.Fatalf("cut at %d: append %+v %v", cut, id, err)
+		}
+		s.Close()
+	}
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if info.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o750)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o640)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestZeroFilledAndGarbageTail(t *testing.T) {
+	for name, junk := range map[string][]byte{
+		"zeros":   make([]byte, 4096),
+		"garbage": []byte("\x05hello this is not a frame \xff\xff\xff\xff\x0f"),
+		"big-len": {0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{})
+			ids := appendN(t, s, 0, 20)
+			s.Close()
+			seg := filepath.Join(dir, "wal", segmentName(1))
+			f, _ := os.OpenFile(seg, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write(junk)
+			f.Close()
+			s = openT(t, dir, Options{})
+			if got := s.Recovery().TailCutBytes; got != int64(len(junk)) {
+				t.Fatalf("cut %d bytes, want %d", got, len(junk))
+			}
+			c, _ := s.Cursor("r", CursorOptions{FromOldest: true})
+			recs := readAll(t, c, 20)
+			if recs[19].ID != ids[19] {
+				t.Fatalf("last record %+v", recs[19].ID)
+			}
+			readNone(t, c)
+			id, err := s.Append(context.Background(), []byte("x"))
+			if err != nil || id.Seq != 21 {
+				t.Fatalf("append: %+v %v", id, err)
+			}
+			if r := readAll(t, c, 1); string(r[0].Data) != "x" {
+				t.Fatalf("read %q", r[0].Data)
+			}
+		})
+	}
+}
+
+// closedSegments appends until the spool has at least n segments.
+func fillSegments(t *testing.T, s *Spool, n int) int {
+	t.Helper()
+	i := 0
+	for s.Stats().Segments < n {
+		appendN(t, s, i, 1)
+		i++
+	}
+	return i
+}
+
+func TestFlippedPayloadByteIsSurfacedAsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 2048})
+	n := fillSegments(t, s, 3)
+	s.Close()
+	seg := filepath.Join(dir, "wal", segmentName(1))
+	data, _ := os.ReadFile(seg)
+	// Second record's payload, first byte.
+	_, n1, _ := nextFrame(data)
+	_, n2, _ := nextFrame(data[n1:])
+	data[n1+n2-1] ^= 0x40
+	os.WriteFile(seg, data, 0o640)
+
+	s = openT(t, dir, Options{SegmentBytes: 2048})
+	c, _ := s.Cursor("r", CursorOptions{FromOldest: true})
+	recs := readAll(t, c, n)
+	for i, r := range recs {
+		if r.Corrupt != (i == 1) {
+			t.Fatalf("record %d corrupt=%v", i, r.Corrupt)
+		}
+		if i != 1 && !bytes.Equal(r.Data, payload(i)) {
+			t.Fatalf("record %d differs", i)
+		}
+	}
+}
+
+func TestFlippedLengthPrefixInClosedSegmentQuarantines(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 2048})
+	n := fillSegments(t, s, 3)
+	s.Close()
+	seg := filepath.Join(dir, "wal", segmentName(1))
+	data, _ := os.ReadFile(seg)
+	segLen := len(data)
+	var perSeg int
+	for off := 0; off < len(data); perSeg++ {
+		_, fn, _ := nextFrame(data[off:])
+		off += fn
+	}
+	_, n1, _ := nextFrame(data)
+	_, n2, _ := nextFrame(data[n1:])
+	data[n1+n2] ^= 0x08 // length prefix of the third record
+	os.WriteFile(seg, data, 0o640)
+
+	s = openT(t, dir, Options{SegmentBytes: 2048})
+	rec := s.Recovery()
+	if len(rec.Quarantined) != 1 {
+		t.Fatalf("recovery %+v", rec)
+	}
+	q := rec.Quarantined[0]
+	if q.Offset != int64(n1+n2) || q.Bytes != int64(segLen-n1-n2) || q.LostRecords != uint64(perSeg-2) {
+		t.Fatalf("quarantine %+v (segment had %d records)", q, perSeg)
+	}
+	if b, err := os.ReadFile(q.File); err != nil || len(b) != int(q.Bytes) {
+		t.Fatalf("quarantine file: %d bytes, %v", len(b), err)
+	}
+	c, _ := s.Cursor("r", CursorOptions{FromOldest: true})
+	recs := readAll(t, c, n-perSeg+2)
+	if recs[0].ID.Seq != 1 || recs[1].ID.Seq != 2 || recs[2].ID.Seq != uint64(perSeg+1) {
+		t.Fatalf("records after quarantine: %d %d %d", recs[0].ID.Seq, recs[1].ID.Seq, recs[2].ID.Seq)
+	}
+	for _, r := range recs {
+		if !bytes.Equal(r.Data, payload(int(r.ID.Seq-1))) {
+			t.Fatalf("record %d differs", r.ID.Seq)
+		}
+	}
+	readNone(t, c)
+}
+
+func TestCursorFileMissingOrTornRestartsAtOldest(t *testing.T) {
+	for _, damage := range []string{"missing", "torn"} {
+		t.Run(damage, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{})
+			c, _ := s.Cursor("a", CursorOptions{})
+			appendN(t, s, 0, 10)
+			readAll(t, c, 10)
+			c.Ack(10)
+			s.Close()
+			p := filepath.Join(dir, "cursors", "a.cursor")
+			if damage == "missing" {
+				os.Remove(p)
+			} else {
+				b, _ := os.ReadFile(p)
+				os.WriteFile(p, b[:len(b)-3], 0o640)
+			}
+			s = openT(t, dir, Options{})
+			info := s.Cursors()
+			if len(info) != 1 || !info[0].Reset || info[0].Acked != 0 {
+				t.Fatalf("cursors %+v", info)
+			}
+			c, _ = s.Cursor("a", CursorOptions{})
+			if recs := readAll(t, c, 10); recs[0].ID.Seq != 1 {
+				t.Fatalf("restarted at %d", recs[0].ID.Seq)
+			}
+		})
+	}
+}
+
+func TestOrphanCursorIsKeptUntilRemoved(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 1})
+	s.Cursor("gone", CursorOptions{})
+	live, _ := s.Cursor("live", CursorOptions{})
+	n := fillSegments(t, s, 5)
+	readAll(t, live, n)
+	live.Ack(uint64(n))
+	s.Close()
+
+	s = openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 1})
+	live, _ = s.Cursor("live", CursorOptions{})
+	infos := s.Cursors()
+	if len(infos) != 2 || infos[0].Name != "gone" || infos[0].InUse || !infos[1].InUse {
+		t.Fatalf("cursors %+v", infos)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush()
+	if st := s.Stats(); st.FirstSeq != 1 || st.Truncations != 0 {
+		t.Fatalf("orphan did not hold records: %+v", st)
+	}
+	if err := s.RemoveCursor("live"); !errors.Is(err, ErrCursorOpen) {
+		t.Fatalf("remove open cursor: %v", err)
+	}
+	if err := s.RemoveCursor("gone"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { s.Flush(); return s.Stats().Truncations > 0 })
+	if st := s.Stats(); st.FirstSeq == 1 {
+		t.Fatalf("nothing truncated after removing the orphan: %+v", st)
+	}
+	s.Close()
+	s = openT(t, dir, Options{SegmentBytes: 1024})
+	if infos := s.Cursors(); len(infos) != 1 || infos[0].Name != "live" {
+		t.Fatalf("after reopen %+v", infos)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBatchedTruncation(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 3})
+	c, _ := s.Cursor("a", CursorOptions{})
+	n := fillSegments(t, s, 8)
+	recs := readAll(t, c, n)
+	// Passing two segments is not enough.
+	s.mu.Lock()
+	twoSegs := s.segs[1].last
+	s.mu.Unlock()
+	c.Ack(twoSegs)
+	s.Flush()
+	s.Flush()
+	if st := s.Stats(); st.Truncations != 0 {
+		t.Fatalf("truncated after two segments: %+v", st)
+	}
+	c.Ack(recs[len(recs)-1].ID.Seq)
+	waitFor(t, func() bool { s.Flush(); return s.Stats().Truncations == 1 })
+	st := s.Stats()
+	if st.Segments != 2 {
+		t.Fatalf("after truncation: %+v", st)
+	}
+	// The data a reader needs is intact, and a reopen agrees.
+	appendN(t, s, n, 3)
+	if r := readAll(t, c, 3); !bytes.Equal(r[2].Data, payload(n+2)) {
+		t.Fatal("read after truncation")
+	}
+	s.Close()
+	s = openT(t, dir, Options{SegmentBytes: 1024})
+	if s.Stats().FirstSeq != st.FirstSeq || s.LastSeq() != uint64(n+3) {
+		t.Fatalf("reopen: %+v", s.Stats())
+	}
+}
+
+func TestFullReject(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{MaxBytes: 4096})
+	c, _ := s.Cursor("a", CursorOptions{})
+	var ok int
+	for i := 0; ; i++ {
+		_, err := s.Append(context.Background(), make([]byte, 100))
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok++
+	}
+	if ok != 4096/frameSize(100) {
+		t.Fatalf("accepted %d records", ok)
+	}
+	recs := readAll(t, c, ok)
+	c.Ack(recs[9].ID.Seq)
+	if _, err := s.Append(context.Background(), make([]byte, 100)); err != nil {
+		t.Fatalf("after ack: %v", err)
+	}
+	if st := s.Stats(); st.RejectedFull != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestFullDropOldest(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{MaxBytes: 4096, FullPolicy: DropOldest})
+	slow, _ := s.Cursor("slow", CursorOptions{})
+	fast, _ := s.Cursor("fast", CursorOptions{})
+	per := 4096 / frameSize(100)
+	for i := 0; i < 3*per; i++ {
+		if _, err := s.Append(context.Background(), make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		recs := readAll(t, fast, 1)
+		fast.Ack(recs[0].ID.Seq)
+	}
+	infos := s.Cursors()
+	if infos[1].Name != "slow" || infos[1].Dropped != uint64(2*per) || infos[0].Dropped != 0 {
+		t.Fatalf("cursors %+v", infos)
+	}
+	recs := readAll(t, slow, per)
+	if recs[0].ID.Seq != uint64(2*per+1) || !slow.Dropped(1) || slow.Dropped(uint64(2*per+1)) {
+		t.Fatalf("slow reads from %d", recs[0].ID.Seq)
+	}
+	if b := slow.Backlog(); b.Bytes > 4096 {
+		t.Fatalf("backlog %+v", b)
+	}
+}
+
+func TestTrimBacklogPerCursor(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	a, _ := s.Cursor("a", CursorOptions{})
+	b, _ := s.Cursor("b", CursorOptions{})
+	appendN(t, s, 0, 100)
+	n, err := a.TrimBacklog(int64(10 * frameSize(len(payload(99)))))
+	if err != nil || n < 80 || n > 95 {
+		t.Fatalf("trimmed %d: %v", n, err)
+	}
+	if recs := readAll(t, a, 100-int(n)); recs[0].ID.Seq != n+1 {
+		t.Fatalf("a reads from %d", recs[0].ID.Seq)
+	}
+	if bl := b.Backlog(); bl.Records != 100 {
+		t.Fatalf("b touched: %+v", bl)
+	}
+}
+
+func TestConcurrentAppendersAndReader(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{SegmentBytes: 16 << 10, TruncateSegments: 1, CursorSyncInterval: time.Millisecond})
+	c, _ := s.Cursor("a", CursorOptions{})
+	const writers, each = 16, 200
+	got := make(chan []Record, 1)
+	go func() {
+		var all []Record
+		for len(all) < writers*each*2 {
+			recs, err := c.Read(context.Background(), 100, 64<<10)
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			for _, r := range recs {
+				all = append(all, Record{ID: r.ID, Data: append([]byte(nil), r.Data...)})
+			}
+			c.Ack(recs[len(recs)-1].ID.Seq)
+		}
+		got <- all
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				if i%50 == 49 {
+					cancel() // a caller that gives up never corrupts a batch
+				}
+				id, err := s.Append(ctx, []byte(fmt.Sprintf("w%d-%d-a", w, i)), []byte(fmt.Sprintf("w%d-%d-b", w, i)))
+				cancel()
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Error(err)
+				}
+				_ = id
+			}
+		}()
+	}
+	wg.Wait()
+	// Cancelled appends may or may not have landed; fill up to the count.
+	for s.LastSeq() < writers*each*2 {
+		s.Append(context.Background(), []byte("pad"))
+	}
+	all := <-got
+	seen := map[uint64]bool{}
+	for i, r := range all {
+		if r.ID.Seq != uint64(i+1) || seen[r.ID.Seq] {
+			t.Fatalf("record %d has seq %d", i, r.ID.Seq)
+		}
+		seen[r.ID.Seq] = true
+	}
+	if st := s.Stats(); st.Corruptions != 0 || st.MeanCommitSize < 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestIDsUniqueAcrossReopenAfterCutTail(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	first := appendN(t, s, 0, 10)
+	s.Close()
+	seg := filepath.Join(dir, "wal", segmentName(1))
+	b, _ := os.ReadFile(seg)
+	lost := frameSize(len(payload(7))) + frameSize(len(payload(8))) + frameSize(len(payload(9)))
+	os.WriteFile(seg, b[:len(b)-lost], 0o640) // a machine crash lost the unsynced tail
+	s = openT(t, dir, Options{})
+	again := appendN(t, s, 100, 3)
+	seen := map[ID]bool{}
+	for _, id := range first {
+		seen[id] = true
+	}
+	for _, id := range again {
+		if seen[id] {
+			t.Fatalf("id %+v reused", id)
+		}
+	}
+	if again[0].Seq != first[7].Seq || again[0].Epoch == first[7].Epoch {
+		t.Fatalf("expected sequence reuse with a new epoch: %+v vs %+v", again[0], first[7])
+	}
+}
+
+func TestCursorBeyondCutTailMovesToTail(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	c, _ := s.Cursor("a", CursorOptions{})
+	appendN(t, s, 0, 10)
+	readAll(t, c, 10)
+	c.Ack(10)
+	s.Close()
+	seg := filepath.Join(dir, "wal", segmentName(1))
+	b, _ := os.ReadFile(seg)
+	os.WriteFile(seg, b[:len(b)-frameSize(len(payload(8)))-frameSize(len(payload(9)))], 0o640)
+	s = openT(t, dir, Options{})
+	c, _ = s.Cursor("a", CursorOptions{})
+	appendN(t, s, 50, 1)
+	if r := readAll(t, c, 1); r[0].ID.Seq != 9 || !bytes.Equal(r[0].Data, payload(50)) {
+		t.Fatalf("new record after cut not delivered: %+v", r[0].ID)
+	}
+}
+
+func TestVerifyIsReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 2048})
+	c, _ := s.Cursor("a", CursorOptions{})
+	n := fillSegments(t, s, 3)
+	readAll(t, c, 5)
+	c.Ack(5)
+	s.Flush()
+	// Torn tail written behind the live spool's back.
+	s.mu.Lock()
+	tail := s.segs[len(s.segs)-1].path
+	s.mu.Unlock()
+	f, _ := os.OpenFile(tail, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write([]byte{0, 0, 0})
+	f.Close()
+	before := snapshot(t, dir)
+	r, err := Inspect(dir, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Live || r.Recovery.TailCutBytes != 3 || len(r.Segments) != 3 || r.Segments[2].Last != uint64(n) {
+		t.Fatalf("report %+v", r)
+	}
+	if len(r.Cursors) != 1 || r.Cursors[0].Acked != 5 || len(r.Records) != 3 || !bytes.Equal(r.Records[2].Data, payload(2)) {
+		t.Fatalf("cursors %+v records %d", r.Cursors, len(r.Records))
+	}
+	if after := snapshot(t, dir); after != before {
+		t.Fatalf("verify changed the directory:\n%s\n%s", before, after)
+	}
+}
+
+func snapshot(t *testing.T, dir string) string {
+	var b bytes.Buffer
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil {
+			fmt.Fprintf(&b, "%s %d %v\n", p, info.Size(), info.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return b.String()
+}
