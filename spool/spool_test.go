@@ -29,7 +29,9 @@ func openT(t *testing.T, dir string, o Options) *Spool {
 	return s
 }
 
-func payload(i int) []byte { return []byte(fmt.Sprintf("record-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%50))) }
+func payload(i int) []byte {
+	return []byte(fmt.Sprintf("record-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%50)))
+}
 
 func appendN(t *testing.T, s *Spool, from, n int) []ID {
 	t.Helper()
