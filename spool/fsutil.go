@@ -29,6 +29,8 @@ var (
 	ErrTooLarge = errors.New("spool: record too large")
 	// ErrNoCursor: the named cursor does not exist.
 	ErrNoCursor = errors.New("spool: no such cursor")
+	// ErrNoRecord: no record with that sequence is on disk.
+	ErrNoRecord = errors.New("spool: no such record")
 	// ErrCursorOpen: the cursor is already open.
 	ErrCursorOpen = errors.New("spool: cursor already open")
 )

@@ -1,0 +1,13 @@
+// Package agent is the running sidecar: the localhost ingest API
+// (fasthttp), one forwarder per sink reading its own spool cursor, request
+// records, the dead-letter log, back-pressure, metrics and the drain
+// lifecycle. It never reads configuration: cmd/sluice builds Options.
+//
+//	a, err := agent.New(agent.Options{Spool: sp, DeadLetter: dl, Sinks: specs})
+//	err = a.Run(ctx) // serves until ctx is done, then drains
+//
+// Each stored message records the sinks it targets, decided at ingest from
+// the sinks' topic globs, so editing routes never re-routes a backlog.
+// Forwarders keep one lane per topic and acknowledge their cursor up to the
+// lowest record not yet delivered or dead-lettered.
+package agent

@@ -1,0 +1,391 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/spool"
+)
+
+func (a *Agent) newIngestServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       a.handleIngest,
+		ErrorHandler:                  a.transportError,
+		Name:                          "sluice",
+		MaxRequestBodySize:            a.opts.MaxRequestBytes,
+		ReadBufferSize:                a.opts.MaxHeaderBytes,
+		ReadTimeout:                   a.opts.ReadTimeout,
+		WriteTimeout:                  a.opts.WriteTimeout,
+		IdleTimeout:                   a.opts.IdleTimeout,
+		Concurrency:                   a.opts.MaxConnections,
+		DisableHeaderNamesNormalizing: true, // Sluice-Header-<name> keeps the name as sent
+		NoDefaultServerHeader:         true,
+		CloseOnShutdown:               true,
+	}
+}
+
+// transportError answers requests fasthttp rejects before the handler.
+func (a *Agent) transportError(ctx *fasthttp.RequestCtx, err error) {
+	var e *apiError
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", a.opts.MaxRequestBytes)
+	case strings.Contains(err.Error(), "small read buffer"), strings.Contains(err.Error(), "too big"):
+		e = errorf(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "request headers over %d bytes", a.opts.MaxHeaderBytes)
+	case isTimeout(err):
+		e = errorf(http.StatusRequestTimeout, "timeout", "request not received in time")
+	default:
+		e = errorf(http.StatusBadRequest, "bad_request", "malformed HTTP request: %v", err)
+	}
+	a.replyError(ctx, e)
+	ctx.SetConnectionClose()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (a *Agent) replyError(ctx *fasthttp.RequestCtx, e *apiError) {
+	a.m.rejected(e.code)
+	if e.status == http.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	writeJSON(ctx, e.status, map[string]string{"error": e.msg, "code": e.code})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, _ := json.Marshal(v)
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+}
+
+func (a *Agent) handleIngest(ctx *fasthttp.RequestCtx) {
+	t0 := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			a.log.Error("panic in ingest handler", "panic", r)
+			a.replyError(ctx, errorf(http.StatusInternalServerError, "io_error", "internal error"))
+		}
+		a.m.requestDuration.UpdateDuration(t0)
+	}()
+	if e := a.route(ctx); e != nil {
+		a.replyError(ctx, e)
+	}
+}
+
+func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
+	if ctx.Request.Header.Len() > a.opts.MaxHeaders {
+		ctx.SetConnectionClose()
+		return errorf(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "more than %d headers", a.opts.MaxHeaders)
+	}
+	if e := a.authorize(ctx); e != nil {
+		return e
+	}
+	p := string(ctx.Path())
+	method := string(ctx.Method())
+	switch {
+	case strings.HasPrefix(p, "/v1/topics/"):
+		if method != http.MethodPost {
+			return methodNotAllowed(ctx, "POST")
+		}
+		return a.pushTopic(ctx, strings.TrimPrefix(p, "/v1/topics/"))
+	case p == "/v1/messages":
+		if method != http.MethodPost {
+			return methodNotAllowed(ctx, "POST")
+		}
+		if !isJSON(ctx.Request.Header.ContentType()) {
+			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "/v1/messages takes application/json")
+		}
+		msgs, e := parseBatch(ctx.PostBody(), a.opts.MaxMessageBytes)
+		if e != nil {
+			return e
+		}
+		return a.push(ctx, msgs)
+	case strings.HasPrefix(p, "/v1/messages/"):
+		if method != http.MethodGet {
+			return methodNotAllowed(ctx, "GET")
+		}
+		writeJSON(ctx, http.StatusOK, a.status(strings.TrimPrefix(p, "/v1/messages/")))
+		return nil
+	case strings.HasPrefix(p, "/v1/control/"):
+		return a.control(ctx, strings.TrimPrefix(p, "/v1/control/"), method)
+	}
+	return errorf(http.StatusNotFound, "not_found", "no such endpoint %s", p)
+}
+
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) *apiError {
+	ctx.Response.Header.Set("Allow", allow)
+	return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use %s", allow)
+}
+
+func isJSON(ct []byte) bool {
+	mt, _, _ := bytes.Cut(ct, []byte{';'})
+	return bytes.EqualFold(bytes.TrimSpace(mt), []byte("application/json"))
+}
+
+func (a *Agent) authorize(ctx *fasthttp.RequestCtx) *apiError {
+	if a.opts.AuthToken == "" {
+		return nil
+	}
+	got := peekHeader(ctx, "Authorization")
+	want := "Bearer " + a.opts.AuthToken
+	if subtle.ConstantTimeCompare(got, []byte(want)) != 1 {
+		return errorf(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
+	}
+	return nil
+}
+
+// peekHeader finds a request header case-insensitively (names are not
+// normalised so that Sluice-Header-<name> keeps its case).
+func peekHeader(ctx *fasthttp.RequestCtx, name string) []byte {
+	var v []byte
+	for k, val := range ctx.Request.Header.All() {
+		if v == nil && strings.EqualFold(string(k), name) {
+			v = val
+		}
+	}
+	return v
+}
+
+const headerPrefix = "sluice-header-"
+
+// pushTopic handles POST /v1/topics/{topic}: the body is one message, or
+// one per line with Content-Type application/x-ndjson.
+func (a *Agent) pushTopic(ctx *fasthttp.RequestCtx, topic string) *apiError {
+	if !validTopic(topic) {
+		return errorf(http.StatusBadRequest, "bad_topic", "invalid topic %q (1-249 of [a-zA-Z0-9._-])", topic)
+	}
+	var key []byte
+	var headers []sink.Header
+	var badHeader *apiError
+	for k, v := range ctx.Request.Header.All() {
+		name := string(k)
+		switch {
+		case strings.EqualFold(name, "Sluice-Key"):
+			key = append([]byte{}, v...)
+		case len(name) > len(headerPrefix) && strings.EqualFold(name[:len(headerPrefix)], headerPrefix):
+			hn := name[len(headerPrefix):]
+			if strings.EqualFold(hn, sink.IDHeader) {
+				badHeader = errorf(http.StatusBadRequest, "bad_request", "header %s is set by sluice", sink.IDHeader)
+			}
+			headers = append(headers, sink.Header{Key: hn, Value: append([]byte{}, v...)})
+		}
+	}
+	if badHeader != nil {
+		return badHeader
+	}
+	body := ctx.PostBody()
+	ct := ctx.Request.Header.ContentType()
+	mt, _, _ := bytes.Cut(ct, []byte{';'})
+	newMsg := func(v []byte) Msg {
+		return Msg{Topic: topic, Key: key, Headers: headers, Value: v, Partition: sink.NoPartition}
+	}
+	var msgs []Msg
+	if bytes.EqualFold(bytes.TrimSpace(mt), []byte("application/x-ndjson")) {
+		e := splitNDJSON(body, func(line []byte) *apiError {
+			if len(line) > a.opts.MaxMessageBytes {
+				return errorf(http.StatusRequestEntityTooLarge, "too_large", "line %d: %d bytes > %d", len(msgs)+1, len(line), a.opts.MaxMessageBytes)
+			}
+			msgs = append(msgs, newMsg(line))
+			return nil
+		})
+		if e != nil {
+			return e
+		}
+		if len(msgs) == 0 {
+			return errorf(http.StatusBadRequest, "bad_request", "NDJSON body has no message")
+		}
+	} else {
+		if len(body) > a.opts.MaxMessageBytes {
+			return errorf(http.StatusRequestEntityTooLarge, "too_large", "message of %d bytes > %d", len(body), a.opts.MaxMessageBytes)
+		}
+		msgs = []Msg{newMsg(body)}
+	}
+	return a.push(ctx, msgs)
+}
+
+// push routes, spools and answers: 202 {"ids": [...]}. A request is
+// all-or-nothing: a rejected request spools nothing.
+func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
+	if a.draining.Load() && !a.opts.DrainAccept {
+		return errorf(http.StatusServiceUnavailable, "shutting_down", "sluice is shutting down")
+	}
+	ackDelivered := false
+	if v := peekHeader(ctx, "Sluice-Ack"); len(v) > 0 {
+		switch strings.ToLower(string(v)) {
+		case "delivered":
+			ackDelivered = true
+		case "spooled":
+		default:
+			return errorf(http.StatusBadRequest, "bad_request", "Sluice-Ack must be spooled or delivered")
+		}
+	}
+	timeout := a.opts.AckTimeout
+	if v := peekHeader(ctx, "Sluice-Timeout"); len(v) > 0 {
+		d, err := parseTimeout(string(v))
+		if err != nil {
+			return errorf(http.StatusBadRequest, "bad_request", "Sluice-Timeout: %v", err)
+		}
+		timeout = min(d, a.opts.AckTimeoutMax)
+	}
+
+	body := int64(len(ctx.PostBody()))
+	if a.inflight.Add(body) > a.opts.MaxInflightBytes {
+		a.inflight.Add(-body)
+		return errorf(http.StatusServiceUnavailable, "spool_full", "too many request bytes in flight")
+	}
+	defer a.inflight.Add(-body)
+
+	now := time.Now().UnixNano()
+	size := 0
+	for i := range msgs {
+		m := &msgs[i]
+		m.Time = now
+		for _, f := range a.fwds {
+			if matchTopic(f.spec.Topics, m.Topic) {
+				if f.spec.MaxBacklogBytes > 0 && f.spec.BacklogPolicy == "reject" && f.cursor.BacklogBytes() >= f.spec.MaxBacklogBytes {
+					return errorf(http.StatusServiceUnavailable, "spool_full", "backlog of sink %s is at its cap", f.spec.Name)
+				}
+				m.Sinks = append(m.Sinks, f.spec.Name)
+			}
+		}
+		if len(m.Sinks) == 0 {
+			return errorf(http.StatusBadRequest, "no_route", "no sink takes topic %q", m.Topic)
+		}
+		size += encodedSize(m)
+	}
+	buf := make([]byte, 0, size)
+	recs := make([][]byte, len(msgs))
+	for i := range msgs {
+		start := len(buf)
+		buf = appendMsg(buf, &msgs[i])
+		recs[i] = buf[start:]
+	}
+	first, err := a.sp.Append(context.Background(), recs...)
+	if err != nil {
+		return spoolError(err)
+	}
+	ids := make([]string, len(msgs))
+	var valueBytes int
+	for i := range msgs {
+		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
+		if msgs[i].ID != "" {
+			ids[i] = msgs[i].ID
+			a.records.setChained(msgs[i].ID, sid)
+		} else {
+			ids[i] = formatID(a.sp.SpoolID(), sid)
+		}
+		valueBytes += len(msgs[i].Value)
+	}
+	a.m.ingestMessages.Add(len(msgs))
+	a.m.ingestBytes.Add(valueBytes)
+	if !ackDelivered {
+		writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": ids})
+		return nil
+	}
+	status := a.waitDelivered(ids, timeout)
+	writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": ids, "status": status})
+	return nil
+}
+
+func parseTimeout(s string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, errors.New("a duration such as 5s, or seconds")
+	}
+	return d, nil
+}
+
+// waitDelivered holds a Sluice-Ack: delivered reply until every target
+// sink resolved every message, or the timeout.
+func (a *Agent) waitDelivered(ids []string, timeout time.Duration) string {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		ch := a.records.wait()
+		status := "delivered"
+		for _, id := range ids {
+			switch s := a.status(id).Status; s {
+			case "pending", "unknown":
+				status = "pending"
+			case "failed", "dropped":
+				if status == "delivered" {
+					status = s
+				}
+			}
+			if status == "pending" {
+				break
+			}
+		}
+		if status != "pending" {
+			return status
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return "pending"
+		}
+	}
+}
+
+func spoolError(err error) *apiError {
+	switch {
+	case errors.Is(err, spool.ErrFull):
+		return errorf(http.StatusServiceUnavailable, "spool_full", "spool is full; retry later")
+	case errors.Is(err, spool.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return errorf(http.StatusServiceUnavailable, "spool_timeout", "spool append timed out: outcome unknown, retry with Idempotency-Key")
+	case errors.Is(err, spool.ErrClosed):
+		return errorf(http.StatusServiceUnavailable, "shutting_down", "sluice is shutting down")
+	case errors.Is(err, spool.ErrDiskFull):
+		return errorf(http.StatusInsufficientStorage, "disk_full", "spool disk is full")
+	case errors.Is(err, spool.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "too_large", "%v", err)
+	}
+	return errorf(http.StatusInternalServerError, "io_error", "spool write failed: %v", err)
+}
+
+// control serves /v1/control/...: loopback or unix-socket peers only, and
+// the token when one is set (checked by authorize).
+func (a *Agent) control(ctx *fasthttp.RequestCtx, op, method string) *apiError {
+	if !isLocalPeer(ctx) {
+		return errorf(http.StatusForbidden, "forbidden", "control endpoints answer loopback and unix-socket clients only")
+	}
+	switch op {
+	case "drain":
+		if method != http.MethodPost {
+			return methodNotAllowed(ctx, "POST")
+		}
+		a.RequestDrain()
+		writeJSON(ctx, http.StatusAccepted, a.stats())
+		return nil
+	}
+	return errorf(http.StatusNotFound, "not_found", "no such control operation %q", op)
+}
+
+func isLocalPeer(ctx *fasthttp.RequestCtx) bool {
+	if ra := ctx.RemoteAddr(); ra != nil && ra.Network() == "unix" {
+		return true
+	}
+	if c := ctx.Conn(); c != nil {
+		if _, ok := c.LocalAddr().(*net.UnixAddr); ok {
+			return true
+		}
+	}
+	return ctx.RemoteIP().IsLoopback()
+}

@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/sluiceio/sluice/sink"
+)
+
+// apiError is an error reply: HTTP status, stable code, message.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// validTopic follows Kafka's rules: 1–249 of [a-zA-Z0-9._-], not "." or "..".
+func validTopic(t string) bool {
+	if len(t) == 0 || len(t) > 249 || t == "." || t == ".." {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validID accepts a chained sluice id: 1–128 printable ASCII bytes.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// matchTopic reports whether topic matches one of the globs (path.Match
+// syntax: *, ?, [...]). Globs are validated at start-up.
+func matchTopic(globs []string, topic string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, topic); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidateGlobs reports a malformed topic glob.
+func ValidateGlobs(globs []string) error {
+	for _, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("bad topic glob %q: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// splitNDJSON calls fn for every non-empty line of body (a trailing \r is
+// dropped). Line bytes alias body.
+func splitNDJSON(body []byte, fn func(line []byte) *apiError) *apiError {
+	for len(body) > 0 {
+		i := bytes.IndexByte(body, '\n')
+		var line []byte
+		if i < 0 {
+			line, body = body, nil
+		} else {
+			line, body = body[:i], body[i+1:]
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) == 0 {
+			continue
+		}
+		if err := fn(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type batchMessage struct {
+	Topic    string            `json:"topic"`
+	Key      *string           `json:"key"`
+	Value    json.RawMessage   `json:"value"`
+	ValueB64 *string           `json:"value_b64"`
+	Headers  map[string]string `json:"headers"`
+	ID       string            `json:"id"`
+}
+
+// parseBatch parses a /v1/messages body. Values given as JSON keep their
+// exact bytes from the request.
+func parseBatch(body []byte, maxMessage int) ([]Msg, *apiError) {
+	var req struct {
+		Messages []batchMessage `json:"messages"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, errorf(http.StatusBadRequest, "bad_request", "invalid JSON batch: %v", err)
+	}
+	if dec.More() {
+		return nil, errorf(http.StatusBadRequest, "bad_request", "invalid JSON batch: trailing data after the object")
+	}
+	if len(req.Messages) == 0 {
+		return nil, errorf(http.StatusBadRequest, "bad_request", `"messages" is empty or missing`)
+	}
+	out := make([]Msg, len(req.Messages))
+	for i, bm := range req.Messages {
+		m := &out[i]
+		if !validTopic(bm.Topic) {
+			return nil, errorf(http.StatusBadRequest, "bad_topic", "message %d: invalid topic %q (1-249 of [a-zA-Z0-9._-])", i, bm.Topic)
+		}
+		m.Topic = bm.Topic
+		m.Partition = sink.NoPartition
+		switch {
+		case bm.Value != nil && bm.ValueB64 != nil:
+			return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: both value and value_b64", i)
+		case bm.ValueB64 != nil:
+			v, err := base64.StdEncoding.DecodeString(*bm.ValueB64)
+			if err != nil {
+				return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: value_b64: %v", i, err)
+			}
+			m.Value = v
+		case bm.Value != nil:
+			m.Value = bm.Value
+		default:
+			return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: value or value_b64 is required", i)
+		}
+		if len(m.Value) > maxMessage {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "message %d: %d bytes > %d", i, len(m.Value), maxMessage)
+		}
+		if bm.Key != nil {
+			m.Key = []byte(*bm.Key)
+		}
+		if bm.ID != "" {
+			if !validID(bm.ID) {
+				return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: invalid id", i)
+			}
+			m.ID = bm.ID
+		}
+		if len(bm.Headers) > 0 {
+			names := make([]string, 0, len(bm.Headers))
+			for k := range bm.Headers {
+				if k == "" || strings.EqualFold(k, sink.IDHeader) {
+					return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: header name %q not allowed (use \"id\" to keep a sluice-id)", i, k)
+				}
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				m.Headers = append(m.Headers, sink.Header{Key: k, Value: []byte(bm.Headers[k])})
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluiceio/sluice/agent"
+	"github.com/sluiceio/sluice/config"
+	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/sink/discard"
+	"github.com/sluiceio/sluice/sink/file"
+	"github.com/sluiceio/sluice/sink/kafka"
+	"github.com/sluiceio/sluice/sink/stdout"
+	"github.com/sluiceio/sluice/spool"
+)
+
+func newLogger(c *config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	ho := &slog.HandlerOptions{Level: lvl}
+	// Logs go to stderr: the stdout sink owns stdout.
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, ho))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, ho))
+}
+
+func runAgent() error {
+	c, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := newLogger(c)
+	slog.SetDefault(log)
+	set := metrics.NewSet()
+
+	sp, err := spool.Open(c.SpoolDir, spool.Options{
+		SegmentBytes:  int64(c.SpoolSegmentBytes),
+		Sync:          spool.SyncPolicy(c.SpoolSync),
+		SyncInterval:  c.SpoolSyncInterval,
+		MaxBytes:      int64(c.SpoolMaxBytes),
+		FullPolicy:    spool.FullPolicy(c.SpoolFullPolicy),
+		AppendTimeout: c.SpoolAppendTimeout,
+		OnFsync:       agent.FsyncObserver(set),
+		Logger:        log.With("spool", "messages"),
+	})
+	if err != nil {
+		return err
+	}
+	dl, err := spool.Open(filepath.Join(c.SpoolDir, "deadletter"), spool.Options{
+		SegmentBytes: min(int64(c.SpoolSegmentBytes), int64(c.DeadletterMaxBytes)/4),
+		Sync:         spool.SyncPolicy(c.SpoolSync),
+		MaxBytes:     int64(c.DeadletterMaxBytes),
+		FullPolicy:   spool.DropOldest,
+		Logger:       log.With("spool", "deadletter"),
+	})
+	if err != nil {
+		sp.Close()
+		return err
+	}
+	specs, err := buildSinks(c, log, set)
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		return err
+	}
+	drainTimeout := c.DrainTimeout
+	if drainTimeout == 0 {
+		drainTimeout = time.Nanosecond // 0 = exit at once
+	}
+	a, err := agent.New(agent.Options{
+		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
+		Spool: sp, DeadLetter: dl, Sinks: specs,
+		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
+		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
+		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
+		AckTimeout: c.AckTimeout, AckTimeoutMax: c.AckTimeoutMax,
+		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
+		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, RecordCache: c.RecordCache,
+		Logger: log, Metrics: set, Version: version,
+	})
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		return err
+	}
+
+	// First SIGTERM/SIGINT drains; a second one exits at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		log.Warn("second signal: exiting without finishing the drain")
+		os.Exit(1)
+	}()
+	return a.Run(ctx)
+}
+
+func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.SinkSpec, error) {
+	var specs []agent.SinkSpec
+	for _, sc := range c.SinkConfigs {
+		var s sink.Sink
+		var err error
+		switch sc.Type {
+		case "stdout":
+			s = stdout.New(stdout.Options{})
+		case "discard":
+			s = discard.New()
+		case "file":
+			s, err = file.New(file.Options{Dir: sc.File.Path, RotateBytes: int64(sc.File.RotateBytes), RotateAge: orNegative(sc.File.RotateAge)})
+		case "kafka":
+			s, err = newKafka(sc, log, set)
+		default:
+			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
+		}
+		if err != nil {
+			for _, prev := range specs {
+				prev.Sink.Close(context.Background())
+			}
+			return nil, fmt.Errorf("SLUICE_%s_TYPE: %w", strings.ToUpper(sc.Name), err)
+		}
+		specs = append(specs, agent.SinkSpec{
+			Name: sc.Name, Type: sc.Type, Sink: s, Topics: sc.Topics,
+			MaxBacklogBytes: int64(sc.MaxBacklogBytes), BacklogPolicy: sc.BacklogPolicy, MaxAge: sc.MaxAge,
+			BatchMessages: sc.BatchMessages, BatchBytes: int(sc.BatchBytes), Linger: sc.Linger,
+			RetryMin: sc.RetryMin, RetryMax: sc.RetryMax,
+		})
+	}
+	return specs, nil
+}
+
+// orNegative maps the config's "0 = off" onto the sink's "negative = off".
+func orNegative(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func newKafka(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	k := sc.Kafka
+	o := kafka.Options{
+		Name: sc.Name, Brokers: k.Brokers, ClientID: k.ClientID, Acks: k.Acks,
+		Compression: k.Compression, Partitioner: k.Partitioner,
+		WriteTimeout: k.WriteTimeout, DialTimeout: k.DialTimeout,
+		MaxMessageBytes: int(k.MaxMessageBytes), BatchMessages: sc.BatchMessages,
+		TopicMap: k.TopicMap, TopicPrefix: k.TopicPrefix, UnknownTopicGrace: k.UnknownTopicGrace,
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	}
+	if k.TLS {
+		t, err := kafka.TLSConfig(k.TLSCaFile, k.TLSCertFile, k.TLSKeyFile, k.TLSServerName, k.TLSInsecureSkipVerify)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	if k.SASLMechanism != "" {
+		pw := k.SASLPassword
+		if k.SASLPasswordFile != "" {
+			b, err := os.ReadFile(k.SASLPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("SLUICE_%s_SASL_PASSWORD_FILE: %w", strings.ToUpper(sc.Name), err)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		o.SASL = kafka.SASL{Mechanism: k.SASLMechanism, Username: k.SASLUsername, Password: pw}
+	}
+	if k.DeadletterTopic != "" {
+		return nil, errors.New("SLUICE_" + strings.ToUpper(sc.Name) + "_DEADLETTER_TOPIC is not supported yet")
+	}
+	return kafka.New(o)
+}

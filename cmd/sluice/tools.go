@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluiceio/sluice/agent"
+	"github.com/sluiceio/sluice/config"
+	"github.com/sluiceio/sluice/spool"
+)
+
+func printConfig(args []string) error {
+	if len(args) > 0 && args[0] == "reference" {
+		fmt.Print(config.Reference())
+		return nil
+	}
+	c, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	fmt.Print(c.Redacted())
+	return nil
+}
+
+// localClient talks to the local agent: admin for reads, ingest (TCP or
+// unix socket) for control calls.
+type localClient struct {
+	admin, ingest string
+	token         string
+	hc            *http.Client
+}
+
+func newLocalClient() (*localClient, error) {
+	c, err := config.Load()
+	if err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	lc := &localClient{admin: "http://" + loopback(c.AdminListen), token: c.AuthToken}
+	tr := &http.Transport{}
+	if p, ok := strings.CutPrefix(c.Listen, "unix:"); ok {
+		lc.ingest = "http://unix"
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", p)
+		}
+	} else {
+		lc.ingest = "http://" + loopback(c.Listen)
+	}
+	adminTr := &http.Transport{}
+	lc.hc = &http.Client{Timeout: 5 * time.Second, Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Host == "unix" {
+			return tr.RoundTrip(r)
+		}
+		return adminTr.RoundTrip(r)
+	})}
+	return lc, nil
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// loopback turns ":7103" or "0.0.0.0:7103" into "127.0.0.1:7103".
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (lc *localClient) stats() (agent.Stats, error) {
+	var st agent.Stats
+	resp, err := lc.hc.Get(lc.admin + "/v1/stats")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /v1/stats: %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func status() error {
+	lc, err := newLocalClient()
+	if err != nil {
+		return err
+	}
+	st, err := lc.stats()
+	if err != nil {
+		return fmt.Errorf("no agent answering on %s: %w", lc.admin, err)
+	}
+	printStats(os.Stdout, st)
+	return nil
+}
+
+func printStats(w io.Writer, st agent.Stats) {
+	fmt.Fprintf(w, "sluice %s  spool %s epoch %d  ready=%v draining=%v\n", st.Version, st.SpoolID, st.Epoch, st.Ready, st.Draining)
+	fmt.Fprintf(w, "spool: %d segments, %s on disk, backlog %s of %s, %.1f records/commit\n",
+		st.Spool.Segments, human(st.Spool.DiskBytes), human(st.Spool.BacklogBytes), human(st.Spool.MaxBytes), st.Spool.MeanCommitSize)
+	if st.Spool.DiskError != "" {
+		fmt.Fprintf(w, "DISK ERROR: %s\n", st.Spool.DiskError)
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\tTYPE\tTOPICS\tBACKLOG\tBYTES\tOLDEST\tSTATE\tDROPPED")
+	for _, s := range st.Sinks {
+		age := "-"
+		if !s.Oldest.IsZero() {
+			age = time.Since(s.Oldest).Round(time.Second).String()
+		}
+		state := "ok"
+		if s.Failing {
+			state = "RETRYING"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", s.Name, s.Type, strings.Join(s.Topics, ","),
+			s.BacklogMessages, human(s.BacklogBytes), age, state, s.Dropped)
+	}
+	tw.Flush()
+	for _, o := range st.Orphans {
+		fmt.Fprintf(w, "orphan cursor %q holds its backlog: remove with 'sluice spool cursor rm %s'\n", o, o)
+	}
+}
+
+func human(b int64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", b)
+}
+
+func drain() error {
+	lc, err := newLocalClient()
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodPost, lc.ingest+"/v1/control/drain", nil)
+	if lc.token != "" {
+		req.Header.Set("Authorization", "Bearer "+lc.token)
+	}
+	resp, err := lc.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("no agent answering on %s: %w", lc.ingest, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("drain refused: %s %s", resp.Status, bytes.TrimSpace(body))
+	}
+	fmt.Println("draining…")
+	for {
+		st, err := lc.stats()
+		if err != nil {
+			fmt.Println("agent stopped")
+			return nil
+		}
+		var left int64
+		for _, s := range st.Sinks {
+			left += s.BacklogBytes
+		}
+		fmt.Printf("backlog %s\n", human(left))
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func spoolCmd(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("usage: sluice spool verify|inspect DIR, or sluice spool cursor rm NAME")
+	}
+	switch args[0] {
+	case "verify":
+		r, err := spool.Verify(args[1])
+		if err != nil {
+			return err
+		}
+		printReport(os.Stdout, r)
+		if !r.Recovery.Clean() {
+			os.Exit(3) // recovery would change something
+		}
+		return nil
+	case "inspect":
+		n := 5
+		if len(args) > 2 {
+			if v, err := strconv.Atoi(args[2]); err == nil {
+				n = v
+			}
+		}
+		r, err := spool.Inspect(args[1], 0, n)
+		if err != nil {
+			return err
+		}
+		printReport(os.Stdout, r)
+		for _, rec := range r.Records {
+			fmt.Println(agent.DescribeRecord(rec))
+		}
+		return nil
+	case "cursor":
+		if len(args) != 3 || args[1] != "rm" {
+			return fmt.Errorf("usage: sluice spool cursor rm NAME")
+		}
+		c, err := config.Load()
+		if err != nil {
+			return fmt.Errorf("configuration:\n%w", err)
+		}
+		sp, err := spool.Open(c.SpoolDir, spool.Options{})
+		if err != nil {
+			return err
+		}
+		defer sp.Close()
+		if err := sp.RemoveCursor(args[2]); err != nil {
+			return err
+		}
+		fmt.Printf("cursor %s removed\n", args[2])
+		return nil
+	}
+	return fmt.Errorf("unknown spool command %q", args[0])
+}
+
+func printReport(w io.Writer, r spool.Report) {
+	fmt.Fprintf(w, "spool %s  id %s  epoch %d  live=%v\n", r.Dir, r.ID, r.Epoch, r.Live)
+	rec := r.Recovery
+	fmt.Fprintf(w, "records %d..%d in %d segments\n", rec.FirstSeq, rec.LastSeq, rec.Segments)
+	if rec.Clean() {
+		fmt.Fprintln(w, "recovery: nothing to repair")
+	} else {
+		fmt.Fprintf(w, "recovery would: cut %d tail bytes, quarantine %d segment tails, report %d corrupt records, remove %d temp files, finish truncation %q\n",
+			rec.TailCutBytes, len(rec.Quarantined), len(rec.CorruptRecords), rec.RemovedTemp, rec.FinishedTruncat)
+		for _, q := range rec.Quarantined {
+			fmt.Fprintf(w, "  quarantine %s from offset %d: %d bytes, %d records lost\n", q.Segment, q.Offset, q.Bytes, q.LostRecords)
+		}
+	}
+	for _, s := range r.Segments {
+		fmt.Fprintf(w, "segment %s  seq %d..%d  %s\n", s.Name, s.First, s.Last, human(s.Bytes))
+	}
+	for _, c := range r.Cursors {
+		state := ""
+		if c.Error != "" {
+			state = " (" + c.Error + ": would restart at the oldest record)"
+		}
+		fmt.Fprintf(w, "cursor %s  acked %d%s\n", c.Name, c.Acked, state)
+	}
+}

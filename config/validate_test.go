@@ -1,0 +1,162 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidationErrorsNameTheirVariable(t *testing.T) {
+	kafka := map[string]string{"SLUICE_SINKS": "main", "SLUICE_MAIN_TYPE": "kafka", "SLUICE_MAIN_BROKERS": "b1:9092"}
+	file := map[string]string{"SLUICE_SINKS": "out", "SLUICE_OUT_TYPE": "file", "SLUICE_OUT_PATH": "/var/log/sluice"}
+	web := map[string]string{"SLUICE_SINKS": "web", "SLUICE_WEB_TYPE": "http", "SLUICE_WEB_URL": "https://c.example.com/in"}
+	with := func(base map[string]string, kv ...string) map[string]string {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return env
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		varName string
+		want    string // part of the message
+	}{
+		{"sync enum", with(nil, "SLUICE_SPOOL_SYNC", "sometimes"), "SLUICE_SPOOL_SYNC", `must be one of always|interval|never, got "sometimes"`},
+		{"full policy", with(nil, "SLUICE_SPOOL_FULL_POLICY", "block"), "SLUICE_SPOOL_FULL_POLICY", "reject|drop_oldest"},
+		{"log level", with(nil, "SLUICE_LOG_LEVEL", "verbose"), "SLUICE_LOG_LEVEL", "debug|info|warn|error"},
+		{"log format", with(nil, "SLUICE_LOG_FORMAT", "xml"), "SLUICE_LOG_FORMAT", "json|text"},
+		{"listen garbage", with(nil, "SLUICE_LISTEN", "localhost"), "SLUICE_LISTEN", "host:port"},
+		{"listen port", with(nil, "SLUICE_LISTEN", "127.0.0.1:99999"), "SLUICE_LISTEN", "65535"},
+		{"listen port zero", with(nil, "SLUICE_LISTEN", "127.0.0.1:0"), "SLUICE_LISTEN", "65535"},
+		{"listen relative unix", with(nil, "SLUICE_LISTEN", "unix:sluice.sock"), "SLUICE_LISTEN", "absolute"},
+		{"listen long unix", with(nil, "SLUICE_LISTEN", "unix:/"+strings.Repeat("x", 120)), "SLUICE_LISTEN", "limit"},
+		{"listen bad host", with(nil, "SLUICE_LISTEN", "bad host:7101"), "SLUICE_LISTEN", "host name"},
+		{"admin listen", with(nil, "SLUICE_ADMIN_LISTEN", "7103"), "SLUICE_ADMIN_LISTEN", "host:port"},
+		{"admin listen blank", with(nil, "SLUICE_ADMIN_LISTEN", " "), "SLUICE_ADMIN_LISTEN", "host:port"},
+		{"bytes garbage", with(nil, "SLUICE_SPOOL_MAX_BYTES", "lots"), "SLUICE_SPOOL_MAX_BYTES", `got "lots"`},
+		{"bytes negative", with(nil, "SLUICE_MAX_MESSAGE_BYTES", "-1"), "SLUICE_MAX_MESSAGE_BYTES", "negative"},
+		{"bytes fraction", with(nil, "SLUICE_DEADLETTER_MAX_BYTES", "1.5GiB"), "SLUICE_DEADLETTER_MAX_BYTES", "whole number"},
+		{"segment small", with(nil, "SLUICE_SPOOL_SEGMENT_BYTES", "32KiB"), "SLUICE_SPOOL_SEGMENT_BYTES", "between 64KiB and 64MiB"},
+		{"segment large", with(nil, "SLUICE_SPOOL_SEGMENT_BYTES", "128MiB"), "SLUICE_SPOOL_SEGMENT_BYTES", "between 64KiB and 64MiB"},
+		{"spool under 4 segments", with(nil, "SLUICE_SPOOL_MAX_BYTES", "15MiB"), "SLUICE_SPOOL_MAX_BYTES", "4 × SLUICE_SPOOL_SEGMENT_BYTES"},
+		{"sync interval zero", with(nil, "SLUICE_SPOOL_SYNC_INTERVAL", "0s"), "SLUICE_SPOOL_SYNC_INTERVAL", "greater than 0"},
+		{"duration garbage", with(nil, "SLUICE_SPOOL_APPEND_TIMEOUT", "5"), "SLUICE_SPOOL_APPEND_TIMEOUT", "duration"},
+		{"duration negative", with(nil, "SLUICE_DRAIN_TIMEOUT", "-1s"), "SLUICE_DRAIN_TIMEOUT", "negative"},
+		{"bool garbage", with(nil, "SLUICE_DRAIN_ACCEPT", "yes"), "SLUICE_DRAIN_ACCEPT", "true or false"},
+		{"int garbage", with(nil, "SLUICE_MAX_HEADERS", "many"), "SLUICE_MAX_HEADERS", "whole number"},
+		{"int zero", with(nil, "SLUICE_MAX_CONNECTIONS", "0"), "SLUICE_MAX_CONNECTIONS", "greater than 0"},
+		{"record cache", with(nil, "SLUICE_RECORD_CACHE", "-5"), "SLUICE_RECORD_CACHE", "greater than 0"},
+		{"header bytes zero", with(nil, "SLUICE_MAX_HEADER_BYTES", "0"), "SLUICE_MAX_HEADER_BYTES", "greater than 0"},
+		{"request below message", with(nil, "SLUICE_MAX_REQUEST_BYTES", "512KiB"), "SLUICE_MAX_REQUEST_BYTES", "SLUICE_MAX_MESSAGE_BYTES"},
+		{"inflight below request", with(nil, "SLUICE_MAX_INFLIGHT_BYTES", "8MiB"), "SLUICE_MAX_INFLIGHT_BYTES", "SLUICE_MAX_REQUEST_BYTES"},
+		{"deadletter below message", with(nil, "SLUICE_DEADLETTER_MAX_BYTES", "512KiB"), "SLUICE_DEADLETTER_MAX_BYTES", "SLUICE_MAX_MESSAGE_BYTES"},
+		{"ack above max", with(nil, "SLUICE_ACK_TIMEOUT", "2m"), "SLUICE_ACK_TIMEOUT_MAX", "SLUICE_ACK_TIMEOUT"},
+		{"read timeout zero", with(nil, "SLUICE_READ_TIMEOUT", "0s"), "SLUICE_READ_TIMEOUT", "greater than 0"},
+		{"sinks empty", with(nil, "SLUICE_SINKS", " "), "SLUICE_SINKS", "at least one"},
+		{"sinks stray comma", with(nil, "SLUICE_SINKS", "stdout,"), "SLUICE_SINKS", "empty"},
+		{"sink name syntax", with(nil, "SLUICE_SINKS", "my-sink"), "SLUICE_SINKS", "letters and digits"},
+		{"sink name twice", with(nil, "SLUICE_SINKS", "stdout,STDOUT"), "SLUICE_SINKS", "twice"},
+		{"type unknown", with(nil, "SLUICE_SINKS", "main", "SLUICE_MAIN_TYPE", "s3"), "SLUICE_MAIN_TYPE", "stdout|file|discard|kafka|http"},
+		{"type from bad name", with(nil, "SLUICE_SINKS", "main"), "SLUICE_MAIN_TYPE", `sink name "main" is not a sink type`},
+		{"topics empty item", with(nil, "SLUICE_STDOUT_TOPICS", "a,,b"), "SLUICE_STDOUT_TOPICS", "empty"},
+		{"topics blank", with(nil, "SLUICE_STDOUT_TOPICS", " "), "SLUICE_STDOUT_TOPICS", "at least one"},
+		{"topics bad glob", with(nil, "SLUICE_STDOUT_TOPICS", "orders[,x"), "SLUICE_STDOUT_TOPICS", "bad glob"},
+		{"backlog over spool", with(nil, "SLUICE_STDOUT_MAX_BACKLOG_BYTES", "2GiB"), "SLUICE_STDOUT_MAX_BACKLOG_BYTES", "SLUICE_SPOOL_MAX_BYTES"},
+		{"backlog policy", with(nil, "SLUICE_STDOUT_BACKLOG_POLICY", "block"), "SLUICE_STDOUT_BACKLOG_POLICY", "reject|drop_oldest"},
+		{"max age negative", with(nil, "SLUICE_STDOUT_MAX_AGE", "-1h"), "SLUICE_STDOUT_MAX_AGE", "negative"},
+		{"batch messages", with(nil, "SLUICE_STDOUT_BATCH_MESSAGES", "0"), "SLUICE_STDOUT_BATCH_MESSAGES", "greater than 0"},
+		{"batch bytes", with(nil, "SLUICE_STDOUT_BATCH_BYTES", "0"), "SLUICE_STDOUT_BATCH_BYTES", "greater than 0"},
+		{"retry min zero", with(nil, "SLUICE_STDOUT_RETRY_MIN", "0s"), "SLUICE_STDOUT_RETRY_MIN", "greater than 0"},
+		{"retry max below min", with(nil, "SLUICE_STDOUT_RETRY_MIN", "1m", "SLUICE_STDOUT_RETRY_MAX", "1s"), "SLUICE_STDOUT_RETRY_MAX", "SLUICE_STDOUT_RETRY_MIN"},
+		{"linger negative", with(nil, "SLUICE_STDOUT_LINGER", "-5ms"), "SLUICE_STDOUT_LINGER", "negative"},
+		{"file path missing", with(nil, "SLUICE_SINKS", "out", "SLUICE_OUT_TYPE", "file"), "SLUICE_OUT_PATH", `required for sink "out" (type file)`},
+		{"file rotate bytes", with(file, "SLUICE_OUT_ROTATE_BYTES", "0"), "SLUICE_OUT_ROTATE_BYTES", "greater than 0"},
+		{"file rotate age", with(file, "SLUICE_OUT_ROTATE_AGE", "-1h"), "SLUICE_OUT_ROTATE_AGE", "negative"},
+		{"brokers missing", with(nil, "SLUICE_SINKS", "kafka"), "SLUICE_KAFKA_BROKERS", `required for sink "kafka" (type kafka)`},
+		{"brokers no port", with(kafka, "SLUICE_MAIN_BROKERS", "b1"), "SLUICE_MAIN_BROKERS", `broker "b1"`},
+		{"brokers no host", with(kafka, "SLUICE_MAIN_BROKERS", "b1:9092,:9092"), "SLUICE_MAIN_BROKERS", "needs a host"},
+		{"brokers empty item", with(kafka, "SLUICE_MAIN_BROKERS", "b1:9092,,b2:9092"), "SLUICE_MAIN_BROKERS", "empty"},
+		{"client id blank", with(kafka, "SLUICE_MAIN_CLIENT_ID", " "), "SLUICE_MAIN_CLIENT_ID", "blank"},
+		{"acks", with(kafka, "SLUICE_MAIN_ACKS", "-1"), "SLUICE_MAIN_ACKS", "all|one|none"},
+		{"compression", with(kafka, "SLUICE_MAIN_COMPRESSION", "brotli"), "SLUICE_MAIN_COMPRESSION", "none|gzip|snappy|lz4|zstd"},
+		{"partitioner", with(kafka, "SLUICE_MAIN_PARTITIONER", "crc32"), "SLUICE_MAIN_PARTITIONER", "murmur2|hash|round_robin|least_bytes"},
+		{"kafka write timeout", with(kafka, "SLUICE_MAIN_WRITE_TIMEOUT", "0s"), "SLUICE_MAIN_WRITE_TIMEOUT", "greater than 0"},
+		{"kafka dial timeout", with(kafka, "SLUICE_MAIN_DIAL_TIMEOUT", "0s"), "SLUICE_MAIN_DIAL_TIMEOUT", "greater than 0"},
+		{"kafka max message", with(kafka, "SLUICE_MAIN_MAX_MESSAGE_BYTES", "0"), "SLUICE_MAIN_MAX_MESSAGE_BYTES", "greater than 0"},
+		{"topic prefix", with(kafka, "SLUICE_MAIN_TOPIC_PREFIX", "prod/"), "SLUICE_MAIN_TOPIC_PREFIX", "letters, digits"},
+		{"topic map syntax", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders"), "SLUICE_MAIN_TOPIC_MAP", "key=value"},
+		{"topic map target", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders=bad topic"), "SLUICE_MAIN_TOPIC_MAP", "orders=bad topic"},
+		{"topic map empty target", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders="), "SLUICE_MAIN_TOPIC_MAP", "empty topic"},
+		{"topic map twice", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "a=b,a=c"), "SLUICE_MAIN_TOPIC_MAP", "twice"},
+		{"deadletter topic", with(kafka, "SLUICE_MAIN_DEADLETTER_TOPIC", "dead letters"), "SLUICE_MAIN_DEADLETTER_TOPIC", "letters, digits"},
+		{"grace negative", with(kafka, "SLUICE_MAIN_UNKNOWN_TOPIC_GRACE", "-1m"), "SLUICE_MAIN_UNKNOWN_TOPIC_GRACE", "negative"},
+		{"tls file without tls", with(kafka, "SLUICE_MAIN_TLS_CA_FILE", "/ca.pem"), "SLUICE_MAIN_TLS_CA_FILE", "SLUICE_MAIN_TLS is false"},
+		{"skip verify without tls", with(kafka, "SLUICE_MAIN_TLS_INSECURE_SKIP_VERIFY", "true"), "SLUICE_MAIN_TLS_INSECURE_SKIP_VERIFY", "SLUICE_MAIN_TLS is false"},
+		{"cert without key", with(kafka, "SLUICE_MAIN_TLS", "true", "SLUICE_MAIN_TLS_CERT_FILE", "/c.pem"), "SLUICE_MAIN_TLS_KEY_FILE", "required with SLUICE_MAIN_TLS_CERT_FILE"},
+		{"key without cert", with(kafka, "SLUICE_MAIN_TLS", "true", "SLUICE_MAIN_TLS_KEY_FILE", "/k.pem"), "SLUICE_MAIN_TLS_CERT_FILE", "required with SLUICE_MAIN_TLS_KEY_FILE"},
+		{"sasl mechanism", with(kafka, "SLUICE_MAIN_SASL_MECHANISM", "gssapi"), "SLUICE_MAIN_SASL_MECHANISM", "empty or one of plain|scram-sha-256|scram-sha-512"},
+		{"sasl user without mechanism", with(kafka, "SLUICE_MAIN_SASL_USERNAME", "u"), "SLUICE_MAIN_SASL_USERNAME", "SLUICE_MAIN_SASL_MECHANISM is empty"},
+		{"sasl no user", with(kafka, "SLUICE_MAIN_SASL_MECHANISM", "plain", "SLUICE_MAIN_SASL_PASSWORD", "p"), "SLUICE_MAIN_SASL_USERNAME", "required"},
+		{"sasl no password", with(kafka, "SLUICE_MAIN_SASL_MECHANISM", "plain", "SLUICE_MAIN_SASL_USERNAME", "u"), "SLUICE_MAIN_SASL_PASSWORD", "SLUICE_MAIN_SASL_PASSWORD_FILE"},
+		{"sasl both passwords", with(kafka, "SLUICE_MAIN_SASL_MECHANISM", "plain", "SLUICE_MAIN_SASL_USERNAME", "u", "SLUICE_MAIN_SASL_PASSWORD", "p", "SLUICE_MAIN_SASL_PASSWORD_FILE", "/p"), "SLUICE_MAIN_SASL_PASSWORD_FILE", "one of them"},
+		{"url missing", with(nil, "SLUICE_SINKS", "http"), "SLUICE_HTTP_URL", `required for sink "http" (type http)`},
+		{"url scheme", with(web, "SLUICE_WEB_URL", "ftp://c.example.com/"), "SLUICE_WEB_URL", "http:// or https://"},
+		{"url no host", with(web, "SLUICE_WEB_URL", "https:///in"), "SLUICE_WEB_URL", "no host"},
+		{"url unparsable", with(web, "SLUICE_WEB_URL", "https://c.example.com:port/"), "SLUICE_WEB_URL", "not a URL"},
+		{"token and file", with(web, "SLUICE_WEB_TOKEN", "t", "SLUICE_WEB_TOKEN_FILE", "/t"), "SLUICE_WEB_TOKEN_FILE", "one of them"},
+		{"header name", with(web, "SLUICE_WEB_HEADERS", "X Bad=1"), "SLUICE_WEB_HEADERS", "header name"},
+		{"headers syntax", with(web, "SLUICE_WEB_HEADERS", "X-Good"), "SLUICE_WEB_HEADERS", "Name=value"},
+		{"gzip", with(web, "SLUICE_WEB_GZIP", "maybe"), "SLUICE_WEB_GZIP", "true or false"},
+		{"http timeout", with(web, "SLUICE_WEB_TIMEOUT", "0s"), "SLUICE_WEB_TIMEOUT", "greater than 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lines := loadErr(t, tt.env)
+			if l := lineFor(t, lines, tt.varName); !strings.Contains(l, tt.want) {
+				t.Errorf("error line %q does not contain %q", l, tt.want)
+			}
+			for _, l := range lines {
+				if !strings.HasPrefix(l, "SLUICE_") {
+					t.Errorf("error line %q does not start with a variable name", l)
+				}
+			}
+		})
+	}
+}
+
+func TestEveryErrorIsReportedOnce(t *testing.T) {
+	lines := loadErr(t, map[string]string{
+		"SLUICE_SPOOL_SYNC":      "sometimes",
+		"SLUICE_SPOOL_MAX_BYTES": "lots",
+		"SLUICE_ACK_TIMEOUT_MAX": "soon", // unreadable: no second error about ACK_TIMEOUT ≤ ACK_TIMEOUT_MAX
+		"SLUICE_SPOL_DIR":        "/tmp",
+		"SLUICE_SINKS":           "main",
+		"SLUICE_MAIN_TYPE":       "kafka",
+		"SLUICE_MAIN_RETRY_MIN":  "-1s",
+	})
+	want := []string{"SLUICE_SPOOL_SYNC", "SLUICE_SPOOL_MAX_BYTES", "SLUICE_ACK_TIMEOUT_MAX", "SLUICE_SPOL_DIR", "SLUICE_MAIN_BROKERS", "SLUICE_MAIN_RETRY_MIN"}
+	if len(lines) != len(want) {
+		t.Errorf("got %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
+	}
+	for _, name := range want {
+		lineFor(t, lines, name)
+	}
+}
+
+func TestReservedSinkNamesAreRefused(t *testing.T) {
+	for _, name := range []string{
+		"listen", "admin", "auth", "spool", "deadletter", "drain", "log", "max", "ack", "read",
+		"write", "idle", "record", "sinks", "callback", "idempotency", "restproxy", "type",
+	} {
+		t.Run(name, func(t *testing.T) {
+			lines := loadErr(t, map[string]string{"SLUICE_SINKS": "stdout," + strings.ToUpper(name)})
+			if l := lineFor(t, lines, "SLUICE_SINKS"); !strings.Contains(l, "reserved") || !strings.Contains(l, `"`+strings.ToUpper(name)+`"`) {
+				t.Errorf("got %q", l)
+			}
+		})
+	}
+}

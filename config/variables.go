@@ -1,0 +1,174 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// sinkPlaceholder stands for a sink's name in Variable.Name and
+// Variable.Default.
+const sinkPlaceholder = "<NAME>"
+
+// Variable describes one environment variable the agent reads. It is derived
+// from the struct tags of Config, Sink, FileSink, KafkaSink and HTTPSink.
+type Variable struct {
+	// Name is the variable name; per-sink variables are written with the
+	// placeholder <NAME>: "SLUICE_<NAME>_BROKERS".
+	Name string
+	// Default is the value used when the variable is unset or empty; "" when
+	// there is none. "<name>" (for SLUICE_<NAME>_TYPE) is the sink's name.
+	Default     string
+	Description string
+	// Example is a valid value.
+	Example string
+	// Secret variables are never printed by Redacted.
+	Secret bool
+	// Required variables must be set (for the sink types in SinkTypes).
+	Required bool
+	// SinkTypes lists the sink types that read a per-sink variable; nil for
+	// core variables and for per-sink variables that every type reads.
+	SinkTypes []string
+}
+
+// Variables lists every variable the agent knows: the core ones, then the
+// per-sink ones common to all types, then those of each type.
+func Variables() []Variable {
+	vars := variablesOf(reflect.TypeFor[Config](), envPrefix, nil)
+	p := envPrefix + "_" + sinkPlaceholder
+	vars = append(vars, variablesOf(reflect.TypeFor[Sink](), p, nil)...)
+	vars = append(vars, variablesOf(reflect.TypeFor[FileSink](), p, []string{typeFile})...)
+	vars = append(vars, variablesOf(reflect.TypeFor[KafkaSink](), p, []string{typeKafka})...)
+	vars = append(vars, variablesOf(reflect.TypeFor[HTTPSink](), p, []string{typeHTTP})...)
+	return vars
+}
+
+func variablesOf(t reflect.Type, prefix string, types []string) []Variable {
+	var out []Variable
+	for _, f := range fields(t) {
+		def, ok := f.Tag.Lookup("doc_default")
+		if !ok {
+			def = f.Tag.Get("default")
+		}
+		desc := f.Tag.Get("desc")
+		if allowed, ok := f.Tag.Lookup("enum"); ok {
+			desc += " " + strings.ToUpper(enumText(allowed)[:1]) + enumText(allowed)[1:] + "."
+		}
+		out = append(out, Variable{
+			Name:        prefix + "_" + envName(f),
+			Default:     def,
+			Description: desc,
+			Example:     f.Tag.Get("example"),
+			Secret:      isTrue(f.Tag.Get("secret")),
+			Required:    isTrue(f.Tag.Get("required")),
+			SinkTypes:   slices.Clone(types),
+		})
+	}
+	return out
+}
+
+// Reference returns a markdown table of Variables (variable | default |
+// example | description), for the README.
+func Reference() string {
+	var b strings.Builder
+	b.WriteString("| variable | default | example | description |\n")
+	b.WriteString("| --- | --- | --- | --- |\n")
+	for _, v := range Variables() {
+		def := code(v.Default)
+		if v.Required {
+			def = "*required*"
+		}
+		desc := v.Description
+		if v.SinkTypes != nil {
+			desc = "(" + strings.Join(v.SinkTypes, ", ") + ") " + desc
+		}
+		if v.Secret {
+			desc += " Secret: never printed."
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", code(v.Name), def, code(v.Example), cell(desc))
+	}
+	return b.String()
+}
+
+// code writes s as inline code in a table cell, or nothing when s is empty.
+func code(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "`" + strings.NewReplacer("|", `\|`, "\n", " ").Replace(s) + "`"
+}
+
+// cell escapes text for a markdown table cell: '|' would end the cell, and
+// "<NAME>" would be taken for an HTML tag.
+func cell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// redactedValue is what Redacted prints for a secret.
+const redactedValue = "<redacted>"
+
+// Redacted returns the effective configuration, one SLUICE_X=value line per
+// variable (sinks included), sorted. Secrets are printed as <redacted> (empty
+// ones as empty) and a password in a URL as "xxxxx". Values with spaces,
+// quotes or control characters are quoted Go-style.
+func (c *Config) Redacted() string {
+	var lines []string
+	lines = appendRedacted(lines, envPrefix, c)
+	for i := range c.SinkConfigs {
+		s := &c.SinkConfigs[i]
+		p := envPrefix + "_" + strings.ToUpper(s.Name)
+		lines = appendRedacted(lines, p, s)
+		switch {
+		case s.File != nil:
+			lines = appendRedacted(lines, p, s.File)
+		case s.Kafka != nil:
+			lines = appendRedacted(lines, p, s.Kafka)
+		case s.HTTP != nil:
+			lines = appendRedacted(lines, p, s.HTTP)
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func appendRedacted(lines []string, prefix string, spec any) []string {
+	v := reflect.ValueOf(spec).Elem()
+	for _, f := range fields(v.Type()) {
+		value := formatValue(v.FieldByIndex(f.Index))
+		switch f.Tag.Get("secret") {
+		case "true":
+			if value != "" {
+				value = redactedValue
+			}
+		case "userinfo":
+			if u, err := url.Parse(value); err == nil {
+				value = u.Redacted()
+			} else if strings.Contains(value, "@") {
+				value = redactedValue
+			}
+		}
+		if strings.ContainsAny(value, " \t\"'\\") || strconv.Quote(value) != `"`+value+`"` {
+			value = strconv.Quote(value)
+		}
+		lines = append(lines, prefix+"_"+envName(f)+"="+value)
+	}
+	return lines
+}
+
+// formatValue writes a field value in the form the variable is read.
+func formatValue(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case fmt.Stringer: // Bytes, List, Map, time.Duration
+		return x.String()
+	case string:
+		return x
+	case bool:
+		return strconv.FormatBool(x)
+	case int:
+		return strconv.Itoa(x)
+	}
+	panic(fmt.Sprintf("config: no format for %s", v.Type()))
+}
