@@ -143,6 +143,11 @@ func (w *Writer) Close(ctx context.Context) error {
 }
 
 func (w *Writer) lock(ctx context.Context) error {
+	select { // a free lock wins over a done ctx
+	case w.sem <- struct{}{}:
+		return nil
+	default:
+	}
 	select {
 	case w.sem <- struct{}{}:
 		return nil

@@ -435,3 +435,16 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
+
+func TestCloseWithDoneContextStillCloses(t *testing.T) {
+	w := newWriter(t, Options{Dir: t.TempDir()})
+	mustWrite(t, w, sinktest.Generate("a", 1, 10))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.Close(ctx); err != nil {
+		t.Fatalf("Close with nothing running: %v", err)
+	}
+	if w.f != nil {
+		t.Fatal("file left open")
+	}
+}
