@@ -140,6 +140,21 @@ type Agent struct {
 	ingest *fasthttp.Server
 	admin  *fasthttp.Server
 	ready  atomic.Bool
+
+	addrMu              sync.Mutex
+	ingestAddr, adminAd string
+	readyCh             chan struct{}
+}
+
+// Ready is closed once the agent listens (spool recovered, forwarders
+// running).
+func (a *Agent) Ready() <-chan struct{} { return a.readyCh }
+
+// Addrs returns the bound ingest and admin addresses (after Ready).
+func (a *Agent) Addrs() (ingest, admin string) {
+	a.addrMu.Lock()
+	defer a.addrMu.Unlock()
+	return a.ingestAddr, a.adminAd
 }
 
 // New wires an agent: it opens one spool cursor per sink. Nothing listens
@@ -152,7 +167,7 @@ func New(o Options) (*Agent, error) {
 	if len(o.Sinks) == 0 {
 		return nil, errors.New("agent: no sinks")
 	}
-	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{})}
+	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
 	a.m = newAgentMetrics(o.Metrics)
 	a.records = newRecords(o.RecordCache)
 	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger)
@@ -225,7 +240,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if adminLn != nil {
 		go func() { serveErr <- a.admin.Serve(adminLn) }()
 	}
+	a.addrMu.Lock()
+	a.ingestAddr, a.adminAd = ln.Addr().String(), addrOf(adminLn)
+	a.addrMu.Unlock()
 	a.ready.Store(true)
+	close(a.readyCh)
 
 	var runErr error
 	select {
