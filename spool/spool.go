@@ -69,7 +69,7 @@ type Options struct {
 	// passed before the front is truncated (in one go). Default 2.
 	TruncateSegments int
 	// CursorSyncInterval is how often acknowledged cursor positions are
-	// persisted. A crash re-delivers at most this much. Default 200 ms.
+	// persisted. A crash re-delivers at most this much. Default 50 ms.
 	CursorSyncInterval time.Duration
 	// OnFsync, if set, is called with the duration of every WAL fsync.
 	OnFsync func(time.Duration)
@@ -106,7 +106,7 @@ func (o *Options) setDefaults() {
 		o.TruncateSegments = 2
 	}
 	if o.CursorSyncInterval <= 0 {
-		o.CursorSyncInterval = 200 * time.Millisecond
+		o.CursorSyncInterval = 50 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
