@@ -24,7 +24,7 @@ import (
 type Config struct {
 	Listen      string `split_words:"true" default:"127.0.0.1:7101" example:"unix:/run/sluice/sluice.sock" desc:"Ingest listener: host:port, or unix:/absolute/path for a unix socket."`
 	AdminListen string `split_words:"true" default:":7103" example:"127.0.0.1:7103" desc:"Admin listener (read-only: /livez, /readyz, /metrics, /v1/stats): host:port."`
-	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Token that /v1/control/... calls on the ingest listener must present; empty = no token check."`
+	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Bearer token every call on the ingest listener must present (Authorization: Bearer <token>), control calls included; empty = no token check."`
 
 	SpoolDir           string        `split_words:"true" default:"sluice-spool" example:"/var/lib/sluice/spool" desc:"Spool directory (write-ahead log, cursors, dead letters); one agent at a time. An emptyDir spool dies with its pod."`
 	SpoolMaxBytes      Bytes         `split_words:"true" default:"1GiB" example:"10GiB" desc:"Byte cap of the spool; at the cap SLUICE_SPOOL_FULL_POLICY applies. At least 4 × SLUICE_SPOOL_SEGMENT_BYTES."`
@@ -119,7 +119,6 @@ type KafkaSink struct {
 	SASLUsername          string `split_words:"true" example:"sluice" desc:"SASL user name (required with SASL_MECHANISM)."`
 	SASLPassword          string `split_words:"true" secret:"true" example:"change-me" desc:"SASL password; SASL_MECHANISM needs it or SASL_PASSWORD_FILE, not both."`
 	SASLPasswordFile      string `split_words:"true" example:"/etc/sluice/kafka-password" desc:"File whose content is the SASL password (a trailing newline is not part of it)."`
-	DeadletterTopic       string `split_words:"true" example:"sluice-deadletter" desc:"Topic this sink's dead letters are also produced to, with the reason; empty = local dead-letter log only."`
 }
 
 // HTTPSink holds the settings of a sink of type http. Batches are POSTed in

@@ -92,7 +92,6 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"topic map target", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders=bad topic"), "SLUICE_MAIN_TOPIC_MAP", "orders=bad topic"},
 		{"topic map empty target", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders="), "SLUICE_MAIN_TOPIC_MAP", "empty topic"},
 		{"topic map twice", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "a=b,a=c"), "SLUICE_MAIN_TOPIC_MAP", "twice"},
-		{"deadletter topic", with(kafka, "SLUICE_MAIN_DEADLETTER_TOPIC", "dead letters"), "SLUICE_MAIN_DEADLETTER_TOPIC", "letters, digits"},
 		{"grace negative", with(kafka, "SLUICE_MAIN_UNKNOWN_TOPIC_GRACE", "-1m"), "SLUICE_MAIN_UNKNOWN_TOPIC_GRACE", "negative"},
 		{"tls file without tls", with(kafka, "SLUICE_MAIN_TLS_CA_FILE", "/ca.pem"), "SLUICE_MAIN_TLS_CA_FILE", "SLUICE_MAIN_TLS is false"},
 		{"skip verify without tls", with(kafka, "SLUICE_MAIN_TLS_INSECURE_SKIP_VERIFY", "true"), "SLUICE_MAIN_TLS_INSECURE_SKIP_VERIFY", "SLUICE_MAIN_TLS is false"},

@@ -413,7 +413,9 @@ func TestOrphanCursorIsKeptUntilRemoved(t *testing.T) {
 	s.Close()
 
 	s = openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 1})
-	live, _ = s.Cursor("live", CursorOptions{})
+	if _, err := s.Cursor("live", CursorOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	infos := s.Cursors()
 	if len(infos) != 2 || infos[0].Name != "gone" || infos[0].InUse || !infos[1].InUse {
 		t.Fatalf("cursors %+v", infos)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -177,9 +176,6 @@ func newKafka(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, er
 			pw = strings.TrimRight(string(b), "\r\n")
 		}
 		o.SASL = kafka.SASL{Mechanism: k.SASLMechanism, Username: k.SASLUsername, Password: pw}
-	}
-	if k.DeadletterTopic != "" {
-		return nil, errors.New("SLUICE_" + strings.ToUpper(sc.Name) + "_DEADLETTER_TOPIC is not supported yet")
 	}
 	return kafka.New(o)
 }
