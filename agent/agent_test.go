@@ -578,3 +578,40 @@ func TestControlPeerCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestSinkBacklogCapPolicies(t *testing.T) {
+	opt, must := &memSink{}, &memSink{}
+	opt.setFail(func([]sink.Message) error { return errTransient })
+	must.setFail(func([]sink.Message) error { return errTransient })
+	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{
+		{Name: "optional", Sink: opt.sink(), Topics: []string{"o"}, MaxBacklogBytes: 4096, BacklogPolicy: "drop_oldest"},
+		{Name: "must", Sink: must.sink(), Topics: []string{"m"}, MaxBacklogBytes: 4096},
+	}})
+	var first string
+	for i := 0; i < 40; i++ {
+		r := do(t, "POST", ta.url+"/v1/topics/o", "", bytes.Repeat([]byte("o"), 200), nil)
+		if r.status != 202 {
+			t.Fatalf("drop_oldest sink refused a push: %+v", r)
+		}
+		if i == 0 {
+			first = r.ids[0]
+		}
+	}
+	waitFor(t, "the optional sink's cap", func() bool { return ta.a.fwds[0].cursor.BacklogBytes() <= 4096 })
+	if st := getStatus(t, ta, first); st.Status != "dropped" {
+		t.Fatalf("oldest message of the capped sink: %+v", st)
+	}
+	var r reply
+	for i := 0; i < 40; i++ {
+		if r = do(t, "POST", ta.url+"/v1/topics/m", "", bytes.Repeat([]byte("m"), 200), nil); r.status != 202 {
+			break
+		}
+	}
+	if r.status != 503 || r.code != "spool_full" {
+		t.Fatalf("reject sink at its cap: %+v", r)
+	}
+	// The other sink's cap does not affect it.
+	if r := do(t, "POST", ta.url+"/v1/topics/o", "", []byte("x"), nil); r.status != 202 {
+		t.Fatalf("optional sink: %+v", r)
+	}
+}

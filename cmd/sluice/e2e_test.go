@@ -366,3 +366,46 @@ func TestE2EStatusAcrossRestartAndConfigErrors(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.wait(t)
 }
+
+func TestE2EStatusDrainAndSpoolTools(t *testing.T) {
+	dir := t.TempDir()
+	out, sp := filepath.Join(dir, "out"), filepath.Join(dir, "spool")
+	env := fileSinkEnv(sp, out)
+	p := start(t, env...)
+	if code, _, _ := push(p.url, "t", []byte("a\nb\n"), "application/x-ndjson"); code != 202 {
+		t.Fatalf("push %d", code)
+	}
+	waitRecords(t, out, 2)
+	listen := strings.TrimPrefix(p.url, "http://")
+	admin := strings.TrimPrefix(p.admin, "http://")
+	cliEnv := append(env, "SLUICE_LISTEN="+listen, "SLUICE_ADMIN_LISTEN="+admin)
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = cliEnv
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	outp, err := run("status")
+	if err != nil || !strings.Contains(outp, "out") || !strings.Contains(outp, "file") {
+		t.Fatalf("status: %v\n%s", err, outp)
+	}
+	outp, err = run("spool", "verify", sp)
+	if err != nil || !strings.Contains(outp, "live=true") || !strings.Contains(outp, "nothing to repair") {
+		t.Fatalf("verify: %v\n%s", err, outp)
+	}
+	outp, err = run("spool", "inspect", sp, "2")
+	if err != nil || !strings.Contains(outp, "topic=t") || !strings.Contains(outp, `value="b"`) {
+		t.Fatalf("inspect: %v\n%s", err, outp)
+	}
+	outp, err = run("drain")
+	if err != nil || !strings.Contains(outp, "agent stopped") {
+		t.Fatalf("drain: %v\n%s", err, outp)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatalf("exit after drain: %v", err)
+	}
+	outp, err = run("config")
+	if err != nil || !strings.Contains(outp, "SLUICE_OUT_PATH="+out) {
+		t.Fatalf("config: %v\n%s", err, outp)
+	}
+}
