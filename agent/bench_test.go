@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -37,17 +38,36 @@ func BenchmarkIngest(b *testing.B) {
 		{"single-1KiB", value, "application/octet-stream", 1},
 		{"ndjson-100x1KiB", ndjson, "application/x-ndjson", 100},
 	} {
-		b.Run("bare-fasthttp/"+c.name, func(b *testing.B) {
-			ln, _ := net.Listen("tcp", "127.0.0.1:0")
-			srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-				_ = ctx.PostBody()
-				ctx.SetStatusCode(202)
-				ctx.SetBodyString(`{"ids":["x"]}`)
-			}}
-			go srv.Serve(ln)
-			defer srv.Shutdown()
-			load(b, "http://"+ln.Addr().String()+"/v1/topics/bench", c.body, c.ctype, c.msgs)
-		})
+		// Two ceilings: a handler that only reads the body, and one that
+		// also appends it to a file (one write(2) per request, no fsync).
+		for _, write := range []bool{false, true} {
+			name := "bare-fasthttp/"
+			if write {
+				name = "bare-fasthttp+write/"
+			}
+			b.Run(name+c.name, func(b *testing.B) {
+				f, err := os.Create(filepath.Join(b.TempDir(), "out"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				var mu sync.Mutex
+				ln, _ := net.Listen("tcp", "127.0.0.1:0")
+				srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+					body := ctx.PostBody()
+					if write {
+						mu.Lock()
+						_, _ = f.Write(body)
+						mu.Unlock()
+					}
+					ctx.SetStatusCode(202)
+					ctx.SetBodyString(`{"ids":["x"]}`)
+				}}
+				go srv.Serve(ln)
+				defer srv.Shutdown()
+				load(b, "http://"+ln.Addr().String()+"/v1/topics/bench", c.body, c.ctype, c.msgs)
+			})
+		}
 		for _, policy := range []spool.SyncPolicy{spool.SyncAlways, spool.SyncInterval} {
 			b.Run(fmt.Sprintf("sluice-sync=%s/%s", policy, c.name), func(b *testing.B) {
 				dir := b.TempDir()
