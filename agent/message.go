@@ -21,7 +21,19 @@ type Msg struct {
 	Sinks     []string
 	Headers   []sink.Header
 	Value     []byte
+
+	// Optional fields, stored after the value as tag + bytes.
+	Callback string // Sluice-Callback URL
+	IdemKey  string // Idempotency-Key of the request (first message only)
+	IdemHash []byte // hash of the request the key was first used with
 }
+
+// Tags of the optional fields.
+const (
+	tagCallback = 1
+	tagIdemKey  = 2
+	tagIdemHash = 3
+)
 
 const recordVersion = 1
 
@@ -51,12 +63,21 @@ func appendMsg(dst []byte, m *Msg) []byte {
 		dst = appendBytes(dst, []byte(h.Key))
 		dst = appendBytes(dst, h.Value)
 	}
-	return appendBytes(dst, m.Value)
+	dst = appendBytes(dst, m.Value)
+	if m.Callback != "" {
+		dst = appendBytes(append(dst, tagCallback), []byte(m.Callback))
+	}
+	if m.IdemKey != "" {
+		dst = appendBytes(append(dst, tagIdemKey), []byte(m.IdemKey))
+		dst = appendBytes(append(dst, tagIdemHash), m.IdemHash)
+	}
+	return dst
 }
 
 // encodedSize is an upper bound of appendMsg's output for m.
 func encodedSize(m *Msg) int {
-	n := 1 + 8 + 4 + 10*5 + len(m.Topic) + len(m.Key) + len(m.ID) + len(m.Value)
+	n := 1 + 8 + 4 + 10*5 + len(m.Topic) + len(m.Key) + len(m.ID) + len(m.Value) +
+		33 + len(m.Callback) + len(m.IdemKey) + len(m.IdemHash)
 	for _, s := range m.Sinks {
 		n += 10 + len(s)
 	}
@@ -134,7 +155,21 @@ func decodeMsg(b []byte, m *Msg) error {
 		m.Headers = append(m.Headers, sink.Header{Key: k, Value: d.bytes()})
 	}
 	m.Value = d.bytes()
-	if d.err || len(d.b) != 0 {
+	m.Callback, m.IdemKey, m.IdemHash = "", "", nil
+	for !d.err && len(d.b) > 0 {
+		tag := d.b[0]
+		d.b = d.b[1:]
+		v := d.bytes()
+		switch tag {
+		case tagCallback:
+			m.Callback = string(v)
+		case tagIdemKey:
+			m.IdemKey = string(v)
+		case tagIdemHash:
+			m.IdemHash = v
+		}
+	}
+	if d.err {
 		return errBadRecord
 	}
 	return nil

@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"github.com/sluiceio/sluice/sink"
+)
+
+func TestMsgRoundTrip(t *testing.T) {
+	cases := []Msg{
+		{Time: 1, Partition: -1, Topic: "t", Value: []byte("v"), Sinks: []string{"a"}},
+		{Time: -5, Partition: 3, Topic: "orders", Key: []byte{}, ID: "up-1", Sinks: []string{"a", "b"},
+			Headers: []sink.Header{{Key: "k", Value: []byte{0, 1}}, {Key: "k", Value: nil}}, Value: []byte{}},
+		{Topic: "t", Key: []byte("key"), Sinks: []string{"s"}, Value: bytes.Repeat([]byte{0xff}, 300),
+			Callback: "http://127.0.0.1:9/cb", IdemKey: "req-1", IdemHash: []byte{1, 2, 3}},
+	}
+	for i, m := range cases {
+		b := appendMsg(nil, &m)
+		if len(b) > encodedSize(&m) {
+			t.Fatalf("case %d: encodedSize %d < %d", i, encodedSize(&m), len(b))
+		}
+		var got Msg
+		if err := decodeMsg(b, &got); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		norm := func(m Msg) Msg {
+			for j := range m.Headers {
+				if len(m.Headers[j].Value) == 0 {
+					m.Headers[j].Value = nil
+				}
+			}
+			if len(m.Headers) == 0 {
+				m.Headers = nil
+			}
+			if len(m.Value) == 0 {
+				m.Value = nil
+			}
+			return m
+		}
+		if !reflect.DeepEqual(norm(got), norm(m)) {
+			t.Fatalf("case %d:\n got %+v\nwant %+v", i, got, m)
+		}
+		if (m.Key == nil) != (got.Key == nil) {
+			t.Fatalf("case %d: nil key not kept", i)
+		}
+	}
+}
+
+func FuzzDecodeMsg(f *testing.F) {
+	m := Msg{Topic: "t", Key: []byte("k"), Sinks: []string{"a"}, Value: []byte("v"), Callback: "http://x", IdemKey: "i", IdemHash: []byte{9}}
+	f.Add(appendMsg(nil, &m))
+	f.Add([]byte{1, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Msg
+		if decodeMsg(b, &m) != nil {
+			return
+		}
+		// Whatever decodes must encode and decode to the same message.
+		var again Msg
+		if err := decodeMsg(appendMsg(nil, &m), &again); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if again.Topic != m.Topic || !bytes.Equal(again.Value, m.Value) || !bytes.Equal(again.Key, m.Key) ||
+			again.Callback != m.Callback || again.IdemKey != m.IdemKey || len(again.Sinks) != len(m.Sinks) {
+			t.Fatalf("round trip changed the message")
+		}
+	})
+}
+
+func FuzzParseBatch(f *testing.F) {
+	f.Add([]byte(`{"messages":[{"topic":"t","key":"k","value":{"a":[1,2]},"headers":{"h":"v"},"id":"x-1"}]}`))
+	f.Add([]byte(`{"messages":[{"topic":"t","value_b64":"AAE="}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		msgs, e := parseBatch(body, 1<<20)
+		if e != nil {
+			if e.status < 400 || e.code == "" {
+				t.Fatalf("bad error %+v", e)
+			}
+			return
+		}
+		for _, m := range msgs {
+			if !validTopic(m.Topic) || m.Value == nil {
+				t.Fatalf("accepted a message with topic %q value %v", m.Topic, m.Value)
+			}
+		}
+	})
+}
+
+func FuzzSplitNDJSON(f *testing.F) {
+	f.Add([]byte("a\nb\r\n\nc"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var total int
+		splitNDJSON(body, func(line []byte) *apiError {
+			if len(line) == 0 || bytes.IndexByte(line, '\n') >= 0 {
+				t.Fatalf("bad line %q", line)
+			}
+			total += len(line)
+			return nil
+		})
+		if total > len(body) {
+			t.Fatal("lines longer than the body")
+		}
+	})
+}
+
+func FuzzMatchTopic(f *testing.F) {
+	f.Add("orders.*", "orders.eu")
+	f.Add("[a-", "a")
+	f.Fuzz(func(t *testing.T, glob, topic string) {
+		if ValidateGlobs([]string{glob}) != nil {
+			return
+		}
+		_ = matchTopic([]string{glob}, topic)
+		if glob == "*" && !matchTopic([]string{glob}, topic) && validTopic(topic) {
+			t.Fatalf("* did not match %q", topic)
+		}
+	})
+}
