@@ -59,6 +59,9 @@ type Options struct {
 	WriteTimeout  time.Duration // 10 s
 	IdleTimeout   time.Duration // 60 s
 
+	IdempotencyWindow time.Duration // how long an Idempotency-Key is remembered; default 10 min
+	IdempotencyMax    int           // keys remembered at most; default 100000
+
 	DrainTimeout time.Duration // 20 s
 	DrainAccept  bool          // keep accepting pushes while draining
 	RecordCache  int           // delivery-report cache entries, default 65536
@@ -91,6 +94,10 @@ func (o *Options) setDefaults() {
 	def(&o.MaxHeaders, 64)
 	def(&o.MaxConnections, 4096)
 	def(&o.RecordCache, 65536)
+	def(&o.IdempotencyMax, 100000)
+	if o.IdempotencyWindow <= 0 {
+		o.IdempotencyWindow = 10 * time.Minute
+	}
 	if o.MaxInflightBytes <= 0 {
 		o.MaxInflightBytes = 64 << 20
 	}
@@ -130,6 +137,7 @@ type Agent struct {
 	fwds     []*forwarder
 	dl       *deadLetters
 	records  *records
+	idem     *idempotency
 	m        *agentMetrics
 	inflight atomic.Int64
 
@@ -170,6 +178,10 @@ func New(o Options) (*Agent, error) {
 	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
 	a.m = newAgentMetrics(o.Metrics)
 	a.records = newRecords(o.RecordCache)
+	a.idem = newIdempotency(o.IdempotencyWindow, o.IdempotencyMax)
+	if err := a.idem.rebuild(o.Spool, time.Now()); err != nil {
+		return nil, fmt.Errorf("agent: reload idempotency keys: %w", err)
+	}
 	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger)
 	if err != nil {
 		return nil, err

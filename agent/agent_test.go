@@ -615,3 +615,53 @@ func TestSinkBacklogCapPolicies(t *testing.T) {
 		t.Fatalf("optional sink: %+v", r)
 	}
 }
+
+func TestIdempotencyKey(t *testing.T) {
+	mem := &memSink{}
+	dir := t.TempDir()
+	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
+	key := map[string]string{"Idempotency-Key": "order-1001"}
+	first := do(t, "POST", ta.url+"/v1/topics/t", "application/x-ndjson", []byte("a\nb\n"), key)
+	again := do(t, "POST", ta.url+"/v1/topics/t", "application/x-ndjson", []byte("a\nb\n"), key)
+	if first.status != 202 || again.status != 202 || strings.Join(first.ids, ",") != strings.Join(again.ids, ",") ||
+		again.header.Get("Sluice-Idempotent-Replay") != "true" {
+		t.Fatalf("retry: %+v then %+v", first, again)
+	}
+	if r := do(t, "POST", ta.url+"/v1/topics/t", "application/x-ndjson", []byte("a\nc\n"), key); r.status != 409 || r.code != "idempotency_conflict" {
+		t.Fatalf("same key, other body: %+v", r)
+	}
+	if ta.sp.LastSeq() != 2 {
+		t.Fatalf("spooled %d records", ta.sp.LastSeq())
+	}
+
+	// Concurrent requests with one key: one spools, all get its ids.
+	var wg sync.WaitGroup
+	results := make([]reply, 8)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = do(t, "POST", ta.url+"/v1/topics/t", "", []byte("same"), map[string]string{"Idempotency-Key": "k-concurrent"})
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.status != 202 || r.ids[0] != results[0].ids[0] {
+			t.Fatalf("concurrent: %+v vs %+v", r, results[0])
+		}
+	}
+	if ta.sp.LastSeq() != 3 {
+		t.Fatalf("concurrent requests spooled %d records in all", ta.sp.LastSeq())
+	}
+	ta.stop(t)
+
+	// After a restart the key is still known.
+	ta = startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
+	after := do(t, "POST", ta.url+"/v1/topics/t", "application/x-ndjson", []byte("a\nb\n"), key)
+	if after.status != 202 || strings.Join(after.ids, ",") != strings.Join(first.ids, ",") || ta.sp.LastSeq() != 3 {
+		t.Fatalf("after restart: %+v, last seq %d", after, ta.sp.LastSeq())
+	}
+	if r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("x"), map[string]string{"Idempotency-Key": strings.Repeat("k", 300)}); r.status != 400 {
+		t.Fatalf("bad key: %+v", r)
+	}
+}

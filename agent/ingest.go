@@ -267,6 +267,24 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		}
 		size += encodedSize(m)
 	}
+	var idemKey string
+	var idemE *idemEntry
+	var spooled []string // ids once spooled; nil = failed
+	if k := peekHeader(ctx, "Idempotency-Key"); k != nil {
+		idemKey = string(k)
+		e, stored, prior, aerr := a.idemCheck(ctx, idemKey, len(msgs))
+		if aerr != nil {
+			return aerr
+		}
+		if prior != nil {
+			ctx.Response.Header.Set("Sluice-Idempotent-Replay", "true")
+			return a.reply(ctx, prior, ackDelivered, timeout)
+		}
+		idemE = e
+		msgs[0].IdemKey, msgs[0].IdemHash = idemKey, stored
+		size += len(idemKey) + len(stored) + 20
+		defer func() { a.idem.finish(idemKey, idemE, spooled) }()
+	}
 	buf := make([]byte, 0, size)
 	recs := make([][]byte, len(msgs))
 	for i := range msgs {
@@ -290,8 +308,13 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		}
 		valueBytes += len(msgs[i].Value)
 	}
+	spooled = ids
 	a.m.ingestMessages.Add(len(msgs))
 	a.m.ingestBytes.Add(valueBytes)
+	return a.reply(ctx, ids, ackDelivered, timeout)
+}
+
+func (a *Agent) reply(ctx *fasthttp.RequestCtx, ids []string, ackDelivered bool, timeout time.Duration) *apiError {
 	if !ackDelivered {
 		writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": ids})
 		return nil

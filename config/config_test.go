@@ -90,6 +90,8 @@ func TestLoadDefaults(t *testing.T) {
 		WriteTimeout:       10 * time.Second,
 		IdleTimeout:        60 * time.Second,
 		RecordCache:        65536,
+		IdempotencyWindow:  10 * time.Minute,
+		IdempotencyMaxKeys: 100000,
 		Sinks:              List{"stdout"},
 		SinkConfigs: []Sink{{
 			Name:          "stdout",

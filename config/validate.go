@@ -102,6 +102,8 @@ func (c *checker) validateCore(cfg *Config) {
 	c.positive(p+"WRITE_TIMEOUT", int64(cfg.WriteTimeout))
 	c.positive(p+"IDLE_TIMEOUT", int64(cfg.IdleTimeout))
 	c.positive(p+"RECORD_CACHE", int64(cfg.RecordCache))
+	c.positive(p+"IDEMPOTENCY_MAX_KEYS", int64(cfg.IdempotencyMaxKeys))
+	c.positive(p+"IDEMPOTENCY_WINDOW", int64(cfg.IdempotencyWindow))
 }
 
 // positive fails name unless v > 0.

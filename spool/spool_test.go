@@ -700,3 +700,23 @@ func snapshot(t *testing.T, dir string) string {
 	})
 	return b.String()
 }
+
+func TestScanSince(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{SegmentBytes: 1024})
+	appendN(t, s, 0, 30)
+	mid := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	appendN(t, s, 30, 30)
+	var got []uint64
+	if err := s.Scan(mid, func(r Record) bool { got = append(got, r.ID.Seq); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 30 || got[0] != 31 || got[29] != 60 {
+		t.Fatalf("scan since mid: %v", got)
+	}
+	n := 0
+	s.Scan(time.Time{}, func(Record) bool { n++; return n < 5 })
+	if n != 5 {
+		t.Fatalf("scan did not stop: %d", n)
+	}
+}

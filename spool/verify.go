@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -136,4 +137,62 @@ func isLocked(dir string) bool {
 	}
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return false
+}
+
+// Scan calls fn for every record on disk appended at or after since, in
+// order, until fn returns false. It reads segment files without touching
+// any cursor; Data is valid only during the call.
+func (s *Spool) Scan(since time.Time, fn func(Record) bool) error {
+	s.mu.Lock()
+	segs := slices.Clone(s.segs)
+	last := s.last
+	s.mu.Unlock()
+	// Start at the last segment whose first record is older than since.
+	start := 0
+	for i, sg := range segs {
+		if sg.last < sg.first {
+			continue
+		}
+		if t := s.firstTime(sg); !t.IsZero() && t.Before(since) {
+			start = i
+		}
+	}
+	for _, sg := range segs[start:] {
+		data, err := readSegment(sg.path, sg.size)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // truncated meanwhile
+			}
+			return err
+		}
+		for off := 0; off < len(data); {
+			e, n, st := nextFrame(data[off:])
+			if st != frameOK || e.seq > last {
+				break
+			}
+			off += n
+			if e.time < since.UnixNano() {
+				continue
+			}
+			if !fn(Record{ID: ID{Epoch: e.epoch, Seq: e.seq}, Time: time.Unix(0, e.time), Data: e.payload, Corrupt: e.corrupt}) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Spool) firstTime(sg segment) time.Time {
+	f, err := os.Open(sg.path)
+	if err != nil {
+		return time.Time{}
+	}
+	defer f.Close()
+	var h [10 + headerSize]byte
+	n, _ := f.ReadAt(h[:], 0)
+	_, vn := binary.Uvarint(h[:n])
+	if vn <= 0 || n < vn+headerSize {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.LittleEndian.Uint64(h[vn+16:])))
 }

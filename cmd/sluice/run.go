@@ -86,6 +86,7 @@ func runAgent() error {
 		AckTimeout: c.AckTimeout, AckTimeoutMax: c.AckTimeoutMax,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
 		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, RecordCache: c.RecordCache,
+		IdempotencyWindow: c.IdempotencyWindow, IdempotencyMax: c.IdempotencyMaxKeys,
 		Logger: log, Metrics: set, Version: version,
 	})
 	if err != nil {
