@@ -90,6 +90,9 @@ func (a *Agent) stats() Stats {
 	}
 	for _, c := range a.sp.Cursors() {
 		f := byName[c.Name]
+		if c.Name == callbackCursor {
+			continue
+		}
 		if f == nil {
 			st.Orphans = append(st.Orphans, c.Name)
 			continue

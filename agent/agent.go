@@ -62,6 +62,10 @@ type Options struct {
 	IdempotencyWindow time.Duration // how long an Idempotency-Key is remembered; default 10 min
 	IdempotencyMax    int           // keys remembered at most; default 100000
 
+	CallbackAllow    []string      // host globs and CIDRs callbacks may reach besides loopback
+	CallbackAttempts int           // tries per report; default 5
+	CallbackBackoff  time.Duration // first retry wait; default 1 s
+
 	DrainTimeout time.Duration // 20 s
 	DrainAccept  bool          // keep accepting pushes while draining
 	RecordCache  int           // delivery-report cache entries, default 65536
@@ -95,6 +99,8 @@ func (o *Options) setDefaults() {
 	def(&o.MaxConnections, 4096)
 	def(&o.RecordCache, 65536)
 	def(&o.IdempotencyMax, 100000)
+	def(&o.CallbackAttempts, 5)
+	defD(&o.CallbackBackoff, time.Second)
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = 10 * time.Minute
 	}
@@ -138,6 +144,8 @@ type Agent struct {
 	dl       *deadLetters
 	records  *records
 	idem     *idempotency
+	guard    *callbackGuard
+	cb       *callbacks
 	m        *agentMetrics
 	inflight atomic.Int64
 
@@ -197,6 +205,12 @@ func New(o Options) (*Agent, error) {
 		}
 		a.fwds = append(a.fwds, newForwarder(a, spec, c))
 	}
+	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
+		return nil, err
+	}
+	if a.cb, err = newCallbacks(a, a.guard, o.CallbackAttempts, o.CallbackBackoff); err != nil {
+		return nil, err
+	}
 	for _, ci := range o.Spool.Cursors() {
 		if !ci.InUse {
 			a.log.Warn("spool cursor of a sink that is no longer configured is kept and holds its backlog; remove it with 'sluice spool cursor rm'",
@@ -247,6 +261,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		fwg.Add(1)
 		go func() { defer fwg.Done(); f.run(fctx) }()
 	}
+	fwg.Add(1)
+	go func() { defer fwg.Done(); a.cb.run(fctx) }()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- a.ingest.Serve(ln) }()
 	if adminLn != nil {
@@ -282,6 +298,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, f := range a.fwds {
 		f.cursor.Release()
 	}
+	a.cb.cursor.Release()
 	var errs []error
 	errs = append(errs, runErr)
 	errs = append(errs, a.sp.Flush())

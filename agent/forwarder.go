@@ -256,6 +256,7 @@ func (f *forwarder) send(ctx context.Context, batch []*item) bool {
 		switch {
 		case errors.As(err, &be) && len(be.Errs) == len(batch):
 			var retry []*item
+			var retryErr error
 			var ok []*item
 			var okMsgs []sink.Message
 			for i, e := range be.Errs {
@@ -269,6 +270,9 @@ func (f *forwarder) send(ctx context.Context, batch []*item) bool {
 					}
 				default:
 					retry = append(retry, batch[i])
+					if retryErr == nil {
+						retryErr = e
+					}
 				}
 			}
 			f.delivered(ok, okMsgs)
@@ -276,7 +280,7 @@ func (f *forwarder) send(ctx context.Context, batch []*item) bool {
 				return true
 			}
 			batch, msgs = retry, msgs[:len(retry)]
-			f.transient(err)
+			f.transient(retryErr)
 		case sink.IsPermanent(err):
 			if len(batch) == 1 {
 				return f.deadLetterRetrying(ctx, batch[0], sink.Reason(err), err.Error())

@@ -249,11 +249,20 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 	}
 	defer a.inflight.Add(-body)
 
+	var callback string
+	if v := peekHeader(ctx, "Sluice-Callback"); v != nil {
+		callback = string(v)
+		if err := a.guard.checkURL(callback); err != nil {
+			return errorf(http.StatusBadRequest, "callback_not_allowed", "Sluice-Callback: %v", err)
+		}
+	}
+
 	now := time.Now().UnixNano()
 	size := 0
 	for i := range msgs {
 		m := &msgs[i]
 		m.Time = now
+		m.Callback = callback
 		for _, f := range a.fwds {
 			if matchTopic(f.spec.Topics, m.Topic) {
 				if f.spec.MaxBacklogBytes > 0 && f.spec.BacklogPolicy == "reject" && f.cursor.BacklogBytes() >= f.spec.MaxBacklogBytes {

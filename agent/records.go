@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,23 +157,30 @@ func (a *Agent) status(id string) Status {
 	if sid.Epoch > a.sp.Epoch() || sid.Seq == 0 || sid.Seq > a.sp.LastSeq() {
 		return st
 	}
-	targets := map[string]bool{}
+	var targets []string
 	if rec, err := a.sp.Get(sid.Seq); err == nil {
 		if rec.ID.Epoch != sid.Epoch {
 			return st // the sequence was reused after a cut tail: not this message
 		}
 		var m Msg
 		if !rec.Corrupt && decodeMsg(rec.Data, &m) == nil {
+			targets = m.Sinks
+			st = a.statusOf(sid, id, targets)
 			st.Topic = m.Topic
-			for _, s := range m.Sinks {
-				targets[s] = true
-			}
+			return st
 		}
 	}
+	return a.statusOf(sid, id, targets)
+}
+
+// statusOf derives the status of message id (spool position sid) for its
+// target sinks (nil = every sink, when the record is gone).
+func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
+	st := Status{ID: id}
 	dead := a.dl.lookup(id)
 	st.Sinks = map[string]SinkStatus{}
 	for _, f := range a.fwds {
-		if len(targets) > 0 && !targets[f.spec.Name] {
+		if targets != nil && !slices.Contains(targets, f.spec.Name) {
 			continue
 		}
 		ss := SinkStatus{Status: "pending"}
