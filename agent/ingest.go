@@ -287,7 +287,7 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		}
 		if prior != nil {
 			ctx.Response.Header.Set("Sluice-Idempotent-Replay", "true")
-			return a.reply(ctx, prior, ackDelivered, timeout)
+			return a.reply(ctx, prior, nil, nil, ackDelivered, timeout)
 		}
 		idemE = e
 		msgs[0].IdemKey, msgs[0].IdemHash = idemKey, stored
@@ -306,9 +306,17 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		return spoolError(err)
 	}
 	ids := make([]string, len(msgs))
+	var sids []spool.ID
+	var targets [][]string
+	if ackDelivered {
+		sids, targets = make([]spool.ID, len(msgs)), make([][]string, len(msgs))
+	}
 	var valueBytes int
 	for i := range msgs {
 		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
+		if ackDelivered {
+			sids[i], targets[i] = sid, msgs[i].Sinks
+		}
 		if msgs[i].ID != "" {
 			ids[i] = msgs[i].ID
 			a.records.setChained(msgs[i].ID, sid)
@@ -320,15 +328,18 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 	spooled = ids
 	a.m.ingestMessages.Add(len(msgs))
 	a.m.ingestBytes.Add(valueBytes)
-	return a.reply(ctx, ids, ackDelivered, timeout)
+	return a.reply(ctx, ids, sids, targets, ackDelivered, timeout)
 }
 
-func (a *Agent) reply(ctx *fasthttp.RequestCtx, ids []string, ackDelivered bool, timeout time.Duration) *apiError {
+// reply answers a push. sids and targets (spool positions and target
+// sinks) let a Sluice-Ack: delivered wait check status without reading the
+// spool; nil means look them up (an idempotent replay).
+func (a *Agent) reply(ctx *fasthttp.RequestCtx, ids []string, sids []spool.ID, targets [][]string, ackDelivered bool, timeout time.Duration) *apiError {
 	if !ackDelivered {
 		writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": ids})
 		return nil
 	}
-	status := a.waitDelivered(ids, timeout)
+	status := a.waitDelivered(ids, sids, targets, timeout)
 	writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": ids, "status": status})
 	return nil
 }
@@ -346,26 +357,29 @@ func parseTimeout(s string) (time.Duration, error) {
 
 // waitDelivered holds a Sluice-Ack: delivered reply until every target
 // sink resolved every message, or the timeout.
-func (a *Agent) waitDelivered(ids []string, timeout time.Duration) string {
+func (a *Agent) waitDelivered(ids []string, sids []spool.ID, targets [][]string, timeout time.Duration) string {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	next := 0 // messages before next are resolved
+	status := "delivered"
 	for {
 		ch := a.records.wait()
-		status := "delivered"
-		for _, id := range ids {
-			switch s := a.status(id).Status; s {
-			case "pending", "unknown":
-				status = "pending"
-			case "failed", "dropped":
-				if status == "delivered" {
-					status = s
-				}
+		for next < len(ids) {
+			var st Status
+			if sids != nil {
+				st = a.statusOf(sids[next], ids[next], targets[next])
+			} else {
+				st = a.status(ids[next])
 			}
-			if status == "pending" {
+			if st.Status == "pending" || st.Status == "unknown" {
 				break
 			}
+			if st.Status != "delivered" && status == "delivered" {
+				status = st.Status
+			}
+			next++
 		}
-		if status != "pending" {
+		if next == len(ids) {
 			return status
 		}
 		select {

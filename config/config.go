@@ -58,6 +58,8 @@ type Config struct {
 
 	RecordCache int `split_words:"true" default:"65536" example:"262144" desc:"Entries in the bounded cache of delivery reports (Kafka partition and offset) behind GET /v1/messages/{id}."`
 
+	CallbackAllow List `split_words:"true" example:"10.0.0.0/8,*.hooks.internal" desc:"Callback targets allowed besides loopback: CIDRs (those addresses) and host globs (those names, resolving to any unicast address but link-local). Empty = loopback only."`
+
 	IdempotencyWindow  time.Duration `split_words:"true" default:"10m" example:"1h0m0s" desc:"How long a push's Idempotency-Key is remembered (across restarts): a repeat within it returns the original ids without spooling again."`
 	IdempotencyMaxKeys int           `split_words:"true" default:"100000" example:"1000000" desc:"Most Idempotency-Keys remembered; the oldest are evicted first (counted in sluice_idempotency_evicted_total)."`
 

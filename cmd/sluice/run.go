@@ -87,7 +87,8 @@ func runAgent() error {
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
 		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, RecordCache: c.RecordCache,
 		IdempotencyWindow: c.IdempotencyWindow, IdempotencyMax: c.IdempotencyMaxKeys,
-		Logger: log, Metrics: set, Version: version,
+		CallbackAllow: c.CallbackAllow,
+		Logger:        log, Metrics: set, Version: version,
 	})
 	if err != nil {
 		sp.Close()
