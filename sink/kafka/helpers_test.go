@@ -142,6 +142,22 @@ func isTransient(err error) bool {
 	return err != nil && !sink.IsPermanent(err) && !errors.As(err, &be)
 }
 
+// retryable reports whether the forwarder would simply retry: a transient
+// whole-batch error, or a BatchError none of whose entries is Permanent
+// (some messages of the batch may already be delivered).
+func retryable(err error) bool {
+	var be *sink.BatchError
+	if errors.As(err, &be) {
+		for _, e := range be.Errs {
+			if sink.IsPermanent(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return isTransient(err)
+}
+
 // fakeClock is an adjustable clock for Options.Now.
 type fakeClock struct {
 	mu  sync.Mutex

@@ -67,7 +67,7 @@ func TestBrokerOutageAndRestart(t *testing.T) {
 			break
 		}
 		t.Logf("after restart, attempt %d: %v (reason %s)", i, last, sink.Reason(last))
-		if !isTransient(last) {
+		if !retryable(last) {
 			t.Fatalf("write after restart: %v, want transient until it succeeds", last)
 		}
 		if i == 200 {
@@ -92,7 +92,7 @@ func TestBrokerOutageAndRestart(t *testing.T) {
 			break
 		}
 		t.Logf("after quiet restart, attempt %d: %v (reason %s)", i, last, sink.Reason(last))
-		if !isTransient(last) || i == 200 {
+		if !retryable(last) || i == 200 {
 			t.Fatalf("write after quiet restart: %v", last)
 		}
 		time.Sleep(20 * time.Millisecond)
