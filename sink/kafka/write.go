@@ -284,11 +284,11 @@ func transient(c class) class {
 // contextError turns the error of a call whose context ended into the
 // context's error (timeout or cancel), or ErrClosed when Close aborted it.
 func (w *Writer) contextError(ctx context.Context, err error) error {
+	if w.closed.Load() {
+		return ErrClosed // Close aborts in-flight calls through their contexts or connections
+	}
 	if ctx.Err() == nil {
 		return err
-	}
-	if w.closed.Load() {
-		return ErrClosed
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
