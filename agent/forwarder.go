@@ -35,6 +35,9 @@ type forwarder struct {
 	inflight int64 // payload bytes queued in lanes
 	stopped  bool
 
+	intern  interner // names seen by dispatch (reader goroutine only)
+	scratch Msg
+
 	failing  atomic.Bool
 	lastLog  time.Time
 	errCount int
@@ -46,7 +49,8 @@ type slot struct {
 }
 
 type item struct {
-	slot *slot
+	queued time.Time
+	slot   *slot
 	id   string
 	raw  []byte // the stored record, for dead letters
 	msg  sink.Message
@@ -64,7 +68,7 @@ const maxInflightPerSink = 64 << 20
 
 func newForwarder(a *Agent, spec SinkSpec, c *spool.Cursor) *forwarder {
 	f := &forwarder{
-		a: a, spec: spec, cursor: c, lanes: map[string]*lane{},
+		a: a, spec: spec, cursor: c, lanes: map[string]*lane{}, intern: interner{},
 		log: a.log.With("sink", spec.Name),
 	}
 	f.cond = sync.NewCond(&f.mu)
@@ -147,8 +151,8 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 			dead = append(dead, it)
 			continue
 		}
-		var m Msg
-		if err := decodeMsg(r.Data, &m); err != nil {
+		m := &f.scratch
+		if err := decodeMsgInterned(r.Data, m, &f.intern); err != nil {
 			it.msg = sink.Message{ID: it.id}
 			dead = append(dead, it)
 			continue
@@ -170,6 +174,7 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 			wg.Add(1)
 			go func() { defer wg.Done(); f.runLane(ctx, l) }()
 		}
+		it.queued = now
 		l.queue = append(l.queue, it)
 		f.inflight += int64(it.size)
 	}
@@ -201,9 +206,11 @@ func (f *forwarder) runLane(ctx context.Context, l *lane) {
 			f.mu.Unlock()
 			return
 		}
-		if len(l.queue) < f.spec.BatchMessages && f.spec.Linger > 0 {
+		// Linger: a partial batch waits until its oldest message has
+		// waited Linger (time spent behind the previous batch counts).
+		if wait := f.spec.Linger - time.Since(l.queue[0].queued); len(l.queue) < f.spec.BatchMessages && wait > 0 {
 			f.mu.Unlock()
-			if !sleepCtx(ctx, f.spec.Linger) {
+			if !sleepCtx(ctx, wait) {
 				return
 			}
 			f.mu.Lock()

@@ -93,8 +93,33 @@ func appendBytes(dst, b []byte) []byte {
 }
 
 type decoder struct {
-	b   []byte
-	err bool
+	b      []byte
+	err    bool
+	intern *interner
+}
+
+// interner returns one string per distinct topic or sink name, so that
+// decoding a record does not allocate them again and again. Not safe for
+// concurrent use: one per goroutine.
+type interner map[string]string
+
+func (in interner) get(b []byte) string {
+	if s, ok := in[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(in) < 4096 {
+		in[s] = s
+	}
+	return s
+}
+
+func (d *decoder) str() string {
+	b := d.bytes()
+	if d.intern != nil {
+		return d.intern.get(b)
+	}
+	return string(b)
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -119,14 +144,18 @@ func (d *decoder) bytes() []byte {
 }
 
 // decodeMsg decodes a record into m; m's slices alias b.
-func decodeMsg(b []byte, m *Msg) error {
+func decodeMsg(b []byte, m *Msg) error { return decodeMsgInterned(b, m, nil) }
+
+// decodeMsgInterned is decodeMsg with topic and sink names from in; it
+// reuses m.Sinks.
+func decodeMsgInterned(b []byte, m *Msg, in *interner) error {
 	if len(b) < 13 || b[0] != recordVersion {
 		return errBadRecord
 	}
 	m.Time = int64(binary.LittleEndian.Uint64(b[1:]))
 	m.Partition = int32(binary.LittleEndian.Uint32(b[9:]))
-	d := decoder{b: b[13:]}
-	m.Topic = string(d.bytes())
+	d := decoder{b: b[13:], intern: in}
+	m.Topic = d.str()
 	if k := d.uvarint(); k > 0 && !d.err {
 		if k-1 > uint64(len(d.b)) {
 			return errBadRecord
@@ -141,15 +170,15 @@ func decodeMsg(b []byte, m *Msg) error {
 	if n > uint64(len(d.b)) {
 		return errBadRecord
 	}
-	m.Sinks = make([]string, 0, n)
+	m.Sinks = m.Sinks[:0]
 	for i := uint64(0); i < n && !d.err; i++ {
-		m.Sinks = append(m.Sinks, string(d.bytes()))
+		m.Sinks = append(m.Sinks, d.str())
 	}
 	n = d.uvarint()
 	if n > uint64(len(d.b)) {
 		return errBadRecord
 	}
-	m.Headers = m.Headers[:0]
+	m.Headers = nil // handed on with the message: never reused
 	for i := uint64(0); i < n && !d.err; i++ {
 		k := string(d.bytes())
 		m.Headers = append(m.Headers, sink.Header{Key: k, Value: d.bytes()})
