@@ -51,10 +51,10 @@ type slot struct {
 type item struct {
 	queued time.Time
 	slot   *slot
-	id   string
-	raw  []byte // the stored record, for dead letters
-	msg  sink.Message
-	size int
+	id     string
+	raw    []byte // the stored record, for dead letters
+	msg    sink.Message
+	size   int
 }
 
 type lane struct {
