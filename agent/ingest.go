@@ -2,10 +2,12 @@ package agent
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -94,6 +96,9 @@ func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
 	if e := a.authorize(ctx); e != nil {
 		return e
 	}
+	if e := a.decodeBody(ctx); e != nil {
+		return e
+	}
 	p := string(ctx.Path())
 	method := string(ctx.Method())
 	switch {
@@ -124,6 +129,33 @@ func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
 		return a.control(ctx, strings.TrimPrefix(p, "/v1/control/"), method)
 	}
 	return errorf(http.StatusNotFound, "not_found", "no such endpoint %s", p)
+}
+
+// decodeBody replaces a gzip request body (Content-Encoding: gzip, as the
+// HTTP sink of another sluice sends) by its content, bounded by the
+// request size limit so that a small bomb cannot expand without limit.
+func (a *Agent) decodeBody(ctx *fasthttp.RequestCtx) *apiError {
+	ce := ctx.Request.Header.ContentEncoding()
+	switch {
+	case len(ce) == 0 || bytes.EqualFold(ce, []byte("identity")):
+		return nil
+	case !bytes.EqualFold(ce, []byte("gzip")):
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Encoding %q (gzip or identity only)", ce)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(ctx.PostBody()))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "gzip body: %v", err)
+	}
+	plain, err := io.ReadAll(io.LimitReader(zr, int64(a.opts.MaxRequestBytes)+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "gzip body: %v", err)
+	}
+	if len(plain) > a.opts.MaxRequestBytes {
+		return errorf(http.StatusRequestEntityTooLarge, "too_large", "decompressed body over %d bytes", a.opts.MaxRequestBytes)
+	}
+	ctx.Request.SetBodyRaw(plain)
+	ctx.Request.Header.Del("Content-Encoding")
+	return nil
 }
 
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) *apiError {

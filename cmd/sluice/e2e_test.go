@@ -409,3 +409,58 @@ func TestE2EStatusDrainAndSpoolTools(t *testing.T) {
 		t.Fatalf("config: %v\n%s", err, outp)
 	}
 }
+
+// TestE2EChainedAgents: sidecar → aggregator over the HTTP sink (gzip,
+// bearer token) → file sink. Everything pushed to the sidecar arrives
+// through an aggregator outage, with the sidecar's sluice-id kept.
+func TestE2EChainedAgents(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	aggListen, aggAdmin := freePort(t), freePort(t)
+	aggEnv := append(fileSinkEnv(filepath.Join(dir, "agg"), out), "SLUICE_AUTH_TOKEN=chain-secret")
+	startAgg := func() *proc {
+		cmd := exec.Command(binary, "run")
+		cmd.Env = append([]string{"SLUICE_LISTEN=" + aggListen, "SLUICE_ADMIN_LISTEN=" + aggAdmin, "SLUICE_LOG_FORMAT=text"}, aggEnv...)
+		p := &proc{cmd: cmd, url: "http://" + aggListen, admin: "http://" + aggAdmin, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+		cmd.Stderr = &syncWriter{w: p.stderr}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.exited <- cmd.Wait() }()
+		t.Cleanup(func() { cmd.Process.Kill() })
+		return p
+	}
+	agg := startAgg()
+	side := start(t, "SLUICE_SPOOL_DIR="+filepath.Join(dir, "side"), "SLUICE_SINKS=up", "SLUICE_UP_TYPE=http",
+		"SLUICE_UP_URL=http://"+aggListen+"/v1/messages", "SLUICE_UP_TOKEN=chain-secret", "SLUICE_UP_GZIP=true",
+		"SLUICE_UP_RETRY_MAX=200ms")
+	want := map[string]string{}
+	pushN := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			v := fmt.Sprintf(`{"n":%d}`, i)
+			code, ids, err := push(side.url, "chain", []byte(v), "")
+			if err != nil || code != 202 {
+				t.Fatalf("push %d: %d %v", i, code, err)
+			}
+			want[ids[0]] = v
+		}
+	}
+	pushN(0, 50)
+	waitRecords(t, out, 50)
+	agg.cmd.Process.Signal(syscall.SIGTERM)
+	agg.wait(t)
+	pushN(50, 50) // the aggregator is down: the sidecar keeps accepting
+	agg = startAgg()
+	recs := waitRecords(t, out, 100)
+	got := map[string]string{}
+	for _, r := range recs {
+		got[r.ID] = string(r.Message().Value)
+	}
+	for id, v := range want {
+		if got[id] != v {
+			t.Fatalf("message %s: got %q, want %q (ids are kept end to end)", id, got[id], v)
+		}
+	}
+	agg.cmd.Process.Signal(syscall.SIGTERM)
+	agg.wait(t)
+}

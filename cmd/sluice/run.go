@@ -18,6 +18,7 @@ import (
 	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/sink/discard"
 	"github.com/sluiceio/sluice/sink/file"
+	httpsink "github.com/sluiceio/sluice/sink/http"
 	"github.com/sluiceio/sluice/sink/kafka"
 	"github.com/sluiceio/sluice/sink/stdout"
 	"github.com/sluiceio/sluice/spool"
@@ -124,6 +125,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = file.New(file.Options{Dir: sc.File.Path, RotateBytes: int64(sc.File.RotateBytes), RotateAge: orNegative(sc.File.RotateAge)})
 		case "kafka":
 			s, err = newKafka(sc, log, set)
+		case "http":
+			s, err = newHTTP(sc, log)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -180,4 +183,20 @@ func newKafka(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, er
 		o.SASL = kafka.SASL{Mechanism: k.SASLMechanism, Username: k.SASLUsername, Password: pw}
 	}
 	return kafka.New(o)
+}
+
+func newHTTP(sc config.Sink, log *slog.Logger) (sink.Sink, error) {
+	h := sc.HTTP
+	token := h.Token
+	if h.TokenFile != "" {
+		b, err := os.ReadFile(h.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("SLUICE_%s_TOKEN_FILE: %w", strings.ToUpper(sc.Name), err)
+		}
+		token = strings.TrimRight(string(b), "\r\n")
+	}
+	return httpsink.New(httpsink.Options{
+		Name: sc.Name, URL: h.URL, Token: token, Headers: h.Headers, Gzip: h.Gzip, Timeout: h.Timeout,
+		Logger: log.With("sink", sc.Name),
+	})
 }
