@@ -21,6 +21,7 @@ type deadLetters struct {
 
 	mu    sync.Mutex
 	index *boundedMap[string, map[string]dlInfo]
+	gone  map[uint64]bool // entries replayed or purged (tombstoned)
 }
 
 type dlInfo struct {
@@ -36,9 +37,11 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger) (*deadL
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	d := &deadLetters{sp: sp, cur: c, m: m, index: newBoundedMap[string, map[string]dlInfo](dlIndexSize)}
+	d := &deadLetters{sp: sp, cur: c, m: m, index: newBoundedMap[string, map[string]dlInfo](dlIndexSize), gone: map[uint64]bool{}}
 	last := sp.LastSeq()
 	seen := 0
+	entries := map[uint64][2]string{} // dl seq -> message id, sink
+	var replayed []uint64
 	for c.Acked() < last {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		recs, err := c.Read(ctx, 4096, 4<<20)
@@ -49,7 +52,15 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger) (*deadL
 		for _, r := range recs {
 			if e, ok := decodeDeadLetter(r.Data); ok {
 				d.indexLocked(e.sink, e.id, dlInfo{reason: e.reason, err: e.err, time: e.time})
+				entries[r.ID.Seq] = [2]string{e.id, e.sink}
 				seen++
+			} else if action, seqs, ok := decodeTombstone(r.Data); ok {
+				for _, s := range seqs {
+					d.gone[s] = true
+					if action == "replay" {
+						replayed = append(replayed, s)
+					}
+				}
 			}
 		}
 		if recs[len(recs)-1].ID.Seq >= last {
@@ -57,6 +68,13 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger) (*deadL
 		}
 	}
 	c.Rewind()
+	for _, s := range replayed { // replayed messages are pending again
+		if e, ok := entries[s]; ok {
+			if m, ok := d.index.get(e[0]); ok {
+				delete(m, e[1])
+			}
+		}
+	}
 	if seen > 0 {
 		log.Info("dead-letter log loaded", "dead_letters", seen)
 	}

@@ -243,6 +243,24 @@ func (f *forwarder) send(ctx context.Context, batch []*item) bool {
 	backoff := f.spec.RetryMin
 	msgs := make([]sink.Message, len(batch))
 	for {
+		// Messages that outlived the sink's max age while waiting or
+		// retrying go to the dead-letter log instead.
+		if f.spec.MaxAge > 0 {
+			keep := batch[:0:0]
+			for _, it := range batch {
+				if time.Since(it.msg.Time) > f.spec.MaxAge {
+					if !f.deadLetterRetrying(ctx, it, "expired", "older than the sink's max age") {
+						return false
+					}
+					continue
+				}
+				keep = append(keep, it)
+			}
+			if len(keep) == 0 {
+				return true
+			}
+			batch, msgs = keep, msgs[:len(keep)]
+		}
 		for i, it := range batch {
 			msgs[i] = it.msg
 		}

@@ -444,6 +444,9 @@ func (a *Agent) control(ctx *fasthttp.RequestCtx, op, method string) *apiError {
 	if !isLocalPeer(ctx) {
 		return errorf(http.StatusForbidden, "forbidden", "control endpoints answer loopback and unix-socket clients only")
 	}
+	if rest, ok := strings.CutPrefix(op, "deadletters"); ok && (rest == "" || rest[0] == '/') {
+		return a.deadLetterControl(ctx, strings.TrimPrefix(rest, "/"), method)
+	}
 	switch op {
 	case "drain":
 		if method != http.MethodPost {

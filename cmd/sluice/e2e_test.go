@@ -58,7 +58,15 @@ type proc struct {
 	url    string
 	admin  string
 	stderr *bytes.Buffer
+	logw   *syncWriter
 	exited chan error
+}
+
+// logs is what the agent wrote to stderr so far.
+func (p *proc) logs() string {
+	p.logw.mu.Lock()
+	defer p.logw.mu.Unlock()
+	return p.stderr.String()
 }
 
 // start runs the agent with env (SLUICE_LISTEN and SLUICE_ADMIN_LISTEN are
@@ -69,7 +77,8 @@ func start(t *testing.T, env ...string) *proc {
 	cmd := exec.Command(binary, "run")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "SLUICE_LISTEN=" + listen, "SLUICE_ADMIN_LISTEN=" + admin, "SLUICE_LOG_FORMAT=text"}, env...)
 	p := &proc{cmd: cmd, url: "http://" + listen, admin: "http://" + admin, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
-	cmd.Stderr = &syncWriter{w: p.stderr}
+	p.logw = &syncWriter{w: p.stderr}
+	cmd.Stderr = p.logw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +86,7 @@ func start(t *testing.T, env ...string) *proc {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		if t.Failed() {
-			t.Logf("agent log:\n%s", p.stderr.String())
+			t.Logf("agent log:\n%s", p.logs())
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -91,11 +100,11 @@ func start(t *testing.T, env ...string) *proc {
 		}
 		select {
 		case err := <-p.exited:
-			t.Fatalf("agent exited: %v\n%s", err, p.stderr.String())
+			t.Fatalf("agent exited: %v\n%s", err, p.logs())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready\n%s", p.stderr.String())
+			t.Fatalf("agent not ready\n%s", p.logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -298,13 +307,13 @@ func TestE2ESigtermDrains(t *testing.T) {
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.wait(t); err != nil {
-		t.Fatalf("exit: %v\n%s", err, p.stderr.String())
+		t.Fatalf("exit: %v\n%s", err, p.logs())
 	}
 	if n := len(readSink(t, out)); n != 500 {
 		t.Fatalf("drained %d of 500 to the working sink", n)
 	}
-	if !strings.Contains(p.stderr.String(), "drain timeout") {
-		t.Fatalf("no drain-timeout line for the broken sink:\n%s", p.stderr.String())
+	if !strings.Contains(p.logs(), "drain timeout") {
+		t.Fatalf("no drain-timeout line for the broken sink:\n%s", p.logs())
 	}
 	// The broken sink's backlog is still there: fix it, restart, it arrives.
 	os.Remove(broken)
@@ -422,7 +431,8 @@ func TestE2EChainedAgents(t *testing.T) {
 		cmd := exec.Command(binary, "run")
 		cmd.Env = append([]string{"SLUICE_LISTEN=" + aggListen, "SLUICE_ADMIN_LISTEN=" + aggAdmin, "SLUICE_LOG_FORMAT=text"}, aggEnv...)
 		p := &proc{cmd: cmd, url: "http://" + aggListen, admin: "http://" + aggAdmin, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
-		cmd.Stderr = &syncWriter{w: p.stderr}
+		p.logw = &syncWriter{w: p.stderr}
+		cmd.Stderr = p.logw
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -463,4 +473,39 @@ func TestE2EChainedAgents(t *testing.T) {
 	}
 	agg.cmd.Process.Signal(syscall.SIGTERM)
 	agg.wait(t)
+}
+
+func TestE2EDeadletterCLI(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	os.WriteFile(out, nil, 0o644) // the sink cannot write: messages wait, then expire
+	env := append(fileSinkEnv(filepath.Join(dir, "spool"), out), "SLUICE_OUT_MAX_AGE=200ms", "SLUICE_OUT_RETRY_MIN=10ms", "SLUICE_OUT_RETRY_MAX=50ms")
+	p := start(t, env...)
+	push(p.url, "t", []byte("x\ny\n"), "application/x-ndjson")
+	cliEnv := append(env, "SLUICE_LISTEN="+strings.TrimPrefix(p.url, "http://"), "SLUICE_ADMIN_LISTEN="+strings.TrimPrefix(p.admin, "http://"))
+	run := func(args ...string) string {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = cliEnv
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(run("deadletter", "list"), `"total": 2`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no dead letters:\n%s", run("deadletter", "list"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o := run("deadletter", "list", "-reason", "expired"); !strings.Contains(o, `"reason": "expired"`) {
+		t.Fatalf("list: %s", o)
+	}
+	if o := run("deadletter", "purge", "-reason", "expired"); !strings.Contains(o, `"purged": 2`) {
+		t.Fatalf("purge: %s", o)
+	}
+	if o := run("deadletter", "list"); !strings.Contains(o, `"total": 0`) {
+		t.Fatalf("after purge: %s", o)
+	}
 }

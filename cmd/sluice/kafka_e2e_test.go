@@ -121,7 +121,7 @@ func waitBacklogEmpty(t *testing.T, p *proc) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("backlog not drained: %+v\n%s", st, p.stderr.String())
+			t.Fatalf("backlog not drained: %+v\n%s", st, p.logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -8,6 +8,7 @@
 //	sluice spool verify DIR      what recovery would do (read-only, safe on a live spool)
 //	sluice spool inspect DIR [N] segments, cursors and N decoded records (read-only)
 //	sluice spool cursor rm NAME  remove an orphan cursor (agent stopped; SLUICE_SPOOL_DIR)
+//	sluice deadletter list|show|replay|purge  dead-letter operations on the local agent
 //	sluice bench [flags]         load generator (and delivery verifier) against a running agent
 //	sluice version               print the version
 package main
@@ -42,6 +43,8 @@ func main() {
 		err = spoolCmd(args)
 	case "bench":
 		err = benchCmd(args)
+	case "deadletter":
+		err = deadletterCmd(args)
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 	default:
@@ -65,6 +68,8 @@ func usage(w *os.File) {
   spool verify DIR      report what recovery would do (read-only)
   spool inspect DIR [N] segments, cursors and N decoded records (read-only)
   spool cursor rm NAME  remove an orphan cursor from SLUICE_SPOOL_DIR (agent stopped)
+  deadletter list|show ID|replay|purge [-topic G -sink S -reason R -since T -until T -id IDS]
+                        dead letters of the local agent
   bench [flags]         load generator against a running agent; -h for flags
   version               print the version
 `)

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -256,4 +258,74 @@ func printReport(w io.Writer, r spool.Report) {
 		}
 		fmt.Fprintf(w, "cursor %s  acked %d%s\n", c.Name, c.Acked, state)
 	}
+}
+
+// deadletterCmd: sluice deadletter list|show|replay|purge, through the
+// local agent's control API (loopback or unix socket, token when set).
+func deadletterCmd(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: sluice deadletter list|show ID|replay|purge [-topic GLOB] [-sink NAME] [-reason R] [-since T] [-until T] [-limit N] [-id ID,...]")
+	}
+	op, args := args[0], args[1:]
+	fs := flag.NewFlagSet("deadletter "+op, flag.ContinueOnError)
+	topic := fs.String("topic", "", "topic glob")
+	sinkName := fs.String("sink", "", "sink name")
+	reason := fs.String("reason", "", "reason (too_large, expired, corrupt, ...)")
+	since := fs.String("since", "", "RFC 3339 time: dead-lettered at or after")
+	until := fs.String("until", "", "RFC 3339 time: dead-lettered before")
+	limit := fs.Int("limit", 100, "most entries listed")
+	ids := fs.String("id", "", "comma list of dead-letter ids (dl_id)")
+	var show string
+	if op == "show" && len(args) > 0 {
+		show, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"topic": *topic, "sink": *sinkName, "reason": *reason, "since": *since, "until": *until, "dl_id": *ids} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("limit", strconv.Itoa(*limit))
+	lc, err := newLocalClient()
+	if err != nil {
+		return err
+	}
+	method, path := http.MethodGet, "/v1/control/deadletters"
+	switch op {
+	case "list":
+	case "show":
+		if show == "" {
+			return fmt.Errorf("usage: sluice deadletter show ID")
+		}
+		path += "/" + show
+	case "replay", "purge":
+		if *topic == "" && *sinkName == "" && *reason == "" && *since == "" && *until == "" && *ids == "" {
+			fmt.Fprintf(os.Stderr, "%s: no filter given: this takes every dead letter\n", op)
+		}
+		method, path = http.MethodPost, path+"/"+op
+	default:
+		return fmt.Errorf("unknown deadletter command %q", op)
+	}
+	req, _ := http.NewRequest(method, lc.ingest+path+"?"+q.Encode(), nil)
+	if lc.token != "" {
+		req.Header.Set("Authorization", "Bearer "+lc.token)
+	}
+	resp, err := lc.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("no agent answering on %s: %w", lc.ingest, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, body, "", "  ") == nil {
+		body = pretty.Bytes()
+	}
+	fmt.Println(strings.TrimSpace(string(body)))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return nil
 }
