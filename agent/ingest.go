@@ -101,6 +101,9 @@ func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	p := string(ctx.Path())
 	method := string(ctx.Method())
+	if e, handled := a.routeRestProxy(ctx, p, method); handled {
+		return e
+	}
 	switch {
 	case strings.HasPrefix(p, "/v1/topics/"):
 		if method != http.MethodPost {
@@ -252,9 +255,6 @@ func (a *Agent) pushTopic(ctx *fasthttp.RequestCtx, topic string) *apiError {
 // push routes, spools and answers: 202 {"ids": [...]}. A request is
 // all-or-nothing: a rejected request spools nothing.
 func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
-	if a.draining.Load() && !a.opts.DrainAccept {
-		return errorf(http.StatusServiceUnavailable, "shutting_down", "sluice is shutting down")
-	}
 	ackDelivered := false
 	if v := peekHeader(ctx, "Sluice-Ack"); len(v) > 0 {
 		switch strings.ToLower(string(v)) {
@@ -273,11 +273,42 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		}
 		timeout = min(d, a.opts.AckTimeoutMax)
 	}
+	acc, e := a.accept(ctx, msgs)
+	if e != nil {
+		return e
+	}
+	if acc.replay {
+		ctx.Response.Header.Set("Sluice-Idempotent-Replay", "true")
+	}
+	if !ackDelivered {
+		writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": acc.IDs})
+		return nil
+	}
+	status := a.waitDelivered(acc, timeout)
+	writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": acc.IDs, "status": status})
+	return nil
+}
 
+// accepted is what accept spooled.
+type accepted struct {
+	IDs     []string   // one sluice-id per message, in order
+	SIDs    []spool.ID // spool positions; nil for an idempotent replay
+	Targets [][]string // target sinks per message; nil for a replay
+	replay  bool       // an Idempotency-Key repeat: nothing was spooled
+}
+
+// accept is the common path of every push API: drain and in-flight
+// checks, the callback guard, routing and per-sink caps, Idempotency-Key,
+// then one spool append for the whole request (all-or-nothing). It sets
+// each message's Time, Sinks and Callback.
+func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiError) {
+	if a.draining.Load() && !a.opts.DrainAccept {
+		return accepted{}, errorf(http.StatusServiceUnavailable, "shutting_down", "sluice is shutting down")
+	}
 	body := int64(len(ctx.PostBody()))
 	if a.inflight.Add(body) > a.opts.MaxInflightBytes {
 		a.inflight.Add(-body)
-		return errorf(http.StatusServiceUnavailable, "spool_full", "too many request bytes in flight")
+		return accepted{}, errorf(http.StatusServiceUnavailable, "spool_full", "too many request bytes in flight")
 	}
 	defer a.inflight.Add(-body)
 
@@ -285,7 +316,7 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 	if v := peekHeader(ctx, "Sluice-Callback"); v != nil {
 		callback = string(v)
 		if err := a.guard.checkURL(callback); err != nil {
-			return errorf(http.StatusBadRequest, "callback_not_allowed", "Sluice-Callback: %v", err)
+			return accepted{}, errorf(http.StatusBadRequest, "callback_not_allowed", "Sluice-Callback: %v", err)
 		}
 	}
 
@@ -298,13 +329,13 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		for _, f := range a.fwds {
 			if matchTopic(f.spec.Topics, m.Topic) {
 				if f.spec.MaxBacklogBytes > 0 && f.spec.BacklogPolicy == "reject" && f.cursor.BacklogBytes() >= f.spec.MaxBacklogBytes {
-					return errorf(http.StatusServiceUnavailable, "spool_full", "backlog of sink %s is at its cap", f.spec.Name)
+					return accepted{}, errorf(http.StatusServiceUnavailable, "spool_full", "backlog of sink %s is at its cap", f.spec.Name)
 				}
 				m.Sinks = append(m.Sinks, f.spec.Name)
 			}
 		}
 		if len(m.Sinks) == 0 {
-			return errorf(http.StatusBadRequest, "no_route", "no sink takes topic %q", m.Topic)
+			return accepted{}, errorf(http.StatusBadRequest, "no_route", "no sink takes topic %q", m.Topic)
 		}
 		size += encodedSize(m)
 	}
@@ -315,11 +346,10 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		idemKey = string(k)
 		e, stored, prior, aerr := a.idemCheck(ctx, idemKey, len(msgs))
 		if aerr != nil {
-			return aerr
+			return accepted{}, aerr
 		}
 		if prior != nil {
-			ctx.Response.Header.Set("Sluice-Idempotent-Replay", "true")
-			return a.reply(ctx, prior, nil, nil, ackDelivered, timeout)
+			return accepted{IDs: prior, replay: true}, nil
 		}
 		idemE = e
 		msgs[0].IdemKey, msgs[0].IdemHash = idemKey, stored
@@ -335,45 +365,25 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 	}
 	first, err := a.sp.Append(context.Background(), recs...)
 	if err != nil {
-		return spoolError(err)
+		return accepted{}, spoolError(err)
 	}
-	ids := make([]string, len(msgs))
-	var sids []spool.ID
-	var targets [][]string
-	if ackDelivered {
-		sids, targets = make([]spool.ID, len(msgs)), make([][]string, len(msgs))
-	}
+	acc := accepted{IDs: make([]string, len(msgs)), SIDs: make([]spool.ID, len(msgs)), Targets: make([][]string, len(msgs))}
 	var valueBytes int
 	for i := range msgs {
 		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
-		if ackDelivered {
-			sids[i], targets[i] = sid, msgs[i].Sinks
-		}
+		acc.SIDs[i], acc.Targets[i] = sid, msgs[i].Sinks
 		if msgs[i].ID != "" {
-			ids[i] = msgs[i].ID
+			acc.IDs[i] = msgs[i].ID
 			a.records.setChained(msgs[i].ID, sid)
 		} else {
-			ids[i] = formatID(a.sp.SpoolID(), sid)
+			acc.IDs[i] = formatID(a.sp.SpoolID(), sid)
 		}
 		valueBytes += len(msgs[i].Value)
 	}
-	spooled = ids
+	spooled = acc.IDs
 	a.m.ingestMessages.Add(len(msgs))
 	a.m.ingestBytes.Add(valueBytes)
-	return a.reply(ctx, ids, sids, targets, ackDelivered, timeout)
-}
-
-// reply answers a push. sids and targets (spool positions and target
-// sinks) let a Sluice-Ack: delivered wait check status without reading the
-// spool; nil means look them up (an idempotent replay).
-func (a *Agent) reply(ctx *fasthttp.RequestCtx, ids []string, sids []spool.ID, targets [][]string, ackDelivered bool, timeout time.Duration) *apiError {
-	if !ackDelivered {
-		writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": ids})
-		return nil
-	}
-	status := a.waitDelivered(ids, sids, targets, timeout)
-	writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": ids, "status": status})
-	return nil
+	return acc, nil
 }
 
 func parseTimeout(s string) (time.Duration, error) {
@@ -389,7 +399,8 @@ func parseTimeout(s string) (time.Duration, error) {
 
 // waitDelivered holds a Sluice-Ack: delivered reply until every target
 // sink resolved every message, or the timeout.
-func (a *Agent) waitDelivered(ids []string, sids []spool.ID, targets [][]string, timeout time.Duration) string {
+func (a *Agent) waitDelivered(acc accepted, timeout time.Duration) string {
+	ids, sids, targets := acc.IDs, acc.SIDs, acc.Targets
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	next := 0 // messages before next are resolved
