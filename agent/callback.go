@@ -159,7 +159,7 @@ func (cb *callbacks) read(ctx context.Context, in chan<- []*cbItem) {
 		for _, r := range recs {
 			it := &cbItem{seq: r.ID.Seq, sid: r.ID, state: 2}
 			var m Msg
-			if !r.Corrupt && decodeMsg(r.Data, &m) == nil && m.Callback != "" {
+			if !r.Corrupt && hasExtras(r.Data) && decodeMsg(r.Data, &m) == nil && m.Callback != "" {
 				it.id = m.ID
 				if it.id == "" {
 					it.id = formatID(cb.a.sp.SpoolID(), r.ID)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -63,8 +64,9 @@ type lane struct {
 }
 
 // maxInflightPerSink bounds what lanes hold in memory; past it the reader
-// waits, so a topic stuck long enough holds back the sink's other topics.
-const maxInflightPerSink = 64 << 20
+// waits, so a topic stuck long enough (16 MiB of its messages read) holds
+// back the sink's other topics until it moves again.
+const maxInflightPerSink = 16 << 20
 
 func newForwarder(a *Agent, spec SinkSpec, c *spool.Cursor) *forwarder {
 	f := &forwarder{
@@ -175,6 +177,16 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 			go func() { defer wg.Done(); f.runLane(ctx, l) }()
 		}
 		it.queued = now
+		if len(l.queue) >= f.spec.BatchMessages {
+			// A backed-up lane keeps its messages a while: copy them out
+			// of the read buffer so that one waiting message does not pin
+			// a whole buffer of delivered ones.
+			it.raw = bytes.Clone(it.raw)
+			var own Msg
+			if decodeMsg(it.raw, &own) == nil {
+				it.msg = own.toSink(it.id)
+			}
+		}
 		l.queue = append(l.queue, it)
 		f.inflight += int64(it.size)
 	}

@@ -138,6 +138,9 @@ func (x *idempotency) rebuild(sp *spool.Spool, now time.Time) error {
 	var want int
 	var key string
 	return sp.Scan(now.Add(-x.window), func(r spool.Record) bool {
+		if cur == nil && !hasExtras(r.Data) {
+			return true // the common case: no key, nothing to decode
+		}
 		var m Msg
 		if r.Corrupt || decodeMsg(r.Data, &m) != nil {
 			cur = nil

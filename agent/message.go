@@ -35,7 +35,13 @@ const (
 	tagIdemHash = 3
 )
 
-const recordVersion = 1
+// Record versions: recordPlain has no optional fields; recordExtended has
+// some after the value. Readers that only want optional fields (callbacks,
+// the idempotency index) skip plain records without decoding them.
+const (
+	recordPlain    = 1
+	recordExtended = 2
+)
 
 var errBadRecord = errors.New("agent: undecodable record")
 
@@ -43,7 +49,11 @@ var errBadRecord = errors.New("agent: undecodable record")
 // (4), then uvarint-length-prefixed topic, key (length+1, 0 = nil), id,
 // sink count + names, header count + name/value pairs, and the value.
 func appendMsg(dst []byte, m *Msg) []byte {
-	dst = append(dst, recordVersion)
+	if m.Callback != "" || m.IdemKey != "" {
+		dst = append(dst, recordExtended)
+	} else {
+		dst = append(dst, recordPlain)
+	}
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(m.Time))
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(m.Partition))
 	dst = appendBytes(dst, []byte(m.Topic))
@@ -149,7 +159,7 @@ func decodeMsg(b []byte, m *Msg) error { return decodeMsgInterned(b, m, nil) }
 // decodeMsgInterned is decodeMsg with topic and sink names from in; it
 // reuses m.Sinks.
 func decodeMsgInterned(b []byte, m *Msg, in *interner) error {
-	if len(b) < 13 || b[0] != recordVersion {
+	if len(b) < 13 || (b[0] != recordPlain && b[0] != recordExtended) {
 		return errBadRecord
 	}
 	m.Time = int64(binary.LittleEndian.Uint64(b[1:]))
@@ -185,7 +195,7 @@ func decodeMsgInterned(b []byte, m *Msg, in *interner) error {
 	}
 	m.Value = d.bytes()
 	m.Callback, m.IdemKey, m.IdemHash = "", "", nil
-	for !d.err && len(d.b) > 0 {
+	for !d.err && len(d.b) > 0 && b[0] == recordExtended {
 		tag := d.b[0]
 		d.b = d.b[1:]
 		v := d.bytes()
@@ -198,11 +208,14 @@ func decodeMsgInterned(b []byte, m *Msg, in *interner) error {
 			m.IdemHash = v
 		}
 	}
-	if d.err {
+	if d.err || len(d.b) != 0 {
 		return errBadRecord
 	}
 	return nil
 }
+
+// hasExtras reports whether a stored record carries optional fields.
+func hasExtras(b []byte) bool { return len(b) > 0 && b[0] == recordExtended }
 
 func (m *Msg) targets(name string) bool {
 	for _, s := range m.Sinks {

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -246,11 +247,13 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 
 	segs := make([]segment, 0, len(w.segs))
 	var base int64
+	var buf []byte // one buffer for every segment: start-up memory stays at one segment
 	for i, sf := range w.segs {
-		data, err := os.ReadFile(sf.path)
+		data, err := readFileInto(buf, sf.path)
 		if err != nil {
 			return nil, rec, fmt.Errorf("read segment %s: %w", filepath.Base(sf.path), err)
 		}
+		buf = data
 		tail := i == len(w.segs)-1
 		r := scanSegment(data, sf.first, tail, tail)
 		size := int64(len(data))
@@ -331,4 +334,27 @@ func quarantine(dir, segPath string, data []byte, off int64) (string, error) {
 		return "", fmt.Errorf("quarantine: %w", err)
 	}
 	return name, syncDir(dir)
+}
+
+// readFileInto reads a whole file into buf's storage, growing it when
+// needed.
+func readFileInto(buf []byte, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n := int(info.Size())
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }

@@ -141,7 +141,7 @@ func isLocked(dir string) bool {
 
 // Scan calls fn for every record on disk appended at or after since, in
 // order, until fn returns false. It reads segment files without touching
-// any cursor; Data is valid only during the call.
+// any cursor; Data is valid only during the call (one buffer is reused).
 func (s *Spool) Scan(since time.Time, fn func(Record) bool) error {
 	s.mu.Lock()
 	segs := slices.Clone(s.segs)
@@ -157,14 +157,19 @@ func (s *Spool) Scan(since time.Time, fn func(Record) bool) error {
 			start = i
 		}
 	}
+	var buf []byte
 	for _, sg := range segs[start:] {
-		data, err := readSegment(sg.path, sg.size)
+		data, err := readFileInto(buf, sg.path)
+		if err == nil && int64(len(data)) > sg.size {
+			data = data[:sg.size] // bytes past the published size are not durable yet
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue // truncated meanwhile
 			}
 			return err
 		}
+		buf = data
 		for off := 0; off < len(data); {
 			e, n, st := nextFrame(data[off:])
 			if st != frameOK || e.seq > last {
