@@ -118,3 +118,19 @@ func FuzzMatchTopic(f *testing.F) {
 		}
 	})
 }
+
+func TestBoundedMapForgetsOldest(t *testing.T) {
+	b := newBoundedMap[int, int](3)
+	for i := 0; i < 5; i++ {
+		b.put(i, i*10)
+	}
+	b.put(4, 41) // an update does not evict
+	for i, want := range []bool{false, false, true, true, true} {
+		if _, ok := b.get(i); ok != want {
+			t.Fatalf("key %d present=%v, want %v", i, ok, want)
+		}
+	}
+	if v, _ := b.get(4); v != 41 || len(b.m) != 3 {
+		t.Fatalf("value %d, size %d", v, len(b.m))
+	}
+}

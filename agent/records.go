@@ -11,20 +11,21 @@ import (
 )
 
 // boundedMap is a map that forgets its oldest keys past a fixed size:
-// memory stays bounded at any push rate.
+// memory stays bounded at any push rate, and grows only as keys come.
 type boundedMap[K comparable, V any] struct {
 	m    map[K]V
 	ring []K
 	next int
+	max  int
 }
 
 func newBoundedMap[K comparable, V any](size int) *boundedMap[K, V] {
-	return &boundedMap[K, V]{m: make(map[K]V, size), ring: make([]K, 0, size)}
+	return &boundedMap[K, V]{m: map[K]V{}, max: size}
 }
 
 func (b *boundedMap[K, V]) put(k K, v V) {
 	if _, ok := b.m[k]; !ok {
-		if len(b.ring) < cap(b.ring) {
+		if len(b.ring) < b.max {
 			b.ring = append(b.ring, k)
 		} else {
 			delete(b.m, b.ring[b.next])
