@@ -200,7 +200,7 @@ const headerPrefix = "sluice-header-"
 // pushTopic handles POST /v1/topics/{topic}: the body is one message, or
 // one per line with Content-Type application/x-ndjson.
 func (a *Agent) pushTopic(ctx *fasthttp.RequestCtx, topic string) *apiError {
-	if !validTopic(topic) {
+	if !sink.ValidTopic(topic) {
 		return errorf(http.StatusBadRequest, "bad_topic", "invalid topic %q (1-249 of [a-zA-Z0-9._-])", topic)
 	}
 	var key []byte

@@ -81,7 +81,7 @@ func FuzzParseBatch(f *testing.F) {
 			return
 		}
 		for _, m := range msgs {
-			if !validTopic(m.Topic) || m.Value == nil {
+			if !sink.ValidTopic(m.Topic) || m.Value == nil {
 				t.Fatalf("accepted a message with topic %q value %v", m.Topic, m.Value)
 			}
 		}
@@ -113,7 +113,7 @@ func FuzzMatchTopic(f *testing.F) {
 			return
 		}
 		_ = matchTopic([]string{glob}, topic)
-		if glob == "*" && !matchTopic([]string{glob}, topic) && validTopic(topic) {
+		if glob == "*" && !matchTopic([]string{glob}, topic) && sink.ValidTopic(topic) {
 			t.Fatalf("* did not match %q", topic)
 		}
 	})

@@ -26,20 +26,6 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// validTopic follows Kafka's rules: 1–249 of [a-zA-Z0-9._-], not "." or "..".
-func validTopic(t string) bool {
-	if len(t) == 0 || len(t) > 249 || t == "." || t == ".." {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // validID accepts a chained sluice id: 1–128 printable ASCII bytes.
 func validID(id string) bool {
 	if len(id) == 0 || len(id) > 128 {
@@ -125,7 +111,7 @@ func parseBatch(body []byte, maxMessage int) ([]Msg, *apiError) {
 	out := make([]Msg, len(req.Messages))
 	for i, bm := range req.Messages {
 		m := &out[i]
-		if !validTopic(bm.Topic) {
+		if !sink.ValidTopic(bm.Topic) {
 			return nil, errorf(http.StatusBadRequest, "bad_topic", "message %d: invalid topic %q (1-249 of [a-zA-Z0-9._-])", i, bm.Topic)
 		}
 		m.Topic = bm.Topic

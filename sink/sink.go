@@ -17,6 +17,21 @@ type Header struct {
 // sluice id, unique forever for the spool that accepted it.
 const IDHeader = "sluice-id"
 
+// ValidTopic reports whether t is a valid topic name. sluice uses Kafka's
+// rule for every sink: 1 to 249 of [a-zA-Z0-9._-], and not "." or "..".
+func ValidTopic(t string) bool {
+	if t == "" || len(t) > 249 || t == "." || t == ".." {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // NoPartition in Message.Partition means "let the sink choose".
 const NoPartition int32 = -1
 

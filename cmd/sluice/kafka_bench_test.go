@@ -128,18 +128,7 @@ func BenchmarkKafkaDrainBacklog(b *testing.B) {
 		var t0 time.Time
 		_, sp, _, stop := startBenchAgent(b, dir, ks, func() { b.ResetTimer(); t0 = time.Now() })
 		defer stop()
-		for {
-			var left int64
-			for _, ci := range sp.Cursors() {
-				if ci.Name == "k" {
-					left = ci.Backlog.Bytes
-				}
-			}
-			if left == 0 {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		waitDrained(sp)
 		b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "msgs/s")
 	})
 }
@@ -174,25 +163,24 @@ func BenchmarkKafkaSustained(b *testing.B) {
 		<-errc
 	}
 	pushed := time.Since(t0)
-	var backlog int64
-	for _, ci := range sp.Cursors() {
-		if ci.Name == "k" {
-			backlog = ci.Backlog.Bytes
-		}
-	}
-	for {
-		var left int64
-		for _, ci := range sp.Cursors() {
-			if ci.Name == "k" {
-				left = ci.Backlog.Bytes
-			}
-		}
-		if left == 0 {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	backlog := backlogOf(sp)
+	waitDrained(sp)
 	b.ReportMetric(float64(per*8)/pushed.Seconds(), "pushed-msgs/s")
 	b.ReportMetric(float64(per*8)/time.Since(t0).Seconds(), "delivered-msgs/s")
 	b.ReportMetric(float64(backlog)/(1<<20), "backlog-MiB-at-end")
+}
+
+func backlogOf(sp *spool.Spool) int64 {
+	for _, ci := range sp.Cursors() {
+		if ci.Name == "k" {
+			return ci.Backlog.Bytes
+		}
+	}
+	return 0
+}
+
+func waitDrained(sp *spool.Spool) {
+	for backlogOf(sp) > 0 {
+		time.Sleep(2 * time.Millisecond)
+	}
 }

@@ -3,6 +3,7 @@ package file
 import (
 	"encoding/base64"
 	"encoding/json"
+	"github.com/sluiceio/sluice/sink/internal/jsonenc"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -25,14 +26,14 @@ func AppendBatch(dst []byte, msgs []sink.Message) []byte {
 // '\r' byte and is always valid UTF-8.
 func AppendRecord(dst []byte, m *sink.Message) []byte {
 	dst = append(dst, `{"id":`...)
-	dst = appendString(dst, m.ID)
+	dst = jsonenc.AppendString(dst, m.ID)
 	dst = append(dst, `,"topic":`...)
-	dst = appendString(dst, m.Topic)
+	dst = jsonenc.AppendString(dst, m.Topic)
 
 	if m.Key != nil {
 		if utf8.Valid(m.Key) {
 			dst = append(dst, `,"key":`...)
-			dst = appendString(dst, m.Key)
+			dst = jsonenc.AppendString(dst, m.Key)
 		} else {
 			dst = append(dst, `,"key_b64":"`...)
 			dst = base64.StdEncoding.AppendEncode(dst, m.Key)
@@ -50,7 +51,7 @@ func AppendRecord(dst []byte, m *sink.Message) []byte {
 		dst = append(dst, m.Value...)
 	case utf8.Valid(m.Value):
 		dst = append(dst, `,"value":`...)
-		dst = appendString(dst, m.Value)
+		dst = jsonenc.AppendString(dst, m.Value)
 	default:
 		dst = append(dst, `,"value_b64":"`...)
 		dst = base64.StdEncoding.AppendEncode(dst, m.Value)
@@ -88,14 +89,14 @@ func appendHeaders(dst []byte, hs []sink.Header) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, hs[i].Key)
+		dst = jsonenc.AppendString(dst, hs[i].Key)
 		dst = append(dst, ':')
 		if b64 {
 			dst = append(dst, '"')
 			dst = base64.StdEncoding.AppendEncode(dst, hs[i].Value)
 			dst = append(dst, '"')
 		} else {
-			dst = appendString(dst, hs[i].Value)
+			dst = jsonenc.AppendString(dst, hs[i].Value)
 		}
 	}
 	return append(dst, '}')
@@ -175,57 +176,4 @@ func isNumber(v []byte) bool {
 		}
 	}
 	return i == len(v)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a quoted JSON string. Control characters, '"',
-// '\\', U+2028 and U+2029 are escaped; each byte of an invalid UTF-8
-// sequence becomes U+FFFD (as encoding/json does).
-func appendString[S string | []byte](dst []byte, s S) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(string(s[i:]))
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

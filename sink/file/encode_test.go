@@ -233,29 +233,6 @@ func withHeaders(m sink.Message, kv ...string) sink.Message {
 	return m
 }
 
-// TestAppendStringMatchesEncodingJSON compares string escaping with what
-// encoding/json decodes, over every byte and some multi-byte edge cases.
-func TestAppendStringMatchesEncodingJSON(t *testing.T) {
-	var inputs []string
-	for c := range 256 {
-		inputs = append(inputs, "a"+string([]byte{byte(c)})+"z")
-	}
-	inputs = append(inputs, "\u2028", "\u2029", "\U0001F600", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "é\xffé")
-	for _, in := range inputs {
-		out := appendString(nil, in)
-		var got string
-		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("appendString(%q) = %s: %v", in, out, err)
-		}
-		if want := string([]rune(in)); got != want {
-			t.Errorf("appendString(%q) decodes to %q, want %q", in, got, want)
-		}
-		if b := appendString(nil, []byte(in)); !bytes.Equal(b, out) {
-			t.Errorf("string and []byte forms differ: %s vs %s", out, b)
-		}
-	}
-}
-
 func TestParseLineRecordMessage(t *testing.T) {
 	m := withHeaders(withPartition(withKey(msg(`{"x":1}`), []byte("k")), 2), "h", "v")
 	rec, err := ParseLine(AppendRecord(nil, &m))

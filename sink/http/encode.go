@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sluiceio/sluice/sink/internal/jsonenc"
 	"strings"
 	"unicode/utf8"
 
@@ -81,10 +82,10 @@ func appendBatch(b []byte, msgs []sink.Message, skip []error) []byte {
 // when empty). checkMessage must have accepted m.
 func appendMessage(b []byte, m *sink.Message) []byte {
 	b = append(b, `{"topic":`...)
-	b = appendString(b, m.Topic)
+	b = jsonenc.AppendString(b, m.Topic)
 	if m.Key != nil {
 		b = append(b, `,"key":`...)
-		b = appendString(b, m.Key)
+		b = jsonenc.AppendString(b, m.Key)
 	}
 	if rawJSON(m.Value) {
 		b = append(b, `,"value":`...)
@@ -105,16 +106,16 @@ func appendMessage(b []byte, m *sink.Message) []byte {
 			b = append(b, ',')
 		}
 		n++
-		b = appendString(b, h.Key)
+		b = jsonenc.AppendString(b, h.Key)
 		b = append(b, ':')
-		b = appendString(b, h.Value)
+		b = jsonenc.AppendString(b, h.Value)
 	}
 	if n > 0 {
 		b = append(b, '}')
 	}
 	if m.ID != "" {
 		b = append(b, `,"id":`...)
-		b = appendString(b, m.ID)
+		b = jsonenc.AppendString(b, m.ID)
 	}
 	return append(b, '}')
 }
@@ -153,49 +154,4 @@ func rawJSON(v []byte) bool {
 		return false
 	}
 	return utf8.Valid(v) && json.Valid(v)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. s must be valid UTF-8. It escapes
-// '"', '\\', control characters, U+2028 and U+2029, nothing else.
-func appendString[T string | []byte](b []byte, s T) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != 0xe2 {
-			i++
-			continue
-		}
-		if c == 0xe2 { // U+2028 and U+2029 are E2 80 A8 and E2 80 A9
-			if i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xa8 {
-				b = append(b, s[start:i]...)
-				b = append(b, `\u202`...)
-				b = append(b, hexDigits[s[i+2]&0xf])
-				i += 3
-				start = i
-				continue
-			}
-			i++
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -1,42 +1,12 @@
 package httpsink
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/sink/sinktest"
 )
-
-func TestAppendString(t *testing.T) {
-	cases := map[string]string{
-		"":                                `""`,
-		"plain":                           `"plain"`,
-		`q"b\`:                            `"q\"b\\"`,
-		"nl\n cr\r tab\t":                 `"nl\n cr\r tab\t"`,
-		"\x00\x01\x1f\x7f":                `"\u0000\u0001\u001f` + "\x7f" + `"`,
-		"é ✓ \u2028 \u2029 \u2027 \u202a": "\"é ✓ \\u2028 \\u2029 \u2027 \u202a\"",
-		"<tag>&":                          `"<tag>&"`,
-		"\xe2":                            "\"\xe2\"", // not valid UTF-8: callers check first; no panic at the end
-	}
-	for in, want := range cases {
-		if got := string(appendString(nil, in)); got != want {
-			t.Errorf("appendString(%q) = %s, want %s", in, got, want)
-		}
-		if got := string(appendString(nil, []byte(in))); got != want {
-			t.Errorf("appendString([]byte %q) = %s, want %s", in, got, want)
-		}
-		if !utf8.ValidString(in) {
-			continue
-		}
-		var back string
-		if err := json.Unmarshal([]byte(want), &back); err != nil || back != in {
-			t.Errorf("%s decodes to %q (%v), want %q", want, back, err, in)
-		}
-	}
-}
 
 func TestRawJSON(t *testing.T) {
 	cases := map[string]bool{

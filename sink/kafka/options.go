@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/sluiceio/sluice/sink"
 )
 
 // Defaults applied to zero-valued Options fields.
@@ -246,11 +248,11 @@ func (o Options) withDefaults() (config, error) {
 		if from == "" || to == "" {
 			return c, fmt.Errorf("kafka: topic map entry %q -> %q: empty name", from, to)
 		}
-		if !validTopic(c.TopicPrefix + to) {
+		if !sink.ValidTopic(c.TopicPrefix + to) {
 			return c, fmt.Errorf("kafka: topic map entry %q -> %q: %q is not a valid Kafka topic name", from, to, c.TopicPrefix+to)
 		}
 	}
-	if c.TopicPrefix != "" && !validTopic(c.TopicPrefix) {
+	if c.TopicPrefix != "" && !sink.ValidTopic(c.TopicPrefix) {
 		return c, fmt.Errorf("kafka: topic prefix %q has characters Kafka does not allow", c.TopicPrefix)
 	}
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluiceio/sluice/sink"
 )
 
 func TestOptionsDefaults(t *testing.T) {
@@ -79,8 +81,8 @@ func TestValidTopic(t *testing.T) {
 		"orders": true, "a.b_c-D9": true, strings.Repeat("x", 249): true,
 		"": false, ".": false, "..": false, "a b": false, "a/b": false, "ü": false, strings.Repeat("x", 250): false,
 	} {
-		if validTopic(topic) != ok {
-			t.Errorf("validTopic(%q) = %v", topic, !ok)
+		if sink.ValidTopic(topic) != ok {
+			t.Errorf("sink.ValidTopic(%q) = %v", topic, !ok)
 		}
 	}
 }

@@ -5,9 +5,6 @@ import (
 	"time"
 )
 
-// maxTopicLen is Kafka's limit on topic names.
-const maxTopicLen = 249
-
 // kafkaTopic maps a sluice topic to the Kafka topic it is written to:
 // TopicMap first, then TopicPrefix.
 func (c *config) kafkaTopic(topic string) string {
@@ -15,21 +12,6 @@ func (c *config) kafkaTopic(topic string) string {
 		topic = to
 	}
 	return c.TopicPrefix + topic
-}
-
-// validTopic reports whether Kafka accepts t as a topic name: 1 to 249 of
-// [a-zA-Z0-9._-], and not "." or "..".
-func validTopic(t string) bool {
-	if t == "" || len(t) > maxTopicLen || t == "." || t == ".." {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // maxUnknownTopics bounds the unknown-topic table: apps can push to any

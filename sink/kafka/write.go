@@ -117,7 +117,7 @@ func (op *writeOp) prepare() bool {
 		op.topic[i] = t
 		op.addID[i] = m.ID != "" && !hasIDHeader(m)
 		switch {
-		case !validTopic(t):
+		case !sink.ValidTopic(t):
 			op.fail(i, sink.Permanent(sink.WithReason(ReasonInvalidTopic,
 				fmt.Errorf("kafka: invalid topic name %q", t))))
 		case m.Partition < sink.NoPartition:
