@@ -34,6 +34,9 @@ type SinkSpec struct {
 	Linger          time.Duration // default 5 ms
 	RetryMin        time.Duration // default 100 ms
 	RetryMax        time.Duration // default 30 s
+	// DeadLetterTopic, when set, also sends each dead letter of this sink
+	// to that topic (Kafka sinks), reason in headers; best effort.
+	DeadLetterTopic string
 }
 
 // Options configure an Agent. Zero values mean the defaults noted.
@@ -69,6 +72,10 @@ type Options struct {
 	DrainTimeout time.Duration // 20 s
 	DrainAccept  bool          // keep accepting pushes while draining
 	RecordCache  int           // delivery-report cache entries, default 65536
+
+	// REST Proxy-compatible produce API (restproxy.go).
+	RestProxyAck     string // when it answers: "spooled" (default, after the durable local write) or "delivered"
+	RestProxyCluster string // the one cluster id /v3/clusters exposes; default "sluice"
 
 	Logger  *slog.Logger
 	Metrics *metrics.Set // default: a new set
@@ -113,6 +120,12 @@ func (o *Options) setDefaults() {
 	defD(&o.WriteTimeout, 10*time.Second)
 	defD(&o.IdleTimeout, 60*time.Second)
 	defD(&o.DrainTimeout, 20*time.Second)
+	if o.RestProxyAck == "" {
+		o.RestProxyAck = "spooled"
+	}
+	if o.RestProxyCluster == "" {
+		o.RestProxyCluster = "sluice"
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -750,3 +750,30 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 		t.Fatalf("listing after restart: %d", n)
 	}
 }
+
+func TestDeadLetterTopicCopy(t *testing.T) {
+	mem := &memSink{}
+	mem.setFail(func(msgs []sink.Message) error {
+		for _, m := range msgs {
+			if string(m.Value) == "poison" && m.Topic != "dlq" {
+				return sink.Permanent(sink.WithReason("too_large", errors.New("MESSAGE_TOO_LARGE")))
+			}
+		}
+		return nil
+	})
+	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "k", Sink: mem.sink(), DeadLetterTopic: "dlq"}}})
+	id := do(t, "POST", ta.url+"/v1/topics/orders", "", []byte("poison"), map[string]string{"Sluice-Key": "k1"}).ids[0]
+	waitFor(t, "the copy on the dead-letter topic", func() bool { return len(mem.messages()) == 1 })
+	m := mem.messages()[0]
+	h := map[string]string{}
+	for _, x := range m.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	if m.Topic != "dlq" || m.ID != id || string(m.Key) != "k1" || h["sluice-deadletter-reason"] != "too_large" ||
+		h["sluice-original-topic"] != "orders" || !strings.Contains(h["sluice-deadletter-error"], "MESSAGE_TOO_LARGE") {
+		t.Fatalf("dead-letter copy %+v", m)
+	}
+	if st := getStatus(t, ta, id); st.Status != "failed" {
+		t.Fatalf("status %+v", st)
+	}
+}

@@ -396,7 +396,41 @@ func (f *forwarder) deadLetter(ctx context.Context, it *item, reason, msg string
 		return false
 	}
 	f.log.Warn("message dead-lettered", "id", it.id, "topic", it.msg.Topic, "reason", reason, "err", msg)
+	if f.spec.DeadLetterTopic != "" && it.msg.Topic != "" {
+		f.publishDeadLetter(ctx, it, reason, msg)
+	}
 	return true
+}
+
+// publishDeadLetter also sends a dead letter to the sink's dead-letter
+// topic, with the reason in headers. The local dead-letter log is the
+// record that counts: this copy is best effort (three tries), counted.
+func (f *forwarder) publishDeadLetter(ctx context.Context, it *item, reason, errText string) {
+	if len(errText) > 1024 {
+		errText = errText[:1024]
+	}
+	m := it.msg
+	m.Topic, m.Partition, m.Delivered = f.spec.DeadLetterTopic, sink.NoPartition, false
+	m.Headers = append(append([]sink.Header(nil), it.msg.Headers...),
+		sink.Header{Key: "sluice-deadletter-reason", Value: []byte(reason)},
+		sink.Header{Key: "sluice-deadletter-error", Value: []byte(errText)},
+		sink.Header{Key: "sluice-original-topic", Value: []byte(it.msg.Topic)})
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		f.writeMu.Lock()
+		err = f.spec.Sink.Write(ctx, []sink.Message{m})
+		f.writeMu.Unlock()
+		if err == nil {
+			f.m.dlPublished.Inc()
+			return
+		}
+		if sink.IsPermanent(err) || !sleepCtx(ctx, f.spec.RetryMin) {
+			break
+		}
+	}
+	f.m.dlPublishFailed.Inc()
+	f.log.Warn("dead letter not published to the dead-letter topic (it is in the local dead-letter log)",
+		"id", it.id, "topic", f.spec.DeadLetterTopic, "err", err)
 }
 
 // advance acknowledges the cursor up to the lowest unresolved record.

@@ -22,6 +22,8 @@ type sinkMetrics struct {
 	delivered     *metrics.Counter
 	dropped       *metrics.Counter
 	writeDuration *metrics.PrometheusHistogram
+
+	dlPublished, dlPublishFailed *metrics.Counter
 }
 
 func newAgentMetrics(set *metrics.Set) *agentMetrics {
@@ -55,6 +57,9 @@ func (m *agentMetrics) forSink(name string) *sinkMetrics {
 		delivered:     m.set.GetOrCreateCounter("sluice_sink_delivered_total" + l),
 		dropped:       m.set.GetOrCreateCounter("sluice_dropped_total" + l),
 		writeDuration: m.set.GetOrCreatePrometheusHistogram("sluice_sink_write_duration_seconds" + l),
+
+		dlPublished:     m.set.GetOrCreateCounter("sluice_deadletters_published_total" + l),
+		dlPublishFailed: m.set.GetOrCreateCounter("sluice_deadletters_publish_failed_total" + l),
 	}
 }
 

@@ -63,6 +63,9 @@ type Config struct {
 	IdempotencyWindow  time.Duration `split_words:"true" default:"10m" example:"1h0m0s" desc:"How long a push's Idempotency-Key is remembered (across restarts): a repeat within it returns the original ids without spooling again."`
 	IdempotencyMaxKeys int           `split_words:"true" default:"100000" example:"1000000" desc:"Most Idempotency-Keys remembered; the oldest are evicted first (counted in sluice_idempotency_evicted_total)."`
 
+	RestproxyAck       string `split_words:"true" default:"spooled" enum:"spooled|delivered" example:"delivered" desc:"When the REST Proxy-compatible produce API (POST /topics/..., POST /v3/clusters/.../records) answers: spooled (after the durable local write; offsets are -1) or delivered (after every target sink acknowledged, within SLUICE_ACK_TIMEOUT, with the Kafka partition and offset). A request's Sluice-Ack header overrides it."`
+	RestproxyClusterID string `split_words:"true" default:"sluice" example:"lkc-abc123" desc:"Id of the one cluster the REST Proxy v3 API exposes (GET /v3/clusters); records posted under another cluster id get 404. Set it to the id the application already uses to keep its URLs."`
+
 	Sinks List `split_words:"true" default:"stdout" example:"main,dr" desc:"Comma list of sink names ([a-z0-9]+, case-insensitive, stored lower-case); sink NAME reads SLUICE_<NAME>_<SETTING>."`
 
 	// SinkConfigs holds one Sink per name in Sinks, in the same order.
@@ -124,6 +127,7 @@ type KafkaSink struct {
 	SASLUsername          string `split_words:"true" example:"sluice" desc:"SASL user name (required with SASL_MECHANISM)."`
 	SASLPassword          string `split_words:"true" secret:"true" example:"change-me" desc:"SASL password; SASL_MECHANISM needs it or SASL_PASSWORD_FILE, not both."`
 	SASLPasswordFile      string `split_words:"true" example:"/etc/sluice/kafka-password" desc:"File whose content is the SASL password (a trailing newline is not part of it)."`
+	DeadletterTopic       string `split_words:"true" example:"sluice-deadletter" desc:"Topic this sink's dead letters are also sent to (best effort, 3 tries), with headers sluice-deadletter-reason, sluice-deadletter-error and sluice-original-topic; empty = local dead-letter log only."`
 }
 
 // HTTPSink holds the settings of a sink of type http. Batches are POSTed in

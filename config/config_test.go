@@ -92,6 +92,8 @@ func TestLoadDefaults(t *testing.T) {
 		RecordCache:        65536,
 		IdempotencyWindow:  10 * time.Minute,
 		IdempotencyMaxKeys: 100000,
+		RestproxyAck:       "spooled",
+		RestproxyClusterID: "sluice",
 		Sinks:              List{"stdout"},
 		SinkConfigs: []Sink{{
 			Name:          "stdout",

@@ -272,6 +272,11 @@ func (c *checker) validateKafka(p string, k *KafkaSink) {
 			}
 		}
 	}
+	if k.DeadletterTopic != "" {
+		if err := checkKafkaTopic(k.DeadletterTopic); err != nil {
+			c.fail(p+"_DEADLETTER_TOPIC", "%v", err)
+		}
+	}
 
 	tlsSettings := []struct {
 		name string

@@ -89,6 +89,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"kafka max message", with(kafka, "SLUICE_MAIN_MAX_MESSAGE_BYTES", "0"), "SLUICE_MAIN_MAX_MESSAGE_BYTES", "greater than 0"},
 		{"topic prefix", with(kafka, "SLUICE_MAIN_TOPIC_PREFIX", "prod/"), "SLUICE_MAIN_TOPIC_PREFIX", "letters, digits"},
 		{"topic map syntax", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders"), "SLUICE_MAIN_TOPIC_MAP", "key=value"},
+		{"deadletter topic", with(kafka, "SLUICE_MAIN_DEADLETTER_TOPIC", "dead letters"), "SLUICE_MAIN_DEADLETTER_TOPIC", "letters, digits"},
 		{"topic map target", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders=bad topic"), "SLUICE_MAIN_TOPIC_MAP", "orders=bad topic"},
 		{"topic map empty target", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "orders="), "SLUICE_MAIN_TOPIC_MAP", "empty topic"},
 		{"topic map twice", with(kafka, "SLUICE_MAIN_TOPIC_MAP", "a=b,a=c"), "SLUICE_MAIN_TOPIC_MAP", "twice"},

@@ -88,8 +88,8 @@ func runAgent() error {
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
 		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, RecordCache: c.RecordCache,
 		IdempotencyWindow: c.IdempotencyWindow, IdempotencyMax: c.IdempotencyMaxKeys,
-		CallbackAllow: c.CallbackAllow,
-		Logger:        log, Metrics: set, Version: version,
+		CallbackAllow: c.CallbackAllow, RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
+		Logger: log, Metrics: set, Version: version,
 	})
 	if err != nil {
 		sp.Close()
@@ -142,6 +142,9 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			BatchMessages: sc.BatchMessages, BatchBytes: int(sc.BatchBytes), Linger: sc.Linger,
 			RetryMin: sc.RetryMin, RetryMax: sc.RetryMax,
 		})
+		if sc.Kafka != nil {
+			specs[len(specs)-1].DeadLetterTopic = sc.Kafka.DeadletterTopic
+		}
 	}
 	return specs, nil
 }
