@@ -1,0 +1,137 @@
+package spool
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Read returns up to maxRecords records (and about maxBytes of payload,
+// at least one record) after the cursor's read position, blocking until at
+// least one durable record is there or ctx is done. It never returns a
+// record that is not durable under the sync policy.
+func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, error) {
+	s := c.s
+	if maxRecords <= 0 {
+		maxRecords = 1
+	}
+	for {
+		s.mu.Lock()
+		if s.closed.Load() {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c.next <= s.last && c.nextPos < s.tailPos {
+			gen, pos := c.gen, c.nextPos
+			i := s.segIndexAt(pos)
+			seg := s.segs[i]
+			if pos < seg.base { // below the front after a truncation
+				pos = seg.base
+			}
+			s.mu.Unlock()
+
+			recs, marks, end, err := c.readSegment(seg, pos, maxRecords, maxBytes)
+
+			s.mu.Lock()
+			if c.gen != gen {
+				s.mu.Unlock()
+				continue
+			}
+			if err != nil {
+				// Framing damaged after Open: skip the rest of the
+				// segment, count it, keep serving.
+				s.st.corruptions.Add(1)
+				s.log.Error("spool segment unreadable past this point; skipping to the next segment",
+					"cursor", c.name, "segment", filepath.Base(seg.path), "offset", pos-seg.base, "err", err)
+				end = seg.base + seg.size
+			}
+			c.nextPos = end
+			if n := len(recs); n > 0 {
+				c.next = recs[n-1].ID.Seq + 1
+				c.inflight = append(c.inflight, marks...)
+				s.mu.Unlock()
+				return recs, nil
+			}
+			// Nothing in this segment past pos: move on (a quarantined
+			// gap, or the end of a closed segment).
+			if i+1 < len(s.segs) && c.nextPos >= seg.base+seg.size {
+				c.next = max(c.next, s.segs[i+1].first)
+			}
+			s.mu.Unlock()
+			continue
+		}
+		ch := s.notify
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// readSegment parses records of one segment from logical position pos up
+// to the segment's published (durable) size.
+func (c *Cursor) readSegment(seg segment, pos int64, maxRecords, maxBytes int) ([]Record, []mark, int64, error) {
+	off := pos - seg.base
+	avail := seg.size - off
+	if avail <= 0 {
+		return nil, nil, pos, nil
+	}
+	if c.fpath != seg.path {
+		c.closeFile()
+		f, err := os.Open(seg.path)
+		if err != nil {
+			return nil, nil, pos, err
+		}
+		c.f, c.fpath = f, seg.path
+	}
+	want := int64(maxBytes) + 64<<10
+	for {
+		n := min(avail, want)
+		buf := make([]byte, n)
+		if _, err := c.f.ReadAt(buf, off); err != nil {
+			return nil, nil, pos, fmt.Errorf("read: %w", err)
+		}
+		var recs []Record
+		var marks []mark
+		p, payload := 0, 0
+		for len(recs) < maxRecords && (payload < maxBytes || len(recs) == 0) {
+			e, fn, st := nextFrame(buf[p:])
+			if st == frameIncomplete {
+				break
+			}
+			if st == frameBad {
+				if len(recs) > 0 {
+					break // hand out what is good; the next Read reports
+				}
+				return nil, nil, pos, ErrCorrupt
+			}
+			p += fn
+			recs = append(recs, Record{
+				ID:      ID{Epoch: e.epoch, Seq: e.seq},
+				Time:    time.Unix(0, e.time),
+				Data:    e.payload,
+				Corrupt: e.corrupt,
+			})
+			marks = append(marks, mark{seq: e.seq, end: pos + int64(p)})
+			payload += len(e.payload)
+		}
+		if len(recs) > 0 || n == avail {
+			if len(recs) == 0 && n == avail {
+				// Published bytes that do not parse as a frame.
+				return nil, nil, pos, ErrCorrupt
+			}
+			return recs, marks, pos + int64(p), nil
+		}
+		// One frame larger than the buffer: read exactly that frame.
+		size, vn := binary.Uvarint(buf)
+		if vn <= 0 || size > maxEntry {
+			return nil, nil, pos, ErrCorrupt
+		}
+		want = int64(vn) + int64(size)
+	}
+}
