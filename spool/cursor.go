@@ -133,6 +133,11 @@ func (c *Cursor) Name() string { return c.name }
 func (c *Cursor) Release() {
 	c.s.mu.Lock()
 	c.inUse = false
+	// The next user starts at the oldest unacknowledged record: what this
+	// one read but did not acknowledge is delivered again.
+	c.next, c.nextPos = c.acked+1, c.ackPos.Load()
+	c.inflight = c.inflight[:0]
+	c.gen++
 	c.s.mu.Unlock()
 	c.closeFile()
 }

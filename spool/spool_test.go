@@ -720,3 +720,19 @@ func TestScanSince(t *testing.T) {
 		t.Fatalf("scan did not stop: %d", n)
 	}
 }
+
+func TestReleasedCursorRereadsUnacknowledged(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	c, _ := s.Cursor("a", CursorOptions{})
+	appendN(t, s, 0, 10)
+	readAll(t, c, 10)
+	c.Ack(4)
+	c.Release()
+	c, err := s.Cursor("a", CursorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs := readAll(t, c, 6); recs[0].ID.Seq != 5 {
+		t.Fatalf("after release the cursor reads from %d", recs[0].ID.Seq)
+	}
+}
