@@ -281,6 +281,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"batch trailing data", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1}]} x`), nil, 400, "bad_request"},
 		{"batch key not string", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1,"key":5}]}`), nil, 400, "bad_request"},
 		{"batch sluice-id header", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1,"headers":{"sluice-id":"x"}}]}`), nil, 400, "bad_request"},
+		{"batch key not UTF-8", "POST", "/v1/messages", j, []byte("{\"messages\":[{\"topic\":\"ok\",\"value\":1,\"key\":\"k\xff\"}]}"), nil, 400, "bad_request"},
 		{"batch bad id", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1,"id":"has space"}]}`), nil, 400, "bad_request"},
 		{"batch deep nesting", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":` + strings.Repeat("[", 4000) + strings.Repeat("]", 4000) + `}]}`), nil, 413, "too_large"},
 		{"batch wrong content type", "POST", "/v1/messages", "text/plain", []byte(`{"messages":[{"topic":"ok","value":1}]}`), nil, 415, "unsupported_media_type"},

@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sluiceio/sluice/sink"
 )
@@ -94,6 +95,12 @@ type batchMessage struct {
 // parseBatch parses a /v1/messages body. Values given as JSON keep their
 // exact bytes from the request.
 func parseBatch(body []byte, maxMessage int) ([]Msg, *apiError) {
+	// encoding/json would replace invalid UTF-8 by U+FFFD: a key changed
+	// that way lands on another partition. JSON is UTF-8; binary goes in
+	// value_b64.
+	if !utf8.Valid(body) {
+		return nil, errorf(http.StatusBadRequest, "bad_request", "JSON batch is not valid UTF-8 (send binary values as value_b64)")
+	}
 	var req struct {
 		Messages []batchMessage `json:"messages"`
 	}

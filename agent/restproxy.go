@@ -51,6 +51,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -168,6 +169,9 @@ func mediaType(ct []byte) string {
 // rpDecode decodes exactly one JSON value of body into v, refusing unknown
 // fields as the REST Proxy's Jackson mapper does.
 func rpDecode(body []byte, v any) *rpError {
+	if !utf8.Valid(body) { // encoding/json would silently replace the bytes
+		return rpErrorf(http.StatusBadRequest, http.StatusBadRequest, "bad_request", "request body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

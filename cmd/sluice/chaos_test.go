@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -36,8 +33,8 @@ import (
 // scenario.
 //
 // SLUICE_CHAOS=long runs the long profile (over a hundred agent kills);
-// the default short profile keeps CI fast. SLUICE_CHAOS_SEED=N replays the
-// random timings of an earlier run (each test logs its seed).
+// the default short profile keeps CI fast. SLUICE_CHAOS_SEED=N repeats the
+// random timing choices of an earlier run (each test logs its seed).
 
 // chaosProfile sizes the scenarios.
 type chaosProfile struct {
@@ -70,7 +67,7 @@ func chaosRand(t *testing.T) *rand.Rand {
 		}
 		seed = v
 	}
-	t.Logf("profile %s, seed %d (SLUICE_CHAOS_SEED=%d replays the timings)", chaosProfileFromEnv().name, seed, seed)
+	t.Logf("profile %s, seed %d (SLUICE_CHAOS_SEED=%d repeats the timing choices)", chaosProfileFromEnv().name, seed, seed)
 	return rand.New(rand.NewPCG(seed, seed>>1|1))
 }
 
@@ -208,6 +205,7 @@ func maxDuration(ds []time.Duration) time.Duration {
 // TestChaosKill9: kill -9 at a random moment under load, restart, N times;
 // every acknowledged message reaches the file sink.
 func TestChaosKill9(t *testing.T) {
+	t.Parallel()
 	prof, rng := chaosProfileFromEnv(), chaosRand(t)
 	dir := t.TempDir()
 	out, sp := filepath.Join(dir, "out"), filepath.Join(dir, "spool")
@@ -296,6 +294,7 @@ func readKafkaAll(t *testing.T, broker string, topics []string) []loadgen.Delive
 // while the agent keeps running under load; pushes keep being answered
 // 202 and every acknowledged message reaches Kafka, in order per key.
 func TestChaosBrokerRestart(t *testing.T) {
+	t.Parallel()
 	prof, rng := chaosProfileFromEnv(), chaosRand(t)
 	topics := []string{"brk-0", "brk-1"}
 	b := newKfakeBroker(t, topics...)
@@ -331,6 +330,7 @@ func TestChaosBrokerRestart(t *testing.T) {
 // kill -9 during that outage and restarted while the broker is still down,
 // then the broker comes back; N times.
 func TestChaosAgentAndBroker(t *testing.T) {
+	t.Parallel()
 	prof, rng := chaosProfileFromEnv(), chaosRand(t)
 	topics := []string{"both-0", "both-1"}
 	b := newKfakeBroker(t, topics...)
@@ -367,108 +367,13 @@ func TestChaosAgentAndBroker(t *testing.T) {
 		prof.bothCycles, tot.acked, tot.lost, tot.dups, tot.outOfOrder, maxDuration(brokerOut).Round(time.Millisecond), maxDuration(agentOut).Round(time.Millisecond))
 }
 
-// receiver is an HTTP endpoint for the http sink: it decodes sluice's
-// /v1/messages batches and records what it accepted. It can answer slowly,
-// answer every batch with one status, or refuse (400) the batches that hold
-// a poison message, which makes the agent dead-letter exactly those.
-type receiver struct {
-	srv      *httptest.Server
-	delay    atomic.Int64 // nanoseconds slept before answering
-	status   atomic.Int32 // non-zero: answer every batch with this status
-	poison   atomic.Pointer[func(loadgen.Delivered) bool]
-	requests atomic.Int64
-
-	mu  sync.Mutex
-	got []loadgen.Delivered
-}
-
-func newReceiver(t *testing.T) *receiver {
-	r := &receiver{}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *receiver) url() string { return r.srv.URL + "/v1/messages" }
-
-func (r *receiver) setPoison(f func(loadgen.Delivered) bool) {
-	if f == nil {
-		r.poison.Store(nil)
-		return
-	}
-	r.poison.Store(&f)
-}
-
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	r.requests.Add(1)
-	if d := r.delay.Load(); d > 0 {
-		time.Sleep(time.Duration(d))
-	}
-	if s := r.status.Load(); s != 0 {
-		http.Error(w, "receiver unavailable", int(s))
-		return
-	}
-	var body struct {
-		Messages []struct {
-			Topic    string          `json:"topic"`
-			Key      *string         `json:"key"`
-			Value    json.RawMessage `json:"value"`
-			ValueB64 *string         `json:"value_b64"`
-			Headers  map[string]string
-			ID       string `json:"id"`
-		} `json:"messages"`
-	}
-	if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
-		// A sender killed mid-request: nobody reads this answer.
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	batch := make([]loadgen.Delivered, 0, len(body.Messages))
-	for _, m := range body.Messages {
-		v := []byte(m.Value)
-		if m.ValueB64 != nil {
-			v, _ = base64.StdEncoding.DecodeString(*m.ValueB64)
-		}
-		d := loadgen.Delivered{ID: m.ID, Topic: m.Topic, N: -1, Partition: -1, Offset: -1}
-		if m.Key != nil {
-			d.Key = *m.Key
-		}
-		if f, ok := loadgen.ParseValue(v); ok {
-			d.Run, d.N = f.Run, f.N
-		}
-		batch = append(batch, d)
-	}
-	if p := r.poison.Load(); p != nil {
-		for _, d := range batch {
-			if (*p)(d) {
-				http.Error(w, "poison message "+d.ID, http.StatusBadRequest)
-				return
-			}
-		}
-	}
-	r.mu.Lock()
-	r.got = append(r.got, batch...)
-	r.mu.Unlock()
-	w.WriteHeader(http.StatusOK)
-}
-
-func (r *receiver) delivered() []loadgen.Delivered {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]loadgen.Delivered(nil), r.got...)
-}
-
-func httpSinkEnv(spoolDir, url string) []string {
-	return []string{"SLUICE_SPOOL_DIR=" + spoolDir, "SLUICE_SPOOL_SYNC=always", "SLUICE_SINKS=up", "SLUICE_UP_TYPE=http",
-		"SLUICE_UP_URL=" + url, "SLUICE_UP_RETRY_MIN=10ms", "SLUICE_UP_RETRY_MAX=200ms", "SLUICE_UP_TIMEOUT=5s"}
-}
-
 // TestChaosKillDuringDrain: with a backlog (a slow upstream), SIGTERM
 // starts the drain and SIGKILL ends it shortly after; N times. What the
 // drain did not deliver is delivered after the restart.
 func TestChaosKillDuringDrain(t *testing.T) {
+	t.Parallel()
 	prof, rng := chaosProfileFromEnv(), chaosRand(t)
-	rcv := newReceiver(t)
+	rcv := newUpstream(t)
 	rcv.delay.Store(int64(15 * time.Millisecond))
 	env := append(httpSinkEnv(t.TempDir(), rcv.url()), "SLUICE_UP_BATCH_MESSAGES=20", "SLUICE_DRAIN_TIMEOUT=30s")
 	p := start(t, env...)
@@ -515,9 +420,9 @@ func dlTotal(t *testing.T, p *proc) int {
 	return v.Total
 }
 
-// replay asks for a dead-letter replay; it returns the count, or -1 when
-// the agent died first.
-func replay(url string) int {
+// replayDeadLetters asks for a dead-letter replay; it returns the count,
+// or -1 when the agent died first.
+func replayDeadLetters(url string) int {
 	resp, err := http.Post(url+"/v1/control/deadletters/replay", "", nil)
 	if err != nil {
 		return -1
@@ -537,8 +442,9 @@ func replay(url string) int {
 // Every dead-lettered message is finally delivered (at least once), and
 // every other acknowledged message too.
 func TestChaosKillDuringReplay(t *testing.T) {
+	t.Parallel()
 	prof, rng := chaosProfileFromEnv(), chaosRand(t)
-	rcv := newReceiver(t)
+	rcv := newUpstream(t)
 	isPoison := func(d loadgen.Delivered) bool { return d.N%4 == 0 }
 	rcv.setPoison(isPoison)
 	env := append(httpSinkEnv(t.TempDir(), rcv.url()), "SLUICE_UP_BATCH_MESSAGES=10")
@@ -563,7 +469,7 @@ func TestChaosKillDuringReplay(t *testing.T) {
 	rcv.delay.Store(int64(5 * time.Millisecond))
 	for c := 0; c < prof.replayKills; c++ {
 		res := make(chan int, 1)
-		go func() { res <- replay(p.url) }()
+		go func() { res <- replayDeadLetters(p.url) }()
 		after := between(rng, 0, 150*time.Millisecond)
 		time.Sleep(after)
 		kill9(t, p)
@@ -573,7 +479,7 @@ func TestChaosKillDuringReplay(t *testing.T) {
 			c, after.Round(time.Millisecond), n, before, len(poison))
 		p = start(t, env...)
 	}
-	n := replay(p.url)
+	n := replayDeadLetters(p.url)
 	rcv.delay.Store(0)
 	waitBacklogEmpty(t, p)
 	if left := dlTotal(t, p); left != 0 {
@@ -618,11 +524,37 @@ func scrapeMetric(t *testing.T, p *proc, name string) float64 {
 	return -1
 }
 
+// killOnTruncation watches the WAL directory of a running agent and kills
+// it (SIGKILL) the moment a front truncation's START file appears: its
+// TEMP stage (being written and fsynced) when complete is false, the
+// finished START file (old segments about to be removed) when true; after
+// limit it kills anyway. It returns the file suffix it saw, "" when the
+// kill came at a random moment.
+func killOnTruncation(t *testing.T, p *proc, walDir string, complete bool, limit time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		des, _ := os.ReadDir(walDir)
+		for _, de := range des {
+			if n := de.Name(); strings.HasSuffix(n, ".START") || !complete && strings.HasSuffix(n, ".START.TEMP") {
+				kill9(t, p)
+				return de.Name()[20:]
+			}
+		}
+		runtime.Gosched()
+	}
+	kill9(t, p)
+	return ""
+}
+
 // TestChaosKillDuringTruncation: 64 KiB segments roll and are truncated
-// from the front every few hundred milliseconds under load; kill -9 lands
-// at random, sometimes inside a truncation. Recovery finishes or ignores
-// what it finds, and nothing acknowledged is lost.
+// from the front every few hundred milliseconds under load; the agent is
+// killed with kill -9 as soon as a truncation is seen in progress (its
+// START file appears in the WAL directory), or at a random moment when
+// none shows up in time. Recovery finishes or discards the interrupted
+// truncation, and nothing acknowledged is lost.
 func TestChaosKillDuringTruncation(t *testing.T) {
+	t.Parallel()
 	prof, rng := chaosProfileFromEnv(), chaosRand(t)
 	dir := t.TempDir()
 	out, sp := filepath.Join(dir, "out"), filepath.Join(dir, "spool")
@@ -630,14 +562,14 @@ func TestChaosKillDuringTruncation(t *testing.T) {
 	p := start(t, env...)
 	var runs []chaosRun
 	var truncations float64
-	interrupted, tailCuts := 0, 0
+	caught, finished, temps, tailCuts := 0, 0, 0, 0
 	for c := 0; c < prof.truncKills; c++ {
 		cfg := chaosLoad(p.url, fmt.Sprintf("trunc-%d", c), "trunc", 0)
 		cfg.Size = 1000
 		l := startLoad(cfg)
-		time.Sleep(between(rng, 200*time.Millisecond, 900*time.Millisecond))
+		time.Sleep(between(rng, 100*time.Millisecond, 400*time.Millisecond))
 		tr := scrapeMetric(t, p, "sluice_spool_truncations_total")
-		kill9(t, p)
+		seen := killOnTruncation(t, p, filepath.Join(sp, "wal"), c%2 == 1, 2*time.Second)
 		rep := l.stop(t)
 		truncations += max(tr, 0)
 		r, err := spool.Verify(sp)
@@ -648,14 +580,24 @@ func TestChaosKillDuringTruncation(t *testing.T) {
 		if len(rec.Quarantined) != 0 || len(rec.CorruptRecords) != 0 {
 			t.Errorf("kill %d: recovery would quarantine %v / report corrupt %v", c, rec.Quarantined, rec.CorruptRecords)
 		}
+		if seen != "" {
+			caught++
+		}
 		if rec.FinishedTruncat != "" {
-			interrupted++
+			finished++
+		}
+		if rec.RemovedTemp > 0 {
+			temps++
 		}
 		if rec.TailCutBytes > 0 {
 			tailCuts++
 		}
-		runs = append(runs, chaosRun{rep: rep, event: fmt.Sprintf("kill -9 after %.0f truncations, %d segments; recovery: tail cut %d bytes, interrupted truncation %q, temp files %d",
-			tr, len(r.Segments), rec.TailCutBytes, rec.FinishedTruncat, rec.RemovedTemp)})
+		when := "at a random moment"
+		if seen != "" {
+			when = "on seeing " + seen
+		}
+		runs = append(runs, chaosRun{rep: rep, event: fmt.Sprintf("kill -9 %s, after %.0f truncations; recovery: finish truncation %q, temp files %d, tail cut %d bytes",
+			when, tr, rec.FinishedTruncat, rec.RemovedTemp, rec.TailCutBytes)})
 		p = start(t, env...)
 	}
 	waitBacklogEmpty(t, p)
@@ -665,6 +607,6 @@ func TestChaosKillDuringTruncation(t *testing.T) {
 	}
 	getJSON(t, p.admin+"/v1/stats", &st)
 	stopAgent(t, p)
-	t.Logf("chaos truncation: %d kill -9 with 64KiB segments, %.0f front truncations before the kills, %d kills found an interrupted truncation, %d a torn tail; %d acked, %d lost, %d duplicates, %d out of order; %d segments at the end",
-		prof.truncKills, truncations, interrupted, tailCuts, tot.acked, tot.lost, tot.dups, tot.outOfOrder, st.Spool.Segments)
+	t.Logf("chaos truncation: %d kill -9 with 64KiB segments (%d inside a front truncation: %d left a complete START file to finish, %d a TEMP file to discard), %.0f truncations before the kills, %d torn tails; %d acked, %d lost, %d duplicates, %d out of order; %d segments at the end",
+		prof.truncKills, caught, finished, temps, truncations, tailCuts, tot.acked, tot.lost, tot.dups, tot.outOfOrder, st.Spool.Segments)
 }
