@@ -51,8 +51,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
