@@ -6,34 +6,15 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/fstype"
 
 	"github.com/tidwall/wal"
 )
 
-// fsType names the file system of dir: fsync is free on tmpfs, so numbers
-// from there measure nothing.
-func fsType(dir string) string {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return "unknown"
-	}
-	switch uint32(st.Type) {
-	case 0xEF53:
-		return "ext4"
-	case 0x01021994:
-		return "tmpfs"
-	case 0x58465342:
-		return "xfs"
-	case 0x9123683E:
-		return "btrfs"
-	case 0x794c7630:
-		return "overlayfs"
-	}
-	return fmt.Sprintf("0x%x", st.Type)
-}
+func fsType(dir string) string { return fstype.Name(dir) }
 
 // BenchmarkAppend: concurrent appenders of 1 KiB records, single records
 // and 100-record batches, per sync policy. Reports records/s and the mean

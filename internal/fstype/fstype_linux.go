@@ -1,14 +1,15 @@
-package loadgen
+// Package fstype names the file system a path is on, for benchmark
+// reports: on tmpfs fsync is free, so a spool benchmark there measures
+// nothing durable.
+package fstype
 
 import (
 	"fmt"
 	"syscall"
 )
 
-// FSType names the filesystem holding path, for benchmark reports: a
-// benchmark of a spool on tmpfs measures nothing durable, since fsync is
-// free there.
-func FSType(path string) string {
+// Name names the file system holding path.
+func Name(path string) string {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(path, &st); err != nil {
 		return "unknown (" + err.Error() + ")"
