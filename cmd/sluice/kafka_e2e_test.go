@@ -7,29 +7,20 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/internal/kcattest"
+
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluiceio/sluice/internal/loadgen"
 )
 
-func requireKcat(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("kcat")
-	if err != nil {
-		if os.Getenv("SLUICE_REQUIRE_KCAT") == "1" {
-			t.Fatal("kcat not found and SLUICE_REQUIRE_KCAT=1 (apt-get install -y kcat)")
-		}
-		t.Skip("kcat not installed (apt-get install -y kcat)")
-	}
-	return p
-}
+func requireKcat(t *testing.T) string { return kcattest.Require(t) }
 
 func newKfake(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, string) {
 	t.Helper()
@@ -49,43 +40,18 @@ type kcatRec struct {
 	headers   map[string][]string
 }
 
-// kcatRead reads a topic from the beginning to its end with kcat, framed
-// with lengths so that binary keys and values come back exactly.
+// kcatRead reads a topic from the beginning to its end with kcat, headers
+// parsed into a map.
 func kcatRead(t *testing.T, kcat, broker, topic string) []kcatRec {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, kcat, "-C", "-b", broker, "-t", topic, "-o", "beginning", "-e", "-q",
-		"-f", "@@%t|%p|%o|%K|%S|%k%s|%h\n").Output()
-	if err != nil {
-		t.Fatalf("kcat: %v", err)
-	}
 	var recs []kcatRec
-	for len(out) > 0 {
-		out = bytes.TrimPrefix(out, []byte("@@"))
-		var f [5]string
-		for i := range f {
-			j := bytes.IndexByte(out, '|')
-			f[i], out = string(out[:j]), out[j+1:]
-		}
-		r := kcatRec{topic: f[0], headers: map[string][]string{}}
-		r.partition, _ = strconv.Atoi(f[1])
-		r.offset, _ = strconv.ParseInt(f[2], 10, 64)
-		kl, _ := strconv.Atoi(f[3])
-		vl, _ := strconv.Atoi(f[4])
-		if kl >= 0 {
-			r.key, out = bytes.Clone(out[:kl]), out[kl:]
-		}
-		if vl >= 0 {
-			r.value, out = bytes.Clone(out[:vl]), out[vl:]
-		}
-		j := bytes.IndexByte(out, '\n')
-		for _, h := range strings.Split(string(out[1:j]), ",") {
-			if k, v, ok := strings.Cut(h, "="); ok {
-				r.headers[k] = append(r.headers[k], v)
+	for _, k := range kcattest.Consume(t, kcat, broker, topic) {
+		r := kcatRec{topic: k.Topic, partition: int(k.Partition), offset: k.Offset, key: k.Key, value: k.Value, headers: map[string][]string{}}
+		for _, h := range strings.Split(k.Headers, ",") {
+			if name, v, ok := strings.Cut(h, "="); ok {
+				r.headers[name] = append(r.headers[name], v)
 			}
 		}
-		out = out[j+1:]
 		recs = append(recs, r)
 	}
 	return recs

@@ -2,106 +2,28 @@ package kafka
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/sluiceio/sluice/internal/kcattest"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluiceio/sluice/sink"
 )
 
-// requireKcat returns the kcat binary, skipping the test when it is not
-// installed, unless SLUICE_REQUIRE_KCAT=1 (CI), where it fails.
-func requireKcat(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("kcat")
-	if err != nil {
-		if os.Getenv("SLUICE_REQUIRE_KCAT") == "1" {
-			t.Fatalf("kcat not found and SLUICE_REQUIRE_KCAT=1: install it (apt-get install -y kcat)")
-		}
-		t.Skip("kcat not installed (apt-get install -y kcat); set SLUICE_REQUIRE_KCAT=1 to fail instead of skipping")
-	}
-	return path
-}
+type kcatRecord = kcattest.Record
 
-// kcatRecord is one record as kcat printed it.
-type kcatRecord struct {
-	topic     string
-	partition int32
-	offset    int64
-	key       []byte // nil for a null key
-	value     []byte // nil for a null value
-	headers   string // kcat's "k=v,k2=v2"
-}
+func requireKcat(t *testing.T) string { return kcattest.Require(t) }
 
-// kcatFormat frames each record with byte lengths so binary keys and
-// values come back exactly: @@topic|partition|offset|keylen|valuelen|
-// key value|headers\n (a null key or value has length -1).
-const kcatFormat = "@@%t|%p|%o|%K|%S|%k%s|%h\n"
-
-// kcatConsume reads topic from the beginning to its end with kcat.
 func kcatConsume(t *testing.T, kcat, addr, topic string, extra ...string) []kcatRecord {
-	t.Helper()
-	args := append([]string{"-C", "-b", addr, "-t", topic, "-o", "beginning", "-e", "-q", "-f", kcatFormat}, extra...)
-	out := runKcat(t, kcat, nil, args...)
-	var recs []kcatRecord
-	for len(out) > 0 {
-		if !bytes.HasPrefix(out, []byte("@@")) {
-			t.Fatalf("kcat output out of frame: %q", out)
-		}
-		out = out[2:]
-		var f [5]string
-		for i := range f {
-			j := bytes.IndexByte(out, '|')
-			if j < 0 {
-				t.Fatalf("kcat output truncated")
-			}
-			f[i], out = string(out[:j]), out[j+1:]
-		}
-		r := kcatRecord{topic: f[0]}
-		p, _ := strconv.ParseInt(f[1], 10, 32)
-		r.partition = int32(p)
-		r.offset, _ = strconv.ParseInt(f[2], 10, 64)
-		kl, _ := strconv.Atoi(f[3])
-		vl, _ := strconv.Atoi(f[4])
-		if kl >= 0 {
-			r.key, out = append([]byte{}, out[:kl]...), out[kl:]
-		}
-		if vl >= 0 {
-			r.value, out = append([]byte{}, out[:vl]...), out[vl:]
-		}
-		if len(out) == 0 || out[0] != '|' {
-			t.Fatalf("kcat output: no header separator")
-		}
-		j := bytes.IndexByte(out, '\n')
-		r.headers, out = string(out[1:j]), out[j+1:]
-		recs = append(recs, r)
-	}
-	return recs
+	return kcattest.Consume(t, kcat, addr, topic, extra...)
 }
 
 func runKcat(t *testing.T, kcat string, stdin []byte, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kcat, args...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kcat %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return out
+	return kcattest.Run(t, kcat, stdin, args...)
 }
 
 // kcatIDs maps each record's sluice-id header to the record.
@@ -110,13 +32,13 @@ func kcatIDs(t *testing.T, recs []kcatRecord) map[string]kcatRecord {
 	out := make(map[string]kcatRecord)
 	for _, r := range recs {
 		var ids []string
-		for _, h := range strings.Split(r.headers, ",") {
+		for _, h := range strings.Split(r.Headers, ",") {
 			if v, ok := strings.CutPrefix(h, sink.IDHeader+"="); ok {
 				ids = append(ids, v)
 			}
 		}
 		if len(ids) != 1 {
-			t.Fatalf("record %s[%d]@%d: headers %q, want one %s", r.topic, r.partition, r.offset, r.headers, sink.IDHeader)
+			t.Fatalf("record %s[%d]@%d: headers %q, want one %s", r.Topic, r.Partition, r.Offset, r.Headers, sink.IDHeader)
 		}
 		out[ids[0]] = r
 	}
@@ -157,17 +79,17 @@ func TestKcatReadsWhatWeWrite(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s missing", id)
 		}
-		if r.topic != "kc" || r.partition != m.DeliveredPart || r.offset != m.DeliveredOffset {
-			t.Errorf("%s: kcat %s[%d]@%d, delivery report [%d]@%d", id, r.topic, r.partition, r.offset, m.DeliveredPart, m.DeliveredOffset)
+		if r.Topic != "kc" || r.Partition != m.DeliveredPart || r.Offset != m.DeliveredOffset {
+			t.Errorf("%s: kcat %s[%d]@%d, delivery report [%d]@%d", id, r.Topic, r.Partition, r.Offset, m.DeliveredPart, m.DeliveredOffset)
 		}
-		if (r.key == nil) != (m.Key == nil) || !bytes.Equal(r.key, m.Key) {
-			t.Errorf("%s: key %q, want %q", id, r.key, m.Key)
+		if (r.Key == nil) != (m.Key == nil) || !bytes.Equal(r.Key, m.Key) {
+			t.Errorf("%s: key %q, want %q", id, r.Key, m.Key)
 		}
-		if !bytes.Equal(r.value, m.Value) {
-			t.Errorf("%s: value differs (%d bytes, want %d)", id, len(r.value), len(m.Value))
+		if !bytes.Equal(r.Value, m.Value) {
+			t.Errorf("%s: value differs (%d bytes, want %d)", id, len(r.Value), len(m.Value))
 		}
-		if want := fmt.Sprintf("h=%d", i); !strings.HasPrefix(r.headers, want+",") {
-			t.Errorf("%s: headers %q, want prefix %q", id, r.headers, want)
+		if want := fmt.Sprintf("h=%d", i); !strings.HasPrefix(r.Headers, want+",") {
+			t.Errorf("%s: headers %q, want prefix %q", id, r.Headers, want)
 		}
 	}
 }
@@ -195,7 +117,7 @@ func TestKcatMurmur2Agreement(t *testing.T) {
 	part := func(topic string) map[string]int32 {
 		m := make(map[string]int32)
 		for _, r := range kcatConsume(t, kcat, addr, topic) {
-			m[string(r.key)] = r.partition
+			m[string(r.Key)] = r.Partition
 		}
 		return m
 	}
@@ -229,7 +151,7 @@ func TestKcatCompression(t *testing.T) {
 			mustWrite(t, w, msgs)
 			recs := kcatIDs(t, kcatConsume(t, kcat, addr, "z"))
 			for _, m := range msgs {
-				if r, ok := recs[m.ID]; !ok || !bytes.Equal(r.value, m.Value) {
+				if r, ok := recs[m.ID]; !ok || !bytes.Equal(r.Value, m.Value) {
 					t.Errorf("%s: not read back intact by kcat", m.ID)
 				}
 			}
