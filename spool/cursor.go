@@ -493,9 +493,9 @@ func (c *Cursor) BacklogBytes() int64 {
 	return c.s.tailPos - c.ackPos.Load()
 }
 
-// Get reads one record by sequence (reading, at most, one segment). It
-// returns ErrNoRecord when the record is not on disk any more (or never
-// was).
+// Get reads one record by sequence (at most markEvery records of one
+// segment are read). It returns ErrNoRecord when the record is not on disk
+// any more (or never was).
 func (s *Spool) Get(seq uint64) (Record, error) {
 	s.mu.Lock()
 	if seq == 0 || seq > s.last || seq < s.segs[0].first {
@@ -508,13 +508,16 @@ func (s *Spool) Get(seq uint64) (Record, error) {
 	if seq < seg.first {
 		return Record{}, ErrNoRecord
 	}
-	data, err := readSegment(seg.path, seg.size)
+	data, q, _, err := seg.chunk(seq)
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, ErrNoRecord // truncated meanwhile
+	}
 	if err != nil {
 		return Record{}, err
 	}
-	for off := 0; off < len(data); {
+	for off := 0; off < len(data); q++ {
 		e, n, st := nextFrame(data[off:])
-		if st != frameOK {
+		if st != frameOK || e.seq != q {
 			return Record{}, ErrCorrupt
 		}
 		off += n

@@ -207,6 +207,9 @@ func (c *committer) commit(reqs []*appendReq) {
 			e := r.buf[off : off+n]
 			sealHeader(e, seq)
 			c.batch.Write(seq, e)
+			if (seq-t.first)%markEvery == 0 {
+				t.marks = append(t.marks[:len(t.marks):len(t.marks)], offMark{seq, t.size})
+			}
 			t.size += int64(uvarintLen(uint64(n)) + n)
 			t.last = seq
 			if t.size >= s.opts.SegmentBytes {

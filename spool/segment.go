@@ -72,6 +72,7 @@ func listWAL(dir string) (walFiles, error) {
 
 // scanResult is what parsing one segment found.
 type scanResult struct {
+	marks    []offMark
 	count    uint64   // valid entries (corrupt payloads included)
 	validEnd int64    // offset after the last entry kept
 	badAt    int64    // offset of the first invalid frame, -1 if none
@@ -95,6 +96,9 @@ func scanSegment(data []byte, first uint64, checkPayload, trimCorruptTail bool) 
 		if st != frameOK || e.seq != first+r.count {
 			r.badAt = int64(off)
 			break
+		}
+		if r.count%markEvery == 0 {
+			r.marks = append(r.marks, offMark{e.seq, int64(off)})
 		}
 		r.count++
 		off += n
@@ -120,6 +124,9 @@ func scanSegment(data []byte, first uint64, checkPayload, trimCorruptTail bool) 
 		if r.badAt < 0 {
 			r.badAt = r.validEnd
 		}
+	}
+	for len(r.marks) > 0 && r.marks[len(r.marks)-1].off >= r.validEnd {
+		r.marks = r.marks[:len(r.marks)-1]
 	}
 	return r
 }
@@ -158,7 +165,18 @@ type segment struct {
 	base  int64  // logical position of the segment's first byte
 	size  int64  // bytes
 	path  string
+	marks []offMark // every markEvery-th record's file offset: a sparse index
 }
+
+// offMark is where record seq starts in its segment file.
+type offMark struct {
+	seq uint64
+	off int64
+}
+
+// markEvery is the sparse index's step: finding a record reads at most this
+// many records' bytes instead of its whole segment.
+const markEvery = 128
 
 // recoverWAL parses every segment and, unless dryRun, repairs the directory
 // so that tidwall/wal opens it cleanly: it finishes an interrupted
@@ -289,7 +307,7 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 		}
 		segs = append(segs, segment{
 			first: sf.first, last: sf.first + r.count - 1,
-			base: base, size: size, path: sf.path,
+			base: base, size: size, path: sf.path, marks: r.marks,
 		})
 		base += size
 	}
@@ -357,4 +375,28 @@ func readFileInto(buf []byte, path string) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// chunk reads the part of seg that holds record seq: from the sparse index
+// mark at or before it to the next mark (at most markEvery records). It
+// returns the bytes and the sequence and file offset they start at.
+func (seg segment) chunk(seq uint64) ([]byte, uint64, int64, error) {
+	i := sort.Search(len(seg.marks), func(i int) bool { return seg.marks[i].seq > seq })
+	from, off, end := seg.first, int64(0), seg.size
+	if i > 0 {
+		from, off = seg.marks[i-1].seq, seg.marks[i-1].off
+	}
+	if i < len(seg.marks) {
+		end = seg.marks[i].off
+	}
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, end-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return nil, 0, 0, fmt.Errorf("read %s: %w", filepath.Base(seg.path), err)
+	}
+	return buf, from, off, nil
 }

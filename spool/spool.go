@@ -447,7 +447,8 @@ func (s *Spool) locate(pos int64) (uint64, int64, error) {
 	return seg.last, seg.base + seg.size, nil
 }
 
-// posOf returns the logical position right after record seq. s.mu held.
+// posOf returns the logical position right after record seq. s.mu held;
+// reads at most markEvery records of one segment.
 func (s *Spool) posOf(seq uint64) (int64, error) {
 	if seq < s.segs[0].first {
 		return s.segs[0].base, nil
@@ -460,19 +461,21 @@ func (s *Spool) posOf(seq uint64) (int64, error) {
 	if seq < seg.first { // in a quarantined gap
 		return seg.base, nil
 	}
-	data, err := readSegment(seg.path, seg.size)
+	data, q, off, err := seg.chunk(seq)
 	if err != nil {
 		return 0, err
 	}
-	off := 0
-	for q := seg.first; q <= seq; q++ {
-		_, n, st := nextFrame(data[off:])
+	for p := 0; q <= seq; q++ {
+		_, n, st := nextFrame(data[p:])
 		if st != frameOK {
 			return 0, fmt.Errorf("position of %d in %s: %w", seq, filepath.Base(seg.path), ErrCorrupt)
 		}
-		off += n
+		p += n
+		if q == seq {
+			return seg.base + off + int64(p), nil
+		}
 	}
-	return seg.base + int64(off), nil
+	return seg.base + seg.size, nil
 }
 
 func readSegment(path string, size int64) ([]byte, error) {
