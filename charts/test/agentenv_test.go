@@ -12,6 +12,10 @@ import (
 // secretPlaceholder stands in for a value the kubelet would read from a Secret.
 const secretPlaceholder = "placeholder-from-secret"
 
+// memLimitPlaceholder stands for limits.memory in bytes, as the kubelet
+// resolves GOMEMLIMIT's resourceFieldRef.
+const memLimitPlaceholder = "134217728"
+
 // loadAgentConfig sets the container's environment in this process, exactly
 // as rendered (values read from Secrets replaced by a placeholder), and loads
 // it with the agent's own config package: a variable the agent does not know,
@@ -23,10 +27,14 @@ func loadAgentConfig(t *testing.T, c *corev1.Container) (*config.Config, error) 
 	for _, e := range c.Env {
 		v := e.Value
 		if e.ValueFrom != nil {
-			if e.ValueFrom.SecretKeyRef == nil {
-				t.Fatalf("env %s: valueFrom other than secretKeyRef", e.Name)
+			switch {
+			case e.ValueFrom.SecretKeyRef != nil:
+				v = secretPlaceholder
+			case e.ValueFrom.ResourceFieldRef != nil && e.Name == "GOMEMLIMIT":
+				v = memLimitPlaceholder
+			default:
+				t.Fatalf("env %s: unexpected valueFrom", e.Name)
 			}
-			v = secretPlaceholder
 		}
 		t.Setenv(e.Name, v)
 	}

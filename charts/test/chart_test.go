@@ -49,6 +49,18 @@ func TestDefaultValues(t *testing.T) {
 	if len(r.podMonitors) != 0 || len(r.configMaps) != 0 {
 		t.Errorf("PodMonitor and dashboard are off by default, got %d and %d", len(r.podMonitors), len(r.configMaps))
 	}
+	// The default memory limit reaches the Go runtime as GOMEMLIMIT.
+	found := false
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		for _, e := range c.Env {
+			if e.Name == "GOMEMLIMIT" {
+				found = e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+			}
+		}
+	}
+	if !found {
+		t.Error("default values: want GOMEMLIMIT from the container's limits.memory")
+	}
 }
 
 // checkPod asserts everything that must hold for any valid values.
@@ -456,7 +468,7 @@ func TestChartVariablesKnown(t *testing.T) {
 	}
 	c := container(mustRender(t, readValues(t, "sluice:\n  native: false\n")).podSpec(t).Spec.Containers, "sluice")
 	for _, e := range c.Env {
-		if !known[e.Name] {
+		if !known[e.Name] && e.Name != "GOMEMLIMIT" { // the Go runtime's, not the agent's
 			t.Errorf("the chart sets %s, which config.Variables does not list", e.Name)
 		}
 	}

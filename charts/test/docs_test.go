@@ -78,6 +78,18 @@ func TestPlainYAMLSnippet(t *testing.T) {
 		t.Errorf("snippet securityContext differs from the chart's:\n%+v\n%+v", c.SecurityContext, rc.SecurityContext)
 	}
 	for _, e := range rc.Env {
+		if e.ValueFrom != nil {
+			var got *corev1.EnvVarSource
+			for _, se := range c.Env {
+				if se.Name == e.Name {
+					got = se.ValueFrom
+				}
+			}
+			if !reflect.DeepEqual(got, e.ValueFrom) {
+				t.Errorf("snippet %s valueFrom %+v, chart renders %+v", e.Name, got, e.ValueFrom)
+			}
+			continue
+		}
 		if v, ok := envValue(c, e.Name); !ok || v != e.Value {
 			t.Errorf("snippet %s = %q, chart renders %q", e.Name, v, e.Value)
 		}

@@ -56,6 +56,8 @@ func TestRenderedContainerRuns(t *testing.T) {
 	for _, e := range c.Env {
 		v := e.Value
 		switch {
+		case e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil:
+			v = memLimitPlaceholder
 		case e.ValueFrom != nil:
 			v = secretPlaceholder
 		case e.Name == "SLUICE_SPOOL_DIR":

@@ -42,6 +42,14 @@ from values, then sluice.env sorted by name, then sluice.secretEnv.
 - name: SLUICE_DRAIN_ACCEPT
   value: "true"
 {{- end }}
+{{- if (($v.resources | default dict).limits | default dict).memory }}
+{{- /* The Go runtime collects harder as the heap nears the container's limit
+       instead of letting the kernel kill the agent. */}}
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
+{{- end }}
 {{- $names := dict -}}
 {{- range $k, $val := $v.env -}}
 {{- $_ := set $names (include "sluice.envName" $k) $val -}}
