@@ -134,7 +134,6 @@ func (f *forwarder) enforceBacklog() {
 		return
 	}
 	if n > 0 {
-		f.m.dropped.Add(int(n))
 		f.log.Warn("sink backlog over its cap: oldest messages dropped (policy drop_oldest)", "dropped", n)
 	}
 }

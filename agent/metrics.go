@@ -20,7 +20,6 @@ type sinkMetrics struct {
 	set           *metrics.Set
 	name          string
 	delivered     *metrics.Counter
-	dropped       *metrics.Counter
 	writeDuration *metrics.PrometheusHistogram
 
 	dlPublished, dlPublishFailed *metrics.Counter
@@ -55,7 +54,6 @@ func (m *agentMetrics) forSink(name string) *sinkMetrics {
 	return &sinkMetrics{
 		set: m.set, name: name,
 		delivered:     m.set.GetOrCreateCounter("sluice_sink_delivered_total" + l),
-		dropped:       m.set.GetOrCreateCounter("sluice_dropped_total" + l),
 		writeDuration: m.set.GetOrCreatePrometheusHistogram("sluice_sink_write_duration_seconds" + l),
 
 		dlPublished:     m.set.GetOrCreateCounter("sluice_deadletters_published_total" + l),
@@ -117,5 +115,7 @@ func (m *agentMetrics) register(a *Agent) {
 			return 0
 		})
 		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.failing.Load()) })
+		// Drops by the spool's drop_oldest and by the sink's own backlog cap.
+		m.set.NewGauge("sluice_dropped_total"+l, func() float64 { return float64(f.cursor.DroppedTotal()) })
 	}
 }

@@ -262,6 +262,14 @@ func (c *Cursor) Acked() uint64 {
 	return c.acked
 }
 
+// DroppedTotal counts the records this cursor skipped by drop policies
+// (the spool's drop_oldest and TrimBacklog), persisted across restarts.
+func (c *Cursor) DroppedTotal() uint64 {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.droppedTotal
+}
+
 // Dropped reports whether seq was skipped by a drop policy, as far as the
 // cursor's bounded memory of recent drops reaches (it is persisted).
 func (c *Cursor) Dropped(seq uint64) bool {
