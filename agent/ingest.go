@@ -188,11 +188,32 @@ func (a *Agent) authorize(ctx *fasthttp.RequestCtx) *apiError {
 func peekHeader(ctx *fasthttp.RequestCtx, name string) []byte {
 	var v []byte
 	for k, val := range ctx.Request.Header.All() {
-		if v == nil && strings.EqualFold(string(k), name) {
+		if v == nil && equalFold(k, name) {
 			v = val
 		}
 	}
 	return v
+}
+
+// equalFold is strings.EqualFold for ASCII header names, without turning
+// the []byte into a string.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 const headerPrefix = "sluice-header-"
@@ -207,12 +228,11 @@ func (a *Agent) pushTopic(ctx *fasthttp.RequestCtx, topic string) *apiError {
 	var headers []sink.Header
 	var badHeader *apiError
 	for k, v := range ctx.Request.Header.All() {
-		name := string(k)
 		switch {
-		case strings.EqualFold(name, "Sluice-Key"):
+		case equalFold(k, "Sluice-Key"):
 			key = append([]byte{}, v...)
-		case len(name) > len(headerPrefix) && strings.EqualFold(name[:len(headerPrefix)], headerPrefix):
-			hn := name[len(headerPrefix):]
+		case len(k) > len(headerPrefix) && equalFold(k[:len(headerPrefix)], headerPrefix):
+			hn := string(k[len(headerPrefix):])
 			if strings.EqualFold(hn, sink.IDHeader) {
 				badHeader = errorf(http.StatusBadRequest, "bad_request", "header %s is set by sluice", sink.IDHeader)
 			}
@@ -255,23 +275,9 @@ func (a *Agent) pushTopic(ctx *fasthttp.RequestCtx, topic string) *apiError {
 // push routes, spools and answers: 202 {"ids": [...]}. A request is
 // all-or-nothing: a rejected request spools nothing.
 func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
-	ackDelivered := false
-	if v := peekHeader(ctx, "Sluice-Ack"); len(v) > 0 {
-		switch strings.ToLower(string(v)) {
-		case "delivered":
-			ackDelivered = true
-		case "spooled":
-		default:
-			return errorf(http.StatusBadRequest, "bad_request", "Sluice-Ack must be spooled or delivered")
-		}
-	}
-	timeout := a.opts.AckTimeout
-	if v := peekHeader(ctx, "Sluice-Timeout"); len(v) > 0 {
-		d, err := parseTimeout(string(v))
-		if err != nil {
-			return errorf(http.StatusBadRequest, "bad_request", "Sluice-Timeout: %v", err)
-		}
-		timeout = min(d, a.opts.AckTimeoutMax)
+	ackDelivered, timeout, e := a.ackMode(ctx, false)
+	if e != nil {
+		return e
 	}
 	acc, e := a.accept(ctx, msgs)
 	if e != nil {
@@ -287,6 +293,50 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 	status := a.waitDelivered(acc, timeout)
 	writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": acc.IDs, "status": status})
 	return nil
+}
+
+// ackMode reads Sluice-Ack (spooled or delivered; def when absent) and
+// Sluice-Timeout (default AckTimeout, capped at AckTimeoutMax).
+func (a *Agent) ackMode(ctx *fasthttp.RequestCtx, def bool) (delivered bool, timeout time.Duration, e *apiError) {
+	delivered = def
+	if v := peekHeader(ctx, "Sluice-Ack"); len(v) > 0 {
+		switch strings.ToLower(string(v)) {
+		case "delivered":
+			delivered = true
+		case "spooled":
+			delivered = false
+		default:
+			return false, 0, errorf(http.StatusBadRequest, "bad_request", "Sluice-Ack must be spooled or delivered")
+		}
+	}
+	timeout = a.opts.AckTimeout
+	if v := peekHeader(ctx, "Sluice-Timeout"); len(v) > 0 {
+		d, err := parseTimeout(string(v))
+		if err != nil {
+			return false, 0, errorf(http.StatusBadRequest, "bad_request", "Sluice-Timeout: %v", err)
+		}
+		timeout = min(d, a.opts.AckTimeoutMax)
+	}
+	return delivered, timeout, nil
+}
+
+// targets names the sinks whose topic globs match topic, refusing the push
+// when one of them is at its own backlog cap with policy reject.
+func (a *Agent) targets(topic string) ([]string, *apiError) {
+	var sinks []string
+	for _, f := range a.fwds {
+		if !matchTopic(f.spec.Topics, topic) {
+			continue
+		}
+		if f.spec.MaxBacklogBytes > 0 && f.spec.BacklogPolicy == "reject" && f.cursor.BacklogBytes() >= f.spec.MaxBacklogBytes {
+			return nil, errorf(http.StatusServiceUnavailable, "spool_full", "backlog of sink %s is at its cap", f.spec.Name)
+		}
+		sinks = append(sinks, f.spec.Name)
+	}
+	if len(sinks) == 0 {
+		return nil, errorf(http.StatusBadRequest, "no_route", "no sink takes topic %q", topic)
+	}
+	return sinks, nil
 }
 
 // accepted is what accept spooled.
@@ -322,21 +372,20 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 
 	now := time.Now().UnixNano()
 	size := 0
+	var lastTopic string
+	var lastSinks []string // routes of lastTopic: NDJSON and most batches have one topic
 	for i := range msgs {
 		m := &msgs[i]
 		m.Time = now
 		m.Callback = callback
-		for _, f := range a.fwds {
-			if matchTopic(f.spec.Topics, m.Topic) {
-				if f.spec.MaxBacklogBytes > 0 && f.spec.BacklogPolicy == "reject" && f.cursor.BacklogBytes() >= f.spec.MaxBacklogBytes {
-					return accepted{}, errorf(http.StatusServiceUnavailable, "spool_full", "backlog of sink %s is at its cap", f.spec.Name)
-				}
-				m.Sinks = append(m.Sinks, f.spec.Name)
+		if i == 0 || m.Topic != lastTopic {
+			sinks, e := a.targets(m.Topic)
+			if e != nil {
+				return accepted{}, e
 			}
+			lastTopic, lastSinks = m.Topic, sinks
 		}
-		if len(m.Sinks) == 0 {
-			return accepted{}, errorf(http.StatusBadRequest, "no_route", "no sink takes topic %q", m.Topic)
-		}
+		m.Sinks = lastSinks
 		size += encodedSize(m)
 	}
 	var idemKey string

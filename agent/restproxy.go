@@ -197,25 +197,10 @@ func decodeB64(s string) ([]byte, error) {
 
 // rpAck reads the acknowledgement mode: Options.RestProxyAck, overridden per
 // request by Sluice-Ack, with Sluice-Timeout as on native pushes.
-func (a *Agent) rpAck(ctx *fasthttp.RequestCtx) (delivered bool, timeout time.Duration, e *rpError) {
-	delivered = a.opts.RestProxyAck == "delivered"
-	if v := peekHeader(ctx, "Sluice-Ack"); len(v) > 0 {
-		switch strings.ToLower(string(v)) {
-		case "delivered":
-			delivered = true
-		case "spooled":
-			delivered = false
-		default:
-			return false, 0, rpErrorf(http.StatusBadRequest, http.StatusBadRequest, "bad_request", "Sluice-Ack must be spooled or delivered")
-		}
-	}
-	timeout = a.opts.AckTimeout
-	if v := peekHeader(ctx, "Sluice-Timeout"); len(v) > 0 {
-		d, err := parseTimeout(string(v))
-		if err != nil {
-			return false, 0, rpErrorf(http.StatusBadRequest, http.StatusBadRequest, "bad_request", "Sluice-Timeout: %v", err)
-		}
-		timeout = min(d, a.opts.AckTimeoutMax)
+func (a *Agent) rpAck(ctx *fasthttp.RequestCtx) (bool, time.Duration, *rpError) {
+	delivered, timeout, e := a.ackMode(ctx, a.opts.RestProxyAck == "delivered")
+	if e != nil {
+		return false, 0, rpFromNative(e)
 	}
 	return delivered, timeout, nil
 }

@@ -192,67 +192,25 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 	if w.start != "" && w.end != "" {
 		return nil, rec, fmt.Errorf("recover: both %s and %s exist: %w", w.start, w.end, ErrCorrupt)
 	}
-	// An interrupted TruncateFront left a complete .START file: segments
-	// before it go, it becomes the first segment (tidwall's own rule).
+	// An interrupted TruncateFront left a complete .START file: segments up
+	// to it go, it becomes the first segment (tidwall's own rule).
 	if w.start != "" {
 		rec.FinishedTruncat = "front"
-		startFirst, _ := strconv.ParseUint(filepath.Base(w.start)[:20], 10, 64)
-		var keep []segFile
-		for _, s := range w.segs {
-			if s.first <= startFirst {
-				if !dryRun {
-					if err := os.Remove(s.path); err != nil {
-						return nil, rec, fmt.Errorf("finish truncation: %w", err)
-					}
-				}
-				continue
-			}
-			keep = append(keep, s)
-		}
-		final := strings.TrimSuffix(w.start, ".START")
-		info, err := os.Stat(w.start)
+		keep, sf, err := finishTruncation(w.segs, w.start, ".START", func(first, at uint64) bool { return first <= at }, dryRun)
 		if err != nil {
-			return nil, rec, fmt.Errorf("finish truncation: %w", err)
+			return nil, rec, err
 		}
-		if !dryRun {
-			if err := os.Rename(w.start, final); err != nil {
-				return nil, rec, fmt.Errorf("finish truncation: %w", err)
-			}
-		} else {
-			final = w.start
-		}
-		w.segs = append([]segFile{{first: startFirst, path: final, size: info.Size()}}, keep...)
+		w.segs = append([]segFile{sf}, keep...)
 	}
-	// An interrupted TruncateBack left a complete .END file: segments after
-	// it go, it replaces the segment of the same name.
+	// An interrupted TruncateBack left a complete .END file: segments from
+	// it on go, it replaces the segment of the same name.
 	if w.end != "" {
 		rec.FinishedTruncat = "back"
-		endFirst, _ := strconv.ParseUint(filepath.Base(w.end)[:20], 10, 64)
-		var keep []segFile
-		for _, s := range w.segs {
-			if s.first >= endFirst {
-				if !dryRun {
-					if err := os.Remove(s.path); err != nil {
-						return nil, rec, fmt.Errorf("finish truncation: %w", err)
-					}
-				}
-				continue
-			}
-			keep = append(keep, s)
-		}
-		final := strings.TrimSuffix(w.end, ".END")
-		info, err := os.Stat(w.end)
+		keep, sf, err := finishTruncation(w.segs, w.end, ".END", func(first, at uint64) bool { return first >= at }, dryRun)
 		if err != nil {
-			return nil, rec, fmt.Errorf("finish truncation: %w", err)
+			return nil, rec, err
 		}
-		if !dryRun {
-			if err := os.Rename(w.end, final); err != nil {
-				return nil, rec, fmt.Errorf("finish truncation: %w", err)
-			}
-		} else {
-			final = w.end
-		}
-		w.segs = append(keep, segFile{first: endFirst, path: final, size: info.Size()})
+		w.segs = append(keep, sf)
 	}
 	for _, t := range w.temps {
 		rec.RemovedTemp++
@@ -399,4 +357,35 @@ func (seg segment) chunk(seq uint64) ([]byte, uint64, int64, error) {
 		return nil, 0, 0, fmt.Errorf("read %s: %w", filepath.Base(seg.path), err)
 	}
 	return buf, from, off, nil
+}
+
+// finishTruncation completes an interrupted tidwall/wal truncation: the
+// complete file path (named <first>+suffix) replaces the segments drop
+// selects. In a dry run nothing is removed or renamed.
+func finishTruncation(segs []segFile, path, suffix string, drop func(first, at uint64) bool, dryRun bool) ([]segFile, segFile, error) {
+	at, _ := strconv.ParseUint(filepath.Base(path)[:20], 10, 64)
+	var keep []segFile
+	for _, s := range segs {
+		if !drop(s.first, at) {
+			keep = append(keep, s)
+			continue
+		}
+		if !dryRun {
+			if err := os.Remove(s.path); err != nil {
+				return nil, segFile{}, fmt.Errorf("finish truncation: %w", err)
+			}
+		}
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, segFile{}, fmt.Errorf("finish truncation: %w", err)
+	}
+	final := path
+	if !dryRun {
+		final = strings.TrimSuffix(path, suffix)
+		if err := os.Rename(path, final); err != nil {
+			return nil, segFile{}, fmt.Errorf("finish truncation: %w", err)
+		}
+	}
+	return keep, segFile{first: at, path: final, size: info.Size()}, nil
 }

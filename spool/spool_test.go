@@ -785,3 +785,49 @@ func TestGetEveryRecordThroughSparseIndex(t *testing.T) {
 		t.Fatalf("cursor resumed at %d", r[0].ID.Seq)
 	}
 }
+
+// TestInterruptedTidwallTruncation: a .START or .END file left by an
+// interrupted tidwall/wal truncation is finished at open, as tidwall would.
+func TestInterruptedTidwallTruncation(t *testing.T) {
+	for _, kind := range []string{"front", "back"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 1 << 20})
+			n := fillSegments(t, s, 4)
+			s.mu.Lock()
+			segs := append([]segment(nil), s.segs...)
+			s.mu.Unlock()
+			s.Close()
+			var first, last uint64
+			if kind == "front" {
+				// The second segment, rewritten as the new first one.
+				b, _ := os.ReadFile(segs[1].path)
+				os.WriteFile(segs[1].path+".START", b, 0o640)
+				first, last = segs[1].first, uint64(n)
+			} else {
+				// The second segment cut after its first record, becoming the tail.
+				b, _ := os.ReadFile(segs[1].path)
+				_, fn, _ := nextFrame(b)
+				os.WriteFile(segs[1].path+".END", b[:fn], 0o640)
+				first, last = 1, segs[1].first
+			}
+			if r, err := Verify(dir); err != nil || r.Recovery.FinishedTruncat != kind {
+				t.Fatalf("verify: %+v %v", r.Recovery, err)
+			}
+			s = openT(t, dir, Options{SegmentBytes: 1024})
+			if s.FirstSeq() != first || s.LastSeq() != last || s.Recovery().FinishedTruncat != kind {
+				t.Fatalf("after open: first %d last %d (%+v), want %d..%d", s.FirstSeq(), s.LastSeq(), s.Recovery(), first, last)
+			}
+			c, _ := s.Cursor("r", CursorOptions{FromOldest: true})
+			recs := readAll(t, c, int(last-first+1))
+			for _, r := range recs {
+				if !bytes.Equal(r.Data, payload(int(r.ID.Seq-1))) {
+					t.Fatalf("record %d differs", r.ID.Seq)
+				}
+			}
+			if id, err := s.Append(context.Background(), []byte("next")); err != nil || id.Seq != last+1 {
+				t.Fatalf("append: %+v %v", id, err)
+			}
+		})
+	}
+}

@@ -27,3 +27,17 @@ func TestReadmeHasConfigReference(t *testing.T) {
 		t.Fatal("README configuration reference is stale: paste `go run ./cmd/sluice config reference` between the markers")
 	}
 }
+
+func TestSecretFromFile(t *testing.T) {
+	f := t.TempDir() + "/pw"
+	os.WriteFile(f, []byte("s3cret\n"), 0o600)
+	if v, err := secret("inline", f, "main", "SASL_PASSWORD_FILE"); err != nil || v != "s3cret" {
+		t.Fatalf("from file: %q %v", v, err)
+	}
+	if v, err := secret("inline", "", "main", "SASL_PASSWORD_FILE"); err != nil || v != "inline" {
+		t.Fatalf("inline: %q %v", v, err)
+	}
+	if _, err := secret("", f+".missing", "main", "TOKEN_FILE"); err == nil || !strings.Contains(err.Error(), "SLUICE_MAIN_TOKEN_FILE") {
+		t.Fatalf("missing file: %v", err)
+	}
+}

@@ -175,13 +175,9 @@ func newKafka(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, er
 		o.TLS = t
 	}
 	if k.SASLMechanism != "" {
-		pw := k.SASLPassword
-		if k.SASLPasswordFile != "" {
-			b, err := os.ReadFile(k.SASLPasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("SLUICE_%s_SASL_PASSWORD_FILE: %w", strings.ToUpper(sc.Name), err)
-			}
-			pw = strings.TrimRight(string(b), "\r\n")
+		pw, err := secret(k.SASLPassword, k.SASLPasswordFile, sc.Name, "SASL_PASSWORD_FILE")
+		if err != nil {
+			return nil, err
 		}
 		o.SASL = kafka.SASL{Mechanism: k.SASLMechanism, Username: k.SASLUsername, Password: pw}
 	}
@@ -190,16 +186,25 @@ func newKafka(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, er
 
 func newHTTP(sc config.Sink, log *slog.Logger) (sink.Sink, error) {
 	h := sc.HTTP
-	token := h.Token
-	if h.TokenFile != "" {
-		b, err := os.ReadFile(h.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("SLUICE_%s_TOKEN_FILE: %w", strings.ToUpper(sc.Name), err)
-		}
-		token = strings.TrimRight(string(b), "\r\n")
+	token, err := secret(h.Token, h.TokenFile, sc.Name, "TOKEN_FILE")
+	if err != nil {
+		return nil, err
 	}
 	return httpsink.New(httpsink.Options{
 		Name: sc.Name, URL: h.URL, Token: token, Headers: h.Headers, Gzip: h.Gzip, Timeout: h.Timeout,
 		Logger: log.With("sink", sc.Name),
 	})
+}
+
+// secret returns value, or the content of file when one is named (a
+// trailing newline is not part of it); setting names the variable in errors.
+func secret(value, file, sinkName, setting string) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("SLUICE_%s_%s: %w", strings.ToUpper(sinkName), setting, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
