@@ -262,7 +262,7 @@ func (c *committer) commit(reqs []*appendReq) {
 
 func (c *committer) fsync() error {
 	t0 := time.Now()
-	err := c.s.wl.Sync()
+	err := walSync(c.s.wl)
 	d := time.Since(t0)
 	c.s.st.fsyncs.Add(1)
 	c.s.st.fsyncNanos.Add(uint64(d))
@@ -271,6 +271,10 @@ func (c *committer) fsync() error {
 	}
 	return err
 }
+
+// walSync fsyncs the WAL. Tests replace it to inject the failures a real
+// disk gives rarely and a test file system never (EIO).
+var walSync = (*wal.Log).Sync
 
 func (c *committer) intervalSync() {
 	if !c.dirty || c.s.wl == nil {

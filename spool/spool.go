@@ -373,11 +373,13 @@ func (s *Spool) Close() error {
 	for _, c := range cursors {
 		c.closeFile()
 	}
-	if err := s.wl.Sync(); err != nil && s.diskErr == nil {
-		errs = append(errs, classify(err))
-	}
-	if err := s.wl.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
-		errs = append(errs, fmt.Errorf("close wal: %w", err))
+	if s.wl != nil { // nil while a disk failure keeps it from reopening
+		if err := s.wl.Sync(); err != nil && s.diskErr == nil {
+			errs = append(errs, classify(err))
+		}
+		if err := s.wl.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close wal: %w", err))
+		}
 	}
 	errs = append(errs, s.lock.Close())
 	return errors.Join(errs...)
