@@ -99,7 +99,11 @@ func (s *Spool) persistCursors(cursors []*Cursor) error {
 
 // scheduleTruncate asks for a front truncation when at least
 // TruncateSegments whole segments lie below every cursor's persisted
-// position. The tail segment is never rewritten.
+// position. tidwall/wal's TruncateFront(upTo) deletes the segments before
+// the one holding upTo and rewrites that one from upTo on (with an fsync,
+// under the lock appends need), so upTo is the last record of the last
+// passed segment: the rewrite is one record, not a segment. The tail
+// segment is never rewritten.
 func (s *Spool) scheduleTruncate() {
 	s.mu.Lock()
 	floor := s.last
@@ -110,12 +114,14 @@ func (s *Spool) scheduleTruncate() {
 	for k < len(s.segs)-1 && s.segs[k].last <= floor {
 		k++
 	}
-	if k == len(s.segs)-1 {
-		k-- // keep one passed segment rather than rewrite the tail
-	}
 	var upTo uint64
 	if k >= s.opts.TruncateSegments {
-		upTo = s.segs[k].first
+		switch seg := s.segs[k-1]; {
+		case seg.last >= seg.first:
+			upTo = seg.last
+		case k < len(s.segs)-1: // an empty segment (a quarantine emptied it)
+			upTo = s.segs[k].first
+		}
 	}
 	s.mu.Unlock()
 	if upTo > 0 {

@@ -400,8 +400,24 @@ func (c *committer) truncate(upTo uint64) {
 	}
 	s.mu.Lock()
 	i := 0
-	for i < len(s.segs)-1 && s.segs[i].first < upTo {
+	for i < len(s.segs)-1 && s.segs[i].last < upTo {
 		i++
+	}
+	if seg := &s.segs[i]; seg.first < upTo {
+		// The segment holding upTo now starts there, in a file of that name.
+		path := filepath.Join(s.walDir, segmentName(upTo))
+		if fi, err := os.Stat(path); err == nil {
+			cut := seg.size - fi.Size()
+			marks := seg.marks[:0:0]
+			for _, m := range seg.marks {
+				if m.seq >= upTo {
+					marks = append(marks, offMark{m.seq, m.off - cut})
+				}
+			}
+			*seg = segment{first: upTo, last: seg.last, base: seg.base + cut, size: fi.Size(), path: path, marks: marks}
+		} else {
+			s.log.Error("spool truncation: rewritten segment missing", "err", err)
+		}
 	}
 	s.segs = append(s.segs[:0:0], s.segs[i:]...)
 	s.mu.Unlock()

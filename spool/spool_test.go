@@ -477,6 +477,23 @@ func TestBatchedTruncation(t *testing.T) {
 	if st.Segments != 2 {
 		t.Fatalf("after truncation: %+v", st)
 	}
+	// The rewrite kept one record of the last passed segment, not a
+	// segment: the first file holds exactly that record, and the logical
+	// positions still join up.
+	s.mu.Lock()
+	first, tail := s.segs[0], s.segs[1]
+	s.mu.Unlock()
+	fi, err := os.Stat(first.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.first != first.last || first.last != tail.first-1 || fi.Size() != first.size ||
+		first.size != int64(frameSize(len(payload(int(first.first-1))))) || first.base+first.size != tail.base {
+		t.Fatalf("first segment after truncation: %+v, file %d bytes; tail %+v", first, fi.Size(), tail)
+	}
+	if rep, err := Verify(dir); err != nil || !rep.Recovery.Clean() {
+		t.Fatalf("verify after truncation: %v %+v", err, rep.Recovery)
+	}
 	// The data a reader needs is intact, and a reopen agrees.
 	appendN(t, s, n, 3)
 	if r := readAll(t, c, 3); !bytes.Equal(r[2].Data, payload(n+2)) {
