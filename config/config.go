@@ -28,7 +28,7 @@ type Config struct {
 
 	SpoolDir           string        `split_words:"true" default:"sluice-spool" example:"/var/lib/sluice/spool" desc:"Spool directory (write-ahead log, cursors, dead letters); one agent at a time. An emptyDir spool dies with its pod."`
 	SpoolMaxBytes      Bytes         `split_words:"true" default:"1GiB" example:"10GiB" desc:"Byte cap of the spool; at the cap SLUICE_SPOOL_FULL_POLICY applies. At least 4 × SLUICE_SPOOL_SEGMENT_BYTES."`
-	SpoolSegmentBytes  Bytes         `split_words:"true" default:"4MiB" example:"8MiB" desc:"Size at which a spool segment file is closed and the next one started (64KiB to 64MiB)."`
+	SpoolSegmentBytes  Bytes         `split_words:"true" default:"1MiB" example:"4MiB" desc:"Size at which a spool segment file is closed and the next one started (64KiB to 64MiB). The tail segment is also held in memory: larger segments cost RSS and latency spikes while it grows."`
 	SpoolSync          string        `split_words:"true" default:"always" enum:"always|interval|never" example:"interval" desc:"When appends are fsynced: always (before the push is acknowledged, one fsync per group commit), interval (every SLUICE_SPOOL_SYNC_INTERVAL: survives a process crash, not a machine crash), never (left to the OS)."`
 	SpoolSyncInterval  time.Duration `split_words:"true" default:"100ms" example:"1s" desc:"Fsync period when SLUICE_SPOOL_SYNC=interval."`
 	SpoolFullPolicy    string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the spool cap: reject (503 spool_full + Retry-After) or drop_oldest (evict the oldest undelivered messages, counted)."`

@@ -69,7 +69,7 @@ func TestLoadDefaults(t *testing.T) {
 		AdminListen:        ":7103",
 		SpoolDir:           "sluice-spool",
 		SpoolMaxBytes:      1 << 30,
-		SpoolSegmentBytes:  4 << 20,
+		SpoolSegmentBytes:  1 << 20,
 		SpoolSync:          "always",
 		SpoolSyncInterval:  100 * time.Millisecond,
 		SpoolFullPolicy:    "reject",

@@ -42,7 +42,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"bytes fraction", with(nil, "SLUICE_DEADLETTER_MAX_BYTES", "1.5GiB"), "SLUICE_DEADLETTER_MAX_BYTES", "whole number"},
 		{"segment small", with(nil, "SLUICE_SPOOL_SEGMENT_BYTES", "32KiB"), "SLUICE_SPOOL_SEGMENT_BYTES", "between 64KiB and 64MiB"},
 		{"segment large", with(nil, "SLUICE_SPOOL_SEGMENT_BYTES", "128MiB"), "SLUICE_SPOOL_SEGMENT_BYTES", "between 64KiB and 64MiB"},
-		{"spool under 4 segments", with(nil, "SLUICE_SPOOL_MAX_BYTES", "15MiB"), "SLUICE_SPOOL_MAX_BYTES", "4 × SLUICE_SPOOL_SEGMENT_BYTES"},
+		{"spool under 4 segments", with(nil, "SLUICE_SPOOL_MAX_BYTES", "3MiB"), "SLUICE_SPOOL_MAX_BYTES", "4 × SLUICE_SPOOL_SEGMENT_BYTES"},
 		{"sync interval zero", with(nil, "SLUICE_SPOOL_SYNC_INTERVAL", "0s"), "SLUICE_SPOOL_SYNC_INTERVAL", "greater than 0"},
 		{"duration garbage", with(nil, "SLUICE_SPOOL_APPEND_TIMEOUT", "5"), "SLUICE_SPOOL_APPEND_TIMEOUT", "duration"},
 		{"duration negative", with(nil, "SLUICE_DRAIN_TIMEOUT", "-1s"), "SLUICE_DRAIN_TIMEOUT", "negative"},

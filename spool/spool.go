@@ -47,8 +47,9 @@ const (
 // Options configure a spool. The zero value of every field means its
 // default.
 type Options struct {
-	// SegmentBytes is the target size of one segment file. Default 4 MiB.
-	// The tail segment is held in memory, so this bounds memory use.
+	// SegmentBytes is the target size of one segment file. Default 1 MiB.
+	// tidwall/wal holds the tail segment in memory and grows it by
+	// copying, so this bounds memory use and the stalls of that growth.
 	SegmentBytes int64
 	// Sync is the fsync policy. Default SyncAlways.
 	Sync SyncPolicy
@@ -79,7 +80,7 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.SegmentBytes <= 0 {
-		o.SegmentBytes = 4 << 20
+		o.SegmentBytes = 1 << 20
 	}
 	if o.Sync == "" {
 		o.Sync = SyncAlways

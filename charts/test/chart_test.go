@@ -42,9 +42,9 @@ func TestDefaultValues(t *testing.T) {
 	if vol.EmptyDir == nil || vol.EmptyDir.SizeLimit == nil {
 		t.Fatalf("default spool: want an emptyDir with a sizeLimit, got %+v", vol.VolumeSource)
 	}
-	// 1GiB + 2 x 4MiB + 64MiB = 1096MiB, plus 10% (109.6MiB) rounded up to MiB.
-	if got := vol.EmptyDir.SizeLimit.String(); got != "1206Mi" {
-		t.Errorf("default sizeLimit = %s, want 1206Mi", got)
+	// 1GiB + 2 x 1MiB + 64MiB = 1090MiB, plus 10% (109MiB).
+	if got := vol.EmptyDir.SizeLimit.String(); got != "1199Mi" {
+		t.Errorf("default sizeLimit = %s, want 1199Mi", got)
 	}
 	if len(r.podMonitors) != 0 || len(r.configMaps) != 0 {
 		t.Errorf("PodMonitor and dashboard are off by default, got %d and %d", len(r.podMonitors), len(r.configMaps))

@@ -51,7 +51,7 @@ func TestRefused(t *testing.T) {
 		{
 			name:   "sizeLimit below the spool",
 			values: "sluice:\n  spool:\n    volume:\n      sizeLimit: 1GiB\n",
-			want:   []string{"sluice.spool.volume.sizeLimit 1GiB is below the 1206Mi the spool may use", "evicts"},
+			want:   []string{"sluice.spool.volume.sizeLimit 1GiB is below the 1199Mi the spool may use", "evicts"},
 		},
 		{
 			name:   "claim storage below the spool",
