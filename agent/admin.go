@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluiceio/sluice/spool"
@@ -47,6 +48,7 @@ func (a *Agent) handleAdmin(ctx *fasthttp.RequestCtx) {
 	case "/metrics":
 		ctx.SetContentType("text/plain; version=0.0.4")
 		a.opts.Metrics.WritePrometheus(ctx)
+		metrics.WriteProcessMetrics(ctx) // go_* and process_*: RSS, heap, GC, fds
 	case "/v1/stats":
 		writeJSON(ctx, http.StatusOK, a.stats())
 	default:
