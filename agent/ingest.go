@@ -405,14 +405,11 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 		size += len(idemKey) + len(stored) + 20
 		defer func() { a.idem.finish(idemKey, idemE, spooled) }()
 	}
-	buf := make([]byte, 0, size)
-	recs := make([][]byte, len(msgs))
+	batch := spool.NewBatch(len(msgs), size)
 	for i := range msgs {
-		start := len(buf)
-		buf = appendMsg(buf, &msgs[i])
-		recs[i] = buf[start:]
+		batch.End(appendMsg(batch.Begin(), &msgs[i]))
 	}
-	first, err := a.sp.Append(context.Background(), recs...)
+	first, err := a.sp.AppendBatch(context.Background(), batch)
 	if err != nil {
 		return accepted{}, spoolError(err)
 	}

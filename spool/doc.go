@@ -9,6 +9,9 @@
 //	s, err := spool.Open(dir, spool.Options{}) // zero value = defaults
 //	defer s.Close()
 //	id, err := s.Append(ctx, payload)          // returns when durable
+//	b := spool.NewBatch(n, bytes)              // or encode in place, no copy:
+//	b.End(appendRecord(b.Begin(), msg))        //   once per record
+//	first, err := s.AppendBatch(ctx, b)
 //	c, err := s.Cursor("kafka", spool.CursorOptions{})
 //	recs, err := c.Read(ctx, 1000, 1<<20)      // blocks for durable records
 //	err = c.Ack(recs[len(recs)-1].ID.Seq)

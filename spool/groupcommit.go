@@ -32,32 +32,77 @@ type appendRes struct {
 // The records' bytes are copied before Append returns; the caller may reuse
 // them at once.
 func (s *Spool) Append(ctx context.Context, records ...[]byte) (ID, error) {
-	if len(records) == 0 {
+	size := 0
+	for _, r := range records {
+		size += len(r)
+	}
+	b := NewBatch(len(records), size)
+	for _, r := range records {
+		b.Add(r)
+	}
+	return s.AppendBatch(ctx, b)
+}
+
+// Batch lays records out for AppendBatch back to back, each after room for
+// its envelope header, so that a record is encoded once, in place, and the
+// spool writes those bytes without copying them again.
+type Batch struct {
+	buf []byte
+	n   int
+}
+
+// NewBatch returns a batch with room for the given number of records of
+// the given total payload bytes.
+func NewBatch(records, bytes int) *Batch {
+	return &Batch{buf: make([]byte, 0, records*headerSize+bytes)}
+}
+
+// Begin starts a record. It returns the batch's bytes followed by room for
+// the record's header; append the record to them and pass the result to
+// End.
+func (b *Batch) Begin() []byte {
+	return append(b.buf, make([]byte, headerSize)...)
+}
+
+// End finishes the record that buf, from Begin, now ends with.
+func (b *Batch) End(buf []byte) {
+	binary.LittleEndian.PutUint32(buf[len(b.buf)+24:], uint32(len(buf)-len(b.buf)-headerSize))
+	b.buf = buf
+	b.n++
+}
+
+// Add appends a copy of rec as one record.
+func (b *Batch) Add(rec []byte) { b.End(append(b.Begin(), rec...)) }
+
+// Len is the number of records in the batch.
+func (b *Batch) Len() int { return b.n }
+
+// AppendBatch is Append for the records of b, which belongs to the spool
+// from the call on.
+func (s *Spool) AppendBatch(ctx context.Context, b *Batch) (ID, error) {
+	if b.n == 0 {
 		return ID{}, nil
 	}
 	if s.closed.Load() {
 		return ID{}, ErrClosed
 	}
-	total, disk := 0, int64(0)
-	for _, r := range records {
-		if len(r) > s.opts.MaxRecordBytes {
-			return ID{}, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(r), s.opts.MaxRecordBytes)
+	now := time.Now().UnixNano()
+	disk := int64(0)
+	for off := 0; off < len(b.buf); {
+		h := b.buf[off:]
+		n := int(binary.LittleEndian.Uint32(h[24:]))
+		if n > s.opts.MaxRecordBytes {
+			return ID{}, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, n, s.opts.MaxRecordBytes)
 		}
-		total += headerSize + len(r)
-		disk += int64(frameSize(len(r)))
+		putHeader(h, s.epoch, now, h[headerSize:headerSize+n])
+		disk += int64(frameSize(n))
+		off += headerSize + n
 	}
 	if disk > s.opts.MaxBytes {
 		return ID{}, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
 	}
-	now := time.Now().UnixNano()
-	buf := make([]byte, total)
-	off := 0
-	for _, r := range records {
-		putHeader(buf[off:], s.epoch, now, r)
-		copy(buf[off+headerSize:], r)
-		off += headerSize + len(r)
-	}
-	req := &appendReq{buf: buf, n: len(records), bytes: disk, done: make(chan appendRes, 1)}
+	req := &appendReq{buf: b.buf, n: b.n, bytes: disk, done: make(chan appendRes, 1)}
+	b.buf, b.n = nil, 0
 
 	timer := time.NewTimer(s.opts.AppendTimeout)
 	defer timer.Stop()

@@ -848,3 +848,42 @@ func TestInterruptedTidwallTruncation(t *testing.T) {
 		})
 	}
 }
+
+// Records encoded in place with Begin/End read back byte for byte, empty
+// ones included; a batch with one oversized record spools nothing.
+func TestAppendBatchEncodedInPlace(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{MaxRecordBytes: 1000})
+	c, _ := s.Cursor("a", CursorOptions{})
+	want := [][]byte{payload(1), {}, bytes.Repeat([]byte{'z'}, 1000), payload(49)}
+	b := NewBatch(2, 10) // smaller than needed: it grows
+	for _, w := range want {
+		buf := b.Begin()
+		for _, x := range w { // byte by byte, as an encoder appends
+			buf = append(buf, x)
+		}
+		b.End(buf)
+	}
+	if b.Len() != len(want) {
+		t.Fatalf("Len %d", b.Len())
+	}
+	first, err := s.AppendBatch(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range readAll(t, c, len(want)) {
+		if r.ID.Seq != first.Seq+uint64(i) || !bytes.Equal(r.Data, want[i]) {
+			t.Fatalf("record %d: %v %q", i, r.ID, r.Data)
+		}
+	}
+
+	b = NewBatch(2, 0)
+	b.Add(payload(2))
+	b.Add(make([]byte, 1001))
+	if _, err := s.AppendBatch(context.Background(), b); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized record: %v", err)
+	}
+	readNone(t, c)
+	if id, err := s.AppendBatch(context.Background(), NewBatch(0, 0)); err != nil || id != (ID{}) {
+		t.Fatalf("empty batch: %v %v", id, err)
+	}
+}
