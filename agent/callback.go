@@ -144,8 +144,9 @@ func (cb *callbacks) run(ctx context.Context) {
 	}
 }
 
-// read turns spool records into callback items; records without a
-// callback come through as finished items so the cursor can pass them.
+// read turns spool records into callback items; a run of records without
+// a callback comes through as one finished item (seq = the run's last) so
+// the cursor can pass them.
 func (cb *callbacks) read(ctx context.Context, in chan<- []*cbItem) {
 	for ctx.Err() == nil {
 		recs, err := cb.cursor.Read(ctx, 1000, 1<<20)
@@ -155,18 +156,23 @@ func (cb *callbacks) read(ctx context.Context, in chan<- []*cbItem) {
 			}
 			continue
 		}
-		items := make([]*cbItem, 0, len(recs))
+		var items []*cbItem
 		for _, r := range recs {
-			it := &cbItem{seq: r.ID.Seq, sid: r.ID, state: 2}
 			var m Msg
 			if !r.Corrupt && hasExtras(r.Data) && decodeMsg(r.Data, &m) == nil && m.Callback != "" {
-				it.id = m.ID
+				it := &cbItem{seq: r.ID.Seq, sid: r.ID, id: m.ID, url: m.Callback, topic: m.Topic, targets: m.Sinks, pushed: time.Unix(0, m.Time)}
 				if it.id == "" {
 					it.id = formatID(cb.a.sp.SpoolID(), r.ID)
 				}
-				it.url, it.topic, it.targets, it.pushed, it.state = m.Callback, m.Topic, m.Sinks, time.Unix(0, m.Time), 0
+				items = append(items, it)
+				continue
 			}
-			items = append(items, it)
+			// Nothing to report: one finished item stands for a run of them.
+			if n := len(items); n > 0 && items[n-1].state == 2 {
+				items[n-1].seq = r.ID.Seq
+			} else {
+				items = append(items, &cbItem{seq: r.ID.Seq, sid: r.ID, state: 2})
+			}
 		}
 		select {
 		case in <- items:

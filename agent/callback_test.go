@@ -161,3 +161,29 @@ func TestCallbacksPerOutcomeAndAcrossRestart(t *testing.T) {
 		t.Fatalf("report after restart %+v", r)
 	}
 }
+
+// Runs of messages without a callback, before and after ones with it,
+// let the callback cursor pass them all, and every report still comes.
+func TestCallbackCursorPassesRunsWithoutCallbacks(t *testing.T) {
+	cbs := newCBServer(t)
+	mem := &memSink{}
+	ta := startAgent(t, t.TempDir(), Options{CallbackBackoff: 5 * time.Millisecond, Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
+	hdr := map[string]string{"Sluice-Callback": cbs.srv.URL + "/cb", "Content-Type": "application/x-ndjson"}
+	plain := map[string]string{"Content-Type": "application/x-ndjson"}
+	run := []byte(strings.Repeat("plain\n", 300))
+	var want []string
+	for i := 0; i < 3; i++ {
+		do(t, "POST", ta.url+"/v1/topics/t", "", run, plain)
+		want = append(want, do(t, "POST", ta.url+"/v1/topics/t", "", []byte("a\nb\n"), hdr).ids...)
+	}
+	do(t, "POST", ta.url+"/v1/topics/t", "", run, plain)
+	last := ta.sp.LastSeq()
+	waitFor(t, "every report and the cursor at the tail", func() bool {
+		return len(cbs.byID()) == len(want) && ta.a.cb.cursor.Acked() == last
+	})
+	for _, id := range want {
+		if r := cbs.byID()[id]; r.Status != "delivered" {
+			t.Fatalf("report for %s: %+v", id, r)
+		}
+	}
+}
