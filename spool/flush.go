@@ -122,6 +122,9 @@ func (s *Spool) scheduleTruncate() {
 		case k < len(s.segs)-1: // an empty segment (a quarantine emptied it)
 			upTo = s.segs[k].first
 		}
+		if upTo <= s.segs[0].first {
+			upTo = 0 // only the one-record rest of the last truncation is passed
+		}
 	}
 	s.mu.Unlock()
 	if upTo > 0 {
