@@ -14,6 +14,17 @@ import (
 	"github.com/tidwall/wal"
 )
 
+// reopenCursor closes s, opens its directory again and returns cursor "c".
+func reopenCursor(t *testing.T, s *Spool, dir string) *Cursor {
+	t.Helper()
+	s.Close()
+	c, err := openT(t, dir, Options{SegmentBytes: 64 << 10}).Cursor("c", CursorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // failFsync makes the n-th WAL fsync from now fail with EIO.
 func failFsync(t *testing.T, n int64) *atomic.Int64 {
 	t.Helper()
@@ -71,12 +82,7 @@ func TestFailedFsyncFailsItsGroupAndNothingElse(t *testing.T) {
 		readNone(t, c)
 	}
 	check(c)
-	s.Close()
-	s = openT(t, dir, Options{SegmentBytes: 64 << 10})
-	if c, err = s.Cursor("c", CursorOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	check(c)
+	check(reopenCursor(t, s, dir))
 }
 
 // Under concurrent appends a failed fsync may fail several groups written
@@ -138,11 +144,6 @@ func TestFailedFsyncUnderConcurrentAppends(t *testing.T) {
 		readNone(t, c)
 	}
 	check(c)
-	s.Close()
-	s = openT(t, dir, Options{SegmentBytes: 64 << 10})
-	if c, err = s.Cursor("c", CursorOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	check(c)
+	check(reopenCursor(t, s, dir))
 	t.Logf("%d requests acknowledged, %d failed", len(acked), failed)
 }
