@@ -136,6 +136,22 @@ func (s *seqPusher) pushUntil(t *testing.T, msgs, status, limit int) int {
 	return 0
 }
 
+// waitAccepted pushes until a request is accepted again (space returned),
+// for up to 20 s.
+func (s *seqPusher) waitAccepted(t *testing.T, msgs int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if st, _ := s.push(t, msgs); st == http.StatusAccepted {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pushes did not resume after space returned: %v", s.codes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // spoolVerifyCLI runs "sluice spool verify DIR" and fails the test when
 // recovery would do more than cut a torn tail (quarantine, corrupt
 // records). It returns the output.
@@ -240,16 +256,7 @@ func TestDiskFullSpool(t *testing.T) {
 	// Space returns: pushes resume in the same process.
 	os.Remove(filler)
 	freed := time.Now()
-	deadline := freed.Add(20 * time.Second)
-	for {
-		if st, _ := s.push(t, 10); st == http.StatusAccepted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pushes did not resume after space returned: %v", s.codes)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitAccepted(t, 10)
 	t.Logf("  space returned: pushes accepted again after %v, no restart", time.Since(freed).Round(time.Millisecond))
 
 	// Full again, then kill -9 on the full disk.
@@ -267,16 +274,7 @@ func TestDiskFullSpool(t *testing.T) {
 	t.Logf("  restarted on the full disk: %d more messages accepted before 507 again", len(s.acked)-before)
 
 	os.Remove(filler)
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		if st, _ := s.push(t, 10); st == http.StatusAccepted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pushes did not resume after space returned: %v", s.codes)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitAccepted(t, 10)
 	rcv.status.Store(0) // upstream back
 	waitBacklogEmpty(t, p)
 	v := verifyAll(t, s, rcv.delivered(), true, 0)

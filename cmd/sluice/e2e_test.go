@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/sink/file"
 )
 
@@ -57,17 +57,12 @@ type proc struct {
 	cmd    *exec.Cmd
 	url    string
 	admin  string
-	stderr *bytes.Buffer
-	logw   *syncWriter
+	stderr *syncbuf.Buffer
 	exited chan error
 }
 
 // logs is what the agent wrote to stderr so far.
-func (p *proc) logs() string {
-	p.logw.mu.Lock()
-	defer p.logw.mu.Unlock()
-	return p.stderr.String()
-}
+func (p *proc) logs() string { return p.stderr.String() }
 
 // start runs the agent with env (SLUICE_LISTEN and SLUICE_ADMIN_LISTEN are
 // chosen here) and waits for /readyz.
@@ -76,9 +71,8 @@ func start(t *testing.T, env ...string) *proc {
 	listen, admin := freePort(t), freePort(t)
 	cmd := exec.Command(binary, "run")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "SLUICE_LISTEN=" + listen, "SLUICE_ADMIN_LISTEN=" + admin, "SLUICE_LOG_FORMAT=text"}, env...)
-	p := &proc{cmd: cmd, url: "http://" + listen, admin: "http://" + admin, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
-	p.logw = &syncWriter{w: p.stderr}
-	cmd.Stderr = p.logw
+	p := &proc{cmd: cmd, url: "http://" + listen, admin: "http://" + admin, stderr: &syncbuf.Buffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,17 +102,6 @@ func start(t *testing.T, env ...string) *proc {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(b)
 }
 
 func (p *proc) wait(t *testing.T) error {
@@ -430,9 +413,8 @@ func TestE2EChainedAgents(t *testing.T) {
 	startAgg := func() *proc {
 		cmd := exec.Command(binary, "run")
 		cmd.Env = append([]string{"SLUICE_LISTEN=" + aggListen, "SLUICE_ADMIN_LISTEN=" + aggAdmin, "SLUICE_LOG_FORMAT=text"}, aggEnv...)
-		p := &proc{cmd: cmd, url: "http://" + aggListen, admin: "http://" + aggAdmin, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
-		p.logw = &syncWriter{w: p.stderr}
-		cmd.Stderr = p.logw
+		p := &proc{cmd: cmd, url: "http://" + aggListen, admin: "http://" + aggAdmin, stderr: &syncbuf.Buffer{}, exited: make(chan error, 1)}
+		cmd.Stderr = p.stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -115,15 +115,7 @@ func BenchmarkKafkaDrainBacklog(b *testing.B) {
 		_, _, url, stop := startBenchAgent(b, dir, blockedSink{}, nil)
 		fill(b, url, b.N)
 		stop()
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "bench"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		ks, err := kafka.New(kafka.Options{Name: "k", Brokers: c.ListenAddrs(), Logger: quietLog()})
-		if err != nil {
-			b.Fatal(err)
-		}
+		ks := kfakeSink(b)
 		b.SetBytes(1024)
 		var t0 time.Time
 		_, sp, _, stop := startBenchAgent(b, dir, ks, func() { b.ResetTimer(); t0 = time.Now() })
@@ -137,15 +129,7 @@ func BenchmarkKafkaDrainBacklog(b *testing.B) {
 // the forwarder sends to Kafka; it reports the push rate, the delivered
 // rate and the backlog left when the pushes stop.
 func BenchmarkKafkaSustained(b *testing.B) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	ks, err := kafka.New(kafka.Options{Name: "k", Brokers: c.ListenAddrs(), Logger: quietLog()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ks := kfakeSink(b)
 	_, sp, url, stop := startBenchAgent(b, b.TempDir(), ks, nil)
 	defer stop()
 	b.SetBytes(1024)
@@ -168,6 +152,21 @@ func BenchmarkKafkaSustained(b *testing.B) {
 	b.ReportMetric(float64(per*8)/pushed.Seconds(), "pushed-msgs/s")
 	b.ReportMetric(float64(per*8)/time.Since(t0).Seconds(), "delivered-msgs/s")
 	b.ReportMetric(float64(backlog)/(1<<20), "backlog-MiB-at-end")
+}
+
+// kfakeSink is a Kafka sink named k on a fresh one-broker kfake cluster
+// with topic "bench" of 6 partitions.
+func kfakeSink(b *testing.B) *kafka.Writer {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	ks, err := kafka.New(kafka.Options{Name: "k", Brokers: c.ListenAddrs(), Logger: quietLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ks
 }
 
 func backlogOf(sp *spool.Spool) int64 {

@@ -7,9 +7,10 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/syncbuf"
 )
 
 func checkLatency(t *testing.T, l Latency) {
@@ -222,27 +223,10 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestProgressAndReports(t *testing.T) {
 	f := &fakeAgent{rejectEvery: 5}
 	url := f.serve(t, false)
-	var progress syncBuffer
+	var progress syncbuf.Buffer
 	rep, err := Run(context.Background(), Config{
 		URL: url, Duration: 300 * time.Millisecond, Connections: 2, Batch: 4,
 		Progress: &progress, ProgressInterval: 50 * time.Millisecond,

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/sink"
 )
 
@@ -40,9 +41,9 @@ func TestSASL(t *testing.T) {
 			_, addr := newCluster(t, kfake.SeedTopics(2, "t"), kfake.EnableSASL(), kfake.Superuser(tc.kfakeMech, "admin", "s3cret-pw"))
 
 			set := metrics.NewSet()
-			logs := &logBuffer{}
+			logs := &syncbuf.Buffer{}
 			bad := newWriter(t, addr, Options{
-				Name: "bad", Metrics: set, Logger: logs.logger(),
+				Name: "bad", Metrics: set, Logger: debugLogger(logs),
 				SASL: SASL{Mechanism: tc.mech, Username: "admin", Password: "wrong-pw"},
 			})
 			for i := 0; i < 2; i++ {
@@ -59,7 +60,7 @@ func TestSASL(t *testing.T) {
 			}
 
 			good := newWriter(t, addr, Options{
-				Name: "good", Metrics: set, Logger: logs.logger(),
+				Name: "good", Metrics: set, Logger: debugLogger(logs),
 				SASL: SASL{Mechanism: tc.mech, Username: "admin", Password: "s3cret-pw"},
 			})
 			msgs := testMsgs("t", "good", 5, 2)

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/sink"
 )
 
@@ -237,8 +238,8 @@ func TestUnknownTopicGrace(t *testing.T) {
 	c, addr := newCluster(t, kfake.SeedTopics(1, "other"))
 	clock := newFakeClock()
 	set := metrics.NewSet()
-	logs := &logBuffer{}
-	w := newWriter(t, addr, Options{UnknownTopicGrace: time.Minute, Now: clock.Now, Metrics: set, Logger: logs.logger()})
+	logs := &syncbuf.Buffer{}
+	w := newWriter(t, addr, Options{UnknownTopicGrace: time.Minute, Now: clock.Now, Metrics: set, Logger: debugLogger(logs)})
 
 	write := func() error { return w.Write(context.Background(), testMsgs("late", "l", 2, 1)) }
 	if err := write(); !isTransient(err) || sink.Reason(err) != ReasonUnknownTopic {
