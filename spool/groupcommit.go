@@ -13,7 +13,6 @@ import (
 
 type appendReq struct {
 	buf   []byte // envelopes, each header + payload, back to back
-	n     int    // records
 	bytes int64  // on-disk bytes (frames)
 	done  chan appendRes
 }
@@ -101,7 +100,7 @@ func (s *Spool) AppendBatch(ctx context.Context, b *Batch) (ID, error) {
 	if disk > s.opts.MaxBytes {
 		return ID{}, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
 	}
-	req := &appendReq{buf: b.buf, n: b.n, bytes: disk, done: make(chan appendRes, 1)}
+	req := &appendReq{buf: b.buf, bytes: disk, done: make(chan appendRes, 1)}
 	b.buf, b.n = nil, 0
 
 	timer := time.NewTimer(s.opts.AppendTimeout)
