@@ -61,6 +61,18 @@ type item struct {
 type lane struct {
 	topic string
 	queue []*item
+	stuck bool // its batch is being retried: what it queues is detached
+}
+
+// detach copies an item out of the read buffer it was decoded from: a
+// message that may wait long must not pin a whole buffer of others that
+// were delivered long ago.
+func detach(it *item) {
+	it.raw = bytes.Clone(it.raw)
+	var own Msg
+	if decodeMsg(it.raw, &own) == nil {
+		it.msg = own.toSink(it.id)
+	}
 }
 
 // maxInflightPerSink bounds what lanes hold in memory; past it the reader
@@ -176,15 +188,8 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 			go func() { defer wg.Done(); f.runLane(ctx, l) }()
 		}
 		it.queued = now
-		if len(l.queue) >= f.spec.BatchMessages {
-			// A backed-up lane keeps its messages a while: copy them out
-			// of the read buffer so that one waiting message does not pin
-			// a whole buffer of delivered ones.
-			it.raw = bytes.Clone(it.raw)
-			var own Msg
-			if decodeMsg(it.raw, &own) == nil {
-				it.msg = own.toSink(it.id)
-			}
+		if l.stuck {
+			detach(it)
 		}
 		l.queue = append(l.queue, it)
 		f.inflight += int64(it.size)
@@ -235,7 +240,7 @@ func (f *forwarder) runLane(ctx context.Context, l *lane) {
 		l.queue = append(l.queue[:0], l.queue[n:]...)
 		f.mu.Unlock()
 
-		if !f.send(ctx, batch) {
+		if !f.send(ctx, l, batch) {
 			return // stopping: unresolved records stay unacknowledged
 		}
 		f.mu.Lock()
@@ -250,9 +255,17 @@ func (f *forwarder) runLane(ctx context.Context, l *lane) {
 // sink says the message itself is at fault. Transient errors are retried
 // forever with capped exponential backoff and jitter. It returns false
 // when ctx ended first.
-func (f *forwarder) send(ctx context.Context, batch []*item) bool {
+func (f *forwarder) send(ctx context.Context, l *lane, batch []*item) bool {
 	backoff := f.spec.RetryMin
 	msgs := make([]sink.Message, len(batch))
+	held := false
+	defer func() {
+		if held {
+			f.mu.Lock()
+			l.stuck = false
+			f.mu.Unlock()
+		}
+	}()
 	for {
 		// Messages that outlived the sink's max age while waiting or
 		// retrying go to the dead-letter log instead.
@@ -324,9 +337,13 @@ func (f *forwarder) send(ctx context.Context, batch []*item) bool {
 			// Split down until the offending message is alone; the
 			// first half goes first to keep per-key order.
 			half := len(batch) / 2
-			return f.send(ctx, batch[:half]) && f.send(ctx, batch[half:])
+			return f.send(ctx, l, batch[:half]) && f.send(ctx, l, batch[half:])
 		default:
 			f.transient(err)
+		}
+		if !held {
+			held = true
+			f.hold(l, batch)
 		}
 		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
 		if !sleepCtx(ctx, backoff/2+jitter) {
@@ -334,6 +351,22 @@ func (f *forwarder) send(ctx context.Context, batch []*item) bool {
 		}
 		backoff = min(backoff*2, f.spec.RetryMax)
 	}
+}
+
+// hold marks a lane whose batch failed and is retried: its messages may
+// now wait long, so the batch and the lane's queue, and what it queues
+// until the batch is through, are detached from the read buffers. A lane
+// that is only busy sends in order and frees its buffers as it goes.
+func (f *forwarder) hold(l *lane, batch []*item) {
+	for _, it := range batch {
+		detach(it)
+	}
+	f.mu.Lock()
+	l.stuck = true
+	for _, it := range l.queue {
+		detach(it)
+	}
+	f.mu.Unlock()
 }
 
 func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
