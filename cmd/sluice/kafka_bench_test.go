@@ -78,6 +78,7 @@ func fill(b *testing.B, url string, n int) {
 		if err != nil || resp.StatusCode != 202 {
 			b.Fatalf("fill: %v %v", resp, err)
 		}
+		io.Copy(io.Discard, resp.Body) // read to the end: the connection is reused
 		resp.Body.Close()
 	}
 }
