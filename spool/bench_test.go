@@ -71,13 +71,14 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // BenchmarkRawWAL is the ceiling: tidwall/wal WriteBatch of n 1 KiB
-// entries with one fsync each, no spool around it.
+// entries with one fsync each, no spool around it, segments of the
+// spool's default size.
 func BenchmarkRawWAL(b *testing.B) {
 	rec := make([]byte, 1024+headerSize)
 	for _, n := range []int{1, 16, 64, 256, 1024} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
-			l, err := wal.Open(dir, &wal.Options{SegmentSize: 4 << 20, NoCopy: true, AllowEmpty: true, SegmentCacheSize: 1})
+			l, err := wal.Open(dir, &wal.Options{SegmentSize: 1 << 20, NoCopy: true, AllowEmpty: true, SegmentCacheSize: 1})
 			if err != nil {
 				b.Fatal(err)
 			}
