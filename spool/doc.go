@@ -50,8 +50,10 @@
 //     missing or torn restarts that cursor at the oldest record, reported.
 //     Cursors the agent no longer opens are kept (and hold their records)
 //     until RemoveCursor.
-//   - Only whole segments that every cursor has passed, as persisted, are
-//     truncated — in batches of TruncateSegments, never the tail.
+//   - Only segments that every cursor has passed, as persisted, are
+//     truncated — in batches of TruncateSegments, never the tail. The last
+//     of a batch keeps its last record (tidwall/wal rewrites the segment
+//     that holds the truncation index; this makes that rewrite one record).
 //   - At MaxBytes of backlog, Reject fails appends with ErrFull; DropOldest
 //     advances the slowest cursors and counts the records they lost.
 //
