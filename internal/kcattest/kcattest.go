@@ -11,10 +11,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/testenv"
 )
 
 // Require returns the kcat binary. Without it the test is skipped, unless
-// SLUICE_REQUIRE_KCAT=1 (CI), where it fails.
+// dependencies are required (testenv) or SLUICE_REQUIRE_KCAT=1: then it fails.
 func Require(t testing.TB) string {
 	t.Helper()
 	path, err := exec.LookPath("kcat")
@@ -22,7 +24,7 @@ func Require(t testing.TB) string {
 		if os.Getenv("SLUICE_REQUIRE_KCAT") == "1" {
 			t.Fatalf("kcat not found and SLUICE_REQUIRE_KCAT=1: install it (apt-get install -y kcat)")
 		}
-		t.Skip("kcat not installed (apt-get install -y kcat); set SLUICE_REQUIRE_KCAT=1 to fail instead of skipping")
+		testenv.Missing(t, "kcat", "apt-get install -y kcat")
 	}
 	return path
 }
