@@ -1,0 +1,572 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// outcome is what the model knows about a pushed message.
+type outcome int
+
+const (
+	unsent  outcome = iota // not answered yet (or never sent)
+	acked                  // 2xx: must leave by delivery, dead letter or counted drop
+	maybe                  // timeout, connection error, spool_timeout: may or may not exist
+	refused                // a definite error: must never be delivered
+)
+
+// msgRec is one message the model pushed.
+type msgRec struct {
+	token, topic string
+	targets      []string
+	id           string // the id the agent answered (acked only)
+	chained      bool
+	poison       bool
+	callback     bool // a report is owed
+	cbStrict     bool // the callback receiver stayed up and the agent alive since the push
+	idem         string
+	out          outcome
+	step         int
+	final        map[string]string // sink → a final state the model observed (delivered, dropped)
+}
+
+// request is one push request, kept to retry it byte for byte.
+type request struct {
+	desc   string
+	path   string
+	header http.Header
+	body   []byte
+	msgs   []*msgRec
+	idem   string
+	ids    []string // of the first 2xx answer
+}
+
+type dlKey struct{ id, sink string }
+
+type model struct {
+	t       *testing.T
+	seed    uint64
+	rng     *rand.Rand
+	cfg     modelConfig
+	dir     string
+	archDir string
+	p       *proc
+
+	main, opt, cb *receiver
+	tightRefused  bool // the agent refused the tightDL configuration
+
+	mu      sync.Mutex // msgs, byID, stats: the kill -9 load writes them too
+	msgs    map[string]*msgRec
+	byID    map[string]*msgRec
+	keyed   []*request
+	tiny    map[string]bool // ids of tiny-flood messages not yet seen delivered
+	nextTok int
+
+	dlSeen      map[dlKey]uint64 // dead letters listed and expected to stay listed
+	dlEver      map[dlKey]bool   // every dead letter ever listed
+	purgedSince int              // dead letters the model purged since the agent started
+	droppedBase map[string]float64
+	droppedSeen map[string]int
+
+	begin          time.Time
+	stuckBefore    bool // a checkpoint already found a stuck sink: later ones wait less
+	oplog          []string
+	firstLog       []string
+	step           int
+	violations     []violation
+	violationCount int
+	seen           map[string]int // invariant → violations
+	stop           bool
+	stats          struct{ acked, maybe, refused, restarts, checkpoints int }
+}
+
+func newModel(t *testing.T, seed uint64) *model {
+	m := &model{
+		t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cfg: modelConfigFor(seed),
+		dir: t.TempDir(), msgs: map[string]*msgRec{}, byID: map[string]*msgRec{}, tiny: map[string]bool{},
+		dlSeen: map[dlKey]uint64{}, dlEver: map[dlKey]bool{}, droppedBase: map[string]float64{},
+		droppedSeen: map[string]int{}, seen: map[string]int{},
+	}
+	m.archDir = filepath.Join(m.dir, "arch")
+	var err error
+	if m.main, err = newReceiver("main", false); err != nil {
+		t.Fatal(err)
+	}
+	if m.opt, err = newReceiver("opt", false); err != nil {
+		t.Fatal(err)
+	}
+	if m.cb, err = newReceiver("callbacks", true); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func (m *model) close() {
+	if alive(m.p) {
+		kill9Proc(m.p)
+	}
+	m.main.close()
+	m.opt.close()
+	m.cb.close()
+}
+
+// ensureAgent starts the agent on the seed's spool when it is not running.
+// A refused tightDL configuration is what a fixed validator does: the
+// model notes it and runs without that variant.
+func (m *model) ensureAgent() {
+	if alive(m.p) {
+		return
+	}
+	p, err := startAgent(m.env())
+	if err != nil && m.cfg.tightDL && !m.tightRefused && strings.Contains(err.Error(), "DEADLETTER_MAX_BYTES") {
+		m.logf("agent refused the tight dead-letter configuration (the validator knows the envelope): %v", err)
+		m.tightRefused = true
+		p, err = startAgent(m.env())
+	}
+	if err != nil {
+		m.fail("agent-starts", "the agent does not start on its spool: %v", err)
+		m.t.Fatalf("seed %d: cannot continue without an agent: %v\nlast operations:\n%s", m.seed, err, strings.Join(m.tail(40), "\n"))
+	}
+	m.p = p
+	m.purgedSince = 0
+	m.stats.restarts++
+	m.logf("agent started (%s)", p.url)
+}
+
+// afterStep runs the checks that are cheap enough for every step.
+func (m *model) afterStep() {
+	m.checkAlive()
+	m.checkHeap()
+}
+
+// checkAlive: the agent never exits unless the model signalled it. An
+// agent that exited is restarted.
+func (m *model) checkAlive() {
+	if m.p == nil {
+		return
+	}
+	if err, exited := exitedWithin(m.p, 0); exited {
+		m.fail("no-unasked-exit", "the agent exited without being signalled: %v: %s", err, lastLines(m.p.logs(), 3))
+		m.stopped(nil)
+		m.ensureAgent()
+	}
+}
+
+func (m *model) token() string {
+	m.nextTok++
+	return fmt.Sprintf("s%d-%d", m.seed, m.nextTok)
+}
+
+func (m *model) pick(xs ...string) string { return xs[m.rng.IntN(len(xs))] }
+
+func (m *model) chance(p float64) bool { return m.rng.Float64() < p }
+
+// newMsg builds one message's model record and value.
+func (m *model) newMsg(topic string, poison bool) (*msgRec, []byte) {
+	r := &msgRec{token: m.token(), topic: topic, targets: modelTargets[topic], poison: poison, step: m.step, final: map[string]string{}}
+	v, _ := json.Marshal(modelValue{T: r.token, Poison: poison})
+	return r, v
+}
+
+// buildPush makes a random push of kind single, ndjson or batch.
+func (m *model) buildPush(kind string) *request {
+	req := &request{header: http.Header{}}
+	topic := m.pick("a", "a", "b", "b", "c", "d")
+	key := m.chance(0.5)
+	switch kind {
+	case "single", "ndjson":
+		n := 1
+		if kind == "ndjson" {
+			n = 2 + m.rng.IntN(19)
+			req.header.Set("Content-Type", "application/x-ndjson")
+		}
+		var body bytes.Buffer
+		for range n {
+			r, v := m.newMsg(topic, m.chance(0.08))
+			req.msgs = append(req.msgs, r)
+			body.Write(v)
+			body.WriteByte('\n')
+		}
+		req.body = body.Bytes()
+		if kind == "single" {
+			req.body = bytes.TrimSuffix(req.body, []byte("\n"))
+		}
+		req.path = "/v1/topics/" + topic
+		if key {
+			req.header.Set("Sluice-Key", "k"+fmt.Sprint(m.rng.IntN(8)))
+		}
+	case "batch":
+		req.path = "/v1/messages"
+		req.header.Set("Content-Type", "application/json")
+		type bm struct {
+			Topic string          `json:"topic"`
+			Key   *string         `json:"key,omitempty"`
+			Value json.RawMessage `json:"value"`
+			ID    string          `json:"id,omitempty"`
+		}
+		var batch struct {
+			Messages []bm `json:"messages"`
+		}
+		for range 1 + m.rng.IntN(10) {
+			r, v := m.newMsg(m.pick("a", "b", "c", "d"), m.chance(0.1))
+			e := bm{Topic: r.topic, Value: v}
+			if key {
+				k := "k" + fmt.Sprint(m.rng.IntN(8))
+				e.Key = &k
+			}
+			if m.chance(0.3) {
+				e.ID = fmt.Sprintf("relay.%d.%d", m.seed, m.nextTok)
+				r.chained, r.id = true, e.ID
+			}
+			req.msgs = append(req.msgs, r)
+			batch.Messages = append(batch.Messages, e)
+		}
+		req.body, _ = json.Marshal(batch)
+	}
+	if m.chance(0.2) {
+		req.header.Set("Sluice-Callback", m.cb.url+"/report")
+		for _, r := range req.msgs {
+			r.callback, r.cbStrict = true, m.cb.getMode() == modeUp
+		}
+	}
+	if m.chance(0.3) {
+		req.idem = "idem-" + m.token()
+		req.header.Set("Idempotency-Key", req.idem)
+		for _, r := range req.msgs {
+			r.idem = req.idem
+		}
+	}
+	if m.chance(0.15) {
+		req.header.Set("Sluice-Ack", "delivered")
+		req.header.Set("Sluice-Timeout", "2s")
+	}
+	req.desc = fmt.Sprintf("%s %s n=%d key=%t cb=%t idem=%q ack=%q", kind, req.path, len(req.msgs), key,
+		req.header.Get("Sluice-Callback") != "", req.idem, req.header.Get("Sluice-Ack"))
+	return req
+}
+
+// pushReply is the agent's answer to a push.
+type pushReply struct {
+	code    int
+	IDs     []string `json:"ids"`
+	Status  string   `json:"status"`
+	Code    string   `json:"code"`
+	Replay  bool
+	errText string
+}
+
+func (m *model) send(p *proc, req *request) pushReply {
+	hr, _ := http.NewRequest("POST", p.url+req.path, bytes.NewReader(req.body))
+	hr.Header = req.header.Clone()
+	resp, err := modelClient.Do(hr)
+	if err != nil {
+		return pushReply{errText: err.Error()}
+	}
+	defer resp.Body.Close()
+	rep := pushReply{code: resp.StatusCode, Replay: resp.Header.Get("Sluice-Idempotent-Replay") == "true"}
+	json.NewDecoder(resp.Body).Decode(&rep)
+	return rep
+}
+
+// unknownOutcome: the agent may or may not have spooled the request.
+func unknownOutcome(r pushReply) bool {
+	return r.code == 0 || r.Code == "spool_timeout" || r.code == http.StatusRequestTimeout || r.code >= 500 && r.Code == ""
+}
+
+// record applies a reply to the model: outcomes, ids, and the per-reply
+// invariants (idempotent replays keep their ids, a healthy topic is not
+// refused, an ack that says delivered is delivered).
+func (m *model) record(req *request, rep pushReply) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case rep.code >= 200 && rep.code < 300:
+		if len(rep.IDs) != len(req.msgs) {
+			m.fail("reply-ids", "%s: %d ids for %d messages", req.desc, len(rep.IDs), len(req.msgs))
+			return
+		}
+		if req.ids != nil && !equalIDs(req.ids, rep.IDs) {
+			m.fail("idempotent-retry-same-ids", "%s: a retry of Idempotency-Key %q answered ids %v, the first answer was %v (a second copy was spooled)", req.desc, req.idem, short(rep.IDs), short(req.ids))
+		}
+		if req.ids == nil {
+			req.ids = rep.IDs
+		}
+		for i, r := range req.msgs {
+			if r.chained && rep.IDs[i] != r.id {
+				m.fail("chained-id-kept", "%s: message with id %q answered as %q", req.desc, r.id, rep.IDs[i])
+			}
+			if r.out != acked {
+				m.stats.acked++
+			}
+			if r.id != "" && r.id != rep.IDs[i] && r.out == acked {
+				continue // an earlier answer already named it; the retry check above reported the change
+			}
+			r.out, r.id = acked, rep.IDs[i]
+			m.byID[r.id] = r
+		}
+	case unknownOutcome(rep):
+		for _, r := range req.msgs {
+			if r.out != acked {
+				r.out = maybe
+				m.stats.maybe++
+			}
+		}
+	default:
+		if rep.Code == "shutting_down" {
+			m.fail("control-not-reachable-by-data", "%s answered 503 shutting_down: the agent drains although the model neither signalled it nor called drain", req.desc)
+		}
+		if rep.code == http.StatusConflict && req.ids != nil {
+			m.fail("idempotent-retry-same-ids", "%s: an identical retry answered 409 %s", req.desc, rep.Code)
+		}
+		for _, r := range req.msgs {
+			if r.out != acked && r.out != maybe {
+				r.out = refused
+				m.stats.refused++
+			}
+		}
+	}
+	for _, r := range req.msgs {
+		m.msgs[r.token] = r
+	}
+}
+
+// push sends req, retries it (same bytes, same key) while its outcome is
+// unknown and it has an Idempotency-Key, as the README tells clients to,
+// and checks the reply.
+func (m *model) push(req *request) pushReply {
+	rep := m.sendRetry(req, true)
+	m.logf("  %s → %d %s ids=%v status=%s replay=%t %s", req.desc, rep.code, rep.Code, short(rep.IDs), rep.Status, rep.Replay, rep.errText)
+	if req.idem != "" {
+		m.keyed = append(m.keyed, req)
+	}
+	m.checkRefusal(req, rep)
+	if rep.Status == "delivered" {
+		m.checkAckDelivered(req)
+	}
+	return rep
+}
+
+// sendRetry sends req and, while its outcome is unknown and it has an
+// Idempotency-Key, sends it again (at most 3 times).
+func (m *model) sendRetry(req *request, verbose bool) pushReply {
+	rep := m.send(m.p, req)
+	m.record(req, rep)
+	for try := 0; try < 3 && req.idem != "" && unknownOutcome(rep) && alive(m.p); try++ {
+		if verbose {
+			m.logf("  %s → %d %s %s: retry with the same Idempotency-Key", req.desc, rep.code, rep.Code, rep.errText)
+		}
+		rep = m.send(m.p, req)
+		m.record(req, rep)
+	}
+	return rep
+}
+
+func (m *model) opPush(kind string) { m.push(m.buildPush(kind)) }
+
+// opRetry resends an earlier keyed request byte for byte.
+func (m *model) opRetry() {
+	if len(m.keyed) == 0 {
+		m.opPush("single")
+		return
+	}
+	// Half the time one of the oldest keys: its record is the likeliest to
+	// have been truncated from the spool since.
+	req := m.keyed[m.rng.IntN(len(m.keyed))]
+	if m.chance(0.5) {
+		req = m.keyed[m.rng.IntN(min(len(m.keyed), 3))]
+	}
+	m.logf("  retry of step %d's request", req.msgs[0].step)
+	rep := m.send(m.p, req)
+	m.record(req, rep)
+	m.logf("  %s → %d %s ids=%v replay=%t %s", req.desc, rep.code, rep.Code, short(rep.IDs), rep.Replay, rep.errText)
+}
+
+// opCallbackBurst pushes many messages with a callback at once: a backlog
+// of reports for the callback dispatcher.
+func (m *model) opCallbackBurst() {
+	req := &request{header: http.Header{}, path: "/v1/topics/" + m.pick("a", "d")}
+	req.header.Set("Content-Type", "application/x-ndjson")
+	req.header.Set("Sluice-Callback", m.cb.url+"/report")
+	var body bytes.Buffer
+	for range 500 {
+		r, v := m.newMsg(strings.TrimPrefix(req.path, "/v1/topics/"), false)
+		r.callback, r.cbStrict = true, m.cb.getMode() == modeUp
+		req.msgs = append(req.msgs, r)
+		body.Write(v)
+		body.WriteByte('\n')
+	}
+	req.body = body.Bytes()
+	req.desc = fmt.Sprintf("callback burst %s n=500", req.path)
+	m.push(req)
+}
+
+func (m *model) opSinkMode() {
+	r := m.main
+	if m.chance(0.5) {
+		r = m.opt
+	}
+	mode := m.pick(modeUp, modeUp, modeFail, modeHung, modeSlow)
+	r.setMode(mode)
+	m.logf("  sink %s receiver → %s", r.name, mode)
+}
+
+func (m *model) opPoison() {
+	r := m.main
+	if m.chance(0.5) {
+		r = m.opt
+	}
+	v := m.chance(0.6)
+	r.setRefusePoison(v)
+	m.logf("  sink %s receiver refuses poison messages: %t", r.name, v)
+}
+
+func (m *model) opCallbackMode() {
+	mode := m.pick(modeUp, modeFail, modeHung, modeSlow)
+	m.cb.setMode(mode)
+	if mode != modeUp {
+		m.weakenCallbacks()
+	}
+	m.logf("  callback receiver → %s", mode)
+}
+
+// weakenCallbacks: reports owed so far may be given up (counted); the
+// model no longer insists that they arrive.
+func (m *model) weakenCallbacks() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.msgs {
+		r.cbStrict = false
+	}
+}
+
+// stopped is called after the agent process ended: drop counters of the
+// old process are kept, reports in flight may be lost.
+func (m *model) stopped(last map[string]float64) {
+	for _, s := range []string{"main", "opt", "arch"} {
+		m.droppedBase[s] += last[fmt.Sprintf(`sluice_dropped_total{sink=%q}`, s)]
+	}
+	m.weakenCallbacks()
+	m.p = nil
+}
+
+// opKill9 kills the agent with SIGKILL while a background client pushes,
+// then restarts it on the same spool.
+func (m *model) opKill9() {
+	p := m.p
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	reqs := make([]*request, 40)
+	for i := range reqs {
+		reqs[i] = m.buildPush(m.pick("single", "ndjson"))
+		reqs[i].header.Del("Sluice-Ack")
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, req := range reqs {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m.record(req, m.send(p, req))
+		}
+	}()
+	time.Sleep(time.Duration(20+m.rng.IntN(200)) * time.Millisecond)
+	last, _ := scrape(p)
+	kill9Proc(p)
+	close(stop)
+	wg.Wait()
+	m.stopped(last)
+	m.logf("  kill -9 during pushes")
+	m.ensureAgent()
+}
+
+// opSigterm terminates the agent (sometimes right after a burst of
+// callback reports) and checks that it exits 0 within the drain timeout
+// plus a grace, then restarts it.
+func (m *model) opSigterm() {
+	if m.chance(0.5) {
+		m.opCallbackBurst()
+	}
+	p := m.p
+	last, _ := scrape(p)
+	begin := time.Now()
+	p.cmd.Process.Signal(os.Interrupt)
+	err, exited := exitedWithin(p, modelDrain+modelExitGrace)
+	took := time.Since(begin).Round(time.Millisecond)
+	if !exited {
+		m.fail("sigterm-exits", "SIGTERM: still running after %s (drain timeout %s + grace %s); killed. Sinks main=%s opt=%s, callback receiver %s",
+			took, modelDrain, modelExitGrace, m.main.getMode(), m.opt.getMode(), m.cb.getMode())
+		kill9Proc(p)
+	} else if err != nil {
+		m.fail("sigterm-exit-0", "SIGTERM: exit %v after %s: %s", err, took, lastLines(p.logs(), 3))
+	}
+	m.logf("  SIGTERM: exited=%t after %s", exited, took)
+	m.stopped(last)
+	m.ensureAgent()
+}
+
+// opControlCallback pushes a message whose callback URL is the agent's
+// own control endpoint. The agent must refuse the URL (400
+// callback_not_allowed) or never call it; the model watches for dead
+// letters vanishing, purges it did not make and the agent exiting.
+func (m *model) opControlCallback() {
+	target := "/v1/control/deadletters/purge"
+	if m.chance(0.3) {
+		target = "/v1/control/drain"
+	}
+	req := m.buildPush("single")
+	req.header.Set("Sluice-Callback", m.p.url+target)
+	req.desc += " callback→" + target
+	for _, r := range req.msgs {
+		r.callback, r.cbStrict = false, false
+	}
+	m.push(req)
+}
+
+// opMaxPoison pushes a message of exactly SLUICE_MAX_MESSAGE_BYTES that the
+// sink refuses: with the dead-letter cap equal to the message cap it must
+// still leave (dead-lettered), or the configuration must have been refused.
+func (m *model) opMaxPoison() {
+	if m.tightRefused {
+		m.opPush("single")
+		return
+	}
+	topic := m.pick("a", "c")
+	r := &msgRec{token: m.token(), topic: topic, targets: modelTargets[topic], poison: true, step: m.step, final: map[string]string{}}
+	head := fmt.Sprintf(`{"t":%q,"poison":true,"pad":"`, r.token)
+	v := head + strings.Repeat("x", modelMaxMessage-len(head)-2) + `"}`
+	req := &request{header: http.Header{}, path: "/v1/topics/" + topic, body: []byte(v), msgs: []*msgRec{r}, desc: "max-size poison " + topic}
+	(map[string]*receiver{"a": m.main, "c": m.opt})[topic].setRefusePoison(true)
+	m.push(req)
+}
+
+func equalIDs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// short abbreviates an id list for the log.
+func short(ids []string) string {
+	if len(ids) <= 3 {
+		return fmt.Sprint(ids)
+	}
+	return fmt.Sprintf("[%s %s … %s (%d)]", ids[0], ids[1], ids[len(ids)-1], len(ids))
+}
