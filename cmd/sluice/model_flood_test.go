@@ -216,14 +216,21 @@ func (m *model) syncDeadLetters() []deadLetter {
 		m.mu.Lock()
 		r := m.byID[d.ID]
 		m.mu.Unlock()
-		if r == nil {
+		if r == nil && !m.identified[d.DLID] {
+			m.identified[d.DLID] = true
 			m.identify(d)
 		}
 		m.dlSeen[k] = d.DLID
 		m.dlEver[k] = true
 	}
+	if m.dlDiscarded() > 0 {
+		m.dlCapHit = true // from now on the log's cap may discard entries
+	}
 	for k, dlid := range m.dlSeen {
-		if _, ok := now[k]; !ok {
+		if _, ok := now[k]; !ok && m.dlCapHit {
+			m.logf("  dead letter %d (%s on %s) left the listing; the dead-letter log's cap discards entries", dlid, k.id, k.sink)
+			delete(m.dlSeen, k)
+		} else if !ok {
 			m.fail("deadletters-stay", "dead letter %d (%s on %s) vanished from the listing; the model neither purged nor replayed it", dlid, k.id, k.sink)
 			delete(m.dlSeen, k)
 		}

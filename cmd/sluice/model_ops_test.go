@@ -73,6 +73,8 @@ type model struct {
 
 	dlSeen      map[dlKey]uint64 // dead letters listed and expected to stay listed
 	dlEver      map[dlKey]bool   // every dead letter ever listed
+	identified  map[uint64]bool  // dead letters with an unknown id, looked at once
+	dlCapHit    bool             // sluice_deadletters_discarded_total was seen above 0
 	purgedSince int              // dead letters the model purged since the agent started
 	droppedBase map[string]float64
 	droppedSeen map[string]int
@@ -93,7 +95,7 @@ func newModel(t *testing.T, seed uint64) *model {
 	m := &model{
 		t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cfg: modelConfigFor(seed),
 		dir: t.TempDir(), msgs: map[string]*msgRec{}, byID: map[string]*msgRec{}, tiny: map[string]bool{},
-		dlSeen: map[dlKey]uint64{}, dlEver: map[dlKey]bool{}, droppedBase: map[string]float64{},
+		dlSeen: map[dlKey]uint64{}, dlEver: map[dlKey]bool{}, identified: map[uint64]bool{}, droppedBase: map[string]float64{},
 		droppedSeen: map[string]int{}, seen: map[string]int{},
 	}
 	m.archDir = filepath.Join(m.dir, "arch")

@@ -40,7 +40,7 @@ type modelProfile struct {
 }
 
 func modelProfileFromEnv(t *testing.T) modelProfile {
-	p := modelProfile{name: "short", seeds: 2, steps: 30}
+	p := modelProfile{name: "short", seeds: 2, steps: 25}
 	if os.Getenv("SLUICE_MODEL") == "long" {
 		p = modelProfile{name: "long", seeds: 10, steps: 300}
 	}
@@ -109,7 +109,7 @@ const (
 	modelHeapBase  = 32 << 20
 	modelReadAhead = 16 << 20
 	// modelSettle bounds a checkpoint's wait for the backlog to drain.
-	modelSettle = 15 * time.Second
+	modelSettle = 12 * time.Second
 )
 
 func modelConfigFor(seed uint64) modelConfig {
