@@ -22,20 +22,22 @@ func floodValue(token string, size int) []byte {
 	return []byte(head + strings.Repeat("p", max(size-len(head)-2, 0)) + `"}`)
 }
 
-// opFloodBig pushes more than the spool cap in 800 KB NDJSON requests,
+// opFloodOpt and opFloodCallback push more than the spool cap in 800 KB NDJSON requests,
 // either to the optional sink's topic while its receiver hangs (its own
 // backlog cap and policy must absorb it), or to a healthy topic while a
 // callback report is owed to a hung receiver. Then a probe push to topic a
 // (sink main, up) must be accepted.
-func (m *model) opFloodBig() {
+func (m *model) opFloodOpt() { m.floodBig("c") }
+
+func (m *model) opFloodCallback() { m.floodBig("a") }
+
+func (m *model) floodBig(topic string) {
 	m.main.setMode(modeUp)
 	m.drainMain()
-	topic := "c"
-	if m.chance(0.5) {
+	if topic == "c" {
 		m.opt.setMode(modeHung)
 		m.logf("  sink opt receiver → hung; flooding topic c (opt only, policy %s)", m.cfg.optPolicy)
 	} else {
-		topic = "a"
 		m.cb.setMode(m.pick(modeHung, modeFail))
 		m.weakenCallbacks()
 		req := m.buildPush("single")

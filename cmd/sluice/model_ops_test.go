@@ -518,6 +518,42 @@ func (m *model) opSigterm() {
 	m.ensureAgent()
 }
 
+// opIdemRestart pushes a keyed message, then more than two segments of
+// other traffic (so the spool may truncate the record that holds the key),
+// restarts the agent and retries the keyed push: the key is remembered for
+// its whole window, across restarts and truncation.
+func (m *model) opIdemRestart() {
+	m.main.setMode(modeUp)
+	req := m.buildPush("single")
+	req.path = "/v1/topics/a"
+	req.idem = "idem-" + m.token()
+	req.header.Set("Idempotency-Key", req.idem)
+	req.header.Del("Sluice-Callback")
+	for _, r := range req.msgs {
+		r.topic, r.targets, r.idem, r.callback, r.cbStrict = "a", modelTargets["a"], req.idem, false, false
+	}
+	req.desc = fmt.Sprintf("single /v1/topics/a idem=%q (kept across a restart)", req.idem)
+	m.push(req)
+	for range 8 { // 8 × 100 × 1 KiB > 2 segments of 256 KiB
+		filler := &request{header: http.Header{}, path: "/v1/topics/a", desc: "filler a"}
+		filler.header.Set("Content-Type", "application/x-ndjson")
+		var body bytes.Buffer
+		for range 100 {
+			r := &msgRec{token: m.token(), topic: "a", targets: modelTargets["a"], step: m.step, final: map[string]string{}}
+			filler.msgs = append(filler.msgs, r)
+			body.Write(floodValue(r.token, 1<<10))
+			body.WriteByte('\n')
+		}
+		filler.body = body.Bytes()
+		m.sendRetry(filler, false)
+	}
+	m.drainMain()
+	m.opSigterm()
+	rep := m.send(m.p, req)
+	m.record(req, rep)
+	m.logf("  retry after restart: %s → %d %s ids=%v replay=%t", req.desc, rep.code, rep.Code, short(rep.IDs), rep.Replay)
+}
+
 // opControlCallback pushes a message whose callback URL is the agent's
 // own control endpoint. The agent must refuse the URL (400
 // callback_not_allowed) or never call it; the model watches for dead

@@ -173,7 +173,9 @@ func (m *model) ops() []opKind {
 		{"deadletter.replay", 4, true, (*model).opReplay},
 		{"deadletter.purge", 2, true, (*model).opPurge},
 		{"checkpoint", 4, false, (*model).checkpoint},
-		{"flood.big", 1, true, (*model).opFloodBig},
+		{"flood.opt", 1, true, (*model).opFloodOpt},
+		{"flood.callback", 1, true, (*model).opFloodCallback},
+		{"idempotency.restart", 1, true, (*model).opIdemRestart},
 		{"flood.tiny", 0, true, (*model).opFloodTiny}, // ~10 s: once per seed
 		{"callback.control", 1, true, (*model).opControlCallback},
 	}
