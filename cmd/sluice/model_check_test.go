@@ -138,34 +138,55 @@ func (m *model) archDeliveries() []delivery {
 	return out
 }
 
-// settle waits until no sink has a backlog; it reports the sinks that
-// still have one after modelSettle.
-func (m *model) settle() (stuck map[string]float64, mt map[string]float64) {
-	wait := modelSettle
-	if m.stuckBefore {
-		wait = 3 * time.Second // already reported: do not pay the full wait again
+// waitProgress polls remaining (a count that should fall to 0) until it is
+// 0, or it did not fall for modelStall, or modelSettle passed; it returns
+// the last count (-1: never measured).
+func waitProgress(remaining func() (float64, bool)) float64 {
+	last, lastMove := -1.0, time.Now()
+	for deadline := time.Now().Add(modelSettle); ; {
+		if n, ok := remaining(); ok {
+			if n == 0 {
+				return 0
+			}
+			if last < 0 || n < last {
+				lastMove = time.Now()
+			}
+			last = n
+		}
+		if time.Since(lastMove) > modelStall || time.Now().After(deadline) {
+			return last
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	deadline := time.Now().Add(wait)
-	for {
+}
+
+// sinkBacklog sums the backlog messages of sinks.
+func sinkBacklog(mt map[string]float64, sinks ...string) float64 {
+	n := 0.0
+	for _, s := range sinks {
+		n += mt[fmt.Sprintf(`sluice_spool_backlog_messages{sink=%q}`, s)]
+	}
+	return n
+}
+
+// settle waits until no sink has a backlog (see waitProgress); it reports
+// the sinks that still have one.
+func (m *model) settle() (stuck map[string]float64, mt map[string]float64) {
+	waitProgress(func() (float64, bool) {
 		m.checkAlive()
 		var err error
-		mt, err = scrape(m.p)
-		if err == nil {
-			stuck = map[string]float64{}
-			for _, s := range []string{"main", "opt", "arch"} {
-				if n := mt[fmt.Sprintf(`sluice_spool_backlog_messages{sink=%q}`, s)]; n > 0 {
-					stuck[s] = n
-				}
-			}
-			if len(stuck) == 0 {
-				return nil, mt
-			}
+		if mt, err = scrape(m.p); err != nil {
+			return 0, false
 		}
-		if time.Now().After(deadline) {
-			return stuck, mt
+		return sinkBacklog(mt, "main", "opt", "arch"), true
+	})
+	stuck = map[string]float64{}
+	for _, s := range []string{"main", "opt", "arch"} {
+		if n := sinkBacklog(mt, s); n > 0 {
+			stuck[s] = n
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	return stuck, mt
 }
 
 // agentStatus is GET /v1/messages/{id}.
@@ -223,13 +244,12 @@ func (m *model) checkpoint() {
 	stuck, mt := m.settle()
 	m.logf("  checkpoint: settled in %s, stuck %v, heap in use %.0f MiB, live ≈ %.0f MiB", time.Since(begin).Round(time.Millisecond), stuck,
 		mt["go_memstats_heap_inuse_bytes"]/(1<<20), mt["go_memstats_next_gc_bytes"]/2/(1<<20))
-	m.stuckBefore = m.stuckBefore || len(stuck) > 0
 	for s, n := range stuck {
 		failing := mt[fmt.Sprintf(`sluice_sink_failing{sink=%q}`, s)]
 		if failing == 0 {
-			m.fail("stuck-sink-is-visible", "sink %s: %.0f messages still in its backlog %s after every receiver came up, and sluice_sink_failing=0", s, n, modelSettle)
+			m.fail("stuck-sink-is-visible", "sink %s: %.0f messages still in its backlog, none delivered for %s with every receiver up, and sluice_sink_failing=0", s, n, modelStall)
 		} else {
-			m.fail("backlog-drains", "sink %s: %.0f messages still in its backlog %s after every receiver came up (sluice_sink_failing=1)", s, n, modelSettle)
+			m.fail("backlog-drains", "sink %s: %.0f messages still in its backlog, none delivered for %s with every receiver up (sluice_sink_failing=1)", s, n, modelStall)
 		}
 	}
 	m.checkAlive()
@@ -241,6 +261,7 @@ func (m *model) checkpoint() {
 	}
 	m.checkCallbacks(got)
 	m.checkHeap()
+	m.checkAlive()
 	if n := mt["sluice_deadletters_purged_total"]; int(n) > m.purgedSince {
 		m.fail("control-not-reachable-by-data", "sluice_deadletters_purged_total = %.0f, the model purged %d since the agent started", n, m.purgedSince)
 	}
@@ -416,26 +437,21 @@ func (m *model) checkTiny(main map[string]bool) {
 }
 
 // checkCallbacks: a report says the message's true state, and a report
-// owed while the receiver stayed up and the agent alive arrives (within
-// modelSettle).
+// owed while the receiver stayed up and the agent alive arrives (see
+// waitProgress).
 func (m *model) checkCallbacks(got map[string]map[string]bool) {
 	var missing []*msgRec
 	var reports []cbReport
-	wait := modelSettle
-	if m.stuckBefore {
-		wait = 3 * time.Second
-	}
-	for deadline := time.Now().Add(wait); ; {
+	waitProgress(func() (float64, bool) {
 		reports = m.cb.callbackReports()
 		missing = m.owedReports(reports)
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if len(missing) > 0 {
+		return float64(len(missing)), true
+	})
+	if mt, err := scrape(m.p); len(missing) > 0 && (err != nil || mt["sluice_draining"] == 1) {
+		m.fail("control-not-reachable-by-data", "%d callback reports missing while the agent drains (or exited) although the model did not ask it to", len(missing))
+	} else if len(missing) > 0 {
 		r := missing[0]
-		m.fail("callback-arrives", "%d reports missing, e.g. for %s (step %d): resolved, its callback receiver stayed up and the agent alive, but no report arrived within %s", len(missing), r.id, r.step, modelSettle)
+		m.fail("callback-arrives", "%d reports missing, e.g. for %s (step %d): resolved, its callback receiver stayed up and the agent alive, but none arrived for %s", len(missing), r.id, r.step, modelStall)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

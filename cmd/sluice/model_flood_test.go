@@ -33,7 +33,7 @@ func (m *model) opFloodCallback() { m.floodBig("a") }
 
 func (m *model) floodBig(topic string) {
 	m.main.setMode(modeUp)
-	m.drainMain()
+	m.drainSinks("main")
 	if topic == "c" {
 		m.opt.setMode(modeHung)
 		m.logf("  sink opt receiver → hung; flooding topic c (opt only, policy %s)", m.cfg.optPolicy)
@@ -95,14 +95,13 @@ func (m *model) floodBig(topic string) {
 	m.push(probe)
 }
 
-// drainMain waits (at most modelSettle) until sink main has no backlog, so
-// that a flood starts with the spool free of main's own messages.
-func (m *model) drainMain() {
-	for deadline := time.Now().Add(modelSettle); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if mt, err := scrape(m.p); err == nil && mt[`sluice_spool_backlog_messages{sink="main"}`] == 0 {
-			return
-		}
-	}
+// drainSinks waits (see waitProgress) until the named sinks have no
+// backlog, so that a flood starts with a spool free of their messages.
+func (m *model) drainSinks(sinks ...string) {
+	waitProgress(func() (float64, bool) {
+		mt, err := scrape(m.p)
+		return sinkBacklog(mt, sinks...), err == nil
+	})
 }
 
 // checkDropOldest: with BACKLOG_POLICY=drop_oldest, the optional sink's
@@ -117,8 +116,8 @@ func (m *model) checkDropOldest(topic string, rep pushReply) {
 	}
 	mainB, optB := mt[`sluice_spool_backlog_bytes{sink="main"}`], mt[`sluice_spool_backlog_bytes{sink="opt"}`]
 	if mainB < modelSpoolMax/2 {
-		m.fail("drop-oldest-bounds-backlog", "topic c (sink opt only, MAX_BACKLOG_BYTES %d MiB, BACKLOG_POLICY=drop_oldest, receiver hung) refused 503 spool_full: opt backlog %.1f MiB, main backlog %.1f MiB; drop_oldest must keep opt under its cap",
-			modelOptBacklog>>20, optB/(1<<20), mainB/(1<<20))
+		m.fail("drop-oldest-bounds-backlog", "topic c (sink opt only, MAX_BACKLOG_BYTES %d MiB, BACKLOG_POLICY=drop_oldest, receiver hung) refused 503 spool_full: opt backlog %.1f MiB, main backlog %.1f MiB, spool backlog %.1f MiB, callback receiver %s; drop_oldest must keep opt under its cap and nothing else may fill the spool",
+			modelOptBacklog>>20, optB/(1<<20), mainB/(1<<20), mt["sluice_spool_backlog_bytes_total"]/(1<<20), m.cb.getMode())
 	}
 }
 
@@ -127,8 +126,10 @@ func (m *model) checkDropOldest(topic string, rep pushReply) {
 // budget (checked against modelHeapBound).
 func (m *model) opFloodTiny() {
 	prev := m.main.getMode()
+	m.main.setMode(modeUp)
+	m.opt.setMode(modeUp) // main alone will hold the backlog
+	m.drainSinks("main", "opt")
 	m.main.setMode(modeHung)
-	m.opt.setMode(modeUp) // main alone holds the backlog
 	m.logf("  sink main receiver → hung; 150,000 one-byte messages to topic a")
 	body := bytes.Repeat([]byte("x\n"), 1000)
 	var accepted atomic.Int64

@@ -80,7 +80,6 @@ type model struct {
 	droppedSeen map[string]int
 
 	begin          time.Time
-	stuckBefore    bool // a checkpoint already found a stuck sink: later ones wait less
 	oplog          []string
 	firstLog       []string
 	step           int
@@ -547,7 +546,7 @@ func (m *model) opIdemRestart() {
 		filler.body = body.Bytes()
 		m.sendRetry(filler, false)
 	}
-	m.drainMain()
+	m.drainSinks("main")
 	m.opSigterm()
 	rep := m.send(m.p, req)
 	m.record(req, rep)

@@ -108,8 +108,10 @@ const (
 	// forwarder's per-sink read-ahead budget) for each sink with a backlog.
 	modelHeapBase  = 32 << 20
 	modelReadAhead = 16 << 20
-	// modelSettle bounds a checkpoint's wait for the backlog to drain.
-	modelSettle = 12 * time.Second
+	// A wait for the backlog to drain (or reports to arrive) ends when
+	// nothing moved for modelStall, and in any case after modelSettle.
+	modelStall  = 5 * time.Second
+	modelSettle = 60 * time.Second
 )
 
 func modelConfigFor(seed uint64) modelConfig {
