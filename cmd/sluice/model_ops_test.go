@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -506,9 +508,13 @@ func (m *model) opSigterm() {
 	err, exited := exitedWithin(p, modelDrain+modelExitGrace)
 	took := time.Since(begin).Round(time.Millisecond)
 	if !exited {
-		m.fail("sigterm-exits", "SIGTERM: still running after %s (drain timeout %s + grace %s); killed. Sinks main=%s opt=%s, callback receiver %s",
-			took, modelDrain, modelExitGrace, m.main.getMode(), m.opt.getMode(), m.cb.getMode())
-		kill9Proc(p)
+		before := len(p.logs())
+		p.cmd.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps every goroutine
+		if _, ok := exitedWithin(p, 5*time.Second); !ok {
+			kill9Proc(p)
+		}
+		m.fail("sigterm-exits", "SIGTERM: still running after %s (drain timeout %s + grace %s); SIGQUIT. Sinks main=%s opt=%s, callback receiver %s. Agent frames of the blocked goroutines:\n%s",
+			took, modelDrain, modelExitGrace, m.main.getMode(), m.opt.getMode(), m.cb.getMode(), agentFrames(p.logs()[before:]))
 	} else if err != nil {
 		m.fail("sigterm-exit-0", "SIGTERM: exit %v after %s: %s", err, took, lastLines(p.logs(), 3))
 	}
@@ -551,6 +557,34 @@ func (m *model) opIdemRestart() {
 	rep := m.send(m.p, req)
 	m.record(req, rep)
 	m.logf("  retry after restart: %s → %d %s ids=%v replay=%t", req.desc, rep.code, rep.Code, short(rep.IDs), rep.Replay)
+}
+
+// agentFrames summarizes a goroutine dump: how many goroutines wait in each
+// state at each frame of the agent package.
+func agentFrames(dump string) string {
+	count := map[string]int{}
+	state := ""
+	for _, line := range strings.Split(dump, "\n") {
+		if strings.HasPrefix(line, "goroutine ") {
+			if i := strings.Index(line, "["); i >= 0 {
+				state = strings.TrimSuffix(line[i+1:], "]:")
+			}
+			continue
+		}
+		if i := strings.Index(line, "/agent/"); i >= 0 && strings.HasPrefix(line, "\t") {
+			frame := line[i+1:]
+			if j := strings.Index(frame, " +0x"); j >= 0 {
+				frame = frame[:j]
+			}
+			count[state+" @ "+frame]++
+		}
+	}
+	var out []string
+	for k, n := range count {
+		out = append(out, fmt.Sprintf("    %4d × %s", n, k))
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
 }
 
 // opControlCallback pushes a message whose callback URL is the agent's

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,7 +30,8 @@ import (
 // Environment: SLUICE_MODEL=long selects the long profile (more seeds and
 // steps); SLUICE_MODEL_SEEDS and SLUICE_MODEL_STEPS override either
 // profile's counts; SLUICE_MODEL_SEED (or -seed) runs that one seed;
-// SLUICE_MODEL_FAILFAST=1 stops a seed at its first violation.
+// SLUICE_MODEL_FAILFAST=1 stops a seed at its first violation;
+// SLUICE_MODEL_OPS=push.single,agent.kill9,… runs only the named operations.
 
 var modelSeed = flag.Uint64("seed", 0, "TestModel: run only this seed (0 = SLUICE_MODEL_SEED or random)")
 
@@ -184,6 +186,15 @@ func (m *model) ops() []opKind {
 	if m.cfg.tightDL {
 		ops = append(ops, opKind{"push.maxpoison", 1, true, (*model).opMaxPoison})
 	}
+	if only := os.Getenv("SLUICE_MODEL_OPS"); only != "" {
+		keep := ops[:0]
+		for _, o := range ops {
+			if slices.Contains(strings.Split(only, ","), o.name) {
+				keep = append(keep, o)
+			}
+		}
+		ops = keep
+	}
 	return ops
 }
 
@@ -218,7 +229,11 @@ func runModel(t *testing.T, seed uint64, steps int, profile string) {
 	m := newModel(t, seed)
 	m.begin = time.Now()
 	defer m.close()
-	t.Logf("profile %s, seed %d, %d steps, config %+v (replay: -seed=%d or SLUICE_MODEL_SEED=%d)", profile, seed, steps, m.cfg, seed, seed)
+	replay := fmt.Sprintf("SLUICE_MODEL_SEED=%d SLUICE_MODEL_STEPS=%d", seed, steps)
+	if ops := os.Getenv("SLUICE_MODEL_OPS"); ops != "" {
+		replay += " SLUICE_MODEL_OPS=" + ops
+	}
+	t.Logf("profile %s, seed %d, %d steps, config %+v (replay: %s)", profile, seed, steps, m.cfg, replay)
 	m.ensureAgent()
 	sched := schedule(m.rng, m.ops(), steps)
 	begin := time.Now()
@@ -241,7 +256,7 @@ func runModel(t *testing.T, seed uint64, steps int, profile string) {
 		for _, v := range m.violations {
 			fmt.Fprintf(&b, "\n[%s] ×%d, first at step %d: %s", v.invariant, m.seen[v.invariant], v.step, v.detail)
 		}
-		fmt.Fprintf(&b, "\n\noperations up to the first violation (seed %d; replay with -seed=%d):\n%s", seed, seed, strings.Join(m.firstLog, "\n"))
+		fmt.Fprintf(&b, "\n\noperations up to the first violation (replay: %s go test -race -run 'TestModel$' ./cmd/sluice):\n%s", replay, strings.Join(m.firstLog, "\n"))
 		fmt.Fprintf(&b, "\n\nlast operations of the run:\n%s", strings.Join(m.tail(30), "\n"))
 		t.Errorf("seed %d: %d invariant violations (%d distinct):%s", seed, m.violationCount, len(m.violations), b.String())
 		if m.p != nil {
