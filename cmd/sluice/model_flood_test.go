@@ -22,11 +22,12 @@ func floodValue(token string, size int) []byte {
 	return []byte(head + strings.Repeat("p", max(size-len(head)-2, 0)) + `"}`)
 }
 
-// opFloodOpt and opFloodCallback push more than the spool cap in 800 KB NDJSON requests,
-// either to the optional sink's topic while its receiver hangs (its own
-// backlog cap and policy must absorb it), or to a healthy topic while a
-// callback report is owed to a hung receiver. Then a probe push to topic a
-// (sink main, up) must be accepted.
+// opFloodOpt and opFloodCallback push more than the spool cap in 800 KB
+// NDJSON requests: opFloodOpt to the optional sink's topic while its
+// receiver hangs (its own backlog cap and policy must absorb it),
+// opFloodCallback to a healthy topic while a callback report is owed to a
+// dead receiver and every sink is up. Then a probe push to topic a (sink
+// main, up) must be accepted.
 func (m *model) opFloodOpt() { m.floodBig("c") }
 
 func (m *model) opFloodCallback() { m.floodBig("a") }
@@ -38,6 +39,8 @@ func (m *model) floodBig(topic string) {
 		m.opt.setMode(modeHung)
 		m.logf("  sink opt receiver → hung; flooding topic c (opt only, policy %s)", m.cfg.optPolicy)
 	} else {
+		m.opt.setMode(modeUp) // the callback receiver alone is dead
+		m.drainSinks("opt")
 		m.cb.setMode(m.pick(modeHung, modeFail))
 		m.weakenCallbacks()
 		req := m.buildPush("single")

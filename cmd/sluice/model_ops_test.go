@@ -130,7 +130,7 @@ func (m *model) ensureAgent() {
 		return
 	}
 	p, err := startAgent(m.env())
-	if err != nil && m.cfg.tightDL && !m.tightRefused && strings.Contains(err.Error(), "DEADLETTER_MAX_BYTES") {
+	if err != nil && m.cfg.tightDL && !m.tightRefused && (strings.Contains(err.Error(), "DEADLETTER_MAX_BYTES") || strings.Contains(err.Error(), "MAX_MESSAGE_BYTES")) {
 		m.logf("agent refused the tight dead-letter configuration (the validator knows the envelope): %v", err)
 		m.tightRefused = true
 		p, err = startAgent(m.env())
