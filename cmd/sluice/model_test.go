@@ -42,7 +42,7 @@ type modelProfile struct {
 }
 
 func modelProfileFromEnv(t *testing.T) modelProfile {
-	p := modelProfile{name: "short", seeds: 2, steps: 25}
+	p := modelProfile{name: "short", seeds: 2, steps: 20}
 	if os.Getenv("SLUICE_MODEL") == "long" {
 		p = modelProfile{name: "long", seeds: 10, steps: 300}
 	}
