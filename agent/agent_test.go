@@ -756,7 +756,12 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&v)
 		return v.Total, v.Deadletters
 	}
-	if n, dls := list(""); n != 6 || dls[0].ID != ids[0] || dls[0].Reason != "invalid_record" || dls[0].Topic != "a" || *dls[0].Key != "k" {
+	if n, _ := list(""); n != 6 {
+		t.Fatalf("list: %d", n)
+	}
+	// Topics a and b are separate lanes: only within a topic is the
+	// order of dead letters fixed.
+	if n, dls := list("?topic=a"); n != 3 || dls[0].ID != ids[0] || dls[0].Reason != "invalid_record" || dls[0].Topic != "a" || *dls[0].Key != "k" {
 		t.Fatalf("list: %d %+v", n, dls)
 	}
 	n, dls := list("?topic=b&limit=2")

@@ -23,6 +23,7 @@ type sinkMetrics struct {
 	writeDuration *metrics.PrometheusHistogram
 
 	dlPublished, dlPublishFailed *metrics.Counter
+	deliveredAfterDrop           *metrics.Counter
 }
 
 func newAgentMetrics(set *metrics.Set) *agentMetrics {
@@ -58,6 +59,8 @@ func (m *agentMetrics) forSink(name string) *sinkMetrics {
 
 		dlPublished:     m.set.GetOrCreateCounter("sluice_deadletters_published_total" + l),
 		dlPublishFailed: m.set.GetOrCreateCounter("sluice_deadletters_publish_failed_total" + l),
+
+		deliveredAfterDrop: m.set.GetOrCreateCounter("sluice_sink_delivered_after_drop_total" + l),
 	}
 }
 
@@ -115,6 +118,7 @@ func (m *agentMetrics) register(a *Agent) {
 			return 0
 		})
 		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.failing.Load()) })
+		m.set.NewGauge("sluice_sink_held_bytes"+l, func() float64 { return float64(f.heldBytes()) })
 		// Drops by the spool's drop_oldest and by the sink's own backlog cap.
 		m.set.NewGauge("sluice_dropped_total"+l, func() float64 { return float64(f.cursor.DroppedTotal()) })
 	}

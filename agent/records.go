@@ -188,7 +188,7 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		switch d, isDead := dead[f.spec.Name]; {
 		case isDead:
 			ss = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
-		case f.cursor.Dropped(sid.Seq):
+		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid.Seq):
 			ss.Status = "dropped"
 		case f.cursor.Acked() >= sid.Seq:
 			ss.Status = "delivered"
