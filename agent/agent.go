@@ -69,6 +69,11 @@ type Options struct {
 	CallbackAttempts int           // tries per report; default 5
 	CallbackBackoff  time.Duration // first retry wait; default 1 s
 
+	// OrphanCursors says what happens to spool cursors of sinks no longer
+	// configured: "keep" (default; they hold their backlog, surfaced as
+	// orphans) or "remove" (deleted at start, backlog given up).
+	OrphanCursors string
+
 	DrainTimeout time.Duration // 20 s
 	DrainAccept  bool          // keep accepting pushes while draining
 	RecordCache  int           // delivery-report cache entries, default 65536
@@ -224,11 +229,8 @@ func New(o Options) (*Agent, error) {
 	if a.cb, err = newCallbacks(a, a.guard, o.CallbackAttempts, o.CallbackBackoff); err != nil {
 		return nil, err
 	}
-	for _, ci := range o.Spool.Cursors() {
-		if !ci.InUse {
-			a.log.Warn("spool cursor of a sink that is no longer configured is kept and holds its backlog; remove it with 'sluice spool cursor rm'",
-				"cursor", ci.Name, "backlog_bytes", ci.Backlog.Bytes)
-		}
+	if err := a.orphans(); err != nil {
+		return nil, err
 	}
 	a.m.register(a)
 	a.ingest = a.newIngestServer()
@@ -274,8 +276,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		fwg.Add(1)
 		go func() { defer fwg.Done(); f.run(fctx) }()
 	}
-	fwg.Add(1)
+	fwg.Add(2)
 	go func() { defer fwg.Done(); a.cb.run(fctx) }()
+	go func() { defer fwg.Done(); a.warnOrphans(fctx) }()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- a.ingest.Serve(ln) }()
 	if adminLn != nil {
@@ -360,6 +363,45 @@ func (a *Agent) waitDrained(_ context.Context, deadline time.Time) {
 			return
 		}
 		<-t.C
+	}
+}
+
+// orphans applies OrphanCursors to the cursors of sinks that are no longer
+// configured, at start.
+func (a *Agent) orphans() error {
+	for _, ci := range a.sp.Cursors() {
+		switch {
+		case ci.InUse:
+		case a.opts.OrphanCursors == "remove":
+			if err := a.sp.RemoveCursor(ci.Name); err != nil {
+				return fmt.Errorf("remove orphan cursor %s: %w", ci.Name, err)
+			}
+			a.log.Warn("spool cursor of a sink that is no longer configured removed; its backlog is given up (SLUICE_SPOOL_ORPHAN_CURSORS=remove)",
+				"cursor", ci.Name, "backlog_messages", ci.Backlog.Records, "backlog_bytes", ci.Backlog.Bytes)
+		default:
+			a.log.Warn("spool cursor of a sink that is no longer configured is kept and holds its backlog: the spool fills behind it; remove it with 'sluice spool cursor rm' or SLUICE_SPOOL_ORPHAN_CURSORS=remove",
+				"cursor", ci.Name, "backlog_bytes", ci.Backlog.Bytes)
+		}
+	}
+	return nil
+}
+
+// warnOrphans repeats the orphan warning every 5 minutes while an orphan
+// cursor holds a backlog: a full spool must not come as a surprise.
+func (a *Agent) warnOrphans(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, ci := range a.sp.Cursors() {
+			if !ci.InUse && ci.Backlog.Bytes > 0 {
+				a.log.Warn("orphan spool cursor still holds its backlog", "cursor", ci.Name, "backlog_bytes", ci.Backlog.Bytes)
+			}
+		}
 	}
 }
 

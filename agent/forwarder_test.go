@@ -235,3 +235,32 @@ func TestDeliveredAfterDropSaysDelivered(t *testing.T) {
 		t.Fatalf("delivered_after_drop counted %d", n)
 	}
 }
+
+// Decision (f): the cursor of a sink removed from the configuration holds
+// its backlog (kept, shown as an orphan) unless OrphanCursors is "remove".
+func TestOrphanCursorPolicy(t *testing.T) {
+	dir := t.TempDir()
+	down := &memSink{}
+	down.setFail(func([]sink.Message) error { return errTransient })
+	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "a", Sink: (&memSink{}).sink()}, {Name: "b", Sink: down.sink()}}})
+	do(t, "POST", ta.url+"/v1/topics/t", "", []byte("x"), nil)
+	ta.stop(t)
+	orphans := func(ta *testAgent) []string {
+		var names []string
+		for _, c := range ta.sp.Cursors() {
+			if !c.InUse {
+				names = append(names, c.Name)
+			}
+		}
+		return names
+	}
+	ta = startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "a", Sink: (&memSink{}).sink()}}})
+	if o := orphans(ta); len(o) != 1 || o[0] != "b" || ta.a.stats().Orphans[0] != "b" {
+		t.Fatalf("kept orphans: %v", o)
+	}
+	ta.stop(t)
+	ta = startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "a", Sink: (&memSink{}).sink()}}, OrphanCursors: "remove"})
+	if o := orphans(ta); len(o) != 0 {
+		t.Fatalf("orphans after remove: %v", o)
+	}
+}

@@ -103,6 +103,15 @@ func (m *agentMetrics) register(a *Agent) {
 		}
 		return float64(n)
 	})
+	m.set.NewGauge("sluice_spool_orphan_backlog_bytes", func() float64 {
+		var n int64
+		for _, c := range sp.Cursors() {
+			if !c.InUse {
+				n += c.Backlog.Bytes
+			}
+		}
+		return float64(n)
+	})
 	m.set.NewGauge("sluice_idempotency_keys", func() float64 { n, _ := a.idem.stats(); return float64(n) })
 	m.set.NewGauge("sluice_idempotency_evicted_total", func() float64 { _, e := a.idem.stats(); return float64(e) })
 	m.set.NewGauge("sluice_deadletters_discarded_total", func() float64 { return float64(a.dl.sp.Stats().Dropped) })

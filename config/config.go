@@ -32,6 +32,7 @@ type Config struct {
 	SpoolSync          string        `split_words:"true" default:"always" enum:"always|interval|never" example:"interval" desc:"When appends are fsynced: always (before the push is acknowledged, one fsync per group commit), interval (every SLUICE_SPOOL_SYNC_INTERVAL: survives a process crash, not a machine crash), never (left to the OS)."`
 	SpoolSyncInterval  time.Duration `split_words:"true" default:"100ms" example:"1s" desc:"Fsync period when SLUICE_SPOOL_SYNC=interval."`
 	SpoolFullPolicy    string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the spool cap: reject (503 spool_full + Retry-After) or drop_oldest (evict the oldest undelivered messages, counted)."`
+	SpoolOrphanCursors string        `split_words:"true" default:"keep" enum:"keep|remove" example:"remove" desc:"Cursors of sinks no longer in SLUICE_SINKS hold their backlog in the spool: keep (default: a sink removed by mistake loses nothing; shown in sluice status, sluice_spool_orphan_backlog_bytes and a warning every 5 minutes, and the spool fills behind it) or remove (deleted at start, their backlog given up, logged)."`
 	SpoolAppendTimeout time.Duration `split_words:"true" default:"5s" example:"2s" desc:"Longest wait for a spool append before the push answers 503 spool_timeout."`
 
 	DeadletterMaxBytes Bytes `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the dead-letter log; when full, the oldest dead letters are discarded and counted. At least SLUICE_MAX_MESSAGE_BYTES."`

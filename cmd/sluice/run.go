@@ -86,7 +86,7 @@ func runAgent() error {
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
 		AckTimeout: c.AckTimeout, AckTimeoutMax: c.AckTimeoutMax,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
-		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, RecordCache: c.RecordCache,
+		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, OrphanCursors: c.SpoolOrphanCursors, RecordCache: c.RecordCache,
 		IdempotencyWindow: c.IdempotencyWindow, IdempotencyMax: c.IdempotencyMaxKeys,
 		CallbackAllow: c.CallbackAllow, RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
 		Logger: log, Metrics: set, Version: version,
