@@ -48,6 +48,7 @@ type forwarder struct {
 	deadFrom uint64 // lowest record the reader is dead-lettering, 0 = none
 	floor    uint64 // records up to here were dropped by a backlog policy
 	held     int64  // bytes held in memory: read buffers, detached copies
+	spilled  int    // lanes spilled
 	stopped  bool
 	// afterDrop remembers records delivered although a backlog policy had
 	// dropped them while their batch was being written, so their status
@@ -233,7 +234,8 @@ func (f *forwarder) take(it *item, rb *readBuf) {
 	rb.refs++
 }
 
-// release lets go of an item's memory. f.mu held.
+// release lets go of an item's memory. f.mu held; the caller broadcasts
+// f.cond when it is done.
 func (f *forwarder) release(it *item) {
 	switch {
 	case it.buf != nil:
@@ -246,7 +248,6 @@ func (f *forwarder) release(it *item) {
 		f.held -= it.own
 	}
 	it.own = 0
-	f.cond.Broadcast()
 }
 
 // detach copies an item out of the read buffer it was decoded from: a

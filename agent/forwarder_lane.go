@@ -90,7 +90,11 @@ func (f *forwarder) runLane(ctx context.Context, l *lane) {
 		l.batch = batch
 		f.mu.Unlock()
 
-		ok := f.send(ctx, l, batch, true)
+		if !f.send(ctx, l, batch, true) {
+			// Stopping: the batch stays the lane's, unresolved, so no
+			// acknowledgement passes it.
+			return
+		}
 		f.mu.Lock()
 		l.batch = nil
 		if l.stuck {
@@ -98,9 +102,6 @@ func (f *forwarder) runLane(ctx context.Context, l *lane) {
 			f.cond.Broadcast() // the catch-up reader may refill the lane
 		}
 		f.mu.Unlock()
-		if !ok {
-			return // stopping: unresolved records stay unacknowledged
-		}
 		f.advance()
 	}
 }
@@ -202,6 +203,7 @@ func (f *forwarder) prune(ctx context.Context, batch []*item) []*item {
 		}
 		keep = append(keep, it)
 	}
+	f.cond.Broadcast()
 	f.mu.Unlock()
 	if f.spec.MaxAge > 0 {
 		fresh := keep[:0]
@@ -245,6 +247,7 @@ func (f *forwarder) hold(l *lane, batch []*item, whole bool) []*item {
 	for _, it := range batch {
 		f.detach(it)
 	}
+	f.cond.Broadcast()
 	return batch
 }
 
@@ -267,6 +270,9 @@ func (f *forwarder) spill(l *lane, from uint64) {
 	if !l.spilled || from < l.spillFrom {
 		l.spillFrom = from
 	}
+	if !l.spilled {
+		f.spilled++
+	}
 	l.spilled = true
 	l.gen++
 }
@@ -288,6 +294,7 @@ func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
 		it.done = true
 		f.release(it)
 	}
+	f.cond.Broadcast()
 	f.mu.Unlock()
 	f.m.delivered.Add(len(batch))
 }
@@ -296,6 +303,7 @@ func (f *forwarder) resolve(it *item) {
 	f.mu.Lock()
 	it.done = true
 	f.release(it)
+	f.cond.Broadcast()
 	f.mu.Unlock()
 }
 

@@ -21,7 +21,7 @@ func (f *forwarder) catchUp(ctx context.Context) {
 		var targets map[string]target
 		for !f.stopped {
 			from, targets = 0, nil
-			if f.held <= f.budget {
+			if f.spilled > 0 && f.held <= f.budget {
 				for name, l := range f.lanes {
 					if !l.spilled || l.stuck || len(l.queue) >= f.spec.BatchMessages {
 						continue
@@ -92,6 +92,7 @@ func (f *forwarder) catchUp(ctx context.Context) {
 			l.spillFrom = max(l.spillFrom, last+1)
 			if l.spillFrom > f.readUpTo {
 				l.spilled = false // caught up: the reader queues for it again
+				f.spilled--
 			}
 		}
 		f.cond.Broadcast()
