@@ -47,7 +47,10 @@ type Options struct {
 
 	Spool      *spool.Spool // opened by the caller; the agent closes it
 	DeadLetter *spool.Spool // dead-letter log; the agent closes it
-	Sinks      []SinkSpec
+	// Callbacks is the callback report store (see CallbackStoreOptions);
+	// the agent closes it. Nil: the agent opens <Spool dir>/callbacks.
+	Callbacks *spool.Spool
+	Sinks     []SinkSpec
 
 	MaxMessageBytes  int   // default 1 MiB
 	MaxRequestBytes  int   // default 16 MiB
@@ -68,6 +71,13 @@ type Options struct {
 	CallbackAllow    []string      // host globs and CIDRs callbacks may reach besides loopback
 	CallbackAttempts int           // tries per report; default 5
 	CallbackBackoff  time.Duration // first retry wait; default 1 s
+	// CallbackMaxBytes caps the callback store when the agent opens it;
+	// default 64 MiB.
+	CallbackMaxBytes int64
+	// CallbackMaxPending caps the owed reports held in memory; past it the
+	// oldest report of the host with the most pending is dropped (counted).
+	// Default 100000.
+	CallbackMaxPending int
 
 	DrainTimeout time.Duration // 20 s
 	DrainAccept  bool          // keep accepting pushes while draining
@@ -108,6 +118,7 @@ func (o *Options) setDefaults() {
 	def(&o.IdempotencyMax, 100000)
 	def(&o.CallbackAttempts, 5)
 	defD(&o.CallbackBackoff, time.Second)
+	def(&o.CallbackMaxPending, 100000)
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = 10 * time.Minute
 	}
@@ -161,6 +172,8 @@ type Agent struct {
 	cb       *callbacks
 	m        *agentMetrics
 	inflight atomic.Int64
+
+	statusCalls atomic.Int64 // statusOf evaluations (dispatch cost, for tests)
 
 	draining  atomic.Bool
 	drainReq  chan struct{}
@@ -221,7 +234,7 @@ func New(o Options) (*Agent, error) {
 	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
 		return nil, err
 	}
-	if a.cb, err = newCallbacks(a, a.guard, o.CallbackAttempts, o.CallbackBackoff); err != nil {
+	if a.cb, err = newCallbacks(a, a.guard); err != nil {
 		return nil, err
 	}
 	for _, ci := range o.Spool.Cursors() {
@@ -281,6 +294,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if adminLn != nil {
 		go func() { serveErr <- a.admin.Serve(adminLn) }()
 	}
+	a.guard.setSelf(ln.Addr(), addrOrNil(adminLn))
 	a.addrMu.Lock()
 	a.ingestAddr, a.adminAd = ln.Addr().String(), addrOf(adminLn)
 	a.addrMu.Unlock()
@@ -311,7 +325,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, f := range a.fwds {
 		f.cursor.Release()
 	}
-	a.cb.cursor.Release()
 	var errs []error
 	errs = append(errs, runErr)
 	errs = append(errs, a.sp.Flush())
@@ -322,7 +335,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
-	errs = append(errs, a.sp.Close(), a.dl.close())
+	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close())
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)
@@ -366,6 +379,13 @@ func (a *Agent) waitDrained(_ context.Context, deadline time.Time) {
 // RequestDrain starts a drain as SIGTERM would.
 func (a *Agent) RequestDrain() {
 	a.drainOnce.Do(func() { close(a.drainReq) })
+}
+
+func addrOrNil(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
 }
 
 func addrOf(ln net.Listener) string {
