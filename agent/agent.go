@@ -278,6 +278,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
+	a.guard.setSelf(ln.Addr(), addrOrNil(adminLn)) // before any push can name them
 	a.log.Info("sluice started", "listen", ln.Addr().String(), "admin", addrOf(adminLn),
 		"spool", a.sp.Dir(), "spool_id", a.sp.SpoolID(), "epoch", a.sp.Epoch(), "sinks", len(a.fwds))
 
@@ -294,7 +295,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	if adminLn != nil {
 		go func() { serveErr <- a.admin.Serve(adminLn) }()
 	}
-	a.guard.setSelf(ln.Addr(), addrOrNil(adminLn))
 	a.addrMu.Lock()
 	a.ingestAddr, a.adminAd = ln.Addr().String(), addrOf(adminLn)
 	a.addrMu.Unlock()
@@ -325,6 +325,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, f := range a.fwds {
 		f.cursor.Release()
 	}
+	a.cb.cursor.Release()
 	var errs []error
 	errs = append(errs, runErr)
 	errs = append(errs, a.sp.Flush())

@@ -153,10 +153,10 @@ func (cb *callbacks) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// close releases both cursors and closes the store (the agent owns it,
-// like the dead-letter log).
+// close releases the store's cursor and closes the store (the agent owns
+// it, like the dead-letter log). The main cursor is released with the
+// sinks' cursors.
 func (cb *callbacks) close() error {
-	cb.cursor.Release()
 	cb.storeCur.Release()
 	return cb.store.Close()
 }
