@@ -47,7 +47,10 @@ type Options struct {
 
 	Spool      *spool.Spool // opened by the caller; the agent closes it
 	DeadLetter *spool.Spool // dead-letter log; the agent closes it
-	Sinks      []SinkSpec
+	// Callbacks is the callback report store (see CallbackStoreOptions);
+	// the agent closes it. Nil: the agent opens <Spool dir>/callbacks.
+	Callbacks *spool.Spool
+	Sinks     []SinkSpec
 
 	MaxMessageBytes  int   // default 1 MiB
 	MaxRequestBytes  int   // default 16 MiB
@@ -68,6 +71,13 @@ type Options struct {
 	CallbackAllow    []string      // host globs and CIDRs callbacks may reach besides loopback
 	CallbackAttempts int           // tries per report; default 5
 	CallbackBackoff  time.Duration // first retry wait; default 1 s
+	// CallbackMaxBytes caps the callback store when the agent opens it;
+	// default 64 MiB.
+	CallbackMaxBytes int64
+	// CallbackMaxPending caps the owed reports held in memory; past it the
+	// oldest report of the host with the most pending is dropped (counted).
+	// Default 100000.
+	CallbackMaxPending int
 
 	// OrphanCursors says what happens to spool cursors of sinks no longer
 	// configured: "keep" (default; they hold their backlog, surfaced as
@@ -113,6 +123,7 @@ func (o *Options) setDefaults() {
 	def(&o.IdempotencyMax, 100000)
 	def(&o.CallbackAttempts, 5)
 	defD(&o.CallbackBackoff, time.Second)
+	def(&o.CallbackMaxPending, 100000)
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = 10 * time.Minute
 	}
@@ -166,6 +177,8 @@ type Agent struct {
 	cb       *callbacks
 	m        *agentMetrics
 	inflight atomic.Int64
+
+	statusCalls atomic.Int64 // statusOf evaluations (dispatch cost, for tests)
 
 	draining  atomic.Bool
 	drainReq  chan struct{}
@@ -226,7 +239,7 @@ func New(o Options) (*Agent, error) {
 	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
 		return nil, err
 	}
-	if a.cb, err = newCallbacks(a, a.guard, o.CallbackAttempts, o.CallbackBackoff); err != nil {
+	if a.cb, err = newCallbacks(a, a.guard); err != nil {
 		return nil, err
 	}
 	if err := a.orphans(); err != nil {
@@ -267,6 +280,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
+	a.guard.setSelf(ln.Addr(), addrOrNil(adminLn)) // before any push can name them
 	a.log.Info("sluice started", "listen", ln.Addr().String(), "admin", addrOf(adminLn),
 		"spool", a.sp.Dir(), "spool_id", a.sp.SpoolID(), "epoch", a.sp.Epoch(), "sinks", len(a.fwds))
 
@@ -325,7 +339,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
-	errs = append(errs, a.sp.Close(), a.dl.close())
+	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close())
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)
@@ -408,6 +422,13 @@ func (a *Agent) warnOrphans(ctx context.Context) {
 // RequestDrain starts a drain as SIGTERM would.
 func (a *Agent) RequestDrain() {
 	a.drainOnce.Do(func() { close(a.drainReq) })
+}
+
+func addrOrNil(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
 }
 
 func addrOf(ln net.Listener) string {

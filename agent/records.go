@@ -177,6 +177,7 @@ func (a *Agent) status(id string) Status {
 // statusOf derives the status of message id (spool position sid) for its
 // target sinks (nil = every sink, when the record is gone).
 func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
+	a.statusCalls.Add(1)
 	st := Status{ID: id}
 	dead := a.dl.lookup(id)
 	st.Sinks = map[string]SinkStatus{}

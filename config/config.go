@@ -61,6 +61,11 @@ type Config struct {
 
 	CallbackAllow List `split_words:"true" example:"10.0.0.0/8,*.hooks.internal" desc:"Callback targets allowed besides loopback: CIDRs (those addresses) and host globs (those names, resolving to any unicast address but link-local). Empty = loopback only."`
 
+	CallbackMaxBytes   Bytes         `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the callback report store (<SPOOL_DIR>/callbacks), separate from the spool: a dead receiver never holds the spool. When full, the oldest reports are discarded and counted (sluice_callbacks_dropped_total). At least 1MiB."`
+	CallbackMaxPending int           `split_words:"true" default:"100000" example:"20000" desc:"Most callback reports owed at once (held in memory); past it the oldest report of the receiver host with the most pending is dropped and counted (sluice_callbacks_dropped_total)."`
+	CallbackAttempts   int           `split_words:"true" default:"5" example:"10" desc:"Tries per callback report before it is given up (counted in sluice_callbacks_given_up_total)."`
+	CallbackBackoff    time.Duration `split_words:"true" default:"1s" example:"5s" desc:"Wait before a callback report's second try; doubled after each failed try, at most 30s."`
+
 	IdempotencyWindow  time.Duration `split_words:"true" default:"10m" example:"1h0m0s" desc:"How long a push's Idempotency-Key is remembered (across restarts): a repeat within it returns the original ids without spooling again."`
 	IdempotencyMaxKeys int           `split_words:"true" default:"100000" example:"1000000" desc:"Most Idempotency-Keys remembered; the oldest are evicted first (counted in sluice_idempotency_evicted_total)."`
 

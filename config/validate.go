@@ -104,6 +104,12 @@ func (c *checker) validateCore(cfg *Config) {
 	c.positive(p+"RECORD_CACHE", int64(cfg.RecordCache))
 	c.positive(p+"IDEMPOTENCY_MAX_KEYS", int64(cfg.IdempotencyMaxKeys))
 	c.positive(p+"IDEMPOTENCY_WINDOW", int64(cfg.IdempotencyWindow))
+	if cfg.CallbackMaxBytes < 1<<20 {
+		c.fail(p+"CALLBACK_MAX_BYTES", "must be at least 1MiB, got %v", cfg.CallbackMaxBytes)
+	}
+	c.positive(p+"CALLBACK_MAX_PENDING", int64(cfg.CallbackMaxPending))
+	c.positive(p+"CALLBACK_ATTEMPTS", int64(cfg.CallbackAttempts))
+	c.positive(p+"CALLBACK_BACKOFF", int64(cfg.CallbackBackoff))
 }
 
 // positive fails name unless v > 0.

@@ -68,10 +68,18 @@ func runAgent() error {
 		sp.Close()
 		return err
 	}
+	cbs, err := spool.Open(filepath.Join(c.SpoolDir, "callbacks"),
+		agent.CallbackStoreOptions(int64(c.CallbackMaxBytes), spool.SyncPolicy(c.SpoolSync), log))
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		return err
+	}
 	specs, err := buildSinks(c, log, set)
 	if err != nil {
 		sp.Close()
 		dl.Close()
+		cbs.Close()
 		return err
 	}
 	drainTimeout := c.DrainTimeout
@@ -80,7 +88,7 @@ func runAgent() error {
 	}
 	a, err := agent.New(agent.Options{
 		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
-		Spool: sp, DeadLetter: dl, Sinks: specs,
+		Spool: sp, DeadLetter: dl, Callbacks: cbs, Sinks: specs,
 		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
 		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
@@ -88,12 +96,15 @@ func runAgent() error {
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
 		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, OrphanCursors: c.SpoolOrphanCursors, RecordCache: c.RecordCache,
 		IdempotencyWindow: c.IdempotencyWindow, IdempotencyMax: c.IdempotencyMaxKeys,
-		CallbackAllow: c.CallbackAllow, RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
+		CallbackAllow: c.CallbackAllow, CallbackMaxPending: c.CallbackMaxPending,
+		CallbackAttempts: c.CallbackAttempts, CallbackBackoff: c.CallbackBackoff,
+		RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
 		Logger: log, Metrics: set, Version: version,
 	})
 	if err != nil {
 		sp.Close()
 		dl.Close()
+		cbs.Close()
 		return err
 	}
 
