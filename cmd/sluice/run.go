@@ -68,10 +68,18 @@ func runAgent() error {
 		sp.Close()
 		return err
 	}
+	idem, err := spool.Open(filepath.Join(c.SpoolDir, agent.IdempotencyStoreDir),
+		agent.IdempotencyStoreOptions(c.IdempotencyMaxKeys, log.With("spool", "idempotency")))
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		return err
+	}
 	specs, err := buildSinks(c, log, set)
 	if err != nil {
 		sp.Close()
 		dl.Close()
+		idem.Close()
 		return err
 	}
 	drainTimeout := c.DrainTimeout
@@ -80,7 +88,7 @@ func runAgent() error {
 	}
 	a, err := agent.New(agent.Options{
 		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
-		Spool: sp, DeadLetter: dl, Sinks: specs,
+		Spool: sp, DeadLetter: dl, Idempotency: idem, Sinks: specs,
 		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
 		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
@@ -94,6 +102,7 @@ func runAgent() error {
 	if err != nil {
 		sp.Close()
 		dl.Close()
+		idem.Close()
 		return err
 	}
 
