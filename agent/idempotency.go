@@ -2,8 +2,10 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
@@ -211,4 +213,35 @@ func (a *Agent) idemCheck(ctx *fasthttp.RequestCtx, key string, n int) (e *idemE
 		}
 		// The first request failed: try to become the first.
 	}
+}
+
+// appendKeyed appends the batch of a request with an Idempotency-Key. An
+// append whose outcome is unknown (ErrTimeout) keeps the key pending (late
+// is set): a goroutine finishes it with the real outcome, so a retry gets
+// the original ids, or spools anew only if the append failed. Otherwise
+// the caller finishes the key.
+func (a *Agent) appendKeyed(batch *spool.Batch, key string, e *idemEntry, chained []string, valueBytes int) (first spool.ID, late bool, err error) {
+	st, n := a.idemSt, uint64(len(chained))
+	st.appending()
+	var p *spool.Pending
+	if p, err = a.sp.AppendAsync(context.Background(), batch); err == nil {
+		first, err = p.Wait(context.Background())
+		if errors.Is(err, spool.ErrTimeout) {
+			a.idem.finishLater(key, e, p, func(first spool.ID, err error) []string {
+				if err != nil {
+					st.appended(0)
+					return nil
+				}
+				st.appended(first.Seq + n - 1)
+				return a.spooled(first, chained, valueBytes)
+			})
+			return spool.ID{}, true, err
+		}
+	}
+	if err != nil {
+		st.appended(0)
+		return spool.ID{}, false, err
+	}
+	st.appended(first.Seq + n - 1)
+	return first, false, nil
 }

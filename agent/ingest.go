@@ -423,34 +423,9 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 	if idemE == nil {
 		first, err = a.sp.AppendBatch(context.Background(), batch)
 	} else {
-		// With a key, an append whose outcome is unknown keeps the key
-		// pending until the outcome is known: a retry then gets the
-		// original ids, or spools anew only if the append failed.
-		st, n := a.idemSt, uint64(len(msgs))
-		st.appending()
-		late := false
-		var p *spool.Pending
-		if p, err = a.sp.AppendAsync(context.Background(), batch); err == nil {
-			first, err = p.Wait(context.Background())
-			if errors.Is(err, spool.ErrTimeout) {
-				finishIdem, late = false, true
-				a.idem.finishLater(idemKey, idemE, p, func(first spool.ID, err error) []string {
-					if err != nil {
-						st.appended(0)
-						return nil
-					}
-					st.appended(first.Seq + n - 1)
-					return a.spooled(first, chained, valueBytes)
-				})
-			}
-		}
-		switch {
-		case late:
-		case err == nil:
-			st.appended(first.Seq + n - 1)
-		default:
-			st.appended(0)
-		}
+		var late bool
+		first, late, err = a.appendKeyed(batch, idemKey, idemE, chained, valueBytes)
+		finishIdem = !late
 	}
 	if err != nil {
 		return accepted{}, spoolError(err)
