@@ -314,3 +314,44 @@ func TestIdempotencyCopierUnderConcurrentTraffic(t *testing.T) {
 		t.Fatalf("retries spooled again: last seq %d, was %d", ta.sp.LastSeq(), last)
 	}
 }
+
+// Index entries round-trip in both forms: the spool's own ids as a range,
+// and kept (chained) ids listed one by one.
+func TestIdemRecordRoundTrip(t *testing.T) {
+	hash := make([]byte, 32)
+	hash[0] = 7
+	at := time.Unix(0, 1700000000123456789)
+	own := idemRecord{key: "k", hash: hash, at: at, ids: []string{"abc-3-10", "abc-3-11", "abc-3-12"}}
+	chained := idemRecord{key: "k2", hash: hash, at: at, ids: []string{"abc-3-10", "upstream-1-99"}}
+	for _, c := range []struct {
+		e     idemRecord
+		first spool.ID
+	}{{own, spool.ID{Epoch: 3, Seq: 10}}, {chained, spool.ID{Epoch: 3, Seq: 10}}, {own, spool.ID{}}} {
+		b := encodeIdemRecord(c.e, "abc", c.first)
+		got, err := decodeIdemRecord(b)
+		if err != nil || got.key != c.e.key || !got.at.Equal(at) || string(got.hash) != string(hash) ||
+			strings.Join(got.ids, ",") != strings.Join(c.e.ids, ",") {
+			t.Fatalf("round trip of %+v: %+v %v", c.e, got, err)
+		}
+		for n := range len(b) {
+			if _, err := decodeIdemRecord(b[:n]); err == nil {
+				t.Fatalf("a %d-byte prefix of a %d-byte entry decoded", n, len(b))
+			}
+		}
+	}
+}
+
+func FuzzDecodeIdemRecord(f *testing.F) {
+	hash := make([]byte, 32)
+	f.Add(encodeIdemRecord(idemRecord{key: "k", hash: hash, ids: []string{"a-1-1"}}, "a", spool.ID{Epoch: 1, Seq: 1}))
+	f.Add(encodeIdemRecord(idemRecord{key: "k", hash: hash, ids: []string{"x", "y"}}, "a", spool.ID{}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeIdemRecord(b)
+		if err != nil {
+			return
+		}
+		if e.key == "" || len(e.hash) != 32 || len(e.ids) == 0 {
+			t.Fatalf("decoded an invalid entry: %+v", e)
+		}
+	})
+}
