@@ -175,8 +175,14 @@ func TestIdempotencyKeyOutlivesTruncationAndRestart(t *testing.T) {
 	if first.status != 202 || len(first.ids) != 2 {
 		t.Fatalf("push: %+v", first)
 	}
+	batch := []byte(`{"messages":[{"topic":"t","value":1,"id":"upstream-1-7"},{"topic":"t","value":2}]}`)
+	bkey := map[string]string{"Idempotency-Key": "batch-5"}
+	chained := do(t, "POST", ta.url+"/v1/messages", "application/json", batch, bkey)
+	if chained.status != 202 || len(chained.ids) != 2 || chained.ids[0] != "upstream-1-7" {
+		t.Fatalf("chained push: %+v", chained)
+	}
 	filler := []byte(strings.Repeat("f", 1000))
-	for i := 0; ta.sp.FirstSeq() <= 2; i++ {
+	for i := 0; ta.sp.FirstSeq() <= 4; i++ {
 		if r := do(t, "POST", ta.url+"/v1/topics/t", "", filler, nil); r.status != 202 {
 			t.Fatalf("filler %d: %+v", i, r)
 		}
@@ -184,7 +190,7 @@ func TestIdempotencyKeyOutlivesTruncationAndRestart(t *testing.T) {
 			t.Fatalf("spool front never truncated (first seq %d)", ta.sp.FirstSeq())
 		}
 		if i%20 == 19 {
-			waitFor(t, "delivery", func() bool { return len(mem.messages()) == i+3 })
+			waitFor(t, "delivery", func() bool { return len(mem.messages()) == i+5 })
 		}
 	}
 	last := ta.sp.LastSeq()
@@ -194,6 +200,10 @@ func TestIdempotencyKeyOutlivesTruncationAndRestart(t *testing.T) {
 	r := do(t, "POST", ta.url+"/v1/topics/t", "application/x-ndjson", []byte("a\nb\n"), key)
 	if r.status != 202 || strings.Join(r.ids, ",") != strings.Join(first.ids, ",") || r.header.Get("Sluice-Idempotent-Replay") != "true" {
 		t.Fatalf("retry after truncation and restart: %+v, want ids %v", r, first.ids)
+	}
+	r = do(t, "POST", ta.url+"/v1/messages", "application/json", batch, bkey)
+	if r.status != 202 || strings.Join(r.ids, ",") != strings.Join(chained.ids, ",") {
+		t.Fatalf("chained retry after truncation and restart: %+v, want ids %v", r, chained.ids)
 	}
 	if ta.sp.LastSeq() != last {
 		t.Fatalf("retry spooled again: last seq %d, was %d", ta.sp.LastSeq(), last)
