@@ -92,7 +92,7 @@ func (a *Agent) stats() Stats {
 	}
 	for _, c := range a.sp.Cursors() {
 		f := byName[c.Name]
-		if c.Name == callbackCursor {
+		if c.Name == callbackCursor || c.Name == idemCopierCursor {
 			continue
 		}
 		if f == nil {

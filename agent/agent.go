@@ -50,7 +50,11 @@ type Options struct {
 	// Callbacks is the callback report store (see CallbackStoreOptions);
 	// the agent closes it. Nil: the agent opens <Spool dir>/callbacks.
 	Callbacks *spool.Spool
-	Sinks     []SinkSpec
+	// Idempotency is the durable Idempotency-Key index (options:
+	// IdempotencyStoreOptions); the agent closes it. Default: the agent
+	// opens <Spool.Dir()>/idempotency itself.
+	Idempotency *spool.Spool
+	Sinks       []SinkSpec
 
 	MaxMessageBytes  int   // default 1 MiB
 	MaxRequestBytes  int   // default 16 MiB
@@ -173,6 +177,7 @@ type Agent struct {
 	dl       *deadLetters
 	records  *records
 	idem     *idempotency
+	idemSt   *idemStore
 	guard    *callbackGuard
 	cb       *callbacks
 	m        *agentMetrics
@@ -218,9 +223,29 @@ func New(o Options) (*Agent, error) {
 	a.m = newAgentMetrics(o.Metrics)
 	a.records = newRecords(o.RecordCache)
 	a.idem = newIdempotency(o.IdempotencyWindow, o.IdempotencyMax)
-	if err := a.idem.rebuild(o.Spool, time.Now()); err != nil {
+	if o.Idempotency == nil {
+		sp, err := openIdemSpool(o.Spool, o.IdempotencyMax, o.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("agent: idempotency index: %w", err)
+		}
+		o.Idempotency, a.opts.Idempotency = sp, sp
+	}
+	st, err := openIdemStore(o.Spool, o.Idempotency, o.IdempotencyWindow, o.Logger.With("component", "idempotency"))
+	if err != nil {
+		o.Idempotency.Close()
+		return nil, err
+	}
+	if err := st.load(a.idem, time.Now()); err != nil {
+		st.close()
 		return nil, fmt.Errorf("agent: reload idempotency keys: %w", err)
 	}
+	a.idemSt = st
+	ok := false
+	defer func() {
+		if !ok { // the caller closes Spool and DeadLetter, not this
+			st.close()
+		}
+	}()
 	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger)
 	if err != nil {
 		return nil, err
@@ -248,6 +273,7 @@ func New(o Options) (*Agent, error) {
 	a.m.register(a)
 	a.ingest = a.newIngestServer()
 	a.admin = a.newAdminServer()
+	ok = true
 	return a, nil
 }
 
@@ -293,6 +319,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	fwg.Add(2)
 	go func() { defer fwg.Done(); a.cb.run(fctx) }()
 	go func() { defer fwg.Done(); a.warnOrphans(fctx) }()
+	fwg.Add(2)
+	go func() { defer fwg.Done(); a.idemSt.runCopier(fctx, 20*time.Millisecond) }()
+	go func() {
+		defer fwg.Done()
+		a.idemSt.runExpiry(fctx, max(min(a.opts.IdempotencyWindow/4, 10*time.Second), 10*time.Millisecond))
+	}()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- a.ingest.Serve(ln) }()
 	if adminLn != nil {
@@ -339,7 +371,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
-	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close())
+	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close())
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)

@@ -391,6 +391,7 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 	var idemKey string
 	var idemE *idemEntry
 	var spooled []string // ids once spooled; nil = failed
+	finishIdem := false  // the deferred finish records the outcome
 	if k := peekHeader(ctx, "Idempotency-Key"); k != nil {
 		idemKey = string(k)
 		e, stored, prior, aerr := a.idemCheck(ctx, idemKey, len(msgs))
@@ -400,36 +401,60 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 		if prior != nil {
 			return accepted{IDs: prior, replay: true}, nil
 		}
-		idemE = e
+		idemE, finishIdem = e, true
 		msgs[0].IdemKey, msgs[0].IdemHash = idemKey, stored
 		size += len(idemKey) + len(stored) + 20
-		defer func() { a.idem.finish(idemKey, idemE, spooled) }()
+		defer func() {
+			if finishIdem {
+				a.idem.finish(idemKey, idemE, spooled)
+			}
+		}()
 	}
 	batch := spool.NewBatch(len(msgs), size)
+	chained := make([]string, len(msgs)) // kept ids; copied out of the request
+	var valueBytes int
 	for i := range msgs {
 		batch.End(appendMsg(batch.Begin(), &msgs[i]))
+		chained[i] = msgs[i].ID
+		valueBytes += len(msgs[i].Value)
 	}
-	first, err := a.sp.AppendBatch(context.Background(), batch)
+	var first spool.ID
+	var err error
+	if idemE == nil {
+		first, err = a.sp.AppendBatch(context.Background(), batch)
+	} else {
+		var late bool
+		first, late, err = a.appendKeyed(batch, idemKey, idemE, chained, valueBytes)
+		finishIdem = !late
+	}
 	if err != nil {
 		return accepted{}, spoolError(err)
 	}
-	acc := accepted{IDs: make([]string, len(msgs)), SIDs: make([]spool.ID, len(msgs)), Targets: make([][]string, len(msgs))}
-	var valueBytes int
+	acc := accepted{IDs: a.spooled(first, chained, valueBytes), SIDs: make([]spool.ID, len(msgs)), Targets: make([][]string, len(msgs))}
 	for i := range msgs {
-		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
-		acc.SIDs[i], acc.Targets[i] = sid, msgs[i].Sinks
-		if msgs[i].ID != "" {
-			acc.IDs[i] = msgs[i].ID
-			a.records.setChained(msgs[i].ID, sid)
-		} else {
-			acc.IDs[i] = formatID(a.sp.SpoolID(), sid)
-		}
-		valueBytes += len(msgs[i].Value)
+		acc.SIDs[i], acc.Targets[i] = spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}, msgs[i].Sinks
 	}
 	spooled = acc.IDs
-	a.m.ingestMessages.Add(len(msgs))
-	a.m.ingestBytes.Add(valueBytes)
 	return acc, nil
+}
+
+// spooled returns the ids of messages spooled from first on (chained[i]
+// is message i's kept id, or ""), records the chained ones and counts the
+// messages.
+func (a *Agent) spooled(first spool.ID, chained []string, valueBytes int) []string {
+	ids := make([]string, len(chained))
+	for i, c := range chained {
+		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
+		if c != "" {
+			ids[i] = c
+			a.records.setChained(c, sid)
+		} else {
+			ids[i] = formatID(a.sp.SpoolID(), sid)
+		}
+	}
+	a.m.ingestMessages.Add(len(chained))
+	a.m.ingestBytes.Add(valueBytes)
+	return ids
 }
 
 func parseTimeout(s string) (time.Duration, error) {

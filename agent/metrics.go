@@ -113,7 +113,9 @@ func (m *agentMetrics) register(a *Agent) {
 		return float64(n)
 	})
 	m.set.NewGauge("sluice_idempotency_keys", func() float64 { n, _ := a.idem.stats(); return float64(n) })
-	m.set.NewGauge("sluice_idempotency_evicted_total", func() float64 { _, e := a.idem.stats(); return float64(e) })
+	m.set.NewGauge("sluice_idempotency_evicted_total", func() float64 { _, e := a.idem.stats(); return float64(e + a.idemSt.evicted()) })
+	m.set.NewGauge("sluice_idempotency_copy_failures_total", func() float64 { return float64(a.idemSt.copyFailed.Load()) })
+	m.set.NewGauge("sluice_idempotency_index_bytes", func() float64 { return float64(a.idemSt.sp.Stats().BacklogBytes) })
 	m.set.NewGauge("sluice_deadletters_discarded_total", func() float64 { return float64(a.dl.sp.Stats().Dropped) })
 	m.set.NewGauge("sluice_deadletters_bytes", func() float64 { return float64(a.dl.sp.Stats().BacklogBytes) })
 	for _, f := range a.fwds {

@@ -66,8 +66,8 @@ type Config struct {
 	CallbackAttempts   int           `split_words:"true" default:"5" example:"10" desc:"Tries per callback report before it is given up (counted in sluice_callbacks_given_up_total)."`
 	CallbackBackoff    time.Duration `split_words:"true" default:"1s" example:"5s" desc:"Wait before a callback report's second try; doubled after each failed try, at most 30s."`
 
-	IdempotencyWindow  time.Duration `split_words:"true" default:"10m" example:"1h0m0s" desc:"How long a push's Idempotency-Key is remembered (across restarts): a repeat within it returns the original ids without spooling again."`
-	IdempotencyMaxKeys int           `split_words:"true" default:"100000" example:"1000000" desc:"Most Idempotency-Keys remembered; the oldest are evicted first (counted in sluice_idempotency_evicted_total)."`
+	IdempotencyWindow  time.Duration `split_words:"true" default:"10m" example:"1h0m0s" desc:"How long a push's Idempotency-Key is remembered (across restarts and spool truncation, in SPOOL_DIR/idempotency): a repeat within it returns the original ids without spooling again."`
+	IdempotencyMaxKeys int           `split_words:"true" default:"100000" example:"1000000" desc:"Most Idempotency-Keys remembered in memory (on disk: about 1 KiB each, at least 8 MiB); the oldest are evicted first (counted in sluice_idempotency_evicted_total)."`
 
 	RestproxyAck       string `split_words:"true" default:"spooled" enum:"spooled|delivered" example:"delivered" desc:"When the REST Proxy-compatible produce API (POST /topics/..., POST /v3/clusters/.../records) answers: spooled (after the durable local write; offsets are -1) or delivered (after every target sink acknowledged, within SLUICE_ACK_TIMEOUT, with the Kafka partition and offset). A request's Sluice-Ack header overrides it."`
 	RestproxyClusterID string `split_words:"true" default:"sluice" example:"lkc-abc123" desc:"Id of the one cluster the REST Proxy v3 API exposes (GET /v3/clusters); records posted under another cluster id get 404. Set it to the id the application already uses to keep its URLs."`

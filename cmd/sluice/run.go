@@ -75,11 +75,20 @@ func runAgent() error {
 		dl.Close()
 		return err
 	}
+	idem, err := spool.Open(filepath.Join(c.SpoolDir, agent.IdempotencyStoreDir),
+		agent.IdempotencyStoreOptions(c.IdempotencyMaxKeys, log.With("spool", "idempotency")))
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		cbs.Close()
+		return err
+	}
 	specs, err := buildSinks(c, log, set)
 	if err != nil {
 		sp.Close()
 		dl.Close()
 		cbs.Close()
+		idem.Close()
 		return err
 	}
 	drainTimeout := c.DrainTimeout
@@ -88,7 +97,7 @@ func runAgent() error {
 	}
 	a, err := agent.New(agent.Options{
 		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
-		Spool: sp, DeadLetter: dl, Callbacks: cbs, Sinks: specs,
+		Spool: sp, DeadLetter: dl, Callbacks: cbs, Idempotency: idem, Sinks: specs,
 		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
 		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
@@ -105,6 +114,7 @@ func runAgent() error {
 		sp.Close()
 		dl.Close()
 		cbs.Close()
+		idem.Close()
 		return err
 	}
 
