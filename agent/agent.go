@@ -162,6 +162,8 @@ type Agent struct {
 	m        *agentMetrics
 	inflight atomic.Int64
 
+	controlToken string // control.go
+
 	draining  atomic.Bool
 	drainReq  chan struct{}
 	drainOnce sync.Once
@@ -198,6 +200,10 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
 	a.m = newAgentMetrics(o.Metrics)
+	var err error
+	if a.controlToken, err = newControlToken(); err != nil {
+		return nil, err
+	}
 	a.records = newRecords(o.RecordCache)
 	a.idem = newIdempotency(o.IdempotencyWindow, o.IdempotencyMax)
 	if err := a.idem.rebuild(o.Spool, time.Now()); err != nil {
@@ -254,6 +260,10 @@ func listen(addr string) (net.Listener, error) {
 // drains: stop accepting (unless DrainAccept), forward until every backlog
 // is empty or DrainTimeout, close sinks, persist cursors, close the spools.
 func (a *Agent) Run(ctx context.Context) error {
+	if err := a.writeControlToken(); err != nil {
+		return err
+	}
+	defer a.removeControlToken()
 	ln, err := listen(a.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("ingest listen: %w", err)

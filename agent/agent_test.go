@@ -141,6 +141,12 @@ type reply struct {
 	ids     []string
 	ackStat string
 	header  http.Header
+	raw     []byte
+}
+
+// ctl is the header a control call needs (control.go).
+func (ta *testAgent) ctl() map[string]string {
+	return map[string]string{ControlTokenHeader: ta.a.ControlToken()}
 }
 
 func do(t *testing.T, method, url, ctype string, body []byte, hdr map[string]string) reply {
@@ -164,7 +170,7 @@ func do(t *testing.T, method, url, ctype string, body []byte, hdr map[string]str
 	}
 	b, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(b, &v)
-	return reply{status: resp.StatusCode, code: v.Code, ids: v.IDs, ackStat: v.Status, header: resp.Header}
+	return reply{status: resp.StatusCode, code: v.Code, ids: v.IDs, ackStat: v.Status, header: resp.Header, raw: b}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -293,7 +299,9 @@ func TestMalformedRequests(t *testing.T) {
 		{"GET on push", "GET", "/v1/topics/ok", "", nil, nil, 405, "method_not_allowed"},
 		{"POST on status", "POST", "/v1/messages/abc", "", nil, nil, 405, "method_not_allowed"},
 		{"unknown path", "POST", "/v2/topics/ok", "", []byte("x"), nil, 404, "not_found"},
-		{"control unknown op", "POST", "/v1/control/explode", "", nil, nil, 404, "not_found"},
+		{"control unknown op", "POST", "/v1/control/explode", "", nil, map[string]string{ControlTokenHeader: ta.a.ControlToken()}, 404, "not_found"},
+		{"control without control token", "POST", "/v1/control/drain", "", nil, nil, 401, "unauthorized"},
+		{"control with a wrong control token", "POST", "/v1/control/deadletters/purge", "", nil, map[string]string{ControlTokenHeader: "x" + ta.a.ControlToken()}, 401, "unauthorized"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -591,7 +599,7 @@ func TestDrainEndpointStopsAgent(t *testing.T) {
 	mem := &memSink{}
 	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
 	do(t, "POST", ta.url+"/v1/topics/t", "", []byte("x"), nil)
-	if r := do(t, "POST", ta.url+"/v1/control/drain", "", nil, nil); r.status != 202 {
+	if r := do(t, "POST", ta.url+"/v1/control/drain", "", nil, ta.ctl()); r.status != 202 {
 		t.Fatalf("drain from loopback: %+v", r)
 	}
 	select {
@@ -748,12 +756,8 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 			Total       int
 			Deadletters []DeadLetter
 		}
-		resp, err := http.Get(ta.url + "/v1/control/deadletters" + q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		json.NewDecoder(resp.Body).Decode(&v)
+		r := do(t, "GET", ta.url+"/v1/control/deadletters"+q, "", nil, ta.ctl())
+		json.Unmarshal(r.raw, &v)
 		return v.Total, v.Deadletters
 	}
 	if n, dls := list(""); n != 6 || dls[0].ID != ids[0] || dls[0].Reason != "invalid_record" || dls[0].Topic != "a" || *dls[0].Key != "k" {
@@ -764,14 +768,12 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 		t.Fatalf("filtered: %d %+v", n, dls)
 	}
 	var one DeadLetter
-	resp, _ := http.Get(fmt.Sprintf("%s/v1/control/deadletters/%d", ta.url, dls[0].DLID))
-	json.NewDecoder(resp.Body).Decode(&one)
-	resp.Body.Close()
+	json.Unmarshal(do(t, "GET", fmt.Sprintf("%s/v1/control/deadletters/%d", ta.url, dls[0].DLID), "", nil, ta.ctl()).raw, &one)
 	if one.ID != ids[1] || one.ValueB64 != "MQ==" {
 		t.Fatalf("show: %+v", one)
 	}
 	// Purge topic b; fix the sink; replay the rest.
-	if r := do(t, "POST", ta.url+"/v1/control/deadletters/purge?topic=b", "", nil, nil); r.status != 200 {
+	if r := do(t, "POST", ta.url+"/v1/control/deadletters/purge?topic=b", "", nil, ta.ctl()); r.status != 200 {
 		t.Fatalf("purge: %+v", r)
 	}
 	if n, _ := list(""); n != 3 {
@@ -780,7 +782,7 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 	mu.Lock()
 	broken = false
 	mu.Unlock()
-	if r := do(t, "POST", ta.url+"/v1/control/deadletters/replay", "", nil, nil); r.status != 200 {
+	if r := do(t, "POST", ta.url+"/v1/control/deadletters/replay", "", nil, ta.ctl()); r.status != 200 {
 		t.Fatalf("replay: %+v", r)
 	}
 	waitFor(t, "replayed delivery", func() bool { return len(mem.messages()) == 3 })

@@ -495,11 +495,11 @@ func spoolError(err error) *apiError {
 	return errorf(http.StatusInternalServerError, "io_error", "spool write failed: %v", err)
 }
 
-// control serves /v1/control/...: loopback or unix-socket peers only, and
-// the token when one is set (checked by authorize).
+// control serves /v1/control/...: loopback or unix-socket peers with the
+// bearer token when one is set, else with the control token (control.go).
 func (a *Agent) control(ctx *fasthttp.RequestCtx, op, method string) *apiError {
-	if !isLocalPeer(ctx) {
-		return errorf(http.StatusForbidden, "forbidden", "control endpoints answer loopback and unix-socket clients only")
+	if e := a.authorizeControl(ctx); e != nil {
+		return e
 	}
 	if rest, ok := strings.CutPrefix(op, "deadletters"); ok && (rest == "" || rest[0] == '/') {
 		return a.deadLetterControl(ctx, strings.TrimPrefix(rest, "/"), method)
@@ -514,16 +514,4 @@ func (a *Agent) control(ctx *fasthttp.RequestCtx, op, method string) *apiError {
 		return nil
 	}
 	return errorf(http.StatusNotFound, "not_found", "no such control operation %q", op)
-}
-
-func isLocalPeer(ctx *fasthttp.RequestCtx) bool {
-	if ra := ctx.RemoteAddr(); ra != nil && ra.Network() == "unix" {
-		return true
-	}
-	if c := ctx.Conn(); c != nil {
-		if _, ok := c.LocalAddr().(*net.UnixAddr); ok {
-			return true
-		}
-	}
-	return ctx.RemoteIP().IsLoopback()
 }
