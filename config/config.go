@@ -24,7 +24,10 @@ import (
 type Config struct {
 	Listen      string `split_words:"true" default:"127.0.0.1:7101" example:"unix:/run/sluice/sluice.sock" desc:"Ingest listener: host:port, or unix:/absolute/path for a unix socket."`
 	AdminListen string `split_words:"true" default:":7103" example:"127.0.0.1:7103" desc:"Admin listener (read-only: /livez, /readyz, /metrics, /v1/stats): host:port."`
-	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Bearer token every call on the ingest listener must present (Authorization: Bearer <token>), control calls included; empty = no token check."`
+	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Bearer token every call on the ingest listener must present (Authorization: Bearer <token>), control calls included; empty = no token check. Required when SLUICE_LISTEN is not a loopback address or unix socket (see SLUICE_ALLOW_UNAUTHENTICATED)."`
+	// AllowUnauthenticated is the explicit opt-out of the rule that a
+	// non-loopback ingest listener needs a token.
+	AllowUnauthenticated bool `split_words:"true" default:"false" example:"true" desc:"Start even though SLUICE_LISTEN is not a loopback address and SLUICE_AUTH_TOKEN is empty: anyone who reaches the listener can push (control calls still need the control token). Only behind a network policy that admits the intended clients alone."`
 
 	SpoolDir           string        `split_words:"true" default:"sluice-spool" example:"/var/lib/sluice/spool" desc:"Spool directory (write-ahead log, cursors, dead letters); one agent at a time. An emptyDir spool dies with its pod."`
 	SpoolMaxBytes      Bytes         `split_words:"true" default:"1GiB" example:"10GiB" desc:"Byte cap of the spool; at the cap SLUICE_SPOOL_FULL_POLICY applies. At least 4 × SLUICE_SPOOL_SEGMENT_BYTES."`

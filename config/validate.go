@@ -76,6 +76,10 @@ func (c *checker) validateCore(cfg *Config) {
 			c.fail(p+"LISTEN", "must be host:port or unix:/path: %v", err)
 		}
 	}
+	if c.ok(p+"LISTEN") && cfg.AuthToken == "" && !cfg.AllowUnauthenticated && !loopbackListen(cfg.Listen) {
+		c.fail(p+"LISTEN", "%q is not a loopback address or unix socket and SLUICE_AUTH_TOKEN is empty: anyone who reaches it could push; "+
+			"set SLUICE_AUTH_TOKEN, listen on 127.0.0.1 or unix:/path, or set SLUICE_ALLOW_UNAUTHENTICATED=true to accept that", cfg.Listen)
+	}
 	if c.ok(p + "ADMIN_LISTEN") {
 		if err := checkHostPort(cfg.AdminListen, false); err != nil {
 			c.fail(p+"ADMIN_LISTEN", "%v", err)
@@ -362,6 +366,24 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 
 // checkHostPort checks "host:port" with a numeric port 1-65535; the host may
 // be empty (all interfaces) unless needHost.
+// loopbackListen reports whether an ingest address (already checked) only
+// admits local clients: a unix socket, localhost, or a loopback IP. An empty
+// host (":7101") listens on every interface.
+func loopbackListen(addr string) bool {
+	if strings.HasPrefix(addr, "unix:") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 func checkHostPort(s string, needHost bool) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
