@@ -162,7 +162,8 @@ type Agent struct {
 	m        *agentMetrics
 	inflight atomic.Int64
 
-	controlToken string // control.go
+	controlToken string     // control.go
+	dlStuck      stuckLanes // deadletter_stuck.go
 
 	draining  atomic.Bool
 	drainReq  chan struct{}
@@ -215,6 +216,9 @@ func New(o Options) (*Agent, error) {
 	}
 	a.dl = dl
 	for _, spec := range o.Sinks {
+		if len(spec.Name) > MaxSinkNameBytes {
+			return nil, fmt.Errorf("sink %s: name longer than %d bytes", spec.Name, MaxSinkNameBytes)
+		}
 		if err := ValidateGlobs(spec.Topics); err != nil {
 			return nil, fmt.Errorf("sink %s: %w", spec.Name, err)
 		}

@@ -82,15 +82,22 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func startAgent(t *testing.T, dir string, o Options) *testAgent {
 	t.Helper()
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet(), MaxBytes: max(o.MaxInflightBytes, 64<<20)})
-	if err != nil {
-		t.Fatal(err)
+	// Spools are opened here unless the test passed its own.
+	if o.Spool == nil {
+		sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet(), MaxBytes: max(o.MaxInflightBytes, 64<<20)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Spool = sp
 	}
-	dl, err := spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest})
-	if err != nil {
-		t.Fatal(err)
+	if o.DeadLetter == nil {
+		dl, err := spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.DeadLetter = dl
 	}
-	o.Spool, o.DeadLetter = sp, dl
+	sp := o.Spool
 	o.Listen, o.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 300 * time.Millisecond

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluiceio/sluice/spool"
 )
@@ -96,7 +97,59 @@ type deadLetter struct {
 	raw                   []byte // the stored message record
 }
 
+// Bounds of a dead letter's envelope: the sink name (agent.New refuses
+// longer names), the message id (validID; a local id is ~50 bytes), and the
+// reason and error text, which encodeDeadLetter cuts to these lengths.
+const (
+	MaxSinkNameBytes   = 64
+	maxIDBytes         = 128
+	maxDLReasonBytes   = 64
+	maxDLErrorBytes    = 1024
+	maxDLLengthVarints = 4 * binary.MaxVarintLen32
+)
+
+// DeadLetterOverhead bounds what encodeDeadLetter adds to the stored
+// message record: version, time, four length prefixes, sink, id, reason,
+// error text. The dead-letter log's records and cap must leave this much
+// beyond the largest message record (MaxRecordBytes), or a message the
+// sink refuses could never leave its lane.
+const DeadLetterOverhead = 1 + 8 + maxDLLengthVarints + MaxSinkNameBytes + maxIDBytes + maxDLReasonBytes + maxDLErrorBytes
+
+// RecordSlack bounds a message record (appendMsg) beyond its value and
+// the bytes that come from request headers (key, header names and values,
+// callback URL, Idempotency-Key): version, time, partition, topic, id,
+// sink names, length prefixes, the idempotency hash. 16 KiB covers 250
+// sinks with 64 headers each; a record beyond MaxRecordBytes is refused at
+// ingest (413), never stuck later.
+const RecordSlack = 16 << 10
+
+// MaxRecordBytes is the largest message record the agent spools for these
+// limits: the main spool's MaxRecordBytes. A push whose record is larger is
+// refused with 413 too_large.
+func MaxRecordBytes(maxMessageBytes, maxHeaderBytes int) int {
+	return maxMessageBytes + maxHeaderBytes + RecordSlack
+}
+
+// MaxDeadLetterBytes is the largest dead-letter record for these limits:
+// the dead-letter spool's MaxRecordBytes must be at least this, and its cap
+// at least this plus spool.RecordOverhead.
+func MaxDeadLetterBytes(maxMessageBytes, maxHeaderBytes int) int {
+	return MaxRecordBytes(maxMessageBytes, maxHeaderBytes) + DeadLetterOverhead
+}
+
+// cut shortens s to at most n bytes, on a UTF-8 boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 func encodeDeadLetter(e deadLetter) []byte {
+	e.reason, e.err = cut(e.reason, maxDLReasonBytes), cut(e.err, maxDLErrorBytes)
 	b := make([]byte, 0, 64+len(e.sink)+len(e.id)+len(e.reason)+len(e.err)+len(e.raw))
 	b = append(b, 1)
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.time.UnixNano()))

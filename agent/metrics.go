@@ -114,7 +114,7 @@ func (m *agentMetrics) register(a *Agent) {
 			}
 			return 0
 		})
-		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.failing.Load()) })
+		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.isFailing()) })
 		// Drops by the spool's drop_oldest and by the sink's own backlog cap.
 		m.set.NewGauge("sluice_dropped_total"+l, func() float64 { return float64(f.cursor.DroppedTotal()) })
 	}

@@ -37,7 +37,7 @@ type Config struct {
 	SpoolFullPolicy    string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the spool cap: reject (503 spool_full + Retry-After) or drop_oldest (evict the oldest undelivered messages, counted)."`
 	SpoolAppendTimeout time.Duration `split_words:"true" default:"5s" example:"2s" desc:"Longest wait for a spool append before the push answers 503 spool_timeout."`
 
-	DeadletterMaxBytes Bytes `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the dead-letter log; when full, the oldest dead letters are discarded and counted. At least SLUICE_MAX_MESSAGE_BYTES."`
+	DeadletterMaxBytes Bytes `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the dead-letter log; when full, the oldest dead letters are discarded and counted. At least SLUICE_MAX_MESSAGE_BYTES + SLUICE_MAX_HEADER_BYTES + 17734 bytes (record and dead-letter envelope), so that every message the agent accepts can be dead-lettered."`
 
 	DrainTimeout time.Duration `split_words:"true" default:"20s" example:"1m0s" desc:"On SIGTERM, how long to keep forwarding the backlog before exiting (0 = exit at once)."`
 	DrainAccept  bool          `split_words:"true" default:"false" example:"true" desc:"Keep accepting pushes during the drain (sidecars that are not native, whose app may still run)."`

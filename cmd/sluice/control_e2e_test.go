@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluiceio/sluice/agent"
+	"github.com/sluiceio/sluice/config"
+	"github.com/sluiceio/sluice/spool"
 )
 
 // A non-loopback ingest listener without SLUICE_AUTH_TOKEN refuses to
@@ -56,5 +60,20 @@ func TestE2EControlNeedsTheControlToken(t *testing.T) {
 	}
 	if err := p.wait(t); err != nil {
 		t.Fatalf("exit after drain: %v", err)
+	}
+}
+
+// config checks SLUICE_DEADLETTER_MAX_BYTES with constants it cannot import:
+// they must be the agent's and the spool's.
+func TestDeadLetterBoundsAgree(t *testing.T) {
+	if got, want := config.DeadLetterRecordOverhead, agent.RecordSlack+agent.DeadLetterOverhead+spool.RecordOverhead; got != want {
+		t.Fatalf("config.DeadLetterRecordOverhead = %d, the agent and spool need %d", got, want)
+	}
+	if config.MaxSinkNameBytes != agent.MaxSinkNameBytes {
+		t.Fatalf("sink name bound: config %d, agent %d", config.MaxSinkNameBytes, agent.MaxSinkNameBytes)
+	}
+	const msg, hdr = 1 << 20, 16 << 10
+	if got, want := int(config.MinDeadletterBytes(msg, hdr)), agent.MaxDeadLetterBytes(msg, hdr)+spool.RecordOverhead; got != want {
+		t.Fatalf("MinDeadletterBytes %d, a max dead letter takes %d on disk", got, want)
 	}
 }

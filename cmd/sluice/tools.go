@@ -153,6 +153,9 @@ func printStats(w io.Writer, st agent.Stats) {
 		if s.Failing {
 			state = "RETRYING"
 		}
+		if s.DeadLetterStuck > 0 {
+			state = "STUCK(dead letter not writable)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", s.Name, s.Type, strings.Join(s.Topics, ","),
 			s.BacklogMessages, human(s.BacklogBytes), age, state, s.Dropped)
 	}
