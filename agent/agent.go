@@ -210,7 +210,11 @@ func New(o Options) (*Agent, error) {
 	if err := a.idem.rebuild(o.Spool, time.Now()); err != nil {
 		return nil, fmt.Errorf("agent: reload idempotency keys: %w", err)
 	}
-	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger)
+	var sinkNames []string
+	for _, spec := range o.Sinks {
+		sinkNames = append(sinkNames, spec.Name)
+	}
+	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger, sinkNames, o.Spool, a.seqOfID)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,15 @@ type deadLetters struct {
 	mu    sync.Mutex
 	index *boundedMap[string, map[string]dlInfo]
 	gone  map[uint64]bool // entries replayed or purged (tombstoned)
+
+	// Forgotten dead letters (deadletter_forgotten.go).
+	sinks      []string
+	seqOf      func(id string) uint64 // spool sequence of a message id (upper bound)
+	lastSeq    func() uint64          // the message spool's last sequence
+	forgotUpTo map[string]uint64      // per sink
+	forgotten  uint64
+	dirty      bool // forgotUpTo changed since saved
+	log        *slog.Logger
 }
 
 type dlInfo struct {
@@ -31,14 +40,23 @@ type dlInfo struct {
 	time   time.Time
 }
 
-const dlIndexSize = 100000
+// dlIndexSize bounds the dead-letter index (a variable for tests).
+var dlIndexSize = 100000
 
-func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger) (*deadLetters, error) {
+// openDeadLetters opens the log on sp and rebuilds its index; sinks are
+// the configured sink names, msgs the message spool, seqOf the sequence of
+// a message id (deadletter_forgotten.go).
+func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger, sinks []string, msgs *spool.Spool, seqOf func(string) uint64) (*deadLetters, error) {
 	c, err := sp.Cursor("retained", spool.CursorOptions{FromOldest: true})
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	d := &deadLetters{sp: sp, cur: c, m: m, index: newBoundedMap[string, map[string]dlInfo](dlIndexSize), gone: map[uint64]bool{}}
+	d := &deadLetters{sp: sp, cur: c, m: m, index: newBoundedMap[string, map[string]dlInfo](dlIndexSize), gone: map[uint64]bool{},
+		sinks: sinks, seqOf: seqOf, lastSeq: msgs.LastSeq, forgotUpTo: map[string]uint64{}, log: log}
+	if err := d.loadForgotten(); err != nil {
+		c.Release()
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
 	last := sp.LastSeq()
 	seen := 0
 	entries := map[uint64][2]string{} // dl seq -> message id, sink
@@ -79,6 +97,7 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger) (*deadL
 	if seen > 0 {
 		log.Info("dead-letter log loaded", "dead_letters", seen)
 	}
+	d.saveIfDirtyLocked()
 	return d, nil
 }
 
@@ -86,7 +105,9 @@ func (d *deadLetters) indexLocked(sinkName, id string, info dlInfo) {
 	m, ok := d.index.get(id)
 	if !ok {
 		m = map[string]dlInfo{}
-		d.index.put(id, m)
+		if eid, einfo, evicted := d.index.putEvicted(id, m); evicted {
+			d.evictedLocked(eid, einfo)
+		}
 	}
 	m[sinkName] = info
 }
@@ -173,14 +194,30 @@ func decodeDeadLetter(b []byte) (deadLetter, bool) {
 
 func (d *deadLetters) add(ctx context.Context, sinkName, id, reason, errText string, raw []byte) error {
 	now := time.Now()
+	dropped := d.sp.Stats().Dropped
 	if _, err := d.sp.Append(ctx, encodeDeadLetter(deadLetter{sink: sinkName, id: id, reason: reason, err: errText, time: now, raw: raw})); err != nil {
 		return err
 	}
 	d.mu.Lock()
+	if n := d.sp.Stats().Dropped - dropped; n > 0 {
+		d.discardedLocked(n, d.sinks) // the log discarded its oldest at the cap
+	}
 	d.indexLocked(sinkName, id, dlInfo{reason: reason, err: errText, time: now})
+	d.saveIfDirtyLocked()
 	d.mu.Unlock()
 	d.m.deadLetter(sinkName, reason)
 	return nil
+}
+
+func (d *deadLetters) saveIfDirtyLocked() {
+	if !d.dirty {
+		return
+	}
+	if err := d.saveForgottenLocked(); err != nil {
+		d.log.Error("cannot save the dead-letter watermark; statuses stay right until a restart", "err", err)
+		return
+	}
+	d.dirty = false
 }
 
 func (d *deadLetters) lookup(id string) map[string]dlInfo {

@@ -104,6 +104,7 @@ func (m *agentMetrics) register(a *Agent) {
 	m.set.NewGauge("sluice_idempotency_evicted_total", func() float64 { _, e := a.idem.stats(); return float64(e) })
 	m.set.NewGauge("sluice_deadletters_discarded_total", func() float64 { return float64(a.dl.sp.Stats().Dropped) })
 	m.set.NewGauge("sluice_deadletters_bytes", func() float64 { return float64(a.dl.sp.Stats().BacklogBytes) })
+	m.set.NewGauge("sluice_deadletters_forgotten_total", func() float64 { return float64(a.dl.forgottenTotal()) })
 	for _, f := range a.fwds {
 		l := fmt.Sprintf(`{sink=%q}`, f.spec.Name)
 		m.set.NewGauge("sluice_spool_backlog_bytes"+l, func() float64 { return float64(f.cursor.BacklogBytes()) })
