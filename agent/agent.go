@@ -161,6 +161,7 @@ type Agent struct {
 	cb       *callbacks
 	m        *agentMetrics
 	inflight atomic.Int64
+	res      reservations // body.go
 
 	controlToken string     // control.go
 	dlStuck      stuckLanes // deadletter_stuck.go
