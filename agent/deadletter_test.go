@@ -114,6 +114,11 @@ func TestMaxMessageAtMinimumDeadLetterCapIsDeadLettered(t *testing.T) {
 		ids = append(ids, r.ids[0])
 		waitFor(t, "dead-lettered", func() bool { return getStatus(t, ta, r.ids[0]).Status == "failed" })
 	}
+	for i, id := range ids {
+		if st := getStatus(t, ta, id); st.Status != "failed" {
+			t.Fatalf("message %d: %+v", i, st)
+		}
+	}
 	if r := do(t, "POST", ta.url+"/v1/topics/t", "", bytes.Repeat([]byte{'x'}, maxMsg+1), nil); r.status != 413 {
 		t.Fatalf("over the message limit: %+v", r)
 	}
