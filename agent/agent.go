@@ -269,10 +269,11 @@ func listen(addr string) (net.Listener, error) {
 // drains: stop accepting (unless DrainAccept), forward until every backlog
 // is empty or DrainTimeout, close sinks, persist cursors, close the spools.
 func (a *Agent) Run(ctx context.Context) error {
+	tokenCtx, stopToken := context.WithCancel(context.Background())
+	defer func() { stopToken(); a.removeControlToken() }()
 	if err := a.writeControlToken(); err != nil {
-		return err
+		go a.keepWritingControlToken(tokenCtx, err) // a full disk must not stop the start
 	}
-	defer a.removeControlToken()
 	ln, err := listen(a.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("ingest listen: %w", err)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -68,8 +70,50 @@ func newControlToken() (string, error) {
 }
 
 // writeControlToken writes the token file (0600, atomically: a reader sees
-// the old file or the whole new one).
+// the old file or the whole new one). On a full disk it overwrites the
+// previous run's file in place (same size: no new block needed).
 func (a *Agent) writeControlToken() error {
+	err := a.writeControlTokenFile()
+	if err == nil {
+		return nil
+	}
+	p := ControlTokenPath(a.sp.Dir())
+	if fi, serr := os.Stat(p); serr == nil && fi.Size() == int64(len(a.controlToken)+1) {
+		if f, oerr := os.OpenFile(p, os.O_WRONLY, 0); oerr == nil {
+			_, werr := f.WriteAt([]byte(a.controlToken+"\n"), 0)
+			if cerr := f.Close(); werr == nil {
+				werr = cerr
+			}
+			if werr == nil && os.Chmod(p, 0o600) == nil {
+				return nil
+			}
+		}
+	}
+	return err
+}
+
+// keepWritingControlToken retries writing the token file until it is
+// written or ctx ends: the agent runs on a full disk (pushes answer 507),
+// and control calls work again once there is room.
+func (a *Agent) keepWritingControlToken(ctx context.Context, first error) {
+	a.log.Error("cannot write the control token file; control calls need SLUICE_AUTH_TOKEN until it is written (retrying)",
+		"path", ControlTokenPath(a.sp.Dir()), "err", first)
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.writeControlToken() == nil {
+			a.log.Info("control token file written", "path", ControlTokenPath(a.sp.Dir()))
+			return
+		}
+	}
+}
+
+func (a *Agent) writeControlTokenFile() error {
 	p := ControlTokenPath(a.sp.Dir())
 	tmp := p + ".tmp"
 	_ = os.Remove(tmp)
