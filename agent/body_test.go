@@ -115,5 +115,9 @@ func TestInflightBytesReservedBeforeTheBodyIsRead(t *testing.T) {
 	if st, b := readStatus(t, c); st != 202 {
 		t.Fatalf("gzip within the budget: %d %s", st, b)
 	}
+	c = rawPost(t, ta.url, "/v1/topics/t", []string{"Transfer-Encoding: chunked"}, chunked.Bytes(), chunked.Len())
+	if st, b := readStatus(t, c); st != 202 {
+		t.Fatalf("chunked within the budget: %d %s", st, b)
+	}
 	waitFor(t, "budget released", func() bool { return ta.a.inflight.Load() == 0 })
 }
