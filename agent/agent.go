@@ -182,6 +182,10 @@ type Agent struct {
 	cb       *callbacks
 	m        *agentMetrics
 	inflight atomic.Int64
+	res      reservations // body.go
+
+	controlToken string     // control.go
+	dlStuck      stuckLanes // deadletter_stuck.go
 
 	statusCalls atomic.Int64 // statusOf evaluations (dispatch cost, for tests)
 
@@ -221,6 +225,10 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
 	a.m = newAgentMetrics(o.Metrics)
+	var err error
+	if a.controlToken, err = newControlToken(); err != nil {
+		return nil, err
+	}
 	a.records = newRecords(o.RecordCache)
 	a.idem = newIdempotency(o.IdempotencyWindow, o.IdempotencyMax)
 	if o.Idempotency == nil {
@@ -246,12 +254,19 @@ func New(o Options) (*Agent, error) {
 			st.close()
 		}
 	}()
-	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger)
+	var sinkNames []string
+	for _, spec := range o.Sinks {
+		sinkNames = append(sinkNames, spec.Name)
+	}
+	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger, sinkNames, o.Spool, a.seqOfID)
 	if err != nil {
 		return nil, err
 	}
 	a.dl = dl
 	for _, spec := range o.Sinks {
+		if len(spec.Name) > MaxSinkNameBytes {
+			return nil, fmt.Errorf("sink %s: name longer than %d bytes", spec.Name, MaxSinkNameBytes)
+		}
 		if err := ValidateGlobs(spec.Topics); err != nil {
 			return nil, fmt.Errorf("sink %s: %w", spec.Name, err)
 		}
@@ -295,6 +310,11 @@ func listen(addr string) (net.Listener, error) {
 // drains: stop accepting (unless DrainAccept), forward until every backlog
 // is empty or DrainTimeout, close sinks, persist cursors, close the spools.
 func (a *Agent) Run(ctx context.Context) error {
+	tokenCtx, stopToken := context.WithCancel(context.Background())
+	defer func() { stopToken(); a.removeControlToken() }()
+	if err := a.writeControlToken(); err != nil {
+		go a.keepWritingControlToken(tokenCtx, err) // a full disk must not stop the start
+	}
 	ln, err := listen(a.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("ingest listen: %w", err)

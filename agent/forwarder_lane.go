@@ -335,10 +335,8 @@ func (f *forwarder) recovered() {
 // log cannot take it (disk full): the message is never acknowledged
 // without being delivered or recorded.
 func (f *forwarder) deadLetterRetrying(ctx context.Context, it *item, reason, msg string) bool {
-	for !f.deadLetter(ctx, it, reason, msg) {
-		if !sleepCtx(ctx, time.Second) {
-			return false
-		}
+	if !f.deadLetterUntilWritten(ctx, it, reason, msg) { // deadletter_stuck.go
+		return false
 	}
 	f.resolve(it)
 	return true

@@ -178,7 +178,7 @@ func TestChainedMessageKeepsItsIdentity(t *testing.T) {
 	mu.Lock()
 	broken = false
 	mu.Unlock()
-	if r := do(t, "POST", ta.url+"/v1/control/deadletters/replay", "", nil, nil); r.status != 200 {
+	if r := do(t, "POST", ta.url+"/v1/control/deadletters/replay", "", nil, ta.ctl()); r.status != 200 {
 		t.Fatalf("replay: %+v", r)
 	}
 	waitFor(t, "the replay", func() bool { return len(mem.messages()) == 1 })

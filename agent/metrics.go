@@ -118,6 +118,7 @@ func (m *agentMetrics) register(a *Agent) {
 	m.set.NewGauge("sluice_idempotency_index_bytes", func() float64 { return float64(a.idemSt.sp.Stats().BacklogBytes) })
 	m.set.NewGauge("sluice_deadletters_discarded_total", func() float64 { return float64(a.dl.sp.Stats().Dropped) })
 	m.set.NewGauge("sluice_deadletters_bytes", func() float64 { return float64(a.dl.sp.Stats().BacklogBytes) })
+	m.set.NewGauge("sluice_deadletters_forgotten_total", func() float64 { return float64(a.dl.forgottenTotal()) })
 	for _, f := range a.fwds {
 		l := fmt.Sprintf(`{sink=%q}`, f.spec.Name)
 		m.set.NewGauge("sluice_spool_backlog_bytes"+l, func() float64 { return float64(f.cursor.BacklogBytes()) })
@@ -128,7 +129,7 @@ func (m *agentMetrics) register(a *Agent) {
 			}
 			return 0
 		})
-		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.failing.Load()) })
+		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.isFailing()) })
 		m.set.NewGauge("sluice_sink_held_bytes"+l, func() float64 { return float64(f.heldBytes()) })
 		// Drops by the spool's drop_oldest and by the sink's own backlog cap.
 		m.set.NewGauge("sluice_dropped_total"+l, func() float64 { return float64(f.cursor.DroppedTotal()) })

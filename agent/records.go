@@ -191,6 +191,8 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 			ss = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
 		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid.Seq):
 			ss.Status = "dropped"
+		case f.cursor.Acked() >= sid.Seq && a.dl.mayHaveForgotten(f.spec.Name, sid.Seq):
+			ss = forgottenStatus() // never a false delivered (deadletter_forgotten.go)
 		case f.cursor.Acked() >= sid.Seq:
 			ss.Status = "delivered"
 			if dv, ok := a.records.delivery(id, f.spec.Name); ok {
@@ -208,7 +210,7 @@ func overall(sinks map[string]SinkStatus) string {
 	for _, s := range sinks {
 		has[s.Status] = true
 	}
-	for _, s := range []string{"pending", "failed", "dropped", "delivered"} {
+	for _, s := range []string{"pending", "failed", "unknown", "dropped", "delivered"} {
 		if has[s] {
 			return s
 		}

@@ -24,7 +24,10 @@ import (
 type Config struct {
 	Listen      string `split_words:"true" default:"127.0.0.1:7101" example:"unix:/run/sluice/sluice.sock" desc:"Ingest listener: host:port, or unix:/absolute/path for a unix socket."`
 	AdminListen string `split_words:"true" default:":7103" example:"127.0.0.1:7103" desc:"Admin listener (read-only: /livez, /readyz, /metrics, /v1/stats): host:port."`
-	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Bearer token every call on the ingest listener must present (Authorization: Bearer <token>), control calls included; empty = no token check."`
+	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Bearer token every call on the ingest listener must present (Authorization: Bearer <token>), control calls included; empty = no token check. Required when SLUICE_LISTEN is not a loopback address or unix socket (see SLUICE_ALLOW_UNAUTHENTICATED)."`
+	// AllowUnauthenticated is the explicit opt-out of the rule that a
+	// non-loopback ingest listener needs a token.
+	AllowUnauthenticated bool `split_words:"true" default:"false" example:"true" desc:"Start even though SLUICE_LISTEN is not a loopback address and SLUICE_AUTH_TOKEN is empty: anyone who reaches the listener can push (control calls still need the control token). Only behind a network policy that admits the intended clients alone."`
 
 	SpoolDir           string        `split_words:"true" default:"sluice-spool" example:"/var/lib/sluice/spool" desc:"Spool directory (write-ahead log, cursors, dead letters); one agent at a time. An emptyDir spool dies with its pod."`
 	SpoolMaxBytes      Bytes         `split_words:"true" default:"1GiB" example:"10GiB" desc:"Byte cap of the spool; at the cap SLUICE_SPOOL_FULL_POLICY applies. At least 4 × SLUICE_SPOOL_SEGMENT_BYTES."`
@@ -35,7 +38,7 @@ type Config struct {
 	SpoolOrphanCursors string        `split_words:"true" default:"keep" enum:"keep|remove" example:"remove" desc:"Cursors of sinks no longer in SLUICE_SINKS hold their backlog in the spool: keep (default: a sink removed by mistake loses nothing; shown in sluice status, sluice_spool_orphan_backlog_bytes and a warning every 5 minutes, and the spool fills behind it) or remove (deleted at start, their backlog given up, logged)."`
 	SpoolAppendTimeout time.Duration `split_words:"true" default:"5s" example:"2s" desc:"Longest wait for a spool append before the push answers 503 spool_timeout."`
 
-	DeadletterMaxBytes Bytes `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the dead-letter log; when full, the oldest dead letters are discarded and counted. At least SLUICE_MAX_MESSAGE_BYTES."`
+	DeadletterMaxBytes Bytes `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the dead-letter log; when full, the oldest dead letters are discarded and counted. At least SLUICE_MAX_MESSAGE_BYTES + SLUICE_MAX_HEADER_BYTES + 17734 bytes (record and dead-letter envelope), so that every message the agent accepts can be dead-lettered."`
 
 	DrainTimeout time.Duration `split_words:"true" default:"20s" example:"1m0s" desc:"On SIGTERM, how long to keep forwarding the backlog before exiting (0 = exit at once)."`
 	DrainAccept  bool          `split_words:"true" default:"false" example:"true" desc:"Keep accepting pushes during the drain (sidecars that are not native, whose app may still run)."`

@@ -44,25 +44,32 @@ func runAgent() error {
 	slog.SetDefault(log)
 	set := metrics.NewSet()
 
+	// Every record the main spool takes fits the dead-letter log as a dead
+	// letter (config checks SLUICE_DEADLETTER_MAX_BYTES against the same
+	// bound): a message the sink refuses can always leave its lane.
+	maxRecord := agent.MaxRecordBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))
 	sp, err := spool.Open(c.SpoolDir, spool.Options{
-		SegmentBytes:  int64(c.SpoolSegmentBytes),
-		Sync:          spool.SyncPolicy(c.SpoolSync),
-		SyncInterval:  c.SpoolSyncInterval,
-		MaxBytes:      int64(c.SpoolMaxBytes),
-		FullPolicy:    spool.FullPolicy(c.SpoolFullPolicy),
-		AppendTimeout: c.SpoolAppendTimeout,
-		OnFsync:       agent.FsyncObserver(set),
-		Logger:        log.With("spool", "messages"),
+		MaxRecordBytes: maxRecord,
+		SegmentBytes:   int64(c.SpoolSegmentBytes),
+		Sync:           spool.SyncPolicy(c.SpoolSync),
+		SyncInterval:   c.SpoolSyncInterval,
+		MaxBytes:       int64(c.SpoolMaxBytes),
+		FullPolicy:     spool.FullPolicy(c.SpoolFullPolicy),
+		AppendTimeout:  c.SpoolAppendTimeout,
+		OnFsync:        agent.FsyncObserver(set),
+		Logger:         log.With("spool", "messages"),
 	})
 	if err != nil {
 		return err
 	}
 	dl, err := spool.Open(filepath.Join(c.SpoolDir, "deadletter"), spool.Options{
-		SegmentBytes: min(int64(c.SpoolSegmentBytes), int64(c.DeadletterMaxBytes)/4),
-		Sync:         spool.SyncPolicy(c.SpoolSync),
-		MaxBytes:     int64(c.DeadletterMaxBytes),
-		FullPolicy:   spool.DropOldest,
-		Logger:       log.With("spool", "deadletter"),
+		// 16 MiB at least: tombstones of large purges are records too.
+		MaxRecordBytes: max(16<<20, agent.MaxDeadLetterBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))),
+		SegmentBytes:   min(int64(c.SpoolSegmentBytes), int64(c.DeadletterMaxBytes)/4),
+		Sync:           spool.SyncPolicy(c.SpoolSync),
+		MaxBytes:       int64(c.DeadletterMaxBytes),
+		FullPolicy:     spool.DropOldest,
+		Logger:         log.With("spool", "deadletter"),
 	})
 	if err != nil {
 		sp.Close()
