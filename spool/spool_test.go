@@ -306,6 +306,9 @@ func fillSegments(t *testing.T, s *Spool, n int) int {
 func TestFlippedPayloadByteIsSurfacedAsCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{SegmentBytes: 2048})
+	// A cursor holds the records: without one, background truncation may
+	// remove the first segment before the test damages it.
+	s.Cursor("hold", CursorOptions{})
 	n := fillSegments(t, s, 3)
 	s.Close()
 	seg := filepath.Join(dir, "wal", segmentName(1))
@@ -332,6 +335,9 @@ func TestFlippedPayloadByteIsSurfacedAsCorrupt(t *testing.T) {
 func TestFlippedLengthPrefixInClosedSegmentQuarantines(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{SegmentBytes: 2048})
+	// A cursor holds the records: without one, background truncation may
+	// remove the first segment before the test damages it.
+	s.Cursor("hold", CursorOptions{})
 	n := fillSegments(t, s, 3)
 	s.Close()
 	seg := filepath.Join(dir, "wal", segmentName(1))
