@@ -158,10 +158,6 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 		if it == nil {
 			continue // not for this sink
 		}
-		if f.spec.MaxAge > 0 && now.Sub(it.msg.Time) > f.spec.MaxAge {
-			dead = append(dead, it)
-			continue
-		}
 		l := f.lanes[it.msg.Topic]
 		if l == nil {
 			l = &lane{topic: it.msg.Topic}
@@ -170,7 +166,11 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 			go func() { defer wg.Done(); f.runLane(ctx, l) }()
 		}
 		if l.spilled {
-			continue // the catch-up reader reads it again
+			continue // the catch-up reader reads it again (expired or not)
+		}
+		if f.spec.MaxAge > 0 && now.Sub(it.msg.Time) > f.spec.MaxAge {
+			dead = append(dead, it)
+			continue
 		}
 		it.queued = now
 		f.take(it, rb)

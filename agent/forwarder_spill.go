@@ -45,6 +45,10 @@ func (f *forwarder) catchUp(ctx context.Context) {
 			return
 		}
 		from = max(from, f.floor+1)
+		// Only what the reader had dispatched before this read is the
+		// catch-up's: a record appended and dispatched (skipped, the lane
+		// spilled) after ReadFrom looked at the tail must stay spilled.
+		readUpTo := f.readUpTo
 		f.mu.Unlock()
 
 		recs, err := f.a.sp.ReadFrom(from, f.spec.BatchMessages, f.spec.BatchBytes)
@@ -61,7 +65,7 @@ func (f *forwarder) catchUp(ctx context.Context) {
 		}
 		now := time.Now()
 		f.mu.Lock()
-		last := f.readUpTo // records past the reader are the reader's
+		last := readUpTo // records past the reader are the reader's
 		if n := len(recs); n > 0 {
 			last = min(last, recs[n-1].ID.Seq)
 		}
