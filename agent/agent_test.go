@@ -130,6 +130,19 @@ func startAgent(t *testing.T, dir string, o Options) *testAgent {
 	return ta
 }
 
+// startAgentSpool is startAgent with the main spool's options given (a
+// small cap, small segments).
+func startAgentSpool(t *testing.T, dir string, o Options, so spool.Options) *testAgent {
+	t.Helper()
+	so.Logger = quiet()
+	sp, err := spool.Open(filepath.Join(dir, "spool"), so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Spool = sp
+	return startAgent(t, dir, o)
+}
+
 func (ta *testAgent) stop(t *testing.T) {
 	ta.cancel()
 	select {

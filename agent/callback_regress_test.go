@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,43 +14,6 @@ import (
 
 	"github.com/sluiceio/sluice/spool"
 )
-
-// startAgentSpool is startAgent with the main spool's options given (a
-// small cap, small segments).
-func startAgentSpool(t *testing.T, dir string, o Options, so spool.Options) *testAgent {
-	t.Helper()
-	so.Logger = quiet()
-	sp, err := spool.Open(filepath.Join(dir, "spool"), so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl, err := spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Spool, o.DeadLetter = sp, dl
-	o.Listen, o.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	if o.DrainTimeout == 0 {
-		o.DrainTimeout = 300 * time.Millisecond
-	}
-	o.Logger = quiet()
-	a, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ta := &testAgent{a: a, sp: sp, cancel: cancel, done: make(chan error, 1)}
-	go func() { ta.done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-ta.done:
-		t.Fatalf("agent stopped: %v", err)
-	}
-	in, ad := a.Addrs()
-	ta.url, ta.admin = "http://"+in, "http://"+ad
-	t.Cleanup(func() { ta.stop(t) })
-	return ta
-}
 
 // downURL is a loopback URL nothing listens on.
 func downURL(t *testing.T) string {

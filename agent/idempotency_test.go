@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,45 +13,6 @@ import (
 	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/spool"
 )
-
-// startAgentWith is startAgent with the message spool's options given.
-func startAgentWith(t *testing.T, dir string, so spool.Options, o Options) *testAgent {
-	t.Helper()
-	so.Logger = quiet()
-	sp, err := spool.Open(filepath.Join(dir, "spool"), so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl, err := spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Spool, o.DeadLetter = sp, dl
-	o.Listen, o.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	if o.DrainTimeout == 0 {
-		o.DrainTimeout = 300 * time.Millisecond
-	}
-	o.Logger = quiet()
-	for i := range o.Sinks {
-		o.Sinks[i].RetryMin, o.Sinks[i].RetryMax = time.Millisecond, 20*time.Millisecond
-	}
-	a, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ta := &testAgent{a: a, sp: sp, cancel: cancel, done: make(chan error, 1)}
-	go func() { ta.done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-ta.done:
-		t.Fatalf("agent stopped: %v", err)
-	}
-	in, ad := a.Addrs()
-	ta.url, ta.admin = "http://"+in, "http://"+ad
-	t.Cleanup(func() { ta.stop(t) })
-	return ta
-}
 
 // fsyncGate holds the spool's commit goroutine right after an fsync while
 // armed: the records are durable, the append's waiter times out, and the
@@ -91,7 +51,7 @@ func TestIdempotencyRetryAfterSpoolTimeoutKeepsOneCopy(t *testing.T) {
 	g := newFsyncGate()
 	so := spool.Options{AppendTimeout: 100 * time.Millisecond, OnFsync: g.onFsync}
 	o := Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}}
-	ta := startAgentWith(t, dir, so, o)
+	ta := startAgentSpool(t, dir, o, so)
 	key := map[string]string{"Idempotency-Key": "pay-4"}
 
 	g.armed.Store(true)
@@ -116,7 +76,7 @@ func TestIdempotencyRetryAfterSpoolTimeoutKeepsOneCopy(t *testing.T) {
 	waitFor(t, "delivery", func() bool { return len(mem.messages()) == 1 })
 	ta.stop(t)
 
-	ta = startAgentWith(t, dir, spool.Options{}, o)
+	ta = startAgentSpool(t, dir, o, spool.Options{})
 	if r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("once"), key); r.status != 202 || len(r.ids) != 1 || r.ids[0] != want {
 		t.Fatalf("retry after a restart: %+v, want %s", r, want)
 	}
@@ -133,7 +93,7 @@ func TestIdempotencyTimedOutAppendThatFailsReleasesKey(t *testing.T) {
 	mem.setFail(func([]sink.Message) error { return errors.New("upstream down") })
 	g := newFsyncGate()
 	so := spool.Options{AppendTimeout: 100 * time.Millisecond, OnFsync: g.onFsync, MaxBytes: 8 << 10}
-	ta := startAgentWith(t, dir, so, Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
+	ta := startAgentSpool(t, dir, Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}}, so)
 
 	g.armed.Store(true)
 	big := []byte(strings.Repeat("a", 5000))
@@ -169,7 +129,7 @@ func TestIdempotencyKeyOutlivesTruncationAndRestart(t *testing.T) {
 	mem := &memSink{}
 	so := spool.Options{SegmentBytes: 4 << 10}
 	o := Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}}
-	ta := startAgentWith(t, dir, so, o)
+	ta := startAgentSpool(t, dir, o, so)
 	key := map[string]string{"Idempotency-Key": "order-5"}
 	first := do(t, "POST", ta.url+"/v1/topics/t", "application/x-ndjson", []byte("a\nb\n"), key)
 	if first.status != 202 || len(first.ids) != 2 {
@@ -196,7 +156,7 @@ func TestIdempotencyKeyOutlivesTruncationAndRestart(t *testing.T) {
 	last := ta.sp.LastSeq()
 	ta.stop(t)
 
-	ta = startAgentWith(t, dir, so, o)
+	ta = startAgentSpool(t, dir, o, so)
 	r := do(t, "POST", ta.url+"/v1/topics/t", "application/x-ndjson", []byte("a\nb\n"), key)
 	if r.status != 202 || strings.Join(r.ids, ",") != strings.Join(first.ids, ",") || r.header.Get("Sluice-Idempotent-Replay") != "true" {
 		t.Fatalf("retry after truncation and restart: %+v, want ids %v", r, first.ids)
@@ -225,9 +185,9 @@ func TestIdempotencyIndexExpiresAndStaysBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	window := 300 * time.Millisecond
-	ta := startAgentWith(t, dir, spool.Options{}, Options{
+	ta := startAgentSpool(t, dir, Options{
 		Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}, Idempotency: idx, IdempotencyWindow: window,
-	})
+	}, spool.Options{})
 	const perRound = 40
 	var firstIDs []string
 	for round := range 4 {
@@ -270,7 +230,7 @@ func TestIdempotencyCopierUnderConcurrentTraffic(t *testing.T) {
 	mem := &memSink{}
 	so := spool.Options{SegmentBytes: 8 << 10, Sync: spool.SyncNever}
 	o := Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}}
-	ta := startAgentWith(t, dir, so, o)
+	ta := startAgentSpool(t, dir, o, so)
 	const clients, perClient = 4, 40
 	type pushed struct {
 		key string
@@ -312,7 +272,7 @@ func TestIdempotencyCopierUnderConcurrentTraffic(t *testing.T) {
 	last := ta.sp.LastSeq()
 	ta.stop(t)
 
-	ta = startAgentWith(t, dir, so, o)
+	ta = startAgentSpool(t, dir, o, so)
 	for p := range results {
 		body := strings.Repeat("k\n", len(p.ids))
 		r := do(t, "POST", ta.url+"/v1/topics/keyed", "application/x-ndjson", []byte(body), map[string]string{"Idempotency-Key": p.key})
