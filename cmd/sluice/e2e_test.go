@@ -65,11 +65,19 @@ type proc struct {
 // logs is what the agent wrote to stderr so far.
 func (p *proc) logs() string { return p.stderr.String() }
 
-// start runs the agent with env (SLUICE_LISTEN and SLUICE_ADMIN_LISTEN are
-// chosen here) and waits for /readyz.
 // control makes a control call with the agent's control token, read from
 // its spool directory as the CLI does.
 func (p *proc) control(method, path string) (*http.Response, error) {
+	req, err := p.controlRequest(method, path)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// controlRequest is a control call (path from /v1/control/ on) carrying
+// the control token the running agent wrote to its spool directory.
+func (p *proc) controlRequest(method, path string) (*http.Request, error) {
 	dir := ""
 	for _, e := range p.cmd.Env {
 		if v, ok := strings.CutPrefix(e, "SLUICE_SPOOL_DIR="); ok {
@@ -85,9 +93,11 @@ func (p *proc) control(method, path string) (*http.Response, error) {
 		return nil, err
 	}
 	req.Header.Set(agent.ControlTokenHeader, tok)
-	return http.DefaultClient.Do(req)
+	return req, nil
 }
 
+// start runs the agent with env (SLUICE_LISTEN and SLUICE_ADMIN_LISTEN are
+// chosen here) and waits for /readyz.
 func start(t *testing.T, env ...string) *proc {
 	t.Helper()
 	listen, admin := freePort(t), freePort(t)

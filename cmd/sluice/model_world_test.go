@@ -291,16 +291,13 @@ func kill9Proc(p *proc) {
 	exitedWithin(p, 30*time.Second)
 }
 
-// control calls a state-changing endpoint of the agent. Every control call
-// of the model goes through here: when control authorization changes, only
-// this function changes.
+// control calls a state-changing endpoint of the agent with its control
+// token (proc.controlRequest). Every control call of the model goes through
+// here: when control authorization changes, only this function changes.
 func control(p *proc, method, path string) (int, []byte, error) {
-	req, err := http.NewRequest(method, p.url+"/v1/control/"+path, nil)
+	req, err := p.controlRequest(method, "/v1/control/"+path)
 	if err != nil {
 		return 0, nil, err
-	}
-	if tok := os.Getenv("SLUICE_MODEL_CONTROL_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := modelClient.Do(req)
 	if err != nil {
