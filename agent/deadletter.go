@@ -38,6 +38,7 @@ type dlInfo struct {
 	reason string
 	err    string
 	time   time.Time
+	dlSeq  uint64 // the entry's position in the dead-letter log
 }
 
 // dlIndexSize bounds the dead-letter index (a variable for tests).
@@ -60,7 +61,6 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger, sinks [
 	last := sp.LastSeq()
 	seen := 0
 	entries := map[uint64][2]string{} // dl seq -> message id, sink
-	var replayed []uint64
 	for c.Acked() < last {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		recs, err := c.Read(ctx, 4096, 4<<20)
@@ -70,14 +70,14 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger, sinks [
 		}
 		for _, r := range recs {
 			if e, ok := decodeDeadLetter(r.Data); ok {
-				d.indexLocked(e.sink, e.id, dlInfo{reason: e.reason, err: e.err, time: e.time})
+				d.indexLocked(e.sink, e.id, dlInfo{reason: e.reason, err: e.err, time: e.time, dlSeq: r.ID.Seq})
 				entries[r.ID.Seq] = [2]string{e.id, e.sink}
 				seen++
 			} else if action, seqs, ok := decodeTombstone(r.Data); ok {
 				for _, s := range seqs {
 					d.gone[s] = true
-					if action == "replay" {
-						replayed = append(replayed, s)
+					if e, ok := entries[s]; ok && action == "replay" {
+						d.unindexLocked(e[0], e[1], s) // pending again
 					}
 				}
 			}
@@ -87,13 +87,6 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger, sinks [
 		}
 	}
 	c.Rewind()
-	for _, s := range replayed { // replayed messages are pending again
-		if e, ok := entries[s]; ok {
-			if m, ok := d.index.get(e[0]); ok {
-				delete(m, e[1])
-			}
-		}
-	}
 	if seen > 0 {
 		log.Info("dead-letter log loaded", "dead_letters", seen)
 	}
@@ -110,6 +103,16 @@ func (d *deadLetters) indexLocked(sinkName, id string, info dlInfo) {
 		}
 	}
 	m[sinkName] = info
+}
+
+// unindexLocked removes the index entry of id on sinkName if it is the
+// dead letter at dlSeq: a message replayed and dead-lettered again (before
+// or after the replay's tombstone) keeps its newer entry, and its dead
+// letters on other sinks stay.
+func (d *deadLetters) unindexLocked(id, sinkName string, dlSeq uint64) {
+	if m, ok := d.index.get(id); ok && m[sinkName].dlSeq == dlSeq {
+		delete(m, sinkName)
+	}
 }
 
 type deadLetter struct {
@@ -195,14 +198,15 @@ func decodeDeadLetter(b []byte) (deadLetter, bool) {
 func (d *deadLetters) add(ctx context.Context, sinkName, id, reason, errText string, raw []byte) error {
 	now := time.Now()
 	dropped := d.sp.Stats().Dropped
-	if _, err := d.sp.Append(ctx, encodeDeadLetter(deadLetter{sink: sinkName, id: id, reason: reason, err: errText, time: now, raw: raw})); err != nil {
+	at, err := d.sp.Append(ctx, encodeDeadLetter(deadLetter{sink: sinkName, id: id, reason: reason, err: errText, time: now, raw: raw}))
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	if n := d.sp.Stats().Dropped - dropped; n > 0 {
 		d.discardedLocked(n, d.sinks) // the log discarded its oldest at the cap
 	}
-	d.indexLocked(sinkName, id, dlInfo{reason: reason, err: errText, time: now})
+	d.indexLocked(sinkName, id, dlInfo{reason: reason, err: errText, time: now, dlSeq: at.Seq})
 	d.saveIfDirtyLocked()
 	d.mu.Unlock()
 	d.m.deadLetter(sinkName, reason)

@@ -232,7 +232,7 @@ func (a *Agent) deadLetterControl(ctx *fasthttp.RequestCtx, rest, method string)
 func (a *Agent) dlTake(f *dlFilter, action string) (int, error) {
 	var seqs []uint64
 	var recs [][]byte
-	var ids []string
+	var ids, sinks []string
 	err := a.dl.scan(f, false, func(dl DeadLetter, raw []byte) bool {
 		seqs = append(seqs, dl.DLID)
 		if action == "replay" {
@@ -244,7 +244,7 @@ func (a *Agent) dlTake(f *dlFilter, action string) (int, error) {
 			m.ID, m.Sinks = dl.ID, []string{dl.Sink}
 			m.IdemKey, m.IdemHash, m.Callback = "", nil, ""
 			recs = append(recs, appendMsg(nil, &m))
-			ids = append(ids, dl.ID)
+			ids, sinks = append(ids, dl.ID), append(sinks, dl.Sink)
 		}
 		return len(seqs) < 100000
 	})
@@ -268,10 +268,8 @@ func (a *Agent) dlTake(f *dlFilter, action string) (int, error) {
 		a.dl.gone[s] = true
 	}
 	if action == "replay" {
-		for _, id := range ids {
-			if m, ok := a.dl.index.get(id); ok {
-				clear(m) // the message is pending again
-			}
+		for i, id := range ids { // pending again on the sink it was replayed to
+			a.dl.unindexLocked(id, sinks[i], seqs[i])
 		}
 	}
 	a.dl.mu.Unlock()

@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/sluiceio/sluice/sink"
+)
+
+// A replayed message keeps its identity and its statuses: these tests
+// replay dead letters on real spools and read GET /v1/messages/{id} before
+// and after a restart.
+
+// refusing is a memSink whose permanent refusal can be switched.
+func refusing() (*memSink, func(bool)) {
+	mem := &memSink{}
+	var mu sync.Mutex
+	refuse := true
+	mem.setFail(func([]sink.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			return sink.Permanent(sink.WithReason("invalid_record", errors.New("schema mismatch")))
+		}
+		return nil
+	})
+	return mem, func(v bool) { mu.Lock(); refuse = v; mu.Unlock() }
+}
+
+func listDL(t *testing.T, ta *testAgent) []DeadLetter {
+	t.Helper()
+	var v struct{ Deadletters []DeadLetter }
+	r := do(t, "GET", ta.url+"/v1/control/deadletters?limit=1000", "", nil, ta.ctl())
+	if err := json.Unmarshal(r.raw, &v); err != nil || r.status != 200 {
+		t.Fatalf("dead-letter listing: %d %s", r.status, r.raw)
+	}
+	return v.Deadletters
+}
+
+func replayDL(t *testing.T, ta *testAgent, dlIDs ...uint64) {
+	t.Helper()
+	q := ""
+	for i, id := range dlIDs {
+		if i > 0 {
+			q += ","
+		}
+		q += fmt.Sprint(id)
+	}
+	if r := do(t, "POST", ta.url+"/v1/control/deadletters/replay?dl_id="+q, "", nil, ta.ctl()); r.status != 200 {
+		t.Fatalf("replay: %d %s", r.status, r.raw)
+	}
+}
+
+func sinkStatus(t *testing.T, ta *testAgent, id, sinkName string) string {
+	t.Helper()
+	return getStatus(t, ta, id).Sinks[sinkName].Status
+}
+
+// A replayed message that fails again is a dead letter under its own id,
+// and stays failed across a restart: the replay's tombstone names the old
+// entry, not the message.
+func TestReplayedMessageFailingAgainStaysFailed(t *testing.T) {
+	mem, _ := refusing()
+	dir := t.TempDir()
+	opts := Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}}
+	ta := startAgent(t, dir, opts)
+	id := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("poison"), nil).ids[0]
+	waitFor(t, "the dead letter", func() bool { return len(listDL(t, ta)) == 1 })
+	first := listDL(t, ta)[0]
+	replayDL(t, ta, first.DLID)
+	waitFor(t, "the second dead letter", func() bool { return len(listDL(t, ta)) == 1 })
+	again := listDL(t, ta)[0]
+	if again.ID != id || again.DLID == first.DLID {
+		t.Fatalf("dead letter after the replay: %+v, want id %s and a new entry", again, id)
+	}
+	waitFor(t, "failed", func() bool { return sinkStatus(t, ta, id, "mem") == "failed" })
+	ta.stop(t)
+
+	ta = startAgent(t, dir, opts)
+	if st := getStatus(t, ta, id); st.Status != "failed" || st.Sinks["mem"].Reason != "invalid_record" {
+		t.Fatalf("after a restart, a listed dead letter reads %+v", st)
+	}
+	if l := listDL(t, ta); len(l) != 1 || l[0].DLID != again.DLID {
+		t.Fatalf("listing after restart: %+v", l)
+	}
+}
