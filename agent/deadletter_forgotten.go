@@ -122,11 +122,16 @@ func (d *deadLetters) forgottenTotal() uint64 {
 	return d.forgotten
 }
 
-// seqOfID is the spool sequence of message id, or the last sequence (an
-// upper bound) when neither the id nor the chained-id cache tells it.
+// seqOfID is the spool sequence of message id (its latest record), or the
+// last sequence (an upper bound) when neither the id nor the chained-id
+// cache tells it.
 func (a *Agent) seqOfID(id string) uint64 {
-	if sid, ok := a.records.lookupChained(id); ok {
-		return sid.Seq
+	if pos, ok := a.records.lookupChained(id); ok && len(pos) > 0 {
+		seq := uint64(0)
+		for _, sid := range pos {
+			seq = max(seq, sid.Seq)
+		}
+		return seq
 	}
 	if spoolID, sid, err := parseID(id); err == nil && spoolID == a.sp.SpoolID() {
 		return sid.Seq

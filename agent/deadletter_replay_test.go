@@ -87,3 +87,44 @@ func TestReplayedMessageFailingAgainStaysFailed(t *testing.T) {
 		t.Fatalf("listing after restart: %+v", l)
 	}
 }
+
+// Replaying a fan-out message's dead letter on one sink leaves its status
+// on the other sinks as it was: a dead letter there stays failed, before
+// and after a restart.
+func TestReplayKeepsTheOtherSinksStatus(t *testing.T) {
+	a, fixA := refusing()
+	b, _ := refusing()
+	c := &memSink{}
+	dir := t.TempDir()
+	opts := Options{Sinks: []SinkSpec{{Name: "a", Sink: a.sink()}, {Name: "b", Sink: b.sink()}, {Name: "c", Sink: c.sink()}}}
+	ta := startAgent(t, dir, opts)
+	id := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("v"), nil).ids[0]
+	waitFor(t, "two dead letters", func() bool { return len(listDL(t, ta)) == 2 })
+	var onA uint64
+	for _, d := range listDL(t, ta) {
+		if d.Sink == "a" {
+			onA = d.DLID
+		}
+	}
+	fixA(false)
+	replayDL(t, ta, onA)
+	waitFor(t, "the replay on a", func() bool { return len(a.messages()) == 1 })
+	want := map[string]string{"a": "delivered", "b": "failed", "c": "delivered"}
+	check := func(when string) {
+		t.Helper()
+		waitFor(t, "a delivered", func() bool { return sinkStatus(t, ta, id, "a") == "delivered" })
+		st := getStatus(t, ta, id)
+		for s, w := range want {
+			if st.Sinks[s].Status != w {
+				t.Fatalf("%s: status %+v, want %v", when, st, want)
+			}
+		}
+		if st.Status != "failed" || st.Topic != "t" {
+			t.Fatalf("%s: overall %+v, want failed on topic t", when, st)
+		}
+	}
+	check("after the replay")
+	ta.stop(t)
+	ta = startAgent(t, dir, opts)
+	check("after a restart")
+}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,15 +52,19 @@ type delivery struct {
 type records struct {
 	mu         sync.Mutex
 	changed    chan struct{}
-	deliveries *boundedMap[string, delivery] // id + "\x00" + sink
-	chained    *boundedMap[string, spool.ID] // kept ids of chained messages
+	deliveries *boundedMap[string, delivery]   // id + "\x00" + sink
+	chained    *boundedMap[string, []spool.ID] // records that carry a kept id (chaining, replay), oldest first
 }
+
+// maxKeptPositions bounds the records remembered per kept id: the first
+// (the original push) and the latest replays.
+const maxKeptPositions = 8
 
 func newRecords(size int) *records {
 	return &records{
 		changed:    make(chan struct{}),
 		deliveries: newBoundedMap[string, delivery](size),
-		chained:    newBoundedMap[string, spool.ID](size),
+		chained:    newBoundedMap[string, []spool.ID](size),
 	}
 }
 
@@ -75,16 +80,32 @@ func (r *records) delivery(id, sinkName string) (delivery, bool) {
 	return r.deliveries.get(id + "\x00" + sinkName)
 }
 
+// setChained records that the record at sid carries the kept id id: a
+// chained push, or a dead letter replayed under its id. A message can have
+// several such records (a replay per sink it failed on); status reads them
+// all.
 func (r *records) setChained(id string, sid spool.ID) {
 	r.mu.Lock()
-	r.chained.put(id, sid)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	old, _ := r.chained.get(id)
+	if slices.Contains(old, sid) {
+		return
+	}
+	pos := make([]spool.ID, 0, min(len(old)+1, maxKeptPositions))
+	if len(old) >= maxKeptPositions {
+		pos = append(pos, old[0]) // the original keeps every target sink
+		old = old[len(old)-maxKeptPositions+2:]
+	}
+	pos = append(append(pos, old...), sid)
+	r.chained.put(id, pos)
 }
 
-func (r *records) lookupChained(id string) (spool.ID, bool) {
+// lookupChained returns the records carrying kept id id, oldest first.
+func (r *records) lookupChained(id string) ([]spool.ID, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.chained.get(id)
+	pos, ok := r.chained.get(id)
+	return slices.Clone(pos), ok
 }
 
 // wait returns a channel closed at the next acknowledgement of any sink.
@@ -144,34 +165,57 @@ type Status struct {
 }
 
 // status derives a message's state from the cursors, the dead-letter
-// index and the bounded caches.
+// index and the bounded caches. A message can sit in several records: its
+// push (at the position its local id names, or a chained one) and one per
+// dead-letter replay, which targets only the sink it failed on. Each sink's
+// status comes from the latest record that targets it, so a replay never
+// hides the message's other sinks.
 func (a *Agent) status(id string) Status {
 	st := Status{ID: id, Status: "unknown"}
-	sid, ok := a.records.lookupChained(id)
-	if !ok {
-		spoolID, parsed, err := parseID(id)
-		if err != nil || spoolID != a.sp.SpoolID() {
-			return st
+	positions, _ := a.records.lookupChained(id)
+	if spoolID, parsed, err := parseID(id); err == nil && spoolID == a.sp.SpoolID() && !slices.Contains(positions, parsed) {
+		positions = append([]spool.ID{parsed}, positions...)
+	}
+	var gone []spool.ID // records no longer readable: targets unknown
+	for _, sid := range positions {
+		if sid.Epoch > a.sp.Epoch() || sid.Seq == 0 || sid.Seq > a.sp.LastSeq() {
+			continue
 		}
-		sid = parsed
-	}
-	if sid.Epoch > a.sp.Epoch() || sid.Seq == 0 || sid.Seq > a.sp.LastSeq() {
-		return st
-	}
-	var targets []string
-	if rec, err := a.sp.Get(sid.Seq); err == nil {
+		rec, err := a.sp.Get(sid.Seq)
+		if err != nil {
+			gone = append(gone, sid)
+			continue
+		}
 		if rec.ID.Epoch != sid.Epoch {
-			return st // the sequence was reused after a cut tail: not this message
+			continue // the sequence was reused after a cut tail: not this message
 		}
 		var m Msg
-		if !rec.Corrupt && decodeMsg(rec.Data, &m) == nil {
-			targets = m.Sinks
-			st = a.statusOf(sid, id, targets)
-			st.Topic = m.Topic
-			return st
+		if rec.Corrupt || decodeMsg(rec.Data, &m) != nil {
+			gone = append(gone, sid)
+			continue
+		}
+		one := a.statusOf(sid, id, m.Sinks)
+		st.Topic = m.Topic
+		if st.Sinks == nil {
+			st.Sinks = map[string]SinkStatus{}
+		}
+		maps.Copy(st.Sinks, one.Sinks) // a later record overrides
+	}
+	for _, sid := range gone {
+		one := a.statusOf(sid, id, nil)
+		if st.Sinks == nil {
+			st.Sinks = map[string]SinkStatus{}
+		}
+		for k, v := range one.Sinks {
+			if _, ok := st.Sinks[k]; !ok {
+				st.Sinks[k] = v
+			}
 		}
 	}
-	return a.statusOf(sid, id, targets)
+	if st.Sinks != nil {
+		st.Status = overall(st.Sinks)
+	}
+	return st
 }
 
 // statusOf derives the status of message id (spool position sid) for its
