@@ -230,6 +230,9 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	a.records = newRecords(o.RecordCache)
+	if err := a.records.loadKept(o.Spool); err != nil {
+		return nil, fmt.Errorf("agent: kept ids: %w", err)
+	}
 	a.idem = newIdempotency(o.IdempotencyWindow, o.IdempotencyMax)
 	if o.Idempotency == nil {
 		sp, err := openIdemSpool(o.Spool, o.IdempotencyMax, o.Logger)

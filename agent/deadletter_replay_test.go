@@ -128,3 +128,38 @@ func TestReplayKeepsTheOtherSinksStatus(t *testing.T) {
 	ta = startAgent(t, dir, opts)
 	check("after a restart")
 }
+
+// A chained message (pushed with an id) and a replayed one read the same
+// after a restart: the kept ids are found again in the spool.
+func TestKeptIDsSurviveARestart(t *testing.T) {
+	mem := &memSink{}
+	bad, _ := refusing()
+	dir := t.TempDir()
+	opts := Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink(), Topics: []string{"t"}}, {Name: "bad", Sink: bad.sink(), Topics: []string{"r"}}}}
+	ta := startAgent(t, dir, opts)
+	r := do(t, "POST", ta.url+"/v1/messages", "application/json", []byte(`{"messages":[{"topic":"t","value":"v","id":"upstream-7"}]}`), nil)
+	if r.status != 202 || r.ids[0] != "upstream-7" {
+		t.Fatalf("push: %+v", r)
+	}
+	waitFor(t, "delivered", func() bool { return getStatus(t, ta, "upstream-7").Status == "delivered" })
+	// A local-id message dead-lettered, then replayed while its sink is down.
+	local := do(t, "POST", ta.url+"/v1/topics/r", "", []byte("x"), nil).ids[0]
+	waitFor(t, "the dead letter", func() bool { return len(listDL(t, ta)) == 1 })
+	bad.setFail(func([]sink.Message) error { return errTransient }) // the replay stays pending
+	replayDL(t, ta, listDL(t, ta)[0].DLID)
+	waitFor(t, "pending again", func() bool { return getStatus(t, ta, local).Status == "pending" })
+	ta.stop(t)
+
+	ta = startAgent(t, dir, opts)
+	if st := getStatus(t, ta, "upstream-7"); st.Status != "delivered" || st.Topic != "t" {
+		t.Fatalf("chained message after a restart: %+v", st)
+	}
+	if st := getStatus(t, ta, local); st.Status != "pending" {
+		t.Fatalf("replayed message after a restart: %+v, want pending", st)
+	}
+	bad.setFail(nil)
+	waitFor(t, "the replay delivered", func() bool { return getStatus(t, ta, local).Status == "delivered" })
+	if m := bad.messages(); len(m) != 1 || m[0].ID != local {
+		t.Fatalf("replayed delivery: %+v", m)
+	}
+}

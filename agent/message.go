@@ -153,6 +153,27 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
+// keptID returns the id a record was pushed or replayed with (nil for a
+// message known by its local id) without decoding the rest; it aliases b.
+func keptID(b []byte) []byte {
+	if len(b) < 13 || (b[0] != recordPlain && b[0] != recordExtended) {
+		return nil
+	}
+	d := decoder{b: b[13:]}
+	d.bytes() // topic
+	if k := d.uvarint(); k > 0 && !d.err {
+		if k-1 > uint64(len(d.b)) {
+			return nil
+		}
+		d.b = d.b[k-1:]
+	}
+	id := d.bytes()
+	if d.err {
+		return nil
+	}
+	return id
+}
+
 // decodeMsg decodes a record into m; m's slices alias b.
 func decodeMsg(b []byte, m *Msg) error { return decodeMsgInterned(b, m, nil) }
 

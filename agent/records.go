@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluiceio/sluice/spool"
 )
@@ -106,6 +107,22 @@ func (r *records) lookupChained(id string) ([]spool.ID, bool) {
 	defer r.mu.Unlock()
 	pos, ok := r.chained.get(id)
 	return slices.Clone(pos), ok
+}
+
+// loadKept fills the kept-id cache from the records sp still holds: a
+// chained message, and a replayed dead letter, read the same after a
+// restart as before it. One sequential read of the spool at start;
+// records without a kept id are not decoded.
+func (r *records) loadKept(sp *spool.Spool) error {
+	return sp.Scan(time.Time{}, func(rec spool.Record) bool {
+		if rec.Corrupt {
+			return true
+		}
+		if id := keptID(rec.Data); len(id) > 0 {
+			r.setChained(string(id), rec.ID)
+		}
+		return true
+	})
 }
 
 // wait returns a channel closed at the next acknowledgement of any sink.
