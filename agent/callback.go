@@ -313,7 +313,7 @@ func (cb *callbacks) readTombstones(ctx context.Context) (map[uint64]bool, uint6
 
 // reportBody renders the report of r as it stands now.
 func (cb *callbacks) reportBody(r *cbReport) (body []byte, deliveryID string) {
-	st := cb.a.statusOf(r.sid, r.id, r.targets)
+	st := cb.a.statusAt(r.sid, r.id, r.targets) // a replay of its dead letter counts
 	rep := Report{DeliveryID: "cb-" + r.id, ID: r.id, Topic: r.topic, Status: st.Status, Sinks: st.Sinks,
 		Attempt: r.attempt, PushedAt: r.pushed, ReportedAt: time.Now().UTC()}
 	for _, s := range st.Sinks {

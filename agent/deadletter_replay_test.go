@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluiceio/sluice/sink"
 )
@@ -161,5 +162,27 @@ func TestKeptIDsSurviveARestart(t *testing.T) {
 	waitFor(t, "the replay delivered", func() bool { return getStatus(t, ta, local).Status == "delivered" })
 	if m := bad.messages(); len(m) != 1 || m[0].ID != local {
 		t.Fatalf("replayed delivery: %+v", m)
+	}
+}
+
+// A callback report rendered after a replay of the message's dead letter
+// says what the replay says, not what the first attempt's cursor says: a
+// replay still pending never reads delivered.
+func TestCallbackReportAfterReplay(t *testing.T) {
+	cbs := newCBServer(t)
+	cbs.fail = 1 << 30 // the receiver is down until the replay is made
+	mem, _ := refusing()
+	ta := startAgent(t, t.TempDir(), Options{CallbackBackoff: 5 * time.Millisecond, CallbackAttempts: 100, // never given up here
+		Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
+	id := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("v"), map[string]string{"Sluice-Callback": cbs.srv.URL}).ids[0]
+	waitFor(t, "the dead letter", func() bool { return len(listDL(t, ta)) == 1 })
+	mem.setFail(func([]sink.Message) error { return errTransient }) // the replay stays pending
+	replayDL(t, ta, listDL(t, ta)[0].DLID)
+	cbs.mu.Lock()
+	cbs.fail = 0
+	cbs.mu.Unlock()
+	waitFor(t, "the report", func() bool { _, ok := cbs.byID()[id]; return ok })
+	if rep := cbs.byID()[id]; rep.Status != "pending" || rep.Sinks["mem"].Status != "pending" {
+		t.Fatalf("report after the replay: %+v, want pending", rep)
 	}
 }

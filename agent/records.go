@@ -235,6 +235,36 @@ func (a *Agent) status(id string) Status {
 	return st
 }
 
+// statusAt is the status of message id pushed at sid for targets, as
+// status would say it: the records carrying the id after sid (replays of
+// its dead letters) decide for the sinks they target. The push's own
+// position and targets are known here (callback reports), so a truncated
+// push still lists only its targets.
+func (a *Agent) statusAt(sid spool.ID, id string, targets []string) Status {
+	st := a.statusOf(sid, id, targets)
+	positions, _ := a.records.lookupChained(id)
+	changed := false
+	for _, p := range positions {
+		if p.Seq <= sid.Seq || p.Seq > a.sp.LastSeq() {
+			continue
+		}
+		rec, err := a.sp.Get(p.Seq)
+		var m Msg
+		if err != nil || rec.ID.Epoch != p.Epoch || rec.Corrupt || decodeMsg(rec.Data, &m) != nil {
+			continue
+		}
+		for k, v := range a.statusOf(p, id, m.Sinks).Sinks {
+			if _, ok := st.Sinks[k]; ok {
+				st.Sinks[k], changed = v, true
+			}
+		}
+	}
+	if changed {
+		st.Status = overall(st.Sinks)
+	}
+	return st
+}
+
 // statusOf derives the status of message id (spool position sid) for its
 // target sinks (nil = every sink, when the record is gone).
 func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
