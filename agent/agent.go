@@ -230,8 +230,15 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	a.records = newRecords(o.RecordCache)
+	if err := a.records.readKept(o.Spool.Dir()); err != nil {
+		return nil, fmt.Errorf("agent: kept ids: %w", err)
+	}
 	if err := a.records.loadKept(o.Spool); err != nil {
 		return nil, fmt.Errorf("agent: kept ids: %w", err)
+	}
+	if err := a.records.rewriteKept(); err != nil {
+		// Statuses stay right until a restart; a full disk must not stop the start.
+		a.log.Warn("cannot rewrite the kept-id log; chained ids may read unknown after a restart", "err", err)
 	}
 	a.idem = newIdempotency(o.IdempotencyWindow, o.IdempotencyMax)
 	if o.Idempotency == nil {
@@ -394,7 +401,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
-	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close())
+	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close(), a.records.closeKept())
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)

@@ -259,6 +259,9 @@ func (a *Agent) dlTake(f *dlFilter, action string) (int, error) {
 		for i, id := range ids {
 			a.records.setChained(id, spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)})
 		}
+		if err := a.records.flushKept(); err != nil {
+			a.log.Warn("cannot write the kept-id log; replayed messages may read their first attempt after a restart", "err", err)
+		}
 	}
 	if _, err := a.dl.sp.Append(context.Background(), encodeTombstone(action, seqs)); err != nil {
 		return 0, err

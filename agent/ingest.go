@@ -430,6 +430,9 @@ func (a *Agent) spooled(first spool.ID, chained []string, valueBytes int) []stri
 			ids[i] = formatID(a.sp.SpoolID(), sid)
 		}
 	}
+	if err := a.records.flushKept(); err != nil { // cheap when nothing was chained
+		a.log.Warn("cannot write the kept-id log; these chained ids may read unknown after a restart", "err", err)
+	}
 	a.m.ingestMessages.Add(len(chained))
 	a.m.ingestBytes.Add(valueBytes)
 	return ids

@@ -55,6 +55,7 @@ type records struct {
 	changed    chan struct{}
 	deliveries *boundedMap[string, delivery]   // id + "\x00" + sink
 	chained    *boundedMap[string, []spool.ID] // records that carry a kept id (chaining, replay), oldest first
+	kept       *keptLog                        // the chained map on disk (records_kept.go); nil: memory only
 }
 
 // maxKeptPositions bounds the records remembered per kept id: the first
@@ -99,6 +100,9 @@ func (r *records) setChained(id string, sid spool.ID) {
 	}
 	pos = append(append(pos, old...), sid)
 	r.chained.put(id, pos)
+	if r.kept != nil {
+		r.kept.buf = appendKeptLine(r.kept.buf, id, sid)
+	}
 }
 
 // lookupChained returns the records carrying kept id id, oldest first.
