@@ -184,8 +184,9 @@ type Agent struct {
 	inflight atomic.Int64
 	res      reservations // body.go
 
-	controlToken string     // control.go
-	dlStuck      stuckLanes // deadletter_stuck.go
+	afterDrop    []*afterDropLog // afterdrop.go
+	controlToken string          // control.go
+	dlStuck      stuckLanes      // deadletter_stuck.go
 
 	statusCalls atomic.Int64 // statusOf evaluations (dispatch cost, for tests)
 
@@ -284,7 +285,13 @@ func New(o Options) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", spec.Name, err)
 		}
-		a.fwds = append(a.fwds, newForwarder(a, spec, c))
+		fw := newForwarder(a, spec, c)
+		a.fwds = append(a.fwds, fw)
+		l, err := fw.openAfterDrop() // afterdrop.go
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", spec.Name, err)
+		}
+		a.afterDrop = append(a.afterDrop, l)
 	}
 	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
 		return nil, err
@@ -402,6 +409,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cancel()
 	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close(), a.records.closeKept())
+	for _, l := range a.afterDrop {
+		errs = append(errs, l.close())
+	}
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)

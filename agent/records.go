@@ -15,10 +15,11 @@ import (
 // boundedMap is a map that forgets its oldest keys past a fixed size:
 // memory stays bounded at any push rate, and grows only as keys come.
 type boundedMap[K comparable, V any] struct {
-	m    map[K]V
-	ring []K
-	next int
-	max  int
+	m     map[K]V
+	ring  []K
+	next  int
+	max   int
+	onPut func(K, V) // when set, told of every put (persistence)
 }
 
 func newBoundedMap[K comparable, V any](size int) *boundedMap[K, V] {
@@ -36,6 +37,9 @@ func (b *boundedMap[K, V]) put(k K, v V) {
 		}
 	}
 	b.m[k] = v
+	if b.onPut != nil {
+		b.onPut(k, v)
+	}
 }
 
 func (b *boundedMap[K, V]) get(k K) (V, bool) {
