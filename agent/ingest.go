@@ -421,17 +421,20 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 // messages.
 func (a *Agent) spooled(first spool.ID, chained []string, valueBytes int) []string {
 	ids := make([]string, len(chained))
+	kept := false
 	for i, c := range chained {
 		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
 		if c != "" {
-			ids[i] = c
+			ids[i], kept = c, true
 			a.records.setChained(c, sid)
 		} else {
 			ids[i] = formatID(a.sp.SpoolID(), sid)
 		}
 	}
-	if err := a.records.flushKept(); err != nil { // cheap when nothing was chained
-		a.log.Warn("cannot write the kept-id log; these chained ids may read unknown after a restart", "err", err)
+	if kept { // before the ack
+		if err := a.records.flushKept(); err != nil {
+			a.log.Warn("cannot write the kept-id log; these chained ids may read unknown after a restart", "err", err)
+		}
 	}
 	a.m.ingestMessages.Add(len(chained))
 	a.m.ingestBytes.Add(valueBytes)
