@@ -77,6 +77,10 @@ type Options struct {
 	RestProxyAck     string // when it answers: "spooled" (default, after the durable local write) or "delivered"
 	RestProxyCluster string // the one cluster id /v3/clusters exposes; default "sluice"
 
+	// FrontEnds are further ingest protocols (accept.go), served from Run
+	// until the drain ends.
+	FrontEnds []FrontEnd
+
 	Logger  *slog.Logger
 	Metrics *metrics.Set // default: a new set
 	Version string
@@ -276,10 +280,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	fwg.Add(1)
 	go func() { defer fwg.Done(); a.cb.run(fctx) }()
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 2+len(a.opts.FrontEnds))
 	go func() { serveErr <- a.ingest.Serve(ln) }()
 	if adminLn != nil {
 		go func() { serveErr <- a.admin.Serve(adminLn) }()
+	}
+	feCtx, stopFrontEnds := context.WithCancel(context.Background())
+	var fewg sync.WaitGroup
+	for _, fe := range a.opts.FrontEnds {
+		fewg.Add(1)
+		go func() {
+			defer fewg.Done()
+			a.log.Info("front-end started", "front_end", fe.Name(), "listen", fe.Addr())
+			if err := fe.Serve(feCtx, a); err != nil {
+				serveErr <- fmt.Errorf("%s front-end: %w", fe.Name(), err)
+			}
+		}()
 	}
 	a.addrMu.Lock()
 	a.ingestAddr, a.adminAd = ln.Addr().String(), addrOf(adminLn)
@@ -306,6 +322,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	sctx, cancel := context.WithDeadline(context.Background(), deadline.Add(2*time.Second))
 	_ = a.ingest.ShutdownWithContext(sctx)
 	cancel()
+	stopFrontEnds()
+	fewg.Wait()
 	stopForwarders()
 	fwg.Wait()
 	for _, f := range a.fwds {
