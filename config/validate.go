@@ -81,6 +81,7 @@ func (c *checker) validateCore(cfg *Config) {
 			c.fail(p+"ADMIN_LISTEN", "%v", err)
 		}
 	}
+	c.validateListenKafka(cfg)
 	if s := cfg.SpoolSegmentBytes; s < minSegmentBytes || s > maxSegmentBytes {
 		c.fail(p+"SPOOL_SEGMENT_BYTES", "must be between %v and %v, got %v", Bytes(minSegmentBytes), Bytes(maxSegmentBytes), s)
 	}
@@ -104,6 +105,42 @@ func (c *checker) validateCore(cfg *Config) {
 	c.positive(p+"RECORD_CACHE", int64(cfg.RecordCache))
 	c.positive(p+"IDEMPOTENCY_MAX_KEYS", int64(cfg.IdempotencyMaxKeys))
 	c.positive(p+"IDEMPOTENCY_WINDOW", int64(cfg.IdempotencyWindow))
+}
+
+// validateListenKafka checks the Kafka listener: a loopback host:port (it
+// has no authentication), partition counts from 1 to 100000.
+func (c *checker) validateListenKafka(cfg *Config) {
+	const p = envPrefix + "_LISTEN_KAFKA"
+	if cfg.ListenKafka != "" && c.ok(p) {
+		if err := checkHostPort(cfg.ListenKafka, true); err != nil {
+			c.fail(p, "%v", err)
+		} else if host, _, _ := net.SplitHostPort(cfg.ListenKafka); !isLoopback(host) {
+			c.fail(p, "must be a loopback address (127.0.0.1, [::1] or localhost): the Kafka listener has no authentication, got %q", cfg.ListenKafka)
+		}
+	}
+	if n := cfg.ListenKafkaPartitions; c.ok(p+"_PARTITIONS") && (n < 0 || n > maxPartitions) {
+		c.fail(p+"_PARTITIONS", "must be from 0 to %d, got %d", maxPartitions, n)
+	}
+	if c.ok(p + "_TOPIC_PARTITIONS") {
+		for t, v := range cfg.ListenKafkaTopicPartitions {
+			if err := checkKafkaTopic(t); err != nil {
+				c.fail(p+"_TOPIC_PARTITIONS", "%v", err)
+			} else if n, err := strconv.Atoi(v); err != nil || n < 1 || n > maxPartitions {
+				c.fail(p+"_TOPIC_PARTITIONS", "topic %s: partition count must be a number from 1 to %d, got %q", t, maxPartitions, v)
+			}
+		}
+	}
+}
+
+// maxPartitions bounds advertised partition counts.
+const maxPartitions = 100000
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // positive fails name unless v > 0.

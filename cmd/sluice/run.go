@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluiceio/sluice/agent"
 	"github.com/sluiceio/sluice/config"
+	"github.com/sluiceio/sluice/frontend/kafkaproto"
 	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/sink/discard"
 	"github.com/sluiceio/sluice/sink/file"
@@ -74,6 +76,20 @@ func runAgent() error {
 		dl.Close()
 		return err
 	}
+	var frontEnds []agent.FrontEnd
+	if c.ListenKafka != "" {
+		kl, err := newKafkaListener(c, log, set)
+		if err != nil {
+			sp.Close()
+			dl.Close()
+			for _, s := range specs {
+				s.Sink.Close(context.Background())
+			}
+			return fmt.Errorf("SLUICE_LISTEN_KAFKA: %w", err)
+		}
+		defer kl.Close()
+		frontEnds = append(frontEnds, kl)
+	}
 	drainTimeout := c.DrainTimeout
 	if drainTimeout == 0 {
 		drainTimeout = time.Nanosecond // 0 = exit at once
@@ -89,7 +105,8 @@ func runAgent() error {
 		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, RecordCache: c.RecordCache,
 		IdempotencyWindow: c.IdempotencyWindow, IdempotencyMax: c.IdempotencyMaxKeys,
 		CallbackAllow: c.CallbackAllow, RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
-		Logger: log, Metrics: set, Version: version,
+		FrontEnds: frontEnds,
+		Logger:    log, Metrics: set, Version: version,
 	})
 	if err != nil {
 		sp.Close()
@@ -109,6 +126,22 @@ func runAgent() error {
 		os.Exit(1)
 	}()
 	return a.Run(ctx)
+}
+
+// newKafkaListener binds the Kafka-protocol listener; its producer id
+// state lives in the spool directory (locked by the spool).
+func newKafkaListener(c *config.Config, log *slog.Logger, set *metrics.Set) (*kafkaproto.Server, error) {
+	parts := map[string]int32{}
+	for t, v := range c.ListenKafkaTopicPartitions {
+		n, _ := strconv.Atoi(v) // validated by config
+		parts[t] = int32(n)
+	}
+	return kafkaproto.Listen(kafkaproto.Options{
+		Addr: c.ListenKafka, StateDir: filepath.Join(c.SpoolDir, "kafka-listener"),
+		Partitions: parts, DefaultPartitions: int32(c.ListenKafkaPartitions),
+		MaxRequestBytes: int(c.MaxRequestBytes), WriteTimeout: c.WriteTimeout,
+		Logger: log.With("front_end", "kafka"), Metrics: set,
+	})
 }
 
 func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.SinkSpec, error) {

@@ -35,6 +35,7 @@ type batch struct {
 	producerID    int64
 	producerEpoch int16
 	firstSeq      int32
+	codec         int
 	records       []record
 }
 
@@ -78,6 +79,7 @@ func decodeBatch(raw []byte, dec *decompressor) (batch, error) {
 		return b, errTransactions
 	}
 	codec := int(attrs & attrCodec)
+	b.codec = codec
 	if codec > codecZstd {
 		return b, fmt.Errorf("%w: compression codec %d", errCorrupt, codec)
 	}

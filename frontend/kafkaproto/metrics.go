@@ -42,3 +42,10 @@ func (m *serverMetrics) produceError(code int16) {
 	}
 	m.set.GetOrCreateCounter(`sluice_kafka_listener_produce_errors_total{error="` + name + `"}`).Inc()
 }
+
+var codecNames = [...]string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+// batch counts a valid batch by codec.
+func (m *serverMetrics) batch(codec int) {
+	m.set.GetOrCreateCounter(`sluice_kafka_listener_batches_total{codec="` + codecNames[codec] + `"}`).Inc()
+}

@@ -76,6 +76,7 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 				s.log.Debug("kafka listener: batch refused", "topic", rt.name, "partition", rp.index, "err", err)
 				continue
 			}
+			s.m.batch(b.codec)
 			todo = append(todo, &pending{resp: p, tp: topicPartition{rt.name, rp.index}, batch: b})
 		}
 		resp.Topics = append(resp.Topics, t)
