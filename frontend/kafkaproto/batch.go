@@ -90,7 +90,9 @@ func decodeBatch(raw []byte, dec *decompressor) (batch, error) {
 		return b, fmt.Errorf("%w: %d records, last offset delta %d", errCorrupt, n, lastOffsetDelta)
 	}
 	body, err := dec.decompress(codec, body)
-	if err != nil {
+	if errors.Is(err, errTooBig) {
+		return b, err
+	} else if err != nil {
 		return b, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	if int64(n)*7 > int64(len(body)) {
