@@ -167,7 +167,11 @@ func FuzzRequest(f *testing.F) {
 		&kmsg.FetchRequest{Version: 12, Topics: []kmsg.FetchRequestTopic{{Topic: "t", Partitions: []kmsg.FetchRequestTopicPartition{{Partition: 0}}}}},
 		produceReq("t", 0, -1, recordBatch(5, 0, 0, 0, "a", "b")),
 		produceReq("t", 0, 1, recordBatch(-1, -1, 0, codecGzip, "a")),
-		func() kmsg.Request { r := produceReq("t", 0, -1, recordBatch(-1, -1, 0, 0, "a")); r.Version = 11; return r }(),
+		func() kmsg.Request {
+			r := produceReq("t", 0, -1, recordBatch(-1, -1, 0, 0, "a"))
+			r.Version = 11
+			return r
+		}(),
 	}
 	for _, r := range seeds {
 		f.Add(frame(r, 1)[4:])
