@@ -44,6 +44,10 @@ type Message struct {
 	Headers   []sink.Header // a sluice-id header (chained agents) becomes the message's id
 	Time      time.Time     // the message's timestamp; zero = now
 	Partition int32         // explicit partition, or sink.NoPartition (the sink's partitioner decides)
+	// Meta is the front-end's own bytes, stored with the message and
+	// never forwarded; ScanMeta hands them back after a restart (a
+	// front-end rebuilds its state from them). nil = none.
+	Meta []byte
 }
 
 // AcceptOptions tune one Accept call. The zero value is the default.
@@ -76,6 +80,11 @@ type Acceptor interface {
 	// Routable returns nil when some sink takes topic, else ErrBadTopic or
 	// ErrNoRoute (wrapped).
 	Routable(topic string) error
+	// ScanMeta calls fn, in spool order, for each message still in the
+	// spool that was appended at or after since and carries Meta, with its
+	// topic and spool sequence (what Accepted.First counts). meta is valid
+	// only during the call.
+	ScanMeta(since time.Time, fn func(seq uint64, topic string, meta []byte)) error
 }
 
 // FrontEnd is an ingest protocol served beside the HTTP listener, over
@@ -155,7 +164,7 @@ func (a *Agent) Accept(ctx context.Context, in []Message, o AcceptOptions) (Acce
 		if !m.Time.IsZero() {
 			t = m.Time.UnixNano()
 		}
-		msgs[i] = Msg{Time: t, Partition: m.Partition, Topic: m.Topic, Key: m.Key, Sinks: lastSinks, Headers: m.Headers, Value: m.Value}
+		msgs[i] = Msg{Time: t, Partition: m.Partition, Topic: m.Topic, Key: m.Key, Sinks: lastSinks, Headers: m.Headers, Value: m.Value, Meta: m.Meta}
 		msgs[i].ID, msgs[i].Headers = chainedID(m.Headers)
 		size += encodedSize(&msgs[i])
 	}
@@ -183,6 +192,18 @@ func (a *Agent) Accept(ctx context.Context, in []Message, o AcceptOptions) (Acce
 	a.m.ingestMessages.Add(len(msgs))
 	a.m.ingestBytes.Add(valueBytes)
 	return acc, nil
+}
+
+// ScanMeta implements Acceptor.
+func (a *Agent) ScanMeta(since time.Time, fn func(seq uint64, topic string, meta []byte)) error {
+	var m Msg
+	return a.sp.Scan(since, func(r spool.Record) bool {
+		if r.Corrupt || !hasExtras(r.Data) || decodeMsg(r.Data, &m) != nil || m.Meta == nil {
+			return true
+		}
+		fn(r.ID.Seq, m.Topic, m.Meta)
+		return true
+	})
 }
 
 // acceptError maps a spool error onto Accept's sentinels.

@@ -22,10 +22,13 @@
 //     partition the last five batches are remembered: a retried batch is
 //     answered with its original offset, a gap with
 //     OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch with
-//     INVALID_PRODUCER_EPOCH. The windows live in memory: after a restart a
-//     producer's next batch starts a new window (Kafka does the same for a
-//     producer whose state expired), so a batch retried across a restart of
-//     sluice can be spooled twice; its messages keep distinct sluice-ids.
+//     INVALID_PRODUCER_EPOCH. Each idempotent batch's producer id, epoch and
+//     sequences are stored with its first message (agent.Message.Meta), and
+//     Serve rebuilds the windows from the last Options.ProducerStateAge of
+//     the spool before it accepts connections: a batch retried across a
+//     kill -9 of sluice is still recognised. A producer without state (older
+//     than that, or evicted past MaxProducers) starts a new window with
+//     whatever sequence it sends, as Kafka does for expired producer state.
 //   - Transactions are refused: a transactional InitProducerId, Produce or
 //     FindCoordinator gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, a batch
 //     with the transactional or control bit INVALID_TXN_STATE. Consumers get

@@ -81,6 +81,7 @@ type env struct {
 	srv  *Server
 	sink *memSink
 	dir  string
+	stop func() // stops the agent (drain); idempotent
 }
 
 // start runs an agent over a real spool in dir with a memSink for topics
@@ -117,17 +118,21 @@ func start(t *testing.T, dir string, o Options, globs ...string) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("agent: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("agent did not stop")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("agent did not stop")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	<-a.Ready()
-	return &env{srv: srv, sink: ms, dir: dir}
+	return &env{srv: srv, sink: ms, dir: dir, stop: stop}
 }

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -146,6 +147,8 @@ type funcAcceptor struct {
 func (f funcAcceptor) Accept(_ context.Context, msgs []agent.Message, _ agent.AcceptOptions) (agent.Accepted, error) {
 	return f.accept(msgs)
 }
+
+func (funcAcceptor) ScanMeta(time.Time, func(uint64, string, []byte)) error { return nil }
 
 func (funcAcceptor) Routable(topic string) error {
 	if !sink.ValidTopic(topic) {

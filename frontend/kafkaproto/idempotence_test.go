@@ -97,3 +97,41 @@ func TestProducerIDsUniqueAcrossRestarts(t *testing.T) {
 		}
 	}
 }
+
+// TestSequenceWindowSurvivesRestart: after a restart on the same spool, a
+// batch retried from before it is still answered with its original offset
+// and not spooled again; the next sequence is accepted.
+func TestSequenceWindowSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Partitions: map[string]int32{"t": 2}}
+	e := start(t, dir, o)
+	c := dial(t, e.srv.Addr())
+	pid := initProducer(t, c)
+	first := c.produce("t", 1, recordBatch(pid, 0, 0, 0, "a", "b"))
+	second := c.produce("t", 1, recordBatch(pid, 0, 2, 0, "c"))
+	if first.ErrorCode != 0 || second.ErrorCode != 0 {
+		t.Fatalf("produce: %v %v", kerr.ErrorForCode(first.ErrorCode), kerr.ErrorForCode(second.ErrorCode))
+	}
+	e.sink.wait(t, 3)
+	e.stop()
+
+	e = start(t, dir, o)
+	c = dial(t, e.srv.Addr())
+	if dup := c.produce("t", 1, recordBatch(pid, 0, 0, 0, "a", "b")); dup.ErrorCode != 0 || dup.BaseOffset != first.BaseOffset {
+		t.Errorf("batch retried across the restart: %v at %d, want offset %d", kerr.ErrorForCode(dup.ErrorCode), dup.BaseOffset, first.BaseOffset)
+	}
+	if gap := c.produce("t", 1, recordBatch(pid, 0, 7, 0, "z")); gap.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Errorf("gap after the restart: %v", kerr.ErrorForCode(gap.ErrorCode))
+	}
+	next := c.produce("t", 1, recordBatch(pid, 0, 3, 0, "d"))
+	if next.ErrorCode != 0 || next.BaseOffset <= second.BaseOffset {
+		t.Errorf("next batch: %v at %d", kerr.ErrorForCode(next.ErrorCode), next.BaseOffset)
+	}
+	if pid2 := initProducer(t, c); pid2 == pid {
+		t.Errorf("producer id %d handed out again after the restart", pid)
+	}
+	got := e.sink.wait(t, 1)
+	if len(got) != 1 || string(got[0].Value) != "d" {
+		t.Errorf("after the restart the sink got %d messages (%q...), want only d", len(got), got[0].Value)
+	}
+}

@@ -143,6 +143,9 @@ func (s *Server) spool(todo []*pending) {
 		for i := range b.records {
 			r := &b.records[i]
 			m := agent.Message{Topic: p.tp.topic, Key: r.key, Value: r.value, Headers: r.headers, Partition: part}
+			if i == 0 && p.producer != nil {
+				m.Meta = encodeBatchMeta(p.tp.partition, b.producerID, b.producerEpoch, b.firstSeq, int32(len(b.records)))
+			}
 			if r.timestamp >= 0 {
 				m.Time = time.UnixMilli(r.timestamp)
 			}

@@ -1,6 +1,7 @@
 package kafkaproto
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluiceio/sluice/agent"
 )
 
 // producerIDBlock is how many producer ids one write of the state file
@@ -189,6 +192,45 @@ func (pr *producer) record(tp topicPartition, epoch int16, firstSeq, count int32
 	w.entries[w.at] = seqEntry{firstSeq: firstSeq, nextSeq: next, offset: offset}
 	w.at = (w.at + 1) % len(w.entries)
 	w.n = min(w.n+1, len(w.entries))
+}
+
+// batchMetaVersion starts the bytes stored with the first message of an
+// idempotent batch.
+const batchMetaVersion = 1
+
+// encodeBatchMeta is what the spool keeps of an idempotent batch so that
+// its producer's window can be rebuilt: version, partition, producer id,
+// epoch, first sequence, record count.
+func encodeBatchMeta(partition int32, pid int64, epoch int16, firstSeq, count int32) []byte {
+	b := make([]byte, 0, 23)
+	b = append(b, batchMetaVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(partition))
+	b = binary.BigEndian.AppendUint64(b, uint64(pid))
+	b = binary.BigEndian.AppendUint16(b, uint16(epoch))
+	b = binary.BigEndian.AppendUint32(b, uint32(firstSeq))
+	return binary.BigEndian.AppendUint32(b, uint32(count))
+}
+
+// rebuild replays the idempotent batches the spool holds since then into
+// the sequence windows, and returns how many it found.
+func (p *producers) rebuild(acc agent.Acceptor, since time.Time) (int, error) {
+	n := 0
+	err := acc.ScanMeta(since, func(seq uint64, topic string, meta []byte) {
+		if len(meta) != 23 || meta[0] != batchMetaVersion {
+			return
+		}
+		partition := int32(binary.BigEndian.Uint32(meta[1:]))
+		pid := int64(binary.BigEndian.Uint64(meta[5:]))
+		epoch := int16(binary.BigEndian.Uint16(meta[13:]))
+		firstSeq := int32(binary.BigEndian.Uint32(meta[15:]))
+		count := int32(binary.BigEndian.Uint32(meta[19:]))
+		pr := p.get(pid, epoch)
+		pr.mu.Lock()
+		pr.record(topicPartition{topic, partition}, epoch, firstSeq, count, int64(seq))
+		pr.mu.Unlock()
+		n++
+	})
+	return n, err
 }
 
 // seqAdd adds count to a sequence, wrapping at MaxInt32 as Kafka does.

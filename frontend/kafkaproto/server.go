@@ -36,6 +36,10 @@ type Options struct {
 	MaxRequestBytes int           // largest Produce request frame; default 16 MiB
 	MaxConnections  int           // default 256
 	MaxProducers    int           // idempotent producers remembered; default 10000
+	// ProducerStateAge is how far back Serve reads the spool to rebuild
+	// the idempotent producers' sequence windows after a restart; default
+	// 10 min (a producer retrying across a restart comes back sooner).
+	ProducerStateAge time.Duration
 	IdleTimeout     time.Duration // an idle connection is closed after this; default 10 min
 	WriteTimeout    time.Duration // bound on writing a response; default 10 s
 	// ThrottleMillis is the throttle time sent with a retriable
@@ -59,6 +63,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxProducers <= 0 {
 		o.MaxProducers = 10000
+	}
+	if o.ProducerStateAge <= 0 {
+		o.ProducerStateAge = 10 * time.Minute
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 10 * time.Minute
@@ -154,10 +161,20 @@ func (s *Server) Close() error {
 // requests in flight (each bounded by the spool's append timeout).
 func (s *Server) Serve(ctx context.Context, acc agent.Acceptor) error {
 	s.acc = acc
+	// Connections wait in the listen backlog until the windows are back.
+	t0 := time.Now()
+	n, err := s.pids.rebuild(acc, t0.Add(-s.opts.ProducerStateAge))
+	if err != nil {
+		s.Close()
+		s.dec.close()
+		return fmt.Errorf("kafkaproto: rebuild producer state: %w", err)
+	}
+	if n > 0 {
+		s.log.Info("kafka listener: idempotent producer state rebuilt from the spool", "batches", n, "took", time.Since(t0).Round(time.Millisecond))
+	}
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
-	var err error
 	for {
 		c, aerr := s.ln.Accept()
 		if aerr != nil {
