@@ -33,15 +33,15 @@ type Options struct {
 	// (murmur2 by key for Kafka, as the Java client would).
 	DefaultPartitions int32
 
-	MaxRequestBytes int           // largest Produce request frame; default 16 MiB
-	MaxConnections  int           // default 256
-	MaxProducers    int           // idempotent producers remembered; default 10000
+	MaxRequestBytes int // largest Produce request frame; default 16 MiB
+	MaxConnections  int // default 256
+	MaxProducers    int // idempotent producers remembered; default 10000
 	// ProducerStateAge is how far back Serve reads the spool to rebuild
 	// the idempotent producers' sequence windows after a restart; default
 	// 10 min (a producer retrying across a restart comes back sooner).
 	ProducerStateAge time.Duration
-	IdleTimeout     time.Duration // an idle connection is closed after this; default 10 min
-	WriteTimeout    time.Duration // bound on writing a response; default 10 s
+	IdleTimeout      time.Duration // an idle connection is closed after this; default 10 min
+	WriteTimeout     time.Duration // bound on writing a response; default 10 s
 	// ThrottleMillis is the throttle time sent with a retriable
 	// "spool full" error; default 1000.
 	ThrottleMillis int32
