@@ -208,3 +208,58 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+// serveWith runs a listener over acc (no agent) until the test ends.
+func serveWith(t *testing.T, acc agent.Acceptor, o Options) *Server {
+	t.Helper()
+	o.Addr, o.StateDir, o.Logger = "127.0.0.1:0", t.TempDir(), quiet()
+	srv, err := Listen(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, acc) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}
+
+// TestAcceptErrors: what a producer gets when the spool refuses: "come
+// back later" errors are retriable, spool full carries a throttle time.
+func TestAcceptErrors(t *testing.T) {
+	cases := []struct {
+		err      error
+		want     *kerr.Error
+		throttle bool
+	}{
+		{agent.ErrSpoolFull, kerr.NotEnoughReplicas, true},
+		{agent.ErrDraining, kerr.NotEnoughReplicas, true},
+		{agent.ErrSpoolTimeout, kerr.RequestTimedOut, false},
+		{agent.ErrDiskFull, kerr.KafkaStorageError, false},
+		{agent.ErrIO, kerr.KafkaStorageError, false},
+		{agent.ErrTooLarge, kerr.MessageTooLarge, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want.Message, func(t *testing.T) {
+			srv := serveWith(t, funcAcceptor{accept: func([]agent.Message) (agent.Accepted, error) {
+				return agent.Accepted{}, fmt.Errorf("%w: test", tc.err)
+			}}, Options{ThrottleMillis: 250})
+			c := dial(t, srv.Addr())
+			req := produceReq("t", 0, -1, recordBatch(-1, -1, 0, 0, "v"))
+			resp := req.ResponseKind().(*kmsg.ProduceResponse)
+			c.request(req, resp)
+			p := resp.Topics[0].Partitions[0]
+			if p.ErrorCode != tc.want.Code || (resp.ThrottleMillis == 250) != tc.throttle {
+				t.Errorf("got %v throttle %d", kerr.ErrorForCode(p.ErrorCode), resp.ThrottleMillis)
+			}
+			if tc.want.Retriable != (tc.want != kerr.MessageTooLarge) {
+				t.Errorf("%v retriable=%v", tc.want, tc.want.Retriable)
+			}
+		})
+	}
+}
