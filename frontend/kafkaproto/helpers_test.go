@@ -57,7 +57,7 @@ func (m *memSink) sink() sink.Sink {
 }
 
 // wait returns the messages once there are at least n (fails after 30 s).
-func (m *memSink) wait(t *testing.T, n int) []sink.Message {
+func (m *memSink) wait(t testing.TB, n int) []sink.Message {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
@@ -82,11 +82,22 @@ type env struct {
 	sink *memSink
 	dir  string
 	stop func() // stops the agent (drain); idempotent
+	// ingest is the agent's HTTP ingest address.
+	ingest string
 }
 
 // start runs an agent over a real spool in dir with a memSink for topics
 // matching globs (default all) and the listener configured by o.
-func start(t *testing.T, dir string, o Options, globs ...string) *env {
+func start(t testing.TB, dir string, o Options, globs ...string) *env {
+	t.Helper()
+	ms := newMemSink()
+	e := startWith(t, dir, o, ms.sink(), globs...)
+	e.sink = ms
+	return e
+}
+
+// startWith is start with sink s (e.sink is nil).
+func startWith(t testing.TB, dir string, o Options, s sink.Sink, globs ...string) *env {
 	t.Helper()
 	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet()})
 	if err != nil {
@@ -105,10 +116,9 @@ func start(t *testing.T, dir string, o Options, globs ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms := newMemSink()
 	a, err := agent.New(agent.Options{
 		Spool: sp, DeadLetter: dl, Listen: "127.0.0.1:0", AdminListen: "-",
-		Sinks:     []agent.SinkSpec{{Name: "mem", Sink: ms.sink(), Topics: globs, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}},
+		Sinks:     []agent.SinkSpec{{Name: "mem", Sink: s, Topics: globs, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}},
 		FrontEnds: []agent.FrontEnd{srv}, DrainTimeout: time.Second, Logger: quiet(),
 	})
 	if err != nil {
@@ -134,5 +144,6 @@ func start(t *testing.T, dir string, o Options, globs ...string) *env {
 	}
 	t.Cleanup(stop)
 	<-a.Ready()
-	return &env{srv: srv, sink: ms, dir: dir, stop: stop}
+	ingest, _ := a.Addrs()
+	return &env{srv: srv, dir: dir, stop: stop, ingest: ingest}
 }
