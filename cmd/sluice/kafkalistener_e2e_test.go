@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluiceio/sluice/internal/testenv"
 )
 
 // These tests point unchanged Kafka producers (librdkafka via kcat,
@@ -311,5 +314,67 @@ func TestE2EKafkaListenerOutageAndKill9(t *testing.T) {
 		len(chosen), lost, dups, metric(t, p, "sluice_kafka_listener_duplicate_batches_total"))
 	if lost != 0 || dups != 0 || len(chosen) != n {
 		t.Fatalf("%d acknowledged of %d, %d lost, %d spooled twice", len(chosen), n, lost, dups)
+	}
+}
+
+// TestE2EKafkaListenerJavaClient: the Java client (kafka-clients,
+// idempotent, acks=all, its default partitioner) produces through the
+// listener with every codec; kcat reads the cluster back: every record
+// once, on the partition the Java client reported, with its header.
+func TestE2EKafkaListenerJavaClient(t *testing.T) {
+	kcat := requireKcat(t)
+	cp := os.Getenv("SLUICE_KAFKA_CLIENTS_CP")
+	java, err := exec.LookPath("java")
+	if cp == "" || err != nil {
+		testenv.Missing(t, "the Java Kafka client", "java 17 and scripts/deps/kafkaclients.sh (exports SLUICE_KAFKA_CLIENTS_CP)")
+	}
+	_, broker := newKfake(t, kfake.SeedTopics(5, "jv"))
+	p, kl := startListener(t, broker, "jv=5")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, java, "-cp", cp, "testdata/JavaProducer.java", kl, "jv", "200", "none", "gzip", "snappy", "lz4", "zstd")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("java producer: %v\n%s", err, stderr.String())
+	}
+	chosen := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var v string
+		var part int
+		if _, err := fmt.Sscan(l, &v, &part); err != nil {
+			t.Fatalf("java output %q: %v", l, err)
+		}
+		chosen[v] = part
+	}
+	if len(chosen) != 5*200 {
+		t.Fatalf("java acknowledged %d records, want %d\n%s", len(chosen), 5*200, stderr.String())
+	}
+	for _, codec := range []string{"gzip", "snappy", "lz4", "zstd"} {
+		if metric(t, p, `sluice_kafka_listener_batches_total{codec="`+codec+`"}`) == 0 {
+			t.Errorf("the Java client sent no %s batch", codec)
+		}
+	}
+	waitBacklogEmpty(t, p)
+	seen := map[string]bool{}
+	for _, r := range kcatRead(t, kcat, broker, "jv") {
+		v := string(r.value)
+		part, ok := chosen[v]
+		if !ok || seen[v] {
+			t.Errorf("unexpected or duplicate record %q", v)
+			continue
+		}
+		seen[v] = true
+		if r.partition != part {
+			t.Errorf("%s: partition %d, the Java client chose %d", v, r.partition, part)
+		}
+		if len(r.headers["origin"]) != 1 || len(r.headers["sluice-id"]) != 1 {
+			t.Errorf("%s: headers %v", v, r.headers)
+		}
+	}
+	if len(seen) != len(chosen) {
+		t.Errorf("read back %d records, want %d", len(seen), len(chosen))
 	}
 }
