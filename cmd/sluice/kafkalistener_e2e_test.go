@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -372,6 +373,63 @@ func TestE2EKafkaListenerJavaClient(t *testing.T) {
 		}
 		if len(r.headers["origin"]) != 1 || len(r.headers["sluice-id"]) != 1 {
 			t.Errorf("%s: headers %v", v, r.headers)
+		}
+	}
+	if len(seen) != len(chosen) {
+		t.Errorf("read back %d records, want %d", len(seen), len(chosen))
+	}
+}
+
+// TestE2EKafkaListenerSarama: Sarama's SyncProducer (idempotent, acks
+// all, its FNV-1a hash partitioner) with every codec.
+func TestE2EKafkaListenerSarama(t *testing.T) {
+	kcat := requireKcat(t)
+	_, broker := newKfake(t, kfake.SeedTopics(4, "sr"))
+	p, kl := startListener(t, broker, "sr=4")
+	chosen := map[string]int32{}
+	codecs := map[string]sarama.CompressionCodec{"none": sarama.CompressionNone, "gzip": sarama.CompressionGZIP,
+		"snappy": sarama.CompressionSnappy, "lz4": sarama.CompressionLZ4, "zstd": sarama.CompressionZSTD}
+	for name, codec := range codecs {
+		cfg := sarama.NewConfig()
+		cfg.Version = sarama.V2_8_0_0
+		cfg.Producer.Idempotent = true
+		cfg.Net.MaxOpenRequests = 1
+		cfg.Producer.RequiredAcks = sarama.WaitForAll
+		cfg.Producer.Return.Successes = true
+		cfg.Producer.Compression = codec
+		prod, err := sarama.NewSyncProducer([]string{kl}, cfg)
+		if err != nil {
+			t.Fatalf("sarama %s: %v", name, err)
+		}
+		var msgs []*sarama.ProducerMessage
+		for i := range 40 {
+			msgs = append(msgs, &sarama.ProducerMessage{Topic: "sr", Key: sarama.StringEncoder(fmt.Sprintf("key-%d", i)),
+				Value: sarama.StringEncoder(fmt.Sprintf("sarama-%s-%d", name, i))})
+		}
+		if err := prod.SendMessages(msgs); err != nil {
+			t.Fatalf("sarama %s: %v", name, err)
+		}
+		prod.Close()
+		for _, m := range msgs {
+			v, _ := m.Value.Encode()
+			chosen[string(v)] = m.Partition
+		}
+		if name != "none" && metric(t, p, `sluice_kafka_listener_batches_total{codec="`+name+`"}`) == 0 {
+			t.Errorf("Sarama sent no %s batch", name)
+		}
+	}
+	waitBacklogEmpty(t, p)
+	seen := map[string]bool{}
+	for _, r := range kcatRead(t, kcat, broker, "sr") {
+		v := string(r.value)
+		part, ok := chosen[v]
+		if !ok || seen[v] {
+			t.Errorf("unexpected or duplicate record %q", v)
+			continue
+		}
+		seen[v] = true
+		if int32(r.partition) != part {
+			t.Errorf("%s: partition %d, Sarama chose %d", v, r.partition, part)
 		}
 	}
 	if len(seen) != len(chosen) {
