@@ -34,7 +34,16 @@ var (
 	// ErrIO: the spool failed to write. The agent repairs the spool; the
 	// caller may retry.
 	ErrIO = errors.New("agent: spool i/o error")
+	// ErrNoPartitions: no sink the topic is routed to knows partitions
+	// (none implements PartitionCounter).
+	ErrNoPartitions = errors.New("agent: no sink of the topic has partitions")
 )
+
+// PartitionCounter is implemented by sinks with partitions (Kafka): the
+// topic's partition count upstream, asked of the cluster.
+type PartitionCounter interface {
+	Partitions(ctx context.Context, topic string) (int, error)
+}
 
 // Message is one message a front-end hands to Accept.
 type Message struct {
@@ -85,6 +94,10 @@ type Acceptor interface {
 	// topic and spool sequence (what Accepted.First counts). meta is valid
 	// only during the call.
 	ScanMeta(since time.Time, fn func(seq uint64, topic string, meta []byte)) error
+	// Partitions asks the first sink the topic is routed to that has
+	// partitions (PartitionCounter) for its count upstream; ErrNoPartitions
+	// when none has, else that sink's error.
+	Partitions(ctx context.Context, topic string) (int, error)
 }
 
 // FrontEnd is an ingest protocol served beside the HTTP listener, over
@@ -192,6 +205,20 @@ func (a *Agent) Accept(ctx context.Context, in []Message, o AcceptOptions) (Acce
 	a.m.ingestMessages.Add(len(msgs))
 	a.m.ingestBytes.Add(valueBytes)
 	return acc, nil
+}
+
+// Partitions implements Acceptor.
+func (a *Agent) Partitions(ctx context.Context, topic string) (int, error) {
+	for _, f := range a.fwds {
+		if pc, ok := f.spec.Sink.(PartitionCounter); ok && matchTopic(f.spec.Topics, topic) {
+			n, err := pc.Partitions(ctx, topic)
+			if err != nil {
+				return 0, fmt.Errorf("sink %s: %w", f.spec.Name, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, ErrNoPartitions
 }
 
 // ScanMeta implements Acceptor.

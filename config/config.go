@@ -67,8 +67,9 @@ type Config struct {
 	RestproxyClusterID string `split_words:"true" default:"sluice" example:"lkc-abc123" desc:"Id of the one cluster the REST Proxy v3 API exposes (GET /v3/clusters); records posted under another cluster id get 404. Set it to the id the application already uses to keep its URLs."`
 
 	ListenKafka                string `split_words:"true" example:"127.0.0.1:9092" desc:"Kafka-protocol produce listener, host:port on a loopback address; empty = off. Producers set bootstrap.servers to it; acks come after the local fsync, offsets are local."`
-	ListenKafkaPartitions      int    `split_words:"true" default:"0" example:"6" desc:"Partitions the Kafka listener advertises for topics not in SLUICE_LISTEN_KAFKA_TOPIC_PARTITIONS, whose messages then go to the partition the producer chose; 0 = one partition, and the sink's partitioner places the messages (murmur2 by key for Kafka sinks)."`
+	ListenKafkaPartitions      int    `split_words:"true" default:"0" example:"6" desc:"Partitions the Kafka listener advertises for topics not in SLUICE_LISTEN_KAFKA_TOPIC_PARTITIONS, whose messages then go to the partition the producer chose; 0 = see SLUICE_LISTEN_KAFKA_MIRROR."`
 	ListenKafkaTopicPartitions Map    `split_words:"true" example:"clicks=6,orders=12" desc:"Comma list of topic=count: the partition count the Kafka listener advertises per topic (set it to the upstream topic's count); messages go to the partition the producer chose."`
+	ListenKafkaMirror          bool   `split_words:"true" default:"true" example:"false" desc:"For topics without a configured count, the Kafka listener advertises the topic's partition count in the upstream Kafka cluster (cached in the spool directory, refreshed every minute); a topic never seen while the cluster is down gets a retriable error. false = one partition, placed by the sink's partitioner."`
 
 	Sinks List `split_words:"true" default:"stdout" example:"main,dr" desc:"Comma list of sink names ([a-z0-9]+, case-insensitive, stored lower-case); sink NAME reads SLUICE_<NAME>_<SETTING>."`
 

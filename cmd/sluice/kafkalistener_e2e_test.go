@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -431,6 +432,97 @@ func TestE2EKafkaListenerSarama(t *testing.T) {
 		if int32(r.partition) != part {
 			t.Errorf("%s: partition %d, Sarama chose %d", v, r.partition, part)
 		}
+	}
+	if len(seen) != len(chosen) {
+		t.Errorf("read back %d records, want %d", len(seen), len(chosen))
+	}
+}
+
+// TestE2EKafkaListenerMirrorsPartitions: with no count configured, the
+// listener advertises the upstream topic's partition count, so franz-go's
+// own partitioner spreads keys over all 7 partitions and each record lands
+// on the one it chose. After a restart with the cluster down, the count
+// persisted in the spool directory still serves the topic; a topic never
+// seen gets a retriable error until the client gives up.
+func TestE2EKafkaListenerMirrorsPartitions(t *testing.T) {
+	kcat := requireKcat(t)
+	data := t.TempDir()
+	c, broker := newKfake(t, kfake.SeedTopics(7, "mir"), kfake.DataDir(data), kfake.SyncWrites())
+	kl := freePort(t)
+	env := []string{"SLUICE_SPOOL_DIR=" + t.TempDir(), "SLUICE_SINKS=kafka", "SLUICE_KAFKA_BROKERS=" + broker,
+		"SLUICE_KAFKA_RETRY_MAX=500ms", "SLUICE_LISTEN_KAFKA=" + kl}
+	p := start(t, env...)
+
+	chosen := map[string]int32{}
+	produce := func(prefix string, n int) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(kl), kgo.DefaultProduceTopic("mir"), kgo.RecordDeliveryTimeout(20*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		var recs []*kgo.Record
+		for i := range n {
+			recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "key-%d", i), Value: fmt.Appendf(nil, "%s-%d", prefix, i)})
+		}
+		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			return err
+		}
+		for _, r := range recs {
+			chosen[string(r.Value)] = r.Partition
+		}
+		return nil
+	}
+	if err := produce("up", 200); err != nil {
+		t.Fatal(err)
+	}
+	used := map[int32]bool{}
+	for _, part := range chosen {
+		used[part] = true
+	}
+	if len(used) != 7 {
+		t.Fatalf("franz-go used partitions %v, want all 7 of the upstream topic", used)
+	}
+	waitBacklogEmpty(t, p)
+
+	// Cluster down, sluice restarted: the persisted count still serves.
+	c.Close()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+	p = start(t, env...)
+	if err := produce("down", 100); err != nil {
+		t.Fatalf("known topic with the cluster down: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kl), kgo.RecordDeliveryTimeout(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cl.ProduceSync(context.Background(), &kgo.Record{Topic: "never-seen", Value: []byte("x")}).FirstErr()
+	cl.Close()
+	if err == nil {
+		t.Error("a topic never seen was acked with the cluster down and no count configured")
+	}
+
+	_, port, _ := net.SplitHostPort(broker)
+	port2, _ := strconv.Atoi(port)
+	for i := 0; ; i++ {
+		c, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port2), kfake.DataDir(data), kfake.SyncWrites())
+		if err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("restart broker: %v", err)
+	}
+	t.Cleanup(c.Close)
+	waitBacklogEmpty(t, p)
+	seen := map[string]bool{}
+	for _, r := range kcatRead(t, kcat, broker, "mir") {
+		v := string(r.value)
+		if part, ok := chosen[v]; !ok || int32(r.partition) != part {
+			t.Errorf("%s: partition %d, franz-go chose %d (known %v)", v, r.partition, part, ok)
+		}
+		seen[v] = true
 	}
 	if len(seen) != len(chosen) {
 		t.Errorf("read back %d records, want %d", len(seen), len(chosen))

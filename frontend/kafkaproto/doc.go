@@ -14,9 +14,11 @@
 //   - Offsets are local: a batch's base offset is the spool sequence of its
 //     first record, monotonic per partition (and over the whole spool),
 //     never the upstream Kafka offset.
-//   - Partitions: Options.Partitions (or DefaultPartitions) gives a topic's
-//     count and the producer's choice is forwarded as is; otherwise one
-//     partition is advertised and the sink's partitioner places messages.
+//   - Partitions: Options.Partitions (or DefaultPartitions), else with
+//     Options.Mirror the upstream topic's count (agent.Acceptor.Partitions,
+//     cached and persisted in StateDir), gives a topic's count, and the
+//     producer's choice is forwarded as is; otherwise one partition is
+//     advertised and the sink's partitioner places messages.
 //   - Idempotent producers get producer ids that are unique across
 //     restarts (blocks reserved in a state file). Per producer and
 //     partition the last five batches are remembered: a retried batch is

@@ -152,15 +152,23 @@ func (s *Server) apiVersions(h header) response {
 }
 
 // partitions is the partition count advertised for topic, and whether the
-// producer's partition is forwarded as chosen.
-func (s *Server) partitions(topic string) (n int32, explicit bool) {
+// producer's partition is forwarded as chosen; errNoCount when a mirrored
+// count is not known.
+func (s *Server) partitions(topic string) (n int32, explicit bool, err error) {
 	if n, ok := s.opts.Partitions[topic]; ok && n > 0 {
-		return n, true
+		return n, true, nil
 	}
 	if s.opts.DefaultPartitions > 0 {
-		return s.opts.DefaultPartitions, true
+		return s.opts.DefaultPartitions, true, nil
 	}
-	return 1, false
+	if s.opts.Mirror {
+		n, explicit, err := s.mir.count(s.acc, topic)
+		if err != nil {
+			s.log.Debug("kafka listener: partition count unknown", "topic", topic, "err", err)
+		}
+		return n, explicit, err
+	}
+	return 1, false, nil
 }
 
 // metadata advertises the listener as the only broker (node 0, the address
@@ -205,7 +213,12 @@ func (s *Server) metadata(c net.Conn, req *kmsg.MetadataRequest) response {
 			resp.Topics = append(resp.Topics, t)
 			continue
 		}
-		n, _ := s.partitions(name)
+		n, _, err := s.partitions(name)
+		if err != nil {
+			t.ErrorCode = kerr.LeaderNotAvailable.Code
+			resp.Topics = append(resp.Topics, t)
+			continue
+		}
 		for i := range n {
 			p := kmsg.NewMetadataResponseTopicPartition()
 			p.Partition, p.Leader, p.LeaderEpoch = i, 0, 0

@@ -38,8 +38,12 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 		t := kmsg.NewProduceResponseTopic()
 		t.Topic = rt.name
 		t.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.partitions))
-		n, _ := s.partitions(rt.name)
 		routeErr := s.acc.Routable(rt.name)
+		var n int32
+		var countErr error
+		if routeErr == nil {
+			n, _, countErr = s.partitions(rt.name)
+		}
 		for i, rp := range rt.partitions {
 			p := &t.Partitions[i]
 			p.Default()
@@ -54,6 +58,8 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 				code = kerr.InvalidTopicException.Code
 			case routeErr != nil:
 				code = kerr.UnknownTopicOrPartition.Code
+			case countErr != nil:
+				code = kerr.LeaderNotAvailable.Code
 			case rp.index < 0 || rp.index >= n:
 				code = kerr.UnknownTopicOrPartition.Code
 			}
@@ -134,7 +140,7 @@ func (s *Server) spool(todo []*pending) {
 				continue
 			}
 		}
-		_, explicit := s.partitions(p.tp.topic)
+		_, explicit, _ := s.partitions(p.tp.topic)
 		part := sink.NoPartition
 		if explicit {
 			part = p.tp.partition

@@ -28,10 +28,19 @@ type Options struct {
 	// its messages are forwarded to the partition the producer chose.
 	Partitions map[string]int32
 	// DefaultPartitions is the count advertised for other topics. 0
-	// (default) advertises one partition and forwards those messages
-	// without an explicit partition: the sink's partitioner places them
-	// (murmur2 by key for Kafka, as the Java client would).
+	// (default): mirrored from upstream when Mirror is set, else one
+	// partition whose messages are forwarded without an explicit
+	// partition: the sink's partitioner places them (murmur2 by key for
+	// Kafka, as the Java client would).
 	DefaultPartitions int32
+	// Mirror advertises, for topics in neither Partitions nor covered by
+	// DefaultPartitions, the partition count of the topic upstream
+	// (agent.Acceptor.Partitions), cached in StateDir and refreshed after
+	// MirrorTTL (default 1 min); a topic never seen while upstream is down
+	// gets LEADER_NOT_AVAILABLE (retriable). Topics whose sinks have no
+	// partitions fall back to one partition.
+	Mirror    bool
+	MirrorTTL time.Duration
 
 	MaxRequestBytes int // largest Produce request frame; default 16 MiB
 	MaxConnections  int // default 256
@@ -64,6 +73,9 @@ func (o *Options) setDefaults() {
 	if o.MaxProducers <= 0 {
 		o.MaxProducers = 10000
 	}
+	if o.MirrorTTL <= 0 {
+		o.MirrorTTL = time.Minute
+	}
 	if o.ProducerStateAge <= 0 {
 		o.ProducerStateAge = 10 * time.Minute
 	}
@@ -90,6 +102,7 @@ type Server struct {
 	log  *slog.Logger
 	ln   net.Listener
 	pids *producers
+	mir  *mirror
 	dec  *decompressor
 	m    *serverMetrics
 	acc  agent.Acceptor
@@ -132,6 +145,7 @@ func Listen(o Options) (*Server, error) {
 		return nil, fmt.Errorf("kafkaproto: listen: %w", err)
 	}
 	return &Server{opts: o, log: o.Logger, ln: ln, pids: pids, dec: dec, m: newServerMetrics(o.Metrics),
+		mir: openMirror(o.StateDir, o.MirrorTTL, 2*time.Second),
 		conns: map[net.Conn]struct{}{}}, nil
 }
 
