@@ -145,7 +145,7 @@ func Listen(o Options) (*Server, error) {
 		return nil, fmt.Errorf("kafkaproto: listen: %w", err)
 	}
 	return &Server{opts: o, log: o.Logger, ln: ln, pids: pids, dec: dec, m: newServerMetrics(o.Metrics),
-		mir: openMirror(o.StateDir, o.MirrorTTL, 2*time.Second),
+		mir:   openMirror(o.StateDir, o.MirrorTTL, 2*time.Second),
 		conns: map[net.Conn]struct{}{}}, nil
 }
 
