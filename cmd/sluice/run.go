@@ -139,7 +139,8 @@ func newKafkaListener(c *config.Config, log *slog.Logger, set *metrics.Set) (*ka
 	return kafkaproto.Listen(kafkaproto.Options{
 		Addr: c.ListenKafka, StateDir: filepath.Join(c.SpoolDir, "kafka-listener"),
 		Partitions: parts, DefaultPartitions: int32(c.ListenKafkaPartitions), Mirror: c.ListenKafkaMirror,
-		MaxRequestBytes: int(c.MaxRequestBytes), WriteTimeout: c.WriteTimeout,
+		MaxRequestBytes: int(c.MaxRequestBytes), MaxInflightBytes: int64(c.MaxInflightBytes),
+		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
 		Logger: log.With("front_end", "kafka"), Metrics: set,
 	})
 }

@@ -43,14 +43,21 @@ type Options struct {
 	MirrorTTL time.Duration
 
 	MaxRequestBytes int // largest Produce request frame; default 16 MiB
-	MaxConnections  int // default 256
-	MaxProducers    int // idempotent producers remembered; default 10000
+	// MaxInflightBytes bounds the request bytes all connections hold at
+	// once (a connection waits before reading a frame that does not fit);
+	// default 64 MiB.
+	MaxInflightBytes int64
+	MaxConnections   int // default 256
+	MaxProducers     int // idempotent producers remembered; default 10000
 	// ProducerStateAge is how far back Serve reads the spool to rebuild
 	// the idempotent producers' sequence windows after a restart; default
 	// 10 min (a producer retrying across a restart comes back sooner).
 	ProducerStateAge time.Duration
 	IdleTimeout      time.Duration // an idle connection is closed after this; default 10 min
 	WriteTimeout     time.Duration // bound on writing a response; default 10 s
+	// ReadTimeout bounds reading one request once its size arrived (a slow
+	// peer cannot hold the in-flight budget); default 10 s.
+	ReadTimeout time.Duration
 	// ThrottleMillis is the throttle time sent with a retriable
 	// "spool full" error; default 1000.
 	ThrottleMillis int32
@@ -67,6 +74,9 @@ func (o *Options) setDefaults() {
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 16 << 20
 	}
+	if o.MaxInflightBytes <= 0 {
+		o.MaxInflightBytes = 64 << 20
+	}
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = 256
 	}
@@ -81,6 +91,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 10 * time.Minute
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 10 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
@@ -104,6 +117,7 @@ type Server struct {
 	pids *producers
 	mir  *mirror
 	dec  *decompressor
+	mem  *budget
 	m    *serverMetrics
 	acc  agent.Acceptor
 
@@ -145,7 +159,7 @@ func Listen(o Options) (*Server, error) {
 		return nil, fmt.Errorf("kafkaproto: listen: %w", err)
 	}
 	return &Server{opts: o, log: o.Logger, ln: ln, pids: pids, dec: dec, m: newServerMetrics(o.Metrics),
-		mir:   openMirror(o.StateDir, o.MirrorTTL, 2*time.Second),
+		mir: openMirror(o.StateDir, o.MirrorTTL, 2*time.Second), mem: newBudget(o.MaxInflightBytes),
 		conns: map[net.Conn]struct{}{}}, nil
 }
 
@@ -160,6 +174,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		err = s.ln.Close()
+		s.mem.close()
 		s.mu.Lock()
 		s.closed = true
 		for c := range s.conns {
@@ -259,6 +274,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, sizeBuf[:]); err != nil {
 			return
 		}
+		_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
 		size := int(binary.BigEndian.Uint32(sizeBuf[:]))
 		if size < 8 || size > s.opts.MaxRequestBytes {
 			s.closeBad(c, fmt.Errorf("frame of %d bytes", int32(size)))
@@ -276,30 +292,16 @@ func (s *Server) serveConn(c net.Conn) {
 			s.closeBad(c, fmt.Errorf("request key %d of %d bytes", binary.BigEndian.Uint16(head), size))
 			return
 		}
-		if cap(buf) < size {
-			if size <= 1<<20 {
-				buf = append(buf[:4], make([]byte, size-4)...)
-			} else {
-				b := make([]byte, size) // dropped after the request: idle connections hold no large buffer
-				copy(b, head)
-				buf = b
-			}
-		}
-		frame := buf[:size]
-		if _, err := io.ReadFull(c, frame[4:]); err != nil {
+		if !s.mem.acquire(int64(size)) {
 			return
 		}
-		h, body, err := parseHeader(frame)
-		if err != nil {
-			s.closeBad(c, err)
-			return
-		}
-		resp, err := s.handle(c, h, body)
+		resp, h, err := s.serveFrame(c, &buf, head, size)
+		s.mem.release(int64(size))
 		if cap(buf) > 1<<20 {
 			buf = nil
 		}
 		if err != nil {
-			s.closeBad(c, fmt.Errorf("%s v%d: %w", apiName(h.key), h.version, err))
+			s.closeBad(c, err)
 			return
 		}
 		if resp == nil { // acks=0 produce: no response
@@ -309,6 +311,34 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 	}
+}
+
+// serveFrame reads the rest of a frame of size bytes (its first 4 in
+// head) into *buf and handles it. A nil response with a nil error sends
+// nothing (acks=0).
+func (s *Server) serveFrame(c net.Conn, buf *[]byte, head []byte, size int) (response, header, error) {
+	if cap(*buf) < size {
+		if size <= 1<<20 {
+			*buf = append((*buf)[:4], make([]byte, size-4)...)
+		} else {
+			b := make([]byte, size) // dropped after the request: idle connections hold no large buffer
+			copy(b, head)
+			*buf = b
+		}
+	}
+	frame := (*buf)[:size]
+	if _, err := io.ReadFull(c, frame[4:]); err != nil {
+		return nil, header{}, err
+	}
+	h, body, err := parseHeader(frame)
+	if err != nil {
+		return nil, h, err
+	}
+	resp, err := s.handle(c, h, body)
+	if err != nil {
+		return nil, h, fmt.Errorf("%s v%d: %w", apiName(h.key), h.version, err)
+	}
+	return resp, h, nil
 }
 
 func (s *Server) closeBad(c net.Conn, err error) {
