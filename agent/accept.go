@@ -45,6 +45,18 @@ type PartitionCounter interface {
 	Partitions(ctx context.Context, topic string) (int, error)
 }
 
+// MessageLimiter is implemented by sinks whose upstream limits a topic's
+// record size (Kafka: max.message.bytes), asked of the cluster.
+type MessageLimiter interface {
+	MaxMessageBytes(ctx context.Context, topic string) (int, error)
+}
+
+// TopicInfo is what a topic's upstream says about it.
+type TopicInfo struct {
+	Partitions      int
+	MaxMessageBytes int // 0 = not known
+}
+
 // Message is one message a front-end hands to Accept.
 type Message struct {
 	Topic     string
@@ -94,10 +106,11 @@ type Acceptor interface {
 	// topic and spool sequence (what Accepted.First counts). meta is valid
 	// only during the call.
 	ScanMeta(since time.Time, fn func(seq uint64, topic string, meta []byte)) error
-	// Partitions asks the first sink the topic is routed to that has
-	// partitions (PartitionCounter) for its count upstream; ErrNoPartitions
-	// when none has, else that sink's error.
-	Partitions(ctx context.Context, topic string) (int, error)
+	// TopicInfo asks the first sink the topic is routed to that has
+	// partitions (PartitionCounter) for the topic's count upstream, and its
+	// record size limit when the sink knows one (MessageLimiter);
+	// ErrNoPartitions when no sink has partitions, else that sink's error.
+	TopicInfo(ctx context.Context, topic string) (TopicInfo, error)
 }
 
 // FrontEnd is an ingest protocol served beside the HTTP listener, over
@@ -207,18 +220,28 @@ func (a *Agent) Accept(ctx context.Context, in []Message, o AcceptOptions) (Acce
 	return acc, nil
 }
 
-// Partitions implements Acceptor.
-func (a *Agent) Partitions(ctx context.Context, topic string) (int, error) {
+// TopicInfo implements Acceptor.
+func (a *Agent) TopicInfo(ctx context.Context, topic string) (TopicInfo, error) {
 	for _, f := range a.fwds {
-		if pc, ok := f.spec.Sink.(PartitionCounter); ok && matchTopic(f.spec.Topics, topic) {
-			n, err := pc.Partitions(ctx, topic)
-			if err != nil {
-				return 0, fmt.Errorf("sink %s: %w", f.spec.Name, err)
-			}
-			return n, nil
+		pc, ok := f.spec.Sink.(PartitionCounter)
+		if !ok || !matchTopic(f.spec.Topics, topic) {
+			continue
 		}
+		n, err := pc.Partitions(ctx, topic)
+		if err != nil {
+			return TopicInfo{}, fmt.Errorf("sink %s: %w", f.spec.Name, err)
+		}
+		info := TopicInfo{Partitions: n}
+		if ml, ok := f.spec.Sink.(MessageLimiter); ok {
+			if m, err := ml.MaxMessageBytes(ctx, topic); err == nil {
+				info.MaxMessageBytes = m
+			} else {
+				a.log.Debug("topic config not known", "sink", f.spec.Name, "topic", topic, "err", err)
+			}
+		}
+		return info, nil
 	}
-	return 0, ErrNoPartitions
+	return TopicInfo{}, ErrNoPartitions
 }
 
 // ScanMeta implements Acceptor.

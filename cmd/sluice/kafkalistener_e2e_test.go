@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -21,7 +22,9 @@ import (
 	"github.com/IBM/sarama"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluiceio/sluice/internal/testenv"
 )
@@ -441,7 +444,8 @@ func TestE2EKafkaListenerSarama(t *testing.T) {
 // TestE2EKafkaListenerMirrorsPartitions: with no count configured, the
 // listener advertises the upstream topic's partition count, so franz-go's
 // own partitioner spreads keys over all 7 partitions and each record lands
-// on the one it chose. After a restart with the cluster down, the count
+// on the one it chose; a record over the topic's max.message.bytes is
+// refused at ingest. After a restart with the cluster down, the count
 // persisted in the spool directory still serves the topic; a topic never
 // seen gets a retriable error until the client gives up.
 func TestE2EKafkaListenerMirrorsPartitions(t *testing.T) {
@@ -472,8 +476,34 @@ func TestE2EKafkaListenerMirrorsPartitions(t *testing.T) {
 		}
 		return nil
 	}
+	// A topic limit upstream is checked at ingest: the producer hears
+	// MESSAGE_TOO_LARGE instead of an ack followed by a dead letter.
+	admin, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alter := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, "mir"
+	cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	cfg.Name, cfg.Value = "max.message.bytes", kmsg.StringPtr("4096")
+	res.Configs = append(res.Configs, cfg)
+	alter.Resources = append(alter.Resources, res)
+	if _, err := alter.RequestWith(context.Background(), admin); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
 	if err := produce("up", 200); err != nil {
 		t.Fatal(err)
+	}
+	big, err := kgo.NewClient(kgo.SeedBrokers(kl), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = big.ProduceSync(context.Background(), &kgo.Record{Topic: "mir", Value: bytes.Repeat([]byte("x"), 8192)}).FirstErr()
+	big.Close()
+	if !errors.Is(err, kerr.MessageTooLarge) {
+		t.Errorf("record over the topic's max.message.bytes: %v, want MESSAGE_TOO_LARGE", err)
 	}
 	used := map[int32]bool{}
 	for _, part := range chosen {

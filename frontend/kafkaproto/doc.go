@@ -18,7 +18,9 @@
 //     Options.Mirror the upstream topic's count (agent.Acceptor.Partitions,
 //     cached and persisted in StateDir), gives a topic's count, and the
 //     producer's choice is forwarded as is; otherwise one partition is
-//     advertised and the sink's partitioner places messages.
+//     advertised and the sink's partitioner places messages. A mirrored
+//     topic's max.message.bytes is cached too: a record that would exceed
+//     it upstream gets MESSAGE_TOO_LARGE instead of an ack.
 //   - Idempotent producers get producer ids that are unique across
 //     restarts (blocks reserved in a state file). Per producer and
 //     partition the last five batches are remembered: a retried batch is

@@ -76,6 +76,10 @@ func (m *memSink) wait(t testing.TB, n int) []sink.Message {
 	}
 }
 
+// drainTimeout is the agents' drain timeout (a backlog that cannot empty
+// makes stopping take this long).
+var drainTimeout = time.Second
+
 // env is a running agent with the listener as its front-end.
 type env struct {
 	srv  *Server
@@ -119,7 +123,7 @@ func startWith(t testing.TB, dir string, o Options, s sink.Sink, globs ...string
 	a, err := agent.New(agent.Options{
 		Spool: sp, DeadLetter: dl, Listen: "127.0.0.1:0", AdminListen: "-",
 		Sinks:     []agent.SinkSpec{{Name: "mem", Sink: s, Topics: globs, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}},
-		FrontEnds: []agent.FrontEnd{srv}, DrainTimeout: time.Second, Logger: quiet(),
+		FrontEnds: []agent.FrontEnd{srv}, DrainTimeout: drainTimeout, Logger: quiet(),
 	})
 	if err != nil {
 		srv.Close()

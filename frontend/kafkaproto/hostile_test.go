@@ -148,7 +148,9 @@ func (f funcAcceptor) Accept(_ context.Context, msgs []agent.Message, _ agent.Ac
 	return f.accept(msgs)
 }
 
-func (funcAcceptor) Partitions(context.Context, string) (int, error) { return 0, agent.ErrNoPartitions }
+func (funcAcceptor) TopicInfo(context.Context, string) (agent.TopicInfo, error) {
+	return agent.TopicInfo{}, agent.ErrNoPartitions
+}
 
 func (funcAcceptor) ScanMeta(time.Time, func(uint64, string, []byte)) error { return nil }
 

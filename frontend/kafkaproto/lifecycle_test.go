@@ -15,6 +15,8 @@ import (
 // open connection gets the retriable NOT_ENOUGH_REPLICAS; when the drain
 // ends the listener is closed.
 func TestDrainStopsAccepting(t *testing.T) {
+	drainTimeout = 5 * time.Second
+	defer func() { drainTimeout = time.Second }()
 	held := funcSink{write: func(ctx context.Context, _ []sink.Message) error { <-ctx.Done(); return ctx.Err() }}
 	e := startWith(t, t.TempDir(), Options{Partitions: map[string]int32{"t": 1}}, held)
 	c := dial(t, e.srv.Addr())
@@ -22,8 +24,8 @@ func TestDrainStopsAccepting(t *testing.T) {
 		t.Fatalf("before the drain: %v", kerr.ErrorForCode(got.ErrorCode))
 	}
 	stopped := make(chan struct{})
-	go func() { e.stop(); close(stopped) }() // the backlog never empties: the drain lasts DrainTimeout (1 s)
-	deadline := time.Now().Add(900 * time.Millisecond)
+	go func() { e.stop(); close(stopped) }() // the backlog never empties: the drain lasts its timeout (5 s)
+	deadline := time.Now().Add(4 * time.Second)
 	var got int16
 	for time.Now().Before(deadline) {
 		if got = c.produce("t", 0, recordBatch(-1, -1, 0, 0, "during")).ErrorCode; got != 0 {

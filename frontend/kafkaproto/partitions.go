@@ -37,8 +37,9 @@ type mirror struct {
 }
 
 type mirrored struct {
-	N  int32     `json:"n"`
-	At time.Time `json:"at"`
+	N        int32     `json:"n"`
+	MaxBytes int       `json:"max_message_bytes,omitempty"` // the topic's max.message.bytes; 0 = not known
+	At       time.Time `json:"at"`
 }
 
 func openMirror(dir string, ttl, timeout time.Duration) *mirror {
@@ -48,6 +49,13 @@ func openMirror(dir string, ttl, timeout time.Duration) *mirror {
 		_ = json.Unmarshal(b, &m.counts) // a torn file only costs a refetch
 	}
 	return m
+}
+
+// maxBytes is topic's cached max.message.bytes, 0 when not known.
+func (m *mirror) maxBytes(topic string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counts[topic].MaxBytes
 }
 
 // count returns topic's partition count: the cached one (refreshed in the
@@ -73,7 +81,8 @@ func (m *mirror) count(acc agent.Acceptor, topic string) (n int32, explicit bool
 func (m *mirror) fetch(acc agent.Acceptor, topic string) (int32, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	defer cancel()
-	n, err := acc.Partitions(ctx, topic)
+	info, err := acc.TopicInfo(ctx, topic)
+	n := info.Partitions
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.refreshing, topic)
@@ -90,8 +99,8 @@ func (m *mirror) fetch(acc agent.Acceptor, topic string) (int32, bool, error) {
 	if !had && len(m.counts) >= maxMirrored {
 		return int32(n), true, nil // served, not remembered
 	}
-	m.counts[topic] = mirrored{N: int32(n), At: time.Now()}
-	if !had || old.N != int32(n) {
+	m.counts[topic] = mirrored{N: int32(n), MaxBytes: info.MaxMessageBytes, At: time.Now()}
+	if !had || old.N != int32(n) || old.MaxBytes != info.MaxMessageBytes {
 		if b, err := json.Marshal(m.counts); err == nil {
 			_ = atomicWrite(m.path, b) // best effort: a lost file means a refetch
 		}

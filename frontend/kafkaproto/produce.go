@@ -82,6 +82,13 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 				s.log.Debug("kafka listener: batch refused", "topic", rt.name, "partition", rp.index, "err", err)
 				continue
 			}
+			if max := s.upstreamMax(rt.name); max > 0 {
+				if size := largestRecord(&b); size > max {
+					s.setError(p, kerr.MessageTooLarge.Code)
+					s.log.Debug("kafka listener: record over the topic's max.message.bytes upstream", "topic", rt.name, "bytes", size, "max", max)
+					continue
+				}
+			}
 			s.m.batch(b.codec)
 			todo = append(todo, &pending{resp: p, tp: topicPartition{rt.name, rp.index}, batch: b})
 		}
@@ -220,4 +227,33 @@ func (s *Server) setError(p *kmsg.ProduceResponseTopicPartition, code int16) {
 	p.ErrorCode = code
 	p.BaseOffset = -1
 	s.m.produceError(code)
+}
+
+// upstreamMax is the topic's max.message.bytes upstream when mirrored, 0
+// when not known.
+func (s *Server) upstreamMax(topic string) int {
+	if !s.opts.Mirror {
+		return 0
+	}
+	return s.mir.maxBytes(topic)
+}
+
+// recordOverhead is what a record costs upstream besides its key, value
+// and headers: the batch header (61), the record's own framing, and the
+// sluice-id header sluice adds.
+const recordOverhead = 61 + 24 + 64
+
+// largestRecord is the size the largest record of b takes upstream, alone
+// in a batch, uncompressed (an upper bound of what the broker checks).
+func largestRecord(b *batch) int {
+	largest := 0
+	for i := range b.records {
+		r := &b.records[i]
+		n := recordOverhead + len(r.key) + len(r.value)
+		for _, h := range r.headers {
+			n += 10 + len(h.Key) + len(h.Value)
+		}
+		largest = max(largest, n)
+	}
+	return largest
 }
