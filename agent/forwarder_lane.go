@@ -258,6 +258,13 @@ func (f *forwarder) prune(ctx context.Context, l *lane, batch []*item) []*item {
 // out; again is true when a record turned out corrupt (prune dead-letters
 // it). On a read error the batch is returned as it was.
 func (f *forwarder) reloadAll(batch []*item) (keep []*item, again bool, err error) {
+	evicted := false
+	for _, it := range batch {
+		evicted = evicted || it.evicted
+	}
+	if !evicted {
+		return batch, false, nil
+	}
 	keep = batch[:0:0]
 	for _, it := range batch {
 		gone, err := f.reload(it)
