@@ -77,6 +77,12 @@ type AcceptOptions struct {
 	// Accept returns, counted against the in-flight budget
 	// (SLUICE_MAX_INFLIGHT_BYTES); 0 = the sum of the messages' sizes.
 	HeldBytes int64
+	// WaitOutcome makes an append that outlives the spool's append timeout
+	// wait for its real outcome instead of answering ErrSpoolTimeout: for
+	// a caller that must know whether the messages were spooled before it
+	// answers (an idempotent producer's sequence window), as the price of
+	// a longer wait when the disk is slow.
+	WaitOutcome bool
 }
 
 // Accepted is what Accept spooled.
@@ -198,7 +204,7 @@ func (a *Agent) Accept(ctx context.Context, in []Message, o AcceptOptions) (Acce
 	for i := range msgs {
 		batch.End(appendMsg(batch.Begin(), &msgs[i]))
 	}
-	first, err := a.sp.AppendBatch(ctx, batch)
+	first, err := a.append(ctx, batch, o.WaitOutcome)
 	if err != nil {
 		a.m.rejected(acceptCode(err))
 		return Accepted{}, acceptError(err)
@@ -292,4 +298,21 @@ func chainedID(hs []sink.Header) (string, []sink.Header) {
 		}
 	}
 	return "", hs
+}
+
+// append appends batch; with outcome, a timed-out append waits for its real
+// outcome (the commit goroutine answers every request it took).
+func (a *Agent) append(ctx context.Context, batch *spool.Batch, outcome bool) (spool.ID, error) {
+	if !outcome {
+		return a.sp.AppendBatch(ctx, batch)
+	}
+	p, err := a.sp.AppendAsync(ctx, batch)
+	if err != nil {
+		return spool.ID{}, err
+	}
+	first, err := p.Wait(ctx)
+	if errors.Is(err, spool.ErrTimeout) || (err != nil && ctx.Err() != nil) {
+		return p.Outcome()
+	}
+	return first, err
 }

@@ -170,7 +170,11 @@ func (s *Server) spool(todo []*pending) {
 	if len(msgs) == 0 {
 		return
 	}
-	acc, err := s.acc.Accept(context.Background(), msgs, agent.AcceptOptions{HeldBytes: held})
+	// An idempotent producer retries a timed-out request with the same
+	// sequence: the outcome must be known, and the window recorded, before
+	// its producer lock is let go, or a retry of a batch that was spooled
+	// after all would be spooled again.
+	acc, err := s.acc.Accept(context.Background(), msgs, agent.AcceptOptions{HeldBytes: held, WaitOutcome: len(locked) > 0})
 	if err != nil {
 		code := acceptCode(err)
 		for _, p := range appended {
