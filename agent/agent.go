@@ -48,6 +48,10 @@ type Options struct {
 	Spool      *spool.Spool // opened by the caller; the agent closes it
 	DeadLetter *spool.Spool // dead-letter log; the agent closes it
 	Sinks      []SinkSpec
+	Queues     []QueueSpec // local pull queues (queue.go)
+	// MaxLongPolls bounds queue pulls waiting at once; more answer at once
+	// (empty when nothing is there). Default 1024.
+	MaxLongPolls int
 
 	MaxMessageBytes  int   // default 1 MiB
 	MaxRequestBytes  int   // default 16 MiB
@@ -105,6 +109,17 @@ func (o *Options) setDefaults() {
 	def(&o.MaxHeaders, 64)
 	def(&o.MaxConnections, 4096)
 	def(&o.RecordCache, 65536)
+	def(&o.MaxLongPolls, 1024)
+	for i := range o.Queues {
+		q := &o.Queues[i]
+		if len(q.Topics) == 0 {
+			q.Topics = []string{"*"}
+		}
+		if q.BacklogPolicy == "" {
+			q.BacklogPolicy = "reject"
+		}
+		defD(&q.Visibility, 30*time.Second)
+	}
 	def(&o.IdempotencyMax, 100000)
 	def(&o.CallbackAttempts, 5)
 	defD(&o.CallbackBackoff, time.Second)
@@ -150,17 +165,19 @@ func (o *Options) setDefaults() {
 
 // Agent is the running sidecar: ingest server, forwarders, admin server.
 type Agent struct {
-	opts     Options
-	log      *slog.Logger
-	sp       *spool.Spool
-	fwds     []*forwarder
-	dl       *deadLetters
-	records  *records
-	idem     *idempotency
-	guard    *callbackGuard
-	cb       *callbacks
-	m        *agentMetrics
-	inflight atomic.Int64
+	opts      Options
+	log       *slog.Logger
+	sp        *spool.Spool
+	fwds      []*forwarder
+	queues    []*queue
+	longPolls atomic.Int64
+	dl        *deadLetters
+	records   *records
+	idem      *idempotency
+	guard     *callbackGuard
+	cb        *callbacks
+	m         *agentMetrics
+	inflight  atomic.Int64
 
 	draining  atomic.Bool
 	drainReq  chan struct{}
@@ -193,7 +210,7 @@ func New(o Options) (*Agent, error) {
 	if o.Spool == nil || o.DeadLetter == nil {
 		return nil, errors.New("agent: Spool and DeadLetter are required")
 	}
-	if len(o.Sinks) == 0 {
+	if len(o.Sinks)+len(o.Queues) == 0 {
 		return nil, errors.New("agent: no sinks")
 	}
 	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
@@ -218,6 +235,20 @@ func New(o Options) (*Agent, error) {
 		}
 		a.fwds = append(a.fwds, newForwarder(a, spec, c))
 	}
+	for _, spec := range o.Queues {
+		if err := ValidateGlobs(spec.Topics); err != nil {
+			return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
+		}
+		c, err := o.Spool.Cursor(spec.Name, spool.CursorOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
+		}
+		q, err := newQueue(a, spec, c)
+		if err != nil {
+			return nil, err
+		}
+		a.queues = append(a.queues, q)
+	}
 	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
 		return nil, err
 	}
@@ -231,6 +262,7 @@ func New(o Options) (*Agent, error) {
 		}
 	}
 	a.m.register(a)
+	a.registerQueueMetrics()
 	a.ingest = a.newIngestServer()
 	a.admin = a.newAdminServer()
 	return a, nil
@@ -274,6 +306,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		fwg.Add(1)
 		go func() { defer fwg.Done(); f.run(fctx) }()
 	}
+	for _, q := range a.queues {
+		fwg.Add(1)
+		go func() { defer fwg.Done(); q.run(fctx) }()
+	}
 	fwg.Add(1)
 	go func() { defer fwg.Done(); a.cb.run(fctx) }()
 	serveErr := make(chan error, 2)
@@ -298,6 +334,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("listener failed: draining", "err", err)
 	}
 	a.draining.Store(true)
+	for _, q := range a.queues {
+		q.stopPolling() // long polls answer now; pulls, acks and nacks go on
+	}
 	deadline := time.Now().Add(a.opts.DrainTimeout)
 	a.waitDrained(ctx, deadline)
 
@@ -312,6 +351,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		f.cursor.Release()
 	}
 	a.cb.cursor.Release()
+	for _, q := range a.queues {
+		q.cursor.Release()
+	}
 	var errs []error
 	errs = append(errs, runErr)
 	errs = append(errs, a.sp.Flush())
@@ -323,6 +365,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cancel()
 	errs = append(errs, a.sp.Close(), a.dl.close())
+	for _, q := range a.queues {
+		errs = append(errs, q.qlog.close())
+	}
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)

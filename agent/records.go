@@ -198,6 +198,7 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		}
 		st.Sinks[f.spec.Name] = ss
 	}
+	a.queueStatuses(sid, targets, dead, st.Sinks)
 	st.Status = overall(st.Sinks)
 	return st
 }
@@ -207,7 +208,7 @@ func overall(sinks map[string]SinkStatus) string {
 	for _, s := range sinks {
 		has[s.Status] = true
 	}
-	for _, s := range []string{"pending", "failed", "dropped", "delivered"} {
+	for _, s := range []string{"pending", "in_flight", "failed", "dropped", "delivered"} {
 		if has[s] {
 			return s
 		}

@@ -74,13 +74,19 @@ func runAgent() error {
 		dl.Close()
 		return err
 	}
+	queues, err := buildQueues(c, log)
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		return err
+	}
 	drainTimeout := c.DrainTimeout
 	if drainTimeout == 0 {
 		drainTimeout = time.Nanosecond // 0 = exit at once
 	}
 	a, err := agent.New(agent.Options{
 		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
-		Spool: sp, DeadLetter: dl, Sinks: specs,
+		Spool: sp, DeadLetter: dl, Sinks: specs, Queues: queues,
 		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
 		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
@@ -94,6 +100,9 @@ func runAgent() error {
 	if err != nil {
 		sp.Close()
 		dl.Close()
+		for _, q := range queues {
+			q.Log.Close()
+		}
 		return err
 	}
 
@@ -117,6 +126,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 		var s sink.Sink
 		var err error
 		switch sc.Type {
+		case "queue":
+			continue // buildQueues
 		case "stdout":
 			s = stdout.New(stdout.Options{})
 		case "discard":
@@ -207,4 +218,34 @@ func secret(value, file, sinkName, setting string) (string, error) {
 		return "", fmt.Errorf("SLUICE_%s_%s: %w", strings.ToUpper(sinkName), setting, err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// buildQueues opens the log of every sink of type queue, under
+// <SPOOL_DIR>/queues/<name>, synced as the spool is.
+func buildQueues(c *config.Config, log *slog.Logger) ([]agent.QueueSpec, error) {
+	var qs []agent.QueueSpec
+	for _, sc := range c.SinkConfigs {
+		if sc.Type != "queue" {
+			continue
+		}
+		l, err := spool.Open(filepath.Join(c.SpoolDir, "queues", sc.Name), spool.Options{
+			SegmentBytes: 1 << 20,
+			Sync:         spool.SyncPolicy(c.SpoolSync),
+			SyncInterval: c.SpoolSyncInterval,
+			MaxBytes:     256 << 20,
+			Logger:       log.With("spool", "queue-"+sc.Name),
+		})
+		if err != nil {
+			for _, q := range qs {
+				q.Log.Close()
+			}
+			return nil, fmt.Errorf("queue %s: %w", sc.Name, err)
+		}
+		qs = append(qs, agent.QueueSpec{
+			Name: sc.Name, Topics: sc.Topics, MaxBacklogBytes: int64(sc.MaxBacklogBytes),
+			BacklogPolicy: sc.BacklogPolicy, MaxAge: sc.MaxAge, Log: l,
+			Visibility: sc.Queue.Visibility, MaxAttempts: sc.Queue.MaxAttempts, Ordered: sc.Queue.Ordered,
+		})
+	}
+	return qs, nil
 }
