@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -430,4 +431,36 @@ func TestE2EQueueLongPollWakes(t *testing.T) {
 		t.Fatalf("long poll: %+v %v", r.r, r.err)
 	}
 	t.Logf("long poll answered %v after the push was acknowledged (%v after it started)", time.Since(t0), r.d)
+}
+
+// sluice queue pull|ack and sluice status, as an operator's script uses
+// them.
+func TestE2EQueueCLI(t *testing.T) {
+	env := queueEnv(t.TempDir())
+	p := start(t, env...)
+	id := pushLines(t, p.url, "work", 1, func(int) string { return `{"job":1}` })[0]
+	cliEnv := append(env, "SLUICE_LISTEN="+strings.TrimPrefix(p.url, "http://"), "SLUICE_ADMIN_LISTEN="+strings.TrimPrefix(p.admin, "http://"))
+	run := func(stdin string, args ...string) string {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = cliEnv
+		cmd.Stdin = strings.NewReader(stdin)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	if o := run("", "status"); !strings.Contains(o, "QUEUE") || !strings.Contains(o, "jobs") {
+		t.Fatalf("status:\n%s", o)
+	}
+	var m qmsg
+	if err := json.Unmarshal([]byte(run("", "queue", "pull", "jobs", "-wait", "5s")), &m); err != nil || m.ID != id {
+		t.Fatalf("pull: %+v %v", m, err)
+	}
+	if o := run(m.Receipt+"\n", "queue", "ack", "jobs", "-"); !strings.Contains(o, `"acked":1`) {
+		t.Fatalf("ack: %s", o)
+	}
+	if o := run("", "queue", "pull", "jobs"); strings.TrimSpace(o) != "" {
+		t.Fatalf("pull after ack: %q", o)
+	}
 }
