@@ -10,4 +10,11 @@
 // the sinks' topic globs, so editing routes never re-routes a backlog.
 // Forwarders keep one lane per topic and acknowledge their cursor up to the
 // lowest record not yet delivered or dead-lettered.
+//
+// Local pull queues (Options.Queues, queue*.go) are the passive
+// counterpart: instead of a forwarder, a queue reads its cursor into a
+// bounded in-memory index, leases messages to consumers of the pull API
+// (/v1/queues/{queue}/pull|ack|nack|extend), records deliveries and
+// acknowledgements in its own small log spool, and acknowledges its cursor
+// up to the lowest unresolved message, as a forwarder does.
 package agent

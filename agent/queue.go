@@ -146,8 +146,16 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 // the lease timers and dead-lettering.
 func (q *queue) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); q.maintain(ctx) }()
+	go func() {
+		defer wg.Done()
+		q.qlog.writeDeliveries(ctx, func(err error) {
+			if !errors.Is(err, spool.ErrClosed) {
+				q.lg.Warn("queue log: deliveries not recorded (attempt counts may restart lower)", "err", err)
+			}
+		})
+	}()
 	go func() {
 		<-ctx.Done()
 		q.mu.Lock()
@@ -366,9 +374,7 @@ func (q *queue) take(max int, vis time.Duration) []lease {
 		}
 		// The attempt count is best effort: losing it re-delivers once
 		// more than MAX_ATTEMPTS at worst.
-		if err := q.qlog.delivered(recs); err != nil && !errors.Is(err, spool.ErrClosed) {
-			q.lg.Warn("queue log: delivery not recorded (attempt counts may restart lower)", "err", err)
-		}
+		q.qlog.delivered(recs)
 	}
 	return out
 }

@@ -35,6 +35,13 @@ type queueLog struct {
 	// that it sees every append that came before it applied in memory.
 	mu    sync.RWMutex
 	since atomic.Int64 // records appended since the last checkpoint
+
+	// Attempt counts are written behind the pulls that make them (one
+	// writer, batching whatever piled up meanwhile): a pull does not wait
+	// for an fsync, and a crash loses at most the last few counts.
+	pendMu  sync.Mutex
+	pending []attemptRec
+	kick    chan struct{}
 }
 
 // attemptRec is one message's entry in the log.
@@ -67,7 +74,7 @@ func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, l
 	if err != nil {
 		return nil, st, fmt.Errorf("queue log: %w", err)
 	}
-	l := &queueLog{sp: sp, cur: c, name: name}
+	l := &queueLog{sp: sp, cur: c, name: name, kick: make(chan struct{}, 1)}
 	if l.key, err = loadReceiptKey(filepath.Join(sp.Dir(), "receipt.key")); err != nil {
 		c.Release()
 		return nil, st, err
@@ -158,13 +165,45 @@ func encodeAttempts(typ byte, recs []attemptRec, withAttempt bool) []byte {
 	return b
 }
 
-// delivered records attempt counts.
-func (l *queueLog) delivered(recs []attemptRec) error {
+// delivered queues attempt counts for the log writer.
+func (l *queueLog) delivered(recs []attemptRec) {
+	l.pendMu.Lock()
+	l.pending = append(l.pending, recs...)
+	l.pendMu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeDeliveries appends the queued attempt counts until ctx ends, and
+// once more then; onErr hears of each failed append.
+func (l *queueLog) writeDeliveries(ctx context.Context, onErr func(error)) {
+	for {
+		select {
+		case <-l.kick:
+		case <-ctx.Done():
+			l.flushDeliveries(onErr)
+			return
+		}
+		l.flushDeliveries(onErr)
+	}
+}
+
+func (l *queueLog) flushDeliveries(onErr func(error)) {
+	l.pendMu.Lock()
+	recs := l.pending
+	l.pending = nil
+	l.pendMu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	l.since.Add(1)
-	_, err := l.sp.Append(context.Background(), encodeAttempts(qlogDelivered, recs, true))
-	return err
+	if _, err := l.sp.Append(context.Background(), encodeAttempts(qlogDelivered, recs, true)); err != nil {
+		onErr(err)
+	}
 }
 
 // acked records messages as resolved, durably under the log's sync
