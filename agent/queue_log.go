@@ -208,11 +208,21 @@ func (l *queueLog) flushDeliveries(onErr func(error)) {
 
 // acked records messages as resolved, durably under the log's sync
 // policy, then runs apply (nil = nothing) before a checkpoint can start.
+// Attempt counts still queued go in the same append: whatever a consumer
+// saw before it acknowledged is on disk with the acknowledgement.
 func (l *queueLog) acked(recs []attemptRec, apply func()) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	l.since.Add(1)
-	if _, err := l.sp.Append(context.Background(), encodeAttempts(qlogAcked, recs, false)); err != nil {
+	l.pendMu.Lock()
+	pend := l.pending
+	l.pending = nil
+	l.pendMu.Unlock()
+	batch := [][]byte{encodeAttempts(qlogAcked, recs, false)}
+	if len(pend) > 0 {
+		batch = [][]byte{encodeAttempts(qlogDelivered, pend, true), batch[0]}
+	}
+	l.since.Add(int64(len(batch)))
+	if _, err := l.sp.Append(context.Background(), batch...); err != nil {
 		return err
 	}
 	if apply != nil {
