@@ -268,3 +268,39 @@ func TestQueueStateSurvivesRestartAndCompaction(t *testing.T) {
 	}
 	waitFor(t, "an empty backlog", func() bool { return ta.a.queues[0].cursor.BacklogBytes() == 0 })
 }
+
+// Past MaxLongPolls waiting pulls, a pull answers at once with what is
+// there instead of holding a connection; the waiting ones still get what
+// is pushed.
+func TestQueueLongPollsBounded(t *testing.T) {
+	dir := t.TempDir()
+	ta := startAgent(t, dir, withQueues(t, dir, Options{MaxLongPolls: 2}, QueueSpec{Name: "q"}))
+	got := make(chan queueReply, 2)
+	for range 2 {
+		go func() {
+			resp, err := http.Post(ta.url+"/v1/queues/q/pull", "application/json", bytes.NewReader([]byte(`{"wait":"20s"}`)))
+			var r queueReply
+			if err == nil {
+				json.NewDecoder(resp.Body).Decode(&r)
+				resp.Body.Close()
+			}
+			got <- r
+		}()
+	}
+	waitFor(t, "two waiting pulls", func() bool { return ta.a.longPolls.Load() == 2 })
+	if r := qcall(t, ta.url, "q", "pull", `{"wait":"20s"}`); r.status != 200 || len(r.Messages) != 0 {
+		t.Fatalf("third pull: %+v", r)
+	}
+	if n := ta.a.queues[0].m.pollsRefused.Get(); n != 1 {
+		t.Fatalf("refused long polls: %d", n)
+	}
+	pushKey(t, ta.url, "t", "", "1")
+	pushKey(t, ta.url, "t", "", "2")
+	n := 0
+	for range 2 {
+		n += len((<-got).Messages)
+	}
+	if n != 2 {
+		t.Fatalf("waiting pulls got %d messages, want 2", n)
+	}
+}

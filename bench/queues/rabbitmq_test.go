@@ -70,7 +70,11 @@ func BenchmarkRabbitMQ(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			ok, err := dc.WaitContext(ctx)
+			// A confirm that never comes (amqp091-go#46, #182) fails the
+			// run instead of hanging it.
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			ok, err := dc.WaitContext(wctx)
 			if err == nil && !ok {
 				err = fmt.Errorf("nacked by the broker")
 			}
