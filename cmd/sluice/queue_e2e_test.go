@@ -300,7 +300,7 @@ func TestE2EQueueMaxAttemptsDeadLetterReplay(t *testing.T) {
 	if ms := mustQ(t, p.url, "jobs", "pull", map[string]any{"wait": "200ms"}).Messages; len(ms) != 0 {
 		t.Fatalf("dead letter still handed out: %+v", ms)
 	}
-	if n := replayDeadLetters(p.url); n != 1 {
+	if n := replayDeadLetters(p); n != 1 {
 		t.Fatalf("replayed %d", n)
 	}
 	var ms []qmsg
