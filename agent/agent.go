@@ -55,6 +55,10 @@ type Options struct {
 	// opens <Spool.Dir()>/idempotency itself.
 	Idempotency *spool.Spool
 	Sinks       []SinkSpec
+	Queues      []QueueSpec // local pull queues (queue.go)
+	// MaxLongPolls bounds queue pulls waiting at once; more answer at once
+	// (empty when nothing is there). Default 1024.
+	MaxLongPolls int
 
 	MaxMessageBytes  int   // default 1 MiB
 	MaxRequestBytes  int   // default 16 MiB
@@ -128,6 +132,17 @@ func (o *Options) setDefaults() {
 	def(&o.MaxHeaders, 64)
 	def(&o.MaxConnections, 4096)
 	def(&o.RecordCache, 65536)
+	def(&o.MaxLongPolls, 1024)
+	for i := range o.Queues {
+		q := &o.Queues[i]
+		if len(q.Topics) == 0 {
+			q.Topics = []string{"*"}
+		}
+		if q.BacklogPolicy == "" {
+			q.BacklogPolicy = "reject"
+		}
+		defD(&q.Visibility, 30*time.Second)
+	}
 	def(&o.IdempotencyMax, 100000)
 	def(&o.CallbackAttempts, 5)
 	defD(&o.CallbackBackoff, time.Second)
@@ -174,19 +189,21 @@ func (o *Options) setDefaults() {
 
 // Agent is the running sidecar: ingest server, forwarders, admin server.
 type Agent struct {
-	opts     Options
-	log      *slog.Logger
-	sp       *spool.Spool
-	fwds     []*forwarder
-	dl       *deadLetters
-	records  *records
-	idem     *idempotency
-	idemSt   *idemStore
-	guard    *callbackGuard
-	cb       *callbacks
-	m        *agentMetrics
-	inflight atomic.Int64
-	res      reservations // body.go
+	opts      Options
+	log       *slog.Logger
+	sp        *spool.Spool
+	fwds      []*forwarder
+	queues    []*queue
+	longPolls atomic.Int64
+	dl        *deadLetters
+	records   *records
+	idem      *idempotency
+	idemSt    *idemStore
+	guard     *callbackGuard
+	cb        *callbacks
+	m         *agentMetrics
+	inflight  atomic.Int64
+	res       reservations // body.go
 
 	controlToken string     // control.go
 	dlStuck      stuckLanes // deadletter_stuck.go
@@ -224,7 +241,7 @@ func New(o Options) (*Agent, error) {
 	if o.Spool == nil || o.DeadLetter == nil {
 		return nil, errors.New("agent: Spool and DeadLetter are required")
 	}
-	if len(o.Sinks) == 0 {
+	if len(o.Sinks)+len(o.Queues) == 0 {
 		return nil, errors.New("agent: no sinks")
 	}
 	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
@@ -280,6 +297,20 @@ func New(o Options) (*Agent, error) {
 		}
 		a.fwds = append(a.fwds, newForwarder(a, spec, c))
 	}
+	for _, spec := range o.Queues {
+		if err := ValidateGlobs(spec.Topics); err != nil {
+			return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
+		}
+		c, err := o.Spool.Cursor(spec.Name, spool.CursorOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
+		}
+		q, err := newQueue(a, spec, c)
+		if err != nil {
+			return nil, err
+		}
+		a.queues = append(a.queues, q)
+	}
 	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
 		return nil, err
 	}
@@ -290,6 +321,7 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	a.m.register(a)
+	a.registerQueueMetrics()
 	a.ingest = a.newIngestServer()
 	a.admin = a.newAdminServer()
 	ok = true
@@ -340,6 +372,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		fwg.Add(1)
 		go func() { defer fwg.Done(); f.run(fctx) }()
 	}
+	for _, q := range a.queues {
+		fwg.Add(1)
+		go func() { defer fwg.Done(); q.run(fctx) }()
+	}
 	fwg.Add(2)
 	go func() { defer fwg.Done(); a.cb.run(fctx) }()
 	go func() { defer fwg.Done(); a.warnOrphans(fctx) }()
@@ -383,6 +419,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("listener failed: draining", "err", err)
 	}
 	a.draining.Store(true)
+	for _, q := range a.queues {
+		q.stopPolling() // long polls answer now; pulls, acks and nacks go on
+	}
 	deadline := time.Now().Add(a.opts.DrainTimeout)
 	a.waitDrained(ctx, deadline)
 
@@ -399,6 +438,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		f.cursor.Release()
 	}
 	a.cb.cursor.Release()
+	for _, q := range a.queues {
+		q.cursor.Release()
+	}
 	var errs []error
 	errs = append(errs, runErr)
 	errs = append(errs, a.sp.Flush())
@@ -410,6 +452,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cancel()
 	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close())
+	for _, q := range a.queues {
+		errs = append(errs, q.qlog.close())
+	}
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)

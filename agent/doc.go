@@ -16,4 +16,11 @@
 // transport-neutral accept path (routing, caps, one group commit, typed
 // errors), and run as Options.FrontEnds: Run serves them and stops them at
 // the end of the drain, before the spool closes.
+//
+// Local pull queues (Options.Queues, queue*.go) are the passive
+// counterpart: instead of a forwarder, a queue reads its cursor into a
+// bounded in-memory index, leases messages to consumers of the pull API
+// (/v1/queues/{queue}/pull|ack|nack|extend), records deliveries and
+// acknowledgements in its own small log spool, and acknowledges its cursor
+// up to the lowest unresolved message, as a forwarder does.
 package agent

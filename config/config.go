@@ -93,7 +93,7 @@ type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|queue" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -107,6 +107,7 @@ type Sink struct {
 	File  *FileSink  `ignored:"true"`
 	Kafka *KafkaSink `ignored:"true"`
 	HTTP  *HTTPSink  `ignored:"true"`
+	Queue *QueueSink `ignored:"true"`
 }
 
 // FileSink holds the settings of a sink of type file.
@@ -153,6 +154,14 @@ type HTTPSink struct {
 	Headers   Map           `split_words:"true" secret:"true" example:"X-Env=prod,X-Tenant=acme" desc:"Extra request headers, comma list of Name=value."`
 	Gzip      bool          `split_words:"true" default:"false" example:"true" desc:"Gzip request bodies."`
 	Timeout   time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one request."`
+}
+
+// QueueSink holds the settings of a sink of type queue: a local work queue
+// that consumers pull from the ingest listener (POST /v1/queues/<name>/pull).
+type QueueSink struct {
+	Visibility  time.Duration `split_words:"true" default:"30s" example:"5m0s" desc:"Default lease of a pulled message (1s to 12h): unacknowledged after it, the message is handed out again. A pull may ask for its own."`
+	MaxAttempts int           `split_words:"true" default:"5" example:"10" desc:"Deliveries of one message before it is dead-lettered with reason max_attempts instead of handed out again; 0 = unlimited."`
+	Ordered     bool          `split_words:"true" default:"false" example:"true" desc:"Per-key ordering: while a message of a key is leased, no later message of that key is handed out (messages without a key are not ordered)."`
 }
 
 // envPrefix is the prefix of every variable the agent reads.

@@ -30,6 +30,7 @@ const (
 	typeFile  = "file"
 	typeKafka = "kafka"
 	typeHTTP  = "http"
+	typeQueue = "queue"
 )
 
 // checkTags applies the rules written in the struct tags of spec (a pointer
@@ -288,6 +289,16 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 		c.add(process(p, s.HTTP, owner))
 		c.checkTags(p, s.HTTP)
 		c.validateHTTP(p, s.HTTP)
+	case typeQueue:
+		s.Queue = &QueueSink{}
+		c.add(process(p, s.Queue, owner))
+		c.checkTags(p, s.Queue)
+		if c.ok(p+"_VISIBILITY") && (s.Queue.Visibility < time.Second || s.Queue.Visibility > 12*time.Hour) {
+			c.fail(p+"_VISIBILITY", "must be between 1s and 12h, got %s", s.Queue.Visibility)
+		}
+		if c.ok(p+"_MAX_ATTEMPTS") && s.Queue.MaxAttempts < 0 {
+			c.fail(p+"_MAX_ATTEMPTS", "must be 0 (unlimited) or more, got %d", s.Queue.MaxAttempts)
+		}
 	}
 	return s
 }

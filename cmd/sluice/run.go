@@ -49,8 +49,29 @@ func runAgent() error {
 	// Every record the main spool takes fits the dead-letter log as a dead
 	// letter (config checks SLUICE_DEADLETTER_MAX_BYTES against the same
 	// bound): a message the sink refuses can always leave its lane.
+	// What is opened before the agent takes it over is closed again when
+	// a later step fails.
+	var opened []func()
+	closeOpened := func() {
+		for i := len(opened) - 1; i >= 0; i-- {
+			opened[i]()
+		}
+	}
+	openSpool := func(dir string, o spool.Options) (*spool.Spool, error) {
+		s, err := spool.Open(dir, o)
+		if err != nil {
+			closeOpened()
+			return nil, err
+		}
+		opened = append(opened, func() { s.Close() })
+		return s, nil
+	}
+
+	// Every record the main spool takes fits the dead-letter log as a dead
+	// letter (config checks SLUICE_DEADLETTER_MAX_BYTES against the same
+	// bound): a message the sink refuses can always leave its lane.
 	maxRecord := agent.MaxRecordBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))
-	sp, err := spool.Open(c.SpoolDir, spool.Options{
+	sp, err := openSpool(c.SpoolDir, spool.Options{
 		MaxRecordBytes: maxRecord,
 		SegmentBytes:   int64(c.SpoolSegmentBytes),
 		Sync:           spool.SyncPolicy(c.SpoolSync),
@@ -64,7 +85,7 @@ func runAgent() error {
 	if err != nil {
 		return err
 	}
-	dl, err := spool.Open(filepath.Join(c.SpoolDir, "deadletter"), spool.Options{
+	dl, err := openSpool(filepath.Join(c.SpoolDir, "deadletter"), spool.Options{
 		// 16 MiB at least: tombstones of large purges are records too.
 		MaxRecordBytes: max(16<<20, agent.MaxDeadLetterBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))),
 		SegmentBytes:   min(int64(c.SpoolSegmentBytes), int64(c.DeadletterMaxBytes)/4),
@@ -74,43 +95,43 @@ func runAgent() error {
 		Logger:         log.With("spool", "deadletter"),
 	})
 	if err != nil {
-		sp.Close()
 		return err
 	}
-	cbs, err := spool.Open(filepath.Join(c.SpoolDir, "callbacks"),
+	cbs, err := openSpool(filepath.Join(c.SpoolDir, "callbacks"),
 		agent.CallbackStoreOptions(int64(c.CallbackMaxBytes), spool.SyncPolicy(c.SpoolSync), log))
 	if err != nil {
-		sp.Close()
-		dl.Close()
 		return err
 	}
-	idem, err := spool.Open(filepath.Join(c.SpoolDir, agent.IdempotencyStoreDir),
+	idem, err := openSpool(filepath.Join(c.SpoolDir, agent.IdempotencyStoreDir),
 		agent.IdempotencyStoreOptions(c.IdempotencyMaxKeys, log.With("spool", "idempotency")))
 	if err != nil {
-		sp.Close()
-		dl.Close()
-		cbs.Close()
 		return err
 	}
 	specs, err := buildSinks(c, log, set)
 	if err != nil {
-		sp.Close()
-		dl.Close()
-		cbs.Close()
-		idem.Close()
+		closeOpened()
 		return err
 	}
+	opened = append(opened, func() {
+		for _, s := range specs {
+			s.Sink.Close(context.Background())
+		}
+	})
+	queues, err := buildQueues(c, log)
+	if err != nil {
+		closeOpened()
+		return err
+	}
+	opened = append(opened, func() {
+		for _, q := range queues {
+			q.Log.Close()
+		}
+	})
 	var frontEnds []agent.FrontEnd
 	if c.ListenKafka != "" {
 		kl, err := newKafkaListener(c, log, set)
 		if err != nil {
-			sp.Close()
-			dl.Close()
-			cbs.Close()
-			idem.Close()
-			for _, s := range specs {
-				s.Sink.Close(context.Background())
-			}
+			closeOpened()
 			return fmt.Errorf("SLUICE_LISTEN_KAFKA: %w", err)
 		}
 		defer kl.Close()
@@ -122,7 +143,7 @@ func runAgent() error {
 	}
 	a, err := agent.New(agent.Options{
 		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
-		Spool: sp, DeadLetter: dl, Callbacks: cbs, Idempotency: idem, Sinks: specs,
+		Spool: sp, DeadLetter: dl, Callbacks: cbs, Idempotency: idem, Sinks: specs, Queues: queues,
 		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
 		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
@@ -137,10 +158,7 @@ func runAgent() error {
 		Logger:    log, Metrics: set, Version: version,
 	})
 	if err != nil {
-		sp.Close()
-		dl.Close()
-		cbs.Close()
-		idem.Close()
+		closeOpened()
 		return err
 	}
 
@@ -181,6 +199,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 		var s sink.Sink
 		var err error
 		switch sc.Type {
+		case "queue":
+			continue // buildQueues
 		case "stdout":
 			s = stdout.New(stdout.Options{})
 		case "discard":
@@ -271,4 +291,34 @@ func secret(value, file, sinkName, setting string) (string, error) {
 		return "", fmt.Errorf("SLUICE_%s_%s: %w", strings.ToUpper(sinkName), setting, err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// buildQueues opens the log of every sink of type queue, under
+// <SPOOL_DIR>/queues/<name>, synced as the spool is.
+func buildQueues(c *config.Config, log *slog.Logger) ([]agent.QueueSpec, error) {
+	var qs []agent.QueueSpec
+	for _, sc := range c.SinkConfigs {
+		if sc.Type != "queue" {
+			continue
+		}
+		l, err := spool.Open(filepath.Join(c.SpoolDir, "queues", sc.Name), spool.Options{
+			SegmentBytes: 1 << 20,
+			Sync:         spool.SyncPolicy(c.SpoolSync),
+			SyncInterval: c.SpoolSyncInterval,
+			MaxBytes:     256 << 20,
+			Logger:       log.With("spool", "queue-"+sc.Name),
+		})
+		if err != nil {
+			for _, q := range qs {
+				q.Log.Close()
+			}
+			return nil, fmt.Errorf("queue %s: %w", sc.Name, err)
+		}
+		qs = append(qs, agent.QueueSpec{
+			Name: sc.Name, Topics: sc.Topics, MaxBacklogBytes: int64(sc.MaxBacklogBytes),
+			BacklogPolicy: sc.BacklogPolicy, MaxAge: sc.MaxAge, Log: l,
+			Visibility: sc.Queue.Visibility, MaxAttempts: sc.Queue.MaxAttempts, Ordered: sc.Queue.Ordered,
+		})
+	}
+	return qs, nil
 }
