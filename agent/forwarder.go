@@ -60,6 +60,11 @@ type forwarder struct {
 	// dropped them while their batch was being written, so their status
 	// says delivered (bounded).
 	afterDrop *boundedMap[uint64, struct{}]
+	// ahead remembers records delivered while a spilled lane held the
+	// cursor below them (the most recent aheadMax), so their status says
+	// delivered before the cursor passes them; nothing depends on it for
+	// delivery itself.
+	ahead *boundedMap[uint64, struct{}]
 	// corruptSeen remembers records the reader found corrupt (they went to
 	// corruptLane), so the catch-up reader, which re-reads them, tells them
 	// from records that were damaged after the reader saw them whole
@@ -83,6 +88,7 @@ func newForwarder(a *Agent, spec SinkSpec, c *spool.Cursor) *forwarder {
 		a: a, spec: spec, cursor: c, lanes: map[string]*lane{}, intern: interner{},
 		log: a.log.With("sink", spec.Name), budget: defaultForwarderBudget,
 		afterDrop: newBoundedMap[uint64, struct{}](4096), corruptSeen: newBoundedMap[uint64, bool](4096),
+		ahead:   newBoundedMap[uint64, struct{}](aheadMax),
 		ackedTo: c.Acked(),
 	}
 	f.readUpTo, f.floor = f.ackedTo, f.ackedTo
@@ -297,6 +303,19 @@ func (f *forwarder) heldBytes() int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.held
+}
+
+// aheadMax bounds how many deliveries ahead of the cursor a forwarder
+// remembers (about 64 bytes each).
+const aheadMax = 1 << 16
+
+// deliveredAhead reports whether seq was delivered although the cursor
+// has not passed it yet (a spilled lane holds it below).
+func (f *forwarder) deliveredAhead(seq uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.ahead.get(seq)
+	return ok
 }
 
 // deliveredAfterDrop reports whether seq was delivered although a backlog

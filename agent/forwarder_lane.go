@@ -349,7 +349,11 @@ func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
 		}
 	}
 	f.mu.Lock()
+	ahead := f.spilled > 0 // a spilled lane may hold the cursor below these
 	for _, it := range batch {
+		if ahead {
+			f.ahead.put(it.seq, struct{}{})
+		}
 		if it.dropped {
 			// A backlog policy dropped it while it was being written:
 			// it was delivered all the same, and its status says so.
@@ -362,6 +366,9 @@ func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
 	f.cond.Broadcast()
 	f.mu.Unlock()
 	f.m.delivered.Add(len(batch))
+	if ahead {
+		f.a.records.notify() // Sluice-Ack: delivered waiters, callbacks
+	}
 }
 
 func (f *forwarder) resolve(it *item) {
