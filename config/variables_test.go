@@ -60,6 +60,7 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"TLS_CERT_FILE": {"kafka"}, "TLS_KEY_FILE": {"kafka"}, "TLS_SERVER_NAME": {"kafka"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
 		"URL": {"http"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"VISIBILITY": {"queue"}, "MAX_ATTEMPTS": {"queue"}, "ORDERED": {"queue"},
 	}
 	n := 0
 	for setting, types := range sinkVars {
@@ -101,7 +102,7 @@ func TestVariablesListSinkNames(t *testing.T) {
 // Variables, the unknown-variable check and error messages) are the names
 // envconfig reads.
 func TestNamesMatchEnvconfig(t *testing.T) {
-	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}} {
+	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}, &QueueSink{}} {
 		var buf bytes.Buffer
 		if err := envconfig.Usagef("SLUICE", spec, &buf, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
 			t.Fatal(err)
