@@ -281,10 +281,8 @@ func (f *forwarder) advance() {
 	defer f.ackMu.Unlock()
 	f.mu.Lock()
 	point := f.readUpTo
-	for _, l := range f.lanes {
-		if lo := l.lowest(); lo != 0 {
-			point = min(point, lo-1)
-		}
+	if lo := f.lowestUnresolved(); lo != 0 {
+		point = min(point, lo-1)
 	}
 	f.mu.Unlock()
 	if point <= f.ackedTo {
@@ -296,6 +294,18 @@ func (f *forwarder) advance() {
 	}
 	f.ackedTo = point
 	f.a.records.notify()
+}
+
+// lowestUnresolved is the lowest record some lane has not resolved, 0 =
+// none. f.mu held.
+func (f *forwarder) lowestUnresolved() uint64 {
+	var lo uint64
+	for _, l := range f.lanes {
+		if x := l.lowest(); x != 0 && (lo == 0 || x < lo) {
+			lo = x
+		}
+	}
+	return lo
 }
 
 // heldBytes is what the forwarder holds in memory, as accounted.
