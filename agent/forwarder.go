@@ -65,6 +65,9 @@ type forwarder struct {
 	// delivered before the cursor passes them; nothing depends on it for
 	// delivery itself.
 	ahead *boundedMap[uint64, struct{}]
+	// aheadNew lists deliveries ahead of the cursor not yet taken by the
+	// callback dispatcher (takeAhead), at most aheadMax.
+	aheadNew []uint64
 	// corruptSeen remembers records the reader found corrupt (they went to
 	// corruptLane), so the catch-up reader, which re-reads them, tells them
 	// from records that were damaged after the reader saw them whole
@@ -326,6 +329,16 @@ func (f *forwarder) deliveredAhead(seq uint64) bool {
 	defer f.mu.Unlock()
 	_, ok := f.ahead.get(seq)
 	return ok
+}
+
+// takeAhead returns the deliveries ahead of the cursor since the last
+// call.
+func (f *forwarder) takeAhead() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seqs := f.aheadNew
+	f.aheadNew = nil
+	return seqs
 }
 
 // deliveredAfterDrop reports whether seq was delivered although a backlog

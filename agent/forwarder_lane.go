@@ -383,6 +383,9 @@ func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
 		for _, it := range batch {
 			if it.seq > lo {
 				f.ahead.put(it.seq, struct{}{})
+				if len(f.aheadNew) < aheadMax {
+					f.aheadNew = append(f.aheadNew, it.seq)
+				}
 				ahead = true
 			}
 		}
