@@ -12,7 +12,7 @@ import (
 // and select picks one at random, so about half of such repeats answer
 // 503 spool_timeout ("no known outcome yet") for a request that was
 // spooled long ago.
-func TestReviewIdempotentRepeatWithZeroTimeoutReplays(t *testing.T) {
+func TestIdempotentRepeatWithZeroTimeoutReplays(t *testing.T) {
 	mem := &memSink{}
 	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
 	key := map[string]string{"Idempotency-Key": "order-1"}

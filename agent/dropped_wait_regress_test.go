@@ -16,7 +16,7 @@ import (
 // looks at that; reload finds the record still in the spool). The dropped
 // message keeps its topic stopped and the sink failing: later messages of
 // the topic are never delivered.
-func TestReviewDroppedMessageReleasesItsWaitingLane(t *testing.T) {
+func TestDroppedMessageReleasesItsWaitingLane(t *testing.T) {
 	dir := t.TempDir()
 	mem := &memSink{}
 	mem.setFail(func(msgs []sink.Message) error {

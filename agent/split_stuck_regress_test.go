@@ -16,7 +16,7 @@ import (
 // second half in its batch, unevicted, with the whole read buffer counted
 // as held. Enough topics in that state exceed the forwarder's budget and
 // the reader stops: a healthy topic is not delivered.
-func TestReviewSplitThenStuckLanesDoNotStopTheReader(t *testing.T) {
+func TestSplitThenStuckLanesDoNotStopTheReader(t *testing.T) {
 	mem := &memSink{}
 	mem.setFail(func(msgs []sink.Message) error {
 		if !strings.HasPrefix(msgs[0].Topic, "stuck") {

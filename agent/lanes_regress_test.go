@@ -12,7 +12,7 @@ import (
 // ever saw and is never let go, even when idle and empty. Memory then grows
 // with the number of distinct topics pushed over the agent's life, outside
 // any budget.
-func TestReviewIdleLanesAreReleased(t *testing.T) {
+func TestIdleLanesAreReleased(t *testing.T) {
 	mem := &memSink{}
 	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
 	const topics = 2000

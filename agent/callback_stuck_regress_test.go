@@ -15,7 +15,7 @@ import (
 // reports, which fill the owed-report cap (CallbackMaxPending) and are
 // dropped — although every one of those messages was delivered — while
 // the stuck topic's own single report is the one that should wait.
-func TestReviewStuckTopicDoesNotCostOtherTopicsCallbacks(t *testing.T) {
+func TestStuckTopicDoesNotCostOtherTopicsCallbacks(t *testing.T) {
 	cbs := newCBServer(t)
 	mem := &memSink{}
 	mem.setFail(func(msgs []sink.Message) error {
