@@ -65,6 +65,9 @@ type forwarder struct {
 	// delivered before the cursor passes them; nothing depends on it for
 	// delivery itself.
 	ahead *boundedMap[uint64, struct{}]
+	// aheadNew lists deliveries ahead of the cursor not yet taken by the
+	// callback dispatcher (takeAhead), at most aheadMax.
+	aheadNew []uint64
 	// corruptSeen remembers records the reader found corrupt (they went to
 	// corruptLane), so the catch-up reader, which re-reads them, tells them
 	// from records that were damaged after the reader saw them whole
@@ -281,10 +284,8 @@ func (f *forwarder) advance() {
 	defer f.ackMu.Unlock()
 	f.mu.Lock()
 	point := f.readUpTo
-	for _, l := range f.lanes {
-		if lo := l.lowest(); lo != 0 {
-			point = min(point, lo-1)
-		}
+	if lo := f.lowestUnresolved(); lo != 0 {
+		point = min(point, lo-1)
 	}
 	f.mu.Unlock()
 	if point <= f.ackedTo {
@@ -296,6 +297,18 @@ func (f *forwarder) advance() {
 	}
 	f.ackedTo = point
 	f.a.records.notify()
+}
+
+// lowestUnresolved is the lowest record some lane has not resolved, 0 =
+// none. f.mu held.
+func (f *forwarder) lowestUnresolved() uint64 {
+	var lo uint64
+	for _, l := range f.lanes {
+		if x := l.lowest(); x != 0 && (lo == 0 || x < lo) {
+			lo = x
+		}
+	}
+	return lo
 }
 
 // heldBytes is what the forwarder holds in memory, as accounted.
@@ -316,6 +329,16 @@ func (f *forwarder) deliveredAhead(seq uint64) bool {
 	defer f.mu.Unlock()
 	_, ok := f.ahead.get(seq)
 	return ok
+}
+
+// takeAhead returns the deliveries ahead of the cursor since the last
+// call.
+func (f *forwarder) takeAhead() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seqs := f.aheadNew
+	f.aheadNew = nil
+	return seqs
 }
 
 // deliveredAfterDrop reports whether seq was delivered although a backlog

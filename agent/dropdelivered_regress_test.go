@@ -13,7 +13,7 @@ import (
 // healthy topic's messages that were already delivered. The policy then
 // "drops" them: they are counted in the dropped metrics and their status
 // (and callback report) says "dropped", although the sink received them.
-func TestReviewDropOldestNeverDropsDeliveredMessages(t *testing.T) {
+func TestDropOldestNeverDropsDeliveredMessages(t *testing.T) {
 	mem := &memSink{}
 	mem.setFail(func(msgs []sink.Message) error {
 		if msgs[0].Topic == "stuck" {

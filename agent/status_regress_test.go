@@ -16,7 +16,7 @@ import (
 // reports "pending" although it was delivered: a Sluice-Ack: delivered
 // push waits its whole Sluice-Timeout and answers pending, and callbacks
 // for it are not sent, until the stuck topic recovers.
-func TestReviewStuckTopicDoesNotHoldOtherTopicsStatus(t *testing.T) {
+func TestStuckTopicDoesNotHoldOtherTopicsStatus(t *testing.T) {
 	mem := &memSink{}
 	mem.setFail(func(msgs []sink.Message) error {
 		if msgs[0].Topic == "stuck" {
