@@ -304,7 +304,7 @@ func backlogMessages(t *testing.T, p *proc) uint64 {
 // retryReasons summarises sluice_sink_retries_total by reason.
 func retryReasons(t *testing.T, p *proc) string {
 	var parts []string
-	for _, r := range []string{"network", "timeout", "leader", "replicas", "unknown_topic", "broker", "canceled", "other", "auth"} {
+	for _, r := range []string{"network", "timeout", "leader", "replicas", "unknown_topic", "broker", "canceled", "other", "auth", "tls"} {
 		if v := metricSum(t, p, "sluice_sink_retries_total", `reason="`+r+`"`); v > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.0f", r, v))
 		}

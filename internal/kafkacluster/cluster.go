@@ -119,10 +119,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		if err := n.writeConfig(); err != nil {
 			return nil, err
 		}
+		// Static voters (controller.quorum.voters) for one node as for
+		// three: no --standalone.
 		args := []string{"kafka.tools.StorageTool", "format", "-t", id, "-c", n.configFile()}
-		if o.Nodes == 1 {
-			args = append(args, "--standalone")
-		}
 		if out, err := c.java(ctx, args...); err != nil {
 			return nil, fmt.Errorf("kafkacluster: format node %d: %w\n%s", n.ID, err, out)
 		}

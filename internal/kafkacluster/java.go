@@ -149,4 +149,3 @@ func (e Env) runRaw(ctx context.Context, args ...string) (string, error) {
 	}
 	return string(out), nil
 }
-
