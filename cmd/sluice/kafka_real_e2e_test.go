@@ -264,4 +264,3 @@ func TestKafkaRealPerMessageErrors(t *testing.T) {
 		t.Fatalf("pm-missing was created: %+v", ps)
 	}
 }
-

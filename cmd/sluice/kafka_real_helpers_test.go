@@ -161,4 +161,3 @@ func getStatus(t *testing.T, p *proc, id string) messageStatus {
 	getJSON(t, p.url+"/v1/messages/"+id, &st)
 	return st
 }
-
