@@ -6,55 +6,52 @@ import (
 	"time"
 )
 
-// TestThreeNodes starts a three-node cluster, creates a topic, kills the
-// leader of its partition and the active controller, and restarts them.
-func TestThreeNodes(t *testing.T) {
+// TestOneNode starts one combined node, creates a topic, writes and reads
+// it with the Java client, finds the leader and the active controller, and
+// restarts the node after kill -9 with its data. (The three-node cluster
+// is exercised by the kafka_real_* tests in cmd/sluice, which start one
+// per run: two at once would be six JVMs on a 2-core CI machine.)
+func TestOneNode(t *testing.T) {
 	env := Require(t)
 	ctx := context.Background()
-	c, err := Start(ctx, Options{Nodes: 3, Dir: t.TempDir(), Env: env})
+	c, err := Start(ctx, Options{Nodes: 1, Dir: t.TempDir(), Env: env, HeapMB: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	t.Logf("three nodes up in %v", c.StartupTime.Round(time.Millisecond))
-	if err := c.CreateTopic(ctx, "t", 3, 3, map[string]string{"max.message.bytes": "10000"}); err != nil {
+	t.Logf("one node up in %v", c.StartupTime.Round(time.Millisecond))
+	if err := c.CreateTopic(ctx, "t", 3, 0, map[string]string{"max.message.bytes": "10000"}); err != nil {
 		t.Fatal(err)
 	}
-	leader, err := c.Leader(ctx, "t", 0)
-	if err != nil {
+	if l, err := c.Leader(ctx, "t", 2); err != nil || l != 1 {
+		t.Fatalf("leader of t[2]: %d %v", l, err)
+	}
+	if id, err := c.ActiveController(ctx); err != nil || id != 1 {
+		t.Fatalf("active controller: %d %v", id, err)
+	}
+	parts, err := env.JavaPartitions(ctx, c.Bootstrap(), "t", []string{"a", "b", "c"})
+	if err != nil || len(parts) != 3 {
+		t.Fatalf("java partitions: %v %v", parts, err)
+	}
+	if err := c.Node(1).Kill(); err != nil {
 		t.Fatal(err)
 	}
-	ctrl, err := c.ActiveController(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if c.Node(1).Running() {
+		t.Fatal("node running after Kill")
 	}
-	t.Logf("leader of t[0]: %d, active controller: %d", leader, ctrl)
-	if err := c.Node(leader).Kill(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		l, err := c.Leader(ctx, "t", 0)
-		if err == nil && l != leader {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new leader after killing %d: %d %v", leader, l, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := c.Node(leader).Start(ctx); err != nil {
+	if err := c.Node(1).Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitInSync(ctx, "t"); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := env.JavaPartitions(ctx, c.Bootstrap(), "t", []string{"a", "b", "c"})
-	if err != nil || len(recs) != 3 {
-		t.Fatalf("java partitions: %v %v", recs, err)
-	}
 	got, err := env.ConsumeJava(ctx, c.Bootstrap(), "t")
 	if err != nil || len(got) != 3 {
-		t.Fatalf("java consume: %v %v", got, err)
+		t.Fatalf("java consume after restart: %v %v", got, err)
+	}
+	for _, r := range got {
+		if parts[string(r.Key)] != r.Partition || string(r.Value) != "x" {
+			t.Fatalf("record %+v, producer said partition %d", r, parts[string(r.Key)])
+		}
 	}
 }
