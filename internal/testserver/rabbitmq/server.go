@@ -312,6 +312,9 @@ func (s *Server) waitPort(ctx context.Context, p *process) error {
 	}
 }
 
+// Dir is the node's directory (database, logs, configuration).
+func (s *Server) Dir() string { return s.dir }
+
 // Addr is the AMQP listener, 127.0.0.1:<port>.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 
