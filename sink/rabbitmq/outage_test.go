@@ -178,14 +178,22 @@ func TestBrokerClosesConnection(t *testing.T) {
 	}
 }
 
-// TestHungBroker: a broker that stops answering (paused) makes the
-// confirm wait end at WriteTimeout with a transient error, and Close end
-// at its context; once the broker answers again the next Write delivers.
+// TestHungBroker: a broker that stops answering (paused: the connection
+// stays open, nothing comes back) makes the confirm wait end at
+// WriteTimeout with a transient error; a Write waiting on it returns when
+// Close is called, and Close itself returns by its context, cutting the
+// connection; once the broker answers again the next Write delivers.
 func TestHungBroker(t *testing.T) {
 	srv := node(t)
 	srv.DeclareQueue(t, "hungq", nil)
 	w := newWriter(t, Options{WriteTimeout: time.Second})
 	mustWrite(t, w, []sink.Message{msg("hungq", "h0", "x")})
+	patient, err := New(Options{URL: srv.URL(), WriteTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { patient.Close(context.Background()) })
+	mustWrite(t, patient, []sink.Message{msg("hungq", "p0", "x")})
 
 	srv.Pause(t)
 	resumed := false
@@ -194,18 +202,28 @@ func TestHungBroker(t *testing.T) {
 			srv.Resume(t)
 		}
 	})
-	err := write(t, w, []sink.Message{msg("hungq", "h1", "y")})
+	err = write(t, w, []sink.Message{msg("hungq", "h1", "y")})
 	expectReason(t, "no confirm from a hung broker", err, ReasonTimeout, false)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want a deadline error: %v", err)
 	}
 
-	// Close on a hung broker: bounded by its context.
-	w2 := newWriter(t, Options{URL: srv.URL(), WriteTimeout: time.Second})
-	_ = write(t, w2, []sink.Message{msg("hungq", "h2", "z")}) // dials into the paused node: times out
+	done := make(chan error, 1)
+	go func() { done <- patient.Write(context.Background(), []sink.Message{msg("hungq", "p1", "y")}) }()
+	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_ = w2.Close(ctx)
+	if err := patient.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close on a hung broker: %v, want the context's deadline (connection cut)", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) || sink.IsPermanent(err) {
+			t.Fatalf("Write aborted by Close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Write still blocked after Close")
+	}
 
 	srv.Resume(t)
 	resumed = true
