@@ -233,7 +233,7 @@ func TestListenUnixSocket(t *testing.T) {
 // one sink of each type) to its documented example and checks that Load
 // reads each one: Redacted must show exactly the example.
 func TestEveryExampleLoads(t *testing.T) {
-	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h"}
+	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h", "rabbitmq": "r"}
 	env := map[string]string{}
 	var want []string
 	for _, v := range Variables() {
@@ -241,28 +241,37 @@ func TestEveryExampleLoads(t *testing.T) {
 		if strings.HasSuffix(v.Name, "_SASL_PASSWORD_FILE") || strings.HasSuffix(v.Name, "_TOKEN_FILE") {
 			continue
 		}
-		var names []string
-		switch {
-		case !strings.Contains(v.Name, sinkPlaceholder):
-			names = []string{v.Name}
-		case v.SinkTypes == nil:
-			for _, n := range []string{"f", "k", "h", "s"} {
-				names = append(names, strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(n), 1))
-			}
-		default:
-			names = []string{strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(sinkOf[v.SinkTypes[0]]), 1)}
+		variants := v.PerType // a setting several types read: each type's example
+		if variants == nil {
+			variants = []Variable{v}
 		}
-		for _, n := range names {
-			env[n] = v.Example
-			shown := v.Example
-			if v.Secret {
-				shown = redactedValue
+		for _, v := range variants {
+			var names []string
+			switch {
+			case !strings.Contains(v.Name, sinkPlaceholder):
+				names = []string{v.Name}
+			case v.SinkTypes == nil:
+				for _, n := range []string{"f", "k", "h", "r", "s"} {
+					names = append(names, strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(n), 1))
+				}
+			default:
+				names = []string{strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(sinkOf[v.SinkTypes[0]]), 1)}
 			}
-			want = append(want, n+"="+shown)
+			for _, n := range names {
+				env[n] = v.Example
+				shown := v.Example
+				if v.Secret {
+					shown = redactedValue
+				}
+				if strings.HasPrefix(v.Example, "amqps://") { // secret:"userinfo"
+					shown = strings.Replace(v.Example, ":change-me@", ":xxxxx@", 1)
+				}
+				want = append(want, n+"="+shown)
+			}
 		}
 	}
-	env["SLUICE_SINKS"] = "f,k,h,s"
-	env["SLUICE_F_TYPE"], env["SLUICE_K_TYPE"], env["SLUICE_H_TYPE"], env["SLUICE_S_TYPE"] = "file", "kafka", "http", "stdout"
+	env["SLUICE_SINKS"] = "f,k,h,r,s"
+	env["SLUICE_F_TYPE"], env["SLUICE_K_TYPE"], env["SLUICE_H_TYPE"], env["SLUICE_R_TYPE"], env["SLUICE_S_TYPE"] = "file", "kafka", "http", "rabbitmq", "stdout"
 	c := mustLoad(t, env)
 	got := map[string]bool{}
 	for _, l := range strings.Split(c.Redacted(), "\n") {
@@ -277,7 +286,7 @@ func TestEveryExampleLoads(t *testing.T) {
 			t.Errorf("Redacted lacks %q", w)
 		}
 	}
-	if len(c.SinkConfigs) != 4 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil {
+	if len(c.SinkConfigs) != 5 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil || c.SinkConfigs[3].RabbitMQ == nil {
 		t.Errorf("sinks: %+v", c.SinkConfigs)
 	}
 }
@@ -286,11 +295,17 @@ func TestEveryExampleLoads(t *testing.T) {
 // variable is read: a value equal to the default would pass unread.
 func TestExamplesDifferFromDefaults(t *testing.T) {
 	for _, v := range Variables() {
-		if v.Example == "" || v.Description == "" {
-			t.Errorf("%s: needs an example and a description", v.Name)
+		variants := v.PerType
+		if variants == nil {
+			variants = []Variable{v}
 		}
-		if v.Example == v.Default && !strings.HasSuffix(v.Name, "_ACKS") { // all is the right example
-			t.Errorf("%s: example %q equals the default", v.Name, v.Example)
+		for _, v := range variants {
+			if v.Example == "" || v.Description == "" {
+				t.Errorf("%s: needs an example and a description", v.Name)
+			}
+			if v.Example == v.Default && !strings.HasSuffix(v.Name, "_ACKS") { // all is the right example
+				t.Errorf("%s (%v): example %q equals the default", v.Name, v.SinkTypes, v.Example)
+			}
 		}
 	}
 }

@@ -29,9 +29,10 @@ func settings(t reflect.Type) []string {
 // typeSettings maps each sink type with settings of its own to their names.
 func typeSettings() map[string][]string {
 	return map[string][]string{
-		typeFile:  settings(reflect.TypeFor[FileSink]()),
-		typeKafka: settings(reflect.TypeFor[KafkaSink]()),
-		typeHTTP:  settings(reflect.TypeFor[HTTPSink]()),
+		typeFile:     settings(reflect.TypeFor[FileSink]()),
+		typeKafka:    settings(reflect.TypeFor[KafkaSink]()),
+		typeHTTP:     settings(reflect.TypeFor[HTTPSink]()),
+		typeRabbitMQ: settings(reflect.TypeFor[RabbitMQSink]()),
 	}
 }
 

@@ -27,9 +27,10 @@ const maxUnixPath = 107
 
 // Sink types, as in the enum of Sink.Type.
 const (
-	typeFile  = "file"
-	typeKafka = "kafka"
-	typeHTTP  = "http"
+	typeFile     = "file"
+	typeKafka    = "kafka"
+	typeHTTP     = "http"
+	typeRabbitMQ = "rabbitmq"
 )
 
 // checkTags applies the rules written in the struct tags of spec (a pointer
@@ -217,6 +218,11 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 		c.add(process(p, s.HTTP, owner))
 		c.checkTags(p, s.HTTP)
 		c.validateHTTP(p, s.HTTP)
+	case typeRabbitMQ:
+		s.RabbitMQ = &RabbitMQSink{}
+		c.add(process(p, s.RabbitMQ, owner))
+		c.checkTags(p, s.RabbitMQ)
+		c.validateRabbitMQ(p, s.RabbitMQ)
 	}
 	return s
 }
@@ -358,6 +364,87 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 		}
 	}
 	c.positive(p+"_TIMEOUT", int64(h.Timeout))
+}
+
+func (c *checker) validateRabbitMQ(p string, r *RabbitMQSink) {
+	amqps := false
+	if c.ok(p + "_URL") {
+		u, err := url.Parse(r.URL)
+		switch {
+		case err != nil:
+			c.fail(p+"_URL", "not a URL: %v", unwrapURLError(err))
+		case u.Scheme != "amqp" && u.Scheme != "amqps":
+			c.fail(p+"_URL", "must be an amqp:// or amqps:// URL, got scheme %q", u.Scheme)
+		case u.Hostname() == "":
+			c.fail(p+"_URL", "has no host")
+		default:
+			amqps = u.Scheme == "amqps"
+			if port := u.Port(); port != "" {
+				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+					c.fail(p+"_URL", "port must be a number from 1 to 65535, got %q", port)
+				}
+			}
+			if len(strings.TrimPrefix(u.Path, "/")) > 0 && strings.Contains(strings.TrimPrefix(u.Path, "/"), "/") {
+				c.fail(p+"_URL", "the path is the vhost and holds one segment (%%2F for /), got %q", u.Path)
+			}
+		}
+	}
+	if err := checkDestTemplate(r.Exchange); err != nil {
+		c.fail(p+"_EXCHANGE", "%v", err)
+	}
+	if err := checkDestTemplate(r.RoutingKey); err != nil {
+		c.fail(p+"_ROUTING_KEY", "%v", err)
+	}
+	c.positive(p+"_WRITE_TIMEOUT", int64(r.WriteTimeout))
+	c.positive(p+"_DIAL_TIMEOUT", int64(r.DialTimeout))
+	c.positive(p+"_HEARTBEAT", int64(r.Heartbeat))
+	c.positive(p+"_RECONNECT_MAX", int64(r.ReconnectMax))
+	if c.ok(p+"_URL") && !amqps {
+		for _, t := range []struct {
+			name string
+			set  bool
+		}{
+			{"_TLS_CA_FILE", r.TLSCaFile != ""},
+			{"_TLS_CERT_FILE", r.TLSCertFile != ""},
+			{"_TLS_KEY_FILE", r.TLSKeyFile != ""},
+			{"_TLS_SERVER_NAME", r.TLSServerName != ""},
+		} {
+			if t.set {
+				c.fail(p+t.name, "set, but %s_URL is not an amqps:// URL", p)
+			}
+		}
+	}
+	switch {
+	case r.TLSCertFile != "" && r.TLSKeyFile == "":
+		c.fail(p+"_TLS_KEY_FILE", "required with %s_TLS_CERT_FILE", p)
+	case r.TLSKeyFile != "" && r.TLSCertFile == "":
+		c.fail(p+"_TLS_CERT_FILE", "required with %s_TLS_KEY_FILE", p)
+	}
+}
+
+// checkDestTemplate checks a destination template of the queue sinks (the
+// syntax of sink/internal/dest): the placeholders are {topic} and {key}; a
+// brace that opens neither is an error.
+func checkDestTemplate(s string) error {
+	rest := s
+	for {
+		i := strings.IndexAny(rest, "{}")
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i:]
+		switch {
+		case strings.HasPrefix(rest, "{topic}"):
+			rest = rest[len("{topic}"):]
+		case strings.HasPrefix(rest, "{key}"):
+			rest = rest[len("{key}"):]
+		default:
+			if end := strings.IndexByte(rest, '}'); rest[0] == '{' && end > 0 {
+				return fmt.Errorf("unknown placeholder %s in %q (use {topic} or {key})", rest[:end+1], s)
+			}
+			return fmt.Errorf("unmatched %q in %q (placeholders are {topic} and {key})", rest[:1], s)
+		}
+	}
 }
 
 // checkHostPort checks "host:port" with a numeric port 1-65535; the host may

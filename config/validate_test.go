@@ -9,6 +9,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 	kafka := map[string]string{"SLUICE_SINKS": "main", "SLUICE_MAIN_TYPE": "kafka", "SLUICE_MAIN_BROKERS": "b1:9092"}
 	file := map[string]string{"SLUICE_SINKS": "out", "SLUICE_OUT_TYPE": "file", "SLUICE_OUT_PATH": "/var/log/sluice"}
 	web := map[string]string{"SLUICE_SINKS": "web", "SLUICE_WEB_TYPE": "http", "SLUICE_WEB_URL": "https://c.example.com/in"}
+	rmq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "rabbitmq", "SLUICE_MQ_URL": "amqp://u:p@mq.internal:5672/prod"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
 		for k, v := range base {
@@ -112,12 +113,28 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"headers syntax", with(web, "SLUICE_WEB_HEADERS", "X-Good"), "SLUICE_WEB_HEADERS", "Name=value"},
 		{"gzip", with(web, "SLUICE_WEB_GZIP", "maybe"), "SLUICE_WEB_GZIP", "true or false"},
 		{"http timeout", with(web, "SLUICE_WEB_TIMEOUT", "0s"), "SLUICE_WEB_TIMEOUT", "greater than 0"},
+		{"rabbitmq url missing", with(nil, "SLUICE_SINKS", "rabbitmq"), "SLUICE_RABBITMQ_URL", `required for sink "rabbitmq" (type rabbitmq)`},
+		{"rabbitmq url scheme", with(rmq, "SLUICE_MQ_URL", "http://u:p@mq.internal/"), "SLUICE_MQ_URL", "amqp:// or amqps://"},
+		{"rabbitmq url no host", with(rmq, "SLUICE_MQ_URL", "amqp:///prod"), "SLUICE_MQ_URL", "no host"},
+		{"rabbitmq url port", with(rmq, "SLUICE_MQ_URL", "amqp://mq.internal:99999/"), "SLUICE_MQ_URL", "1 to 65535"},
+		{"rabbitmq vhost", with(rmq, "SLUICE_MQ_URL", "amqp://mq.internal/a/b"), "SLUICE_MQ_URL", "%2F"},
+		{"rabbitmq exchange template", with(rmq, "SLUICE_MQ_EXCHANGE", "ev.{partition}"), "SLUICE_MQ_EXCHANGE", "unknown placeholder {partition}"},
+		{"rabbitmq routing key template", with(rmq, "SLUICE_MQ_ROUTING_KEY", "{topic"), "SLUICE_MQ_ROUTING_KEY", "unmatched"},
+		{"rabbitmq tls without amqps", with(rmq, "SLUICE_MQ_TLS_CA_FILE", "/ca.pem"), "SLUICE_MQ_TLS_CA_FILE", "not an amqps:// URL"},
+		{"rabbitmq cert without key", with(rmq, "SLUICE_MQ_URL", "amqps://mq.internal/", "SLUICE_MQ_TLS_CERT_FILE", "/c.pem"), "SLUICE_MQ_TLS_KEY_FILE", "required with SLUICE_MQ_TLS_CERT_FILE"},
+		{"rabbitmq write timeout", with(rmq, "SLUICE_MQ_WRITE_TIMEOUT", "0s"), "SLUICE_MQ_WRITE_TIMEOUT", "greater than 0"},
+		{"rabbitmq grace", with(rmq, "SLUICE_MQ_UNROUTABLE_GRACE", "-1s"), "SLUICE_MQ_UNROUTABLE_GRACE", "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			lines := loadErr(t, tt.env)
 			if l := lineFor(t, lines, tt.varName); !strings.Contains(l, tt.want) {
 				t.Errorf("error line %q does not contain %q", l, tt.want)
+			}
+			for _, l := range lines {
+				if strings.Contains(l, "u:p@") {
+					t.Errorf("error line %q shows the credentials", l)
+				}
 			}
 			for _, l := range lines {
 				if !strings.HasPrefix(l, "SLUICE_") {

@@ -14,7 +14,9 @@ import (
 const sinkPlaceholder = "<NAME>"
 
 // Variable describes one environment variable the agent reads. It is derived
-// from the struct tags of Config, Sink, FileSink, KafkaSink and HTTPSink.
+// from the struct tags of Config, Sink, FileSink, KafkaSink, HTTPSink and
+// RabbitMQSink. A setting that several types read (URL, WRITE_TIMEOUT, ...)
+// is listed once per type, each with its own description.
 type Variable struct {
 	// Name is the variable name; per-sink variables are written with the
 	// placeholder <NAME>: "SLUICE_<NAME>_BROKERS".
@@ -32,6 +34,12 @@ type Variable struct {
 	// SinkTypes lists the sink types that read a per-sink variable; nil for
 	// core variables and for per-sink variables that every type reads.
 	SinkTypes []string
+	// PerType is set when several sink types read the variable (URL,
+	// WRITE_TIMEOUT, ...): one entry per type, in SinkTypes order, with that
+	// type's own default, description and example. The Variable itself then
+	// holds them all: every description prefixed by its type, the defaults
+	// (one, or each with its type), the first example.
+	PerType []Variable
 }
 
 // Variables lists every variable the agent knows: the core ones, then the
@@ -40,9 +48,54 @@ func Variables() []Variable {
 	vars := variablesOf(reflect.TypeFor[Config](), envPrefix, nil)
 	p := envPrefix + "_" + sinkPlaceholder
 	vars = append(vars, variablesOf(reflect.TypeFor[Sink](), p, nil)...)
-	vars = append(vars, variablesOf(reflect.TypeFor[FileSink](), p, []string{typeFile})...)
-	vars = append(vars, variablesOf(reflect.TypeFor[KafkaSink](), p, []string{typeKafka})...)
-	vars = append(vars, variablesOf(reflect.TypeFor[HTTPSink](), p, []string{typeHTTP})...)
+	for _, t := range []struct {
+		typ  reflect.Type
+		name string
+	}{
+		{reflect.TypeFor[FileSink](), typeFile},
+		{reflect.TypeFor[KafkaSink](), typeKafka},
+		{reflect.TypeFor[HTTPSink](), typeHTTP},
+		{reflect.TypeFor[RabbitMQSink](), typeRabbitMQ},
+	} {
+		vars = mergeShared(vars, variablesOf(t.typ, p, []string{t.name}))
+	}
+	return vars
+}
+
+// mergeShared appends the variables of one sink type to vars; a name
+// another type reads already becomes one Variable for both (see
+// Variable.PerType).
+func mergeShared(vars, add []Variable) []Variable {
+	for _, a := range add {
+		i := slices.IndexFunc(vars, func(v Variable) bool { return v.Name == a.Name })
+		if i < 0 || vars[i].SinkTypes == nil {
+			vars = append(vars, a)
+			continue
+		}
+		v := &vars[i]
+		if v.PerType == nil {
+			first := *v
+			first.SinkTypes = slices.Clone(v.SinkTypes)
+			v.PerType = []Variable{first}
+		}
+		v.PerType = append(v.PerType, a)
+		v.SinkTypes = append(slices.Clone(v.SinkTypes), a.SinkTypes...)
+		v.Secret = v.Secret || a.Secret
+		v.Required = v.Required || a.Required
+		var descs, defaults []string
+		sameDefault := true
+		for _, pt := range v.PerType {
+			descs = append(descs, pt.SinkTypes[0]+": "+pt.Description)
+			sameDefault = sameDefault && pt.Default == v.PerType[0].Default
+			if pt.Default != "" {
+				defaults = append(defaults, pt.Default+" ("+pt.SinkTypes[0]+")")
+			}
+		}
+		v.Description = strings.Join(descs, " ")
+		if !sameDefault {
+			v.Default = strings.Join(defaults, ", ")
+		}
+	}
 	return vars
 }
 
@@ -128,6 +181,8 @@ func (c *Config) Redacted() string {
 			lines = appendRedacted(lines, p, s.Kafka)
 		case s.HTTP != nil:
 			lines = appendRedacted(lines, p, s.HTTP)
+		case s.RabbitMQ != nil:
+			lines = appendRedacted(lines, p, s.RabbitMQ)
 		}
 	}
 	slices.Sort(lines)

@@ -55,11 +55,12 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"BATCH_MESSAGES": nil, "BATCH_BYTES": nil, "LINGER": nil, "RETRY_MIN": nil, "RETRY_MAX": nil,
 		"PATH": {"file"}, "ROTATE_BYTES": {"file"}, "ROTATE_AGE": {"file"},
 		"BROKERS": {"kafka"}, "CLIENT_ID": {"kafka"}, "ACKS": {"kafka"}, "COMPRESSION": {"kafka"}, "PARTITIONER": {"kafka"},
-		"WRITE_TIMEOUT": {"kafka"}, "DIAL_TIMEOUT": {"kafka"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
-		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka"},
-		"TLS_CERT_FILE": {"kafka"}, "TLS_KEY_FILE": {"kafka"}, "TLS_SERVER_NAME": {"kafka"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
+		"WRITE_TIMEOUT": {"kafka", "rabbitmq"}, "DIAL_TIMEOUT": {"kafka", "rabbitmq"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
+		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka", "rabbitmq"},
+		"TLS_CERT_FILE": {"kafka", "rabbitmq"}, "TLS_KEY_FILE": {"kafka", "rabbitmq"}, "TLS_SERVER_NAME": {"kafka", "rabbitmq"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "rabbitmq"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"EXCHANGE": {"rabbitmq"}, "ROUTING_KEY": {"rabbitmq"}, "HEARTBEAT": {"rabbitmq"}, "RECONNECT_MAX": {"rabbitmq"}, "UNROUTABLE_GRACE": {"rabbitmq"},
 	}
 	n := 0
 	for setting, types := range sinkVars {
@@ -95,13 +96,22 @@ func TestVariablesListSinkNames(t *testing.T) {
 	if d := byName["SLUICE_<NAME>_TYPE"].Default; d != "<name>" {
 		t.Errorf("TYPE default %q", d)
 	}
+	// A setting two types read: one entry, each type's own text.
+	url := byName["SLUICE_<NAME>_URL"]
+	if len(url.PerType) != 2 || url.PerType[1].SinkTypes[0] != "rabbitmq" || !strings.Contains(url.Description, "http: ") ||
+		!strings.Contains(url.Description, "rabbitmq: Broker URL") || !strings.HasPrefix(url.PerType[1].Example, "amqps://") {
+		t.Errorf("URL: %+v", url)
+	}
+	if wt := byName["SLUICE_<NAME>_WRITE_TIMEOUT"]; wt.Default != "10s" {
+		t.Errorf("WRITE_TIMEOUT default %q (the same for both types)", wt.Default)
+	}
 }
 
 // TestNamesMatchEnvconfig checks that the names this package derives (for
 // Variables, the unknown-variable check and error messages) are the names
 // envconfig reads.
 func TestNamesMatchEnvconfig(t *testing.T) {
-	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}} {
+	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}, &RabbitMQSink{}} {
 		var buf bytes.Buffer
 		if err := envconfig.Usagef("SLUICE", spec, &buf, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
 			t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/sluiceio/sluice/sink/file"
 	httpsink "github.com/sluiceio/sluice/sink/http"
 	"github.com/sluiceio/sluice/sink/kafka"
+	"github.com/sluiceio/sluice/sink/rabbitmq"
 	"github.com/sluiceio/sluice/sink/stdout"
 	"github.com/sluiceio/sluice/spool"
 )
@@ -127,6 +128,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = newKafka(sc, log, set)
 		case "http":
 			s, err = newHTTP(sc, log)
+		case "rabbitmq":
+			s, err = newRabbitMQ(sc, log, set)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -194,6 +197,24 @@ func newHTTP(sc config.Sink, log *slog.Logger) (sink.Sink, error) {
 		Name: sc.Name, URL: h.URL, Token: token, Headers: h.Headers, Gzip: h.Gzip, Timeout: h.Timeout,
 		Logger: log.With("sink", sc.Name),
 	})
+}
+
+func newRabbitMQ(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	r := sc.RabbitMQ
+	o := rabbitmq.Options{
+		Name: sc.Name, URL: r.URL, Exchange: r.Exchange, RoutingKey: r.RoutingKey,
+		WriteTimeout: r.WriteTimeout, DialTimeout: r.DialTimeout, Heartbeat: r.Heartbeat,
+		ReconnectMax: r.ReconnectMax, UnroutableGrace: orNegative(r.UnroutableGrace),
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	}
+	if strings.HasPrefix(strings.ToLower(r.URL), "amqps:") {
+		t, err := rabbitmq.TLSConfig(r.TLSCaFile, r.TLSCertFile, r.TLSKeyFile, r.TLSServerName)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	return rabbitmq.New(o)
 }
 
 // secret returns value, or the content of file when one is named (a

@@ -1,0 +1,74 @@
+package rabbitmq
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluiceio/sluice/internal/testenv"
+	rmqtest "github.com/sluiceio/sluice/internal/testserver/rabbitmq"
+)
+
+// testMaxMessageSize is the shared node's max_message_size: above the
+// conformance suite's 64 KiB message, low enough to provoke the refusal.
+const testMaxMessageSize = 100000
+
+var (
+	nodeOnce sync.Once
+	nodeSrv  *rmqtest.Server
+	nodeErr  error
+)
+
+// node returns the package's RabbitMQ node, started on first use and
+// shared by the tests, which run one after the other and leave it as they
+// found it (queues they declare are their own; alarms and pauses are
+// undone in cleanups).
+func node(t testing.TB) *rmqtest.Server {
+	t.Helper()
+	nodeOnce.Do(func() {
+		nodeSrv, nodeErr = rmqtest.Launch(rmqtest.Options{
+			TLS:    true,
+			Config: []string{fmt.Sprintf("max_message_size = %d", testMaxMessageSize)},
+		})
+		if nodeErr == nil {
+			fmt.Fprintf(os.Stderr, "rabbitmq node %s started in %v\n", nodeSrv.Node, nodeSrv.StartupTime.Round(time.Millisecond))
+		}
+	})
+	if errors.Is(nodeErr, rmqtest.ErrMissing) {
+		testenv.Missing(t, "rabbitmq-server", "apt-get install -y rabbitmq-server (scripts/deps/rabbitmq.sh)")
+	}
+	if nodeErr != nil {
+		t.Fatal(nodeErr)
+	}
+	return nodeSrv
+}
+
+// TestMain stops the shared node, then fails the package when goroutines
+// (connections, channel loops, consumers) outlive the tests that started
+// them.
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if nodeSrv != nil {
+		nodeSrv.Shutdown()
+	}
+	fuzzing := flag.Lookup("test.fuzz") != nil && flag.Lookup("test.fuzz").Value.String() != ""
+	if code == 0 && !fuzzing {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			fmt.Fprintf(os.Stderr, "%d goroutines leaked (%d before the tests):\n%s\n", n-before, before, buf)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
