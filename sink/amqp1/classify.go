@@ -71,7 +71,16 @@ var transientRejections = map[amqp.ErrCond]string{
 	"com.microsoft:server-busy":       ReasonResourceLimit, // Azure Service Bus throttling
 	"com.microsoft:timeout":           ReasonTimeout,
 	"com.microsoft:entity-disabled":   ReasonBroker,
+	// Artemis's catch-all for any broker-side exception while routing a
+	// message (address gone, storage failure): not about the message.
+	conditionArtemisFailed: ReasonBroker,
 }
+
+// conditionArtemisFailed is the condition Artemis (2.x) puts in a Rejected
+// outcome for every exception other than security and address-full ones,
+// e.g. "AMQ119002: target address x does not exist" after the address
+// was deleted under an attached link.
+const conditionArtemisFailed amqp.ErrCond = "failed"
 
 // permanentRejections name the reason of the conditions that are about the
 // message; any condition not listed in either map is permanent with reason
@@ -84,6 +93,9 @@ var permanentRejections = map[amqp.ErrCond]string{
 func classifyRejected(e *amqp.Error) class {
 	if e == nil {
 		return class{reason: ReasonRejected, permanent: true, reached: true}
+	}
+	if e.Condition == conditionArtemisFailed && strings.Contains(e.Description, "does not exist") {
+		return class{reason: ReasonUnknownAddress, reached: true}
 	}
 	if r, ok := transientRejections[e.Condition]; ok {
 		return class{reason: r, reached: true}

@@ -61,8 +61,9 @@ type Broker struct {
 	// answered.
 	StartupTime time.Duration
 
-	opts  Options
-	users map[string]string
+	opts    Options
+	users   map[string]string
+	revoked map[string]bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -113,7 +114,7 @@ func Start(t testing.TB, o Options) *Broker {
 	if o.Heap == "" {
 		o.Heap = DefaultHeap
 	}
-	b := &Broker{Home: home(), Dir: t.TempDir(), Port: freePort(t), opts: o, users: map[string]string{}}
+	b := &Broker{Home: home(), Dir: t.TempDir(), Port: freePort(t), opts: o, users: map[string]string{}, revoked: map[string]bool{}}
 	for u, p := range o.Users {
 		b.users[u] = p
 	}
@@ -340,16 +341,42 @@ func (b *Broker) SetPassword(t testing.TB, user, password string) {
 	t.Helper()
 	b.mu.Lock()
 	b.users[user] = password
+	b.mu.Unlock()
+	b.rewriteUsers(t)
+}
+
+// Revoke takes every permission from user (its role), or gives them back
+// with grant true, while the broker runs: its next send on an open
+// connection is refused.
+func (b *Broker) Revoke(t testing.TB, user string, grant bool) {
+	t.Helper()
+	b.mu.Lock()
+	if grant {
+		delete(b.revoked, user)
+	} else {
+		b.revoked[user] = true
+	}
+	b.mu.Unlock()
+	b.rewriteUsers(t)
+}
+
+func (b *Broker) rewriteUsers(t testing.TB) {
+	t.Helper()
+	b.mu.Lock()
 	users := make(map[string]string, len(b.users))
 	for u, p := range b.users {
 		users[u] = p
+	}
+	revoked := make(map[string]bool, len(b.revoked))
+	for u := range b.revoked {
+		revoked[u] = true
 	}
 	b.mu.Unlock()
 	etc := filepath.Join(b.Dir, "etc")
 	// The module compares modification times: make sure the new file's is
 	// later than the old one's even on a coarse clock.
 	time.Sleep(10 * time.Millisecond)
-	if err := writeUsers(etc, users); err != nil {
+	if err := writeUsers(etc, users, revoked); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().Add(time.Second)

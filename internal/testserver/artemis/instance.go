@@ -146,12 +146,13 @@ func writeInstance(dir string, port int, o Options) error {
 			return err
 		}
 	}
-	return writeUsers(etc, o.Users)
+	return writeUsers(etc, o.Users, nil)
 }
 
-// writeUsers writes the JAAS users and roles files: every user has role
-// amq (all permissions). The login module reloads them when they change.
-func writeUsers(etc string, users map[string]string) error {
+// writeUsers writes the JAAS users and roles files: every user not in
+// revoked has role amq (all permissions). The login module reloads them
+// when they change.
+func writeUsers(etc string, users map[string]string, revoked map[string]bool) error {
 	names := make([]string, 0, len(users))
 	for u := range users {
 		names = append(names, u)
@@ -161,7 +162,13 @@ func writeUsers(etc string, users map[string]string) error {
 	for _, u := range names {
 		fmt.Fprintf(&ub, "%s = %s\n", u, users[u])
 	}
-	roles := "amq = " + strings.Join(names, ",") + "\n"
+	var members []string
+	for _, u := range names {
+		if !revoked[u] {
+			members = append(members, u)
+		}
+	}
+	roles := "amq = " + strings.Join(members, ",") + "\n"
 	// Write the roles first: a user the users file lists must have its
 	// role when the module reloads.
 	if err := atomicWrite(filepath.Join(etc, "artemis-roles.properties"), roles); err != nil {
