@@ -73,13 +73,13 @@ type Config struct {
 }
 
 // Sink is one named sink: SLUICE_<NAME>_<SETTING>. The settings here are common
-// to every type; exactly one of File, Kafka and HTTP is set when Type is that
-// type, and none for stdout and discard.
+// to every type; exactly one of File, Kafka, HTTP and AMQP1 is set when Type
+// is that type, and none for stdout and discard.
 type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|amqp1" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -93,6 +93,7 @@ type Sink struct {
 	File  *FileSink  `ignored:"true"`
 	Kafka *KafkaSink `ignored:"true"`
 	HTTP  *HTTPSink  `ignored:"true"`
+	AMQP1 *AMQP1Sink `ignored:"true"`
 }
 
 // FileSink holds the settings of a sink of type file.
@@ -139,6 +140,21 @@ type HTTPSink struct {
 	Headers   Map           `split_words:"true" secret:"true" example:"X-Env=prod,X-Tenant=acme" desc:"Extra request headers, comma list of Name=value."`
 	Gzip      bool          `split_words:"true" default:"false" example:"true" desc:"Gzip request bodies."`
 	Timeout   time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one request."`
+}
+
+// AMQP1Sink holds the settings of a sink of type amqp1 (AMQP 1.0: ActiveMQ
+// Artemis, ActiveMQ, Qpid, Azure Service Bus, RabbitMQ's AMQP 1.0).
+type AMQP1Sink struct {
+	URL                 string        `split_words:"true" required:"true" secret:"userinfo" example:"amqps://broker.internal:5671" desc:"Broker: amqp://[user:password@]host[:port] or amqps://... (ports 5672 and 5671 by default). With user and password the sink authenticates with SASL PLAIN, without them with SASL ANONYMOUS."`
+	Address             string        `split_words:"true" default:"{topic}" example:"orders.{topic}" desc:"Target address of each message, a template with {topic} and {key}: with the default every topic goes to the address of that name."`
+	TargetCapabilities  List          `split_words:"true" default:"queue" example:"topic" desc:"Capabilities sent with the target of each link; queue makes brokers that auto-create addresses (Artemis) create a queue, which stores messages, where Artemis otherwise accepts and drops them; none sends none."`
+	WriteTimeout        time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one batch: connecting, attaching links, sending and waiting for every outcome."`
+	DialTimeout         time.Duration `split_words:"true" default:"5s" example:"10s" desc:"Bound on connecting to the broker (TCP, TLS, SASL, open, begin)."`
+	MaxInFlight         int           `split_words:"true" default:"1000" example:"200" desc:"Most messages sent and not yet settled at once (the broker's link credit bounds it too)."`
+	UnknownAddressGrace time.Duration `split_words:"true" default:"5m" example:"1m0s" desc:"How long messages to an address the broker says does not exist are retried (it may be being created) before they are dead-lettered; 0 = at once."`
+	// TLSCaFile is spelled so that split_words gives TLS_CA_FILE.
+	TLSCaFile     string `split_words:"true" example:"/etc/sluice/amqp-ca.pem" desc:"PEM CA bundle that verifies the broker of an amqps:// URL; empty = system roots."`
+	TLSServerName string `split_words:"true" example:"broker.internal" desc:"Name verified in the broker's certificate instead of the URL's host (amqps:// only)."`
 }
 
 // envPrefix is the prefix of every variable the agent reads.

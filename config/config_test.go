@@ -233,7 +233,7 @@ func TestListenUnixSocket(t *testing.T) {
 // one sink of each type) to its documented example and checks that Load
 // reads each one: Redacted must show exactly the example.
 func TestEveryExampleLoads(t *testing.T) {
-	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h"}
+	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h", "amqp1": "a"}
 	env := map[string]string{}
 	var want []string
 	for _, v := range Variables() {
@@ -246,7 +246,7 @@ func TestEveryExampleLoads(t *testing.T) {
 		case !strings.Contains(v.Name, sinkPlaceholder):
 			names = []string{v.Name}
 		case v.SinkTypes == nil:
-			for _, n := range []string{"f", "k", "h", "s"} {
+			for _, n := range []string{"f", "k", "h", "a", "s"} {
 				names = append(names, strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(n), 1))
 			}
 		default:
@@ -261,8 +261,9 @@ func TestEveryExampleLoads(t *testing.T) {
 			want = append(want, n+"="+shown)
 		}
 	}
-	env["SLUICE_SINKS"] = "f,k,h,s"
+	env["SLUICE_SINKS"] = "f,k,h,a,s"
 	env["SLUICE_F_TYPE"], env["SLUICE_K_TYPE"], env["SLUICE_H_TYPE"], env["SLUICE_S_TYPE"] = "file", "kafka", "http", "stdout"
+	env["SLUICE_A_TYPE"] = "amqp1"
 	c := mustLoad(t, env)
 	got := map[string]bool{}
 	for _, l := range strings.Split(c.Redacted(), "\n") {
@@ -277,7 +278,7 @@ func TestEveryExampleLoads(t *testing.T) {
 			t.Errorf("Redacted lacks %q", w)
 		}
 	}
-	if len(c.SinkConfigs) != 4 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil {
+	if len(c.SinkConfigs) != 5 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil || c.SinkConfigs[3].AMQP1 == nil {
 		t.Errorf("sinks: %+v", c.SinkConfigs)
 	}
 }
@@ -292,5 +293,26 @@ func TestExamplesDifferFromDefaults(t *testing.T) {
 		if v.Example == v.Default && !strings.HasSuffix(v.Name, "_ACKS") { // all is the right example
 			t.Errorf("%s: example %q equals the default", v.Name, v.Example)
 		}
+	}
+}
+
+func TestAMQP1Sink(t *testing.T) {
+	c := mustLoad(t, map[string]string{
+		"SLUICE_SINKS":        "artemis",
+		"SLUICE_ARTEMIS_TYPE": "amqp1",
+		"SLUICE_ARTEMIS_URL":  "amqp://sluice:s3cret@broker:5672",
+	})
+	a := c.SinkConfigs[0].AMQP1
+	if a == nil || c.SinkConfigs[0].Kafka != nil {
+		t.Fatalf("sink %+v", c.SinkConfigs[0])
+	}
+	want := AMQP1Sink{URL: "amqp://sluice:s3cret@broker:5672", Address: "{topic}", TargetCapabilities: List{"queue"},
+		WriteTimeout: 10 * time.Second, DialTimeout: 5 * time.Second, MaxInFlight: 1000, UnknownAddressGrace: 5 * time.Minute}
+	if !reflect.DeepEqual(*a, want) {
+		t.Errorf("amqp1 settings:\n got %+v\nwant %+v", *a, want)
+	}
+	r := c.Redacted()
+	if strings.Contains(r, "s3cret") || !strings.Contains(r, "SLUICE_ARTEMIS_URL=amqp://sluice:xxxxx@broker:5672") {
+		t.Errorf("redacted:\n%s", r)
 	}
 }

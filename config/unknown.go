@@ -32,6 +32,7 @@ func typeSettings() map[string][]string {
 		typeFile:  settings(reflect.TypeFor[FileSink]()),
 		typeKafka: settings(reflect.TypeFor[KafkaSink]()),
 		typeHTTP:  settings(reflect.TypeFor[HTTPSink]()),
+		typeAMQP1: settings(reflect.TypeFor[AMQP1Sink]()),
 	}
 }
 
@@ -81,12 +82,13 @@ func (k *knownNames) sinkSettings(typ string) []string {
 
 // typeOf returns the sink type that has setting s, or "".
 func (k *knownNames) typeOf(s string) string {
+	var types []string
 	for _, t := range slices.Sorted(maps.Keys(k.byType)) {
 		if slices.Contains(k.byType[t], s) {
-			return t
+			types = append(types, t)
 		}
 	}
-	return ""
+	return strings.Join(types, " or ")
 }
 
 // checkUnknown returns one error per SLUICE_* variable in environ that the

@@ -30,6 +30,7 @@ const (
 	typeFile  = "file"
 	typeKafka = "kafka"
 	typeHTTP  = "http"
+	typeAMQP1 = "amqp1"
 )
 
 // checkTags applies the rules written in the struct tags of spec (a pointer
@@ -217,6 +218,11 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 		c.add(process(p, s.HTTP, owner))
 		c.checkTags(p, s.HTTP)
 		c.validateHTTP(p, s.HTTP)
+	case typeAMQP1:
+		s.AMQP1 = &AMQP1Sink{}
+		c.add(process(p, s.AMQP1, owner))
+		c.checkTags(p, s.AMQP1)
+		c.validateAMQP1(p, s.AMQP1)
 	}
 	return s
 }

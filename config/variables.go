@@ -14,7 +14,9 @@ import (
 const sinkPlaceholder = "<NAME>"
 
 // Variable describes one environment variable the agent reads. It is derived
-// from the struct tags of Config, Sink, FileSink, KafkaSink and HTTPSink.
+// from the struct tags of Config, Sink, FileSink, KafkaSink, HTTPSink and
+// AMQP1Sink. A setting that several types read (URL, WRITE_TIMEOUT, ...) is
+// listed once per type.
 type Variable struct {
 	// Name is the variable name; per-sink variables are written with the
 	// placeholder <NAME>: "SLUICE_<NAME>_BROKERS".
@@ -43,6 +45,7 @@ func Variables() []Variable {
 	vars = append(vars, variablesOf(reflect.TypeFor[FileSink](), p, []string{typeFile})...)
 	vars = append(vars, variablesOf(reflect.TypeFor[KafkaSink](), p, []string{typeKafka})...)
 	vars = append(vars, variablesOf(reflect.TypeFor[HTTPSink](), p, []string{typeHTTP})...)
+	vars = append(vars, variablesOf(reflect.TypeFor[AMQP1Sink](), p, []string{typeAMQP1})...)
 	return vars
 }
 
@@ -128,6 +131,8 @@ func (c *Config) Redacted() string {
 			lines = appendRedacted(lines, p, s.Kafka)
 		case s.HTTP != nil:
 			lines = appendRedacted(lines, p, s.HTTP)
+		case s.AMQP1 != nil:
+			lines = appendRedacted(lines, p, s.AMQP1)
 		}
 	}
 	slices.Sort(lines)

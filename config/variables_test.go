@@ -12,10 +12,13 @@ import (
 
 func TestVariablesListCoreNames(t *testing.T) {
 	byName := map[string]Variable{}
+	seen := map[string]bool{} // a per-sink setting several types read is listed once per type
 	for _, v := range Variables() {
-		if _, dup := byName[v.Name]; dup {
-			t.Errorf("%s listed twice", v.Name)
+		key := v.Name + " " + strings.Join(v.SinkTypes, ",")
+		if seen[key] {
+			t.Errorf("%s listed twice", key)
 		}
+		seen[key] = true
 		byName[v.Name] = v
 	}
 	for _, name := range []string{
@@ -46,8 +49,15 @@ func TestVariablesListCoreNames(t *testing.T) {
 }
 
 func TestVariablesListSinkNames(t *testing.T) {
+	// A setting that several types read is listed once per type; here
+	// their types are merged.
 	byName := map[string]Variable{}
 	for _, v := range Variables() {
+		if prev, ok := byName[v.Name]; ok && strings.Contains(v.Name, "<NAME>") {
+			v.SinkTypes = append(slices.Clone(prev.SinkTypes), v.SinkTypes...)
+			v.Secret = v.Secret || prev.Secret
+			v.Required = v.Required || prev.Required
+		}
 		byName[v.Name] = v
 	}
 	sinkVars := map[string][]string{
@@ -59,7 +69,11 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka"},
 		"TLS_CERT_FILE": {"kafka"}, "TLS_KEY_FILE": {"kafka"}, "TLS_SERVER_NAME": {"kafka"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "amqp1"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"ADDRESS": {"amqp1"}, "TARGET_CAPABILITIES": {"amqp1"}, "MAX_IN_FLIGHT": {"amqp1"}, "UNKNOWN_ADDRESS_GRACE": {"amqp1"},
+	}
+	for _, s := range []string{"WRITE_TIMEOUT", "DIAL_TIMEOUT", "TLS_CA_FILE", "TLS_SERVER_NAME"} {
+		sinkVars[s] = append(sinkVars[s], "amqp1")
 	}
 	n := 0
 	for setting, types := range sinkVars {
