@@ -2,7 +2,6 @@ package amqp1
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -32,123 +31,22 @@ func unique(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e6, uniq.Add(1))
 }
 
-// client is an independent go-amqp connection to the broker, for reading
-// back and managing it.
-type client struct {
-	conn *amqp.Conn
-	sess *amqp.Session
-}
+// client reads back and manages the broker on a connection of its own.
+type client struct{ *artemis.Client }
 
 func newClient(t testing.TB, b *artemis.Broker) *client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	conn, err := amqp.Dial(ctx, "amqp://"+b.Addr(), &amqp.ConnOptions{SASLType: amqp.SASLTypePlain(adminUser, adminPass)})
-	if err != nil {
-		t.Fatalf("client dial: %v", err)
-	}
-	sess, err := conn.NewSession(ctx, nil)
-	if err != nil {
-		t.Fatalf("client session: %v", err)
-	}
-	c := &client{conn: conn, sess: sess}
-	t.Cleanup(func() { conn.Close() })
-	return c
+	return &client{b.Dial(t, adminUser, adminPass)}
 }
 
-// manage invokes a management operation through the broker's management
-// address and returns the first element of its JSON result (nil when the
-// operation returned nothing). args is the JSON array of parameters.
 func (c *client) manage(t testing.TB, resource, op, args string) (any, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	rcv, err := c.sess.NewReceiver(ctx, "", &amqp.ReceiverOptions{DynamicAddress: true})
-	if err != nil {
-		t.Fatalf("management receiver: %v", err)
-	}
-	defer rcv.Close(ctx)
-	snd, err := c.sess.NewSender(ctx, "activemq.management", nil)
-	if err != nil {
-		t.Fatalf("management sender: %v", err)
-	}
-	defer snd.Close(ctx)
-	reply := rcv.Address()
-	err = snd.Send(ctx, &amqp.Message{
-		Properties:            &amqp.MessageProperties{ReplyTo: &reply},
-		ApplicationProperties: map[string]any{"_AMQ_ResourceName": resource, "_AMQ_OperationName": op},
-		Value:                 args,
-	}, nil)
-	if err != nil {
-		t.Fatalf("management send: %v", err)
-	}
-	m, err := rcv.Receive(ctx, nil)
-	if err != nil {
-		t.Fatalf("management reply: %v", err)
-	}
-	_ = rcv.AcceptMessage(ctx, m)
-	var first any
-	switch v := m.Value.(type) {
-	case []any:
-		if len(v) > 0 {
-			first = v[0]
-		}
-	case string:
-		var l []any
-		if json.Unmarshal([]byte(v), &l) == nil && len(l) > 0 {
-			first = l[0]
-		}
-	}
-	if ok, _ := m.ApplicationProperties["_AMQ_OperationSucceeded"].(bool); !ok {
-		return nil, fmt.Errorf("management %s %s: %v", resource, op, first)
-	}
-	return first, nil
+	return c.Manage(t, resource, op, args)
 }
 
-// count is the number of messages in queue q (0 when it does not exist).
-func (c *client) count(t testing.TB, q string) int {
-	t.Helper()
-	v, err := c.manage(t, "queue."+q, "countMessages", "[]")
-	if err != nil {
-		return 0
-	}
-	switch n := v.(type) {
-	case int64:
-		return int(n)
-	case float64:
-		return int(n)
-	}
-	t.Fatalf("countMessages(%s) = %T %v", q, v, v)
-	return 0
-}
+func (c *client) count(t testing.TB, q string) int { t.Helper(); return c.Count(t, q) }
 
-// receive consumes every message now in queue q, in queue order.
-func (c *client) receive(t testing.TB, q string) []*amqp.Message {
-	t.Helper()
-	n := c.count(t, q)
-	if n == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	rcv, err := c.sess.NewReceiver(ctx, q, &amqp.ReceiverOptions{Credit: int32(min(n, 1000)), SourceCapabilities: []string{"queue"}})
-	if err != nil {
-		t.Fatalf("receiver %s: %v", q, err)
-	}
-	defer rcv.Close(ctx)
-	out := make([]*amqp.Message, 0, n)
-	for len(out) < n {
-		m, err := rcv.Receive(ctx, nil)
-		if err != nil {
-			t.Fatalf("receive %s: %d of %d: %v", q, len(out), n, err)
-		}
-		if err := rcv.AcceptMessage(ctx, m); err != nil {
-			t.Fatalf("accept: %v", err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
+func (c *client) receive(t testing.TB, q string) []*amqp.Message { t.Helper(); return c.Receive(t, q) }
 
 // toSink maps a received message back to what the sink was given: topic
 // from the address (without prefix), key and headers from the
