@@ -211,3 +211,36 @@ func isSettleModeError(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "settlement mode") || strings.Contains(s, "SenderSettleModeSettled")
 }
+
+// brokerError prints an AMQP error the broker sent as "condition:
+// description" (go-amqp prints its struct) and keeps it in the chain.
+type brokerError struct {
+	prefix string
+	err    error
+	amqp   *amqp.Error
+}
+
+func (e *brokerError) Error() string { return e.prefix + describe(e.amqp) }
+func (e *brokerError) Unwrap() error { return e.err }
+
+// tidy makes the text of go-amqp errors that carry a broker's AMQP error
+// readable; other errors are returned as they are.
+func tidy(err error) error {
+	var (
+		linkErr *amqp.LinkError
+		sessErr *amqp.SessionError
+		connErr *amqp.ConnError
+		amqpErr *amqp.Error
+	)
+	switch {
+	case errors.As(err, &linkErr) && linkErr.RemoteErr != nil:
+		return &brokerError{"link detached by the broker: ", err, linkErr.RemoteErr}
+	case errors.As(err, &sessErr) && sessErr.RemoteErr != nil:
+		return &brokerError{"session ended by the broker: ", err, sessErr.RemoteErr}
+	case errors.As(err, &connErr) && connErr.RemoteErr != nil:
+		return &brokerError{"connection closed by the broker: ", err, connErr.RemoteErr}
+	case errors.As(err, &amqpErr) && err == error(amqpErr):
+		return &brokerError{"", err, amqpErr}
+	}
+	return err
+}

@@ -70,3 +70,23 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestTidy(t *testing.T) {
+	e := &amqp.Error{Condition: amqp.ErrCondNotFound, Description: "AMQ119002: target address x does not exist"}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{e, "amqp:not-found: AMQ119002: target address x does not exist"},
+		{&amqp.LinkError{RemoteErr: &amqp.Error{Condition: amqp.ErrCondDetachForced}}, "link detached by the broker: amqp:link:detach-forced"},
+		{io.EOF, "EOF"},
+	} {
+		got := tidy(c.err)
+		if got.Error() != c.want || !errors.Is(got, c.err) {
+			t.Errorf("tidy(%v) = %q, want %q wrapping the original", c.err, got, c.want)
+		}
+		if classify(got) != classify(c.err) {
+			t.Errorf("tidy changes the class of %v", c.err)
+		}
+	}
+}

@@ -103,10 +103,16 @@
 // counts as delivered because it was written to the socket: a send racing
 // a link detach is not delivered until an Accepted outcome says so.
 //
-// Order: the messages of one address go on one link, in Write order. When
-// one of them fails transiently the sink sends no later message to that
-// address in the same Write (reason not_sent), so a retry cannot overtake
-// them; messages already in flight behind it may still be accepted.
+// Order: the messages of one address go on one link, in Write order, and
+// a broker queue keeps them in that order. When one of them fails
+// transiently the sink sends no later message to that address in the same
+// Write (reason not_sent), and the next Write sends that address's first
+// message alone and waits for its outcome before pipelining the rest. So a
+// retry cannot overtake messages the broker accepted after refusing one,
+// except those already in flight behind the first refusal: a broker that
+// refuses a message and accepts the next one within the same burst (an
+// address filling up and draining, or re-created, at that moment) can
+// reorder them. Across outages, reconnects and detached links order holds.
 //
 // # Recovery
 //

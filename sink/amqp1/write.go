@@ -68,6 +68,7 @@ type writeOp struct {
 	window   []inflight
 	verdicts map[string]error // per address: attach refused, the error for all its messages
 	blocked  map[string]error // per address: a transient failure; later messages are not sent
+	probed   map[string]bool  // per address: its first message was sent alone
 	sent     bool
 
 	connFailed error // the connection is unusable: reset it when the Write ends
@@ -141,6 +142,23 @@ func (op *writeOp) run(ctx context.Context) {
 		}
 		op.sent = true
 		op.window = append(op.window, inflight{i: i, r: r, l: l})
+		if w.probing[a] && !op.probed[a] {
+			// The address failed last time: its first message goes
+			// alone, so that a broker that refuses it and would accept
+			// the next ones cannot make the retry overtake them.
+			if op.probed == nil {
+				op.probed = make(map[string]bool)
+			}
+			op.probed[a] = true
+			for _, f := range op.window {
+				op.settle(ctx, c, f)
+			}
+			op.window = op.window[:0]
+			if op.errs[i] == nil && !op.pending[i] {
+				delete(w.probing, a)
+			}
+			continue
+		}
 		if len(op.window) >= w.cfg.MaxInFlight {
 			op.settle(ctx, c, op.window[0])
 			op.window = op.window[1:]
@@ -199,6 +217,11 @@ func (op *writeOp) fail(i int, reason string, err error) {
 	if op.blocked[op.addr[i]] == nil {
 		op.blocked[op.addr[i]] = e
 	}
+	probing := op.w.probing
+	if len(probing) >= maxUnknown {
+		clear(probing)
+	}
+	probing[op.addr[i]] = true
 }
 
 // contextError turns the error of a call whose context ended into the
@@ -225,7 +248,7 @@ func (op *writeOp) attachFailed(ctx context.Context, i int, a string, err error)
 	}
 	c := classify(err)
 	op.reached = op.reached || c.reached
-	err = fmt.Errorf("amqp1: attach to address %s: %w", a, err)
+	err = fmt.Errorf("amqp1: attach to address %s: %w", a, tidy(err))
 	var verdict error
 	switch {
 	case c.reason == ReasonUnknownAddress:
@@ -272,7 +295,7 @@ func (op *writeOp) sendFailed(ctx context.Context, c *connection, i int, l *link
 		return
 	}
 	cl := classify(err)
-	err = fmt.Errorf("amqp1: send to address %s: %w", l.addr, err)
+	err = fmt.Errorf("amqp1: send to address %s: %w", l.addr, tidy(err))
 	if cl.permanent {
 		e := sink.Permanent(sink.WithReason(cl.reason, err))
 		op.note(e)
@@ -311,7 +334,7 @@ func (op *writeOp) settle(ctx context.Context, c *connection, f inflight) {
 				op.connFailed = err
 			}
 		}
-		op.fail(i, cl.reason, fmt.Errorf("amqp1: address %s: outcome unknown: %w", a, err))
+		op.fail(i, cl.reason, fmt.Errorf("amqp1: address %s: outcome unknown: %w", a, tidy(err)))
 		return
 	}
 	op.reached = true
@@ -392,6 +415,9 @@ func (op *writeOp) finish(took time.Duration) error {
 			delivered++
 			res.deliveredBytes += len(op.msgs[i].Key) + len(op.msgs[i].Value)
 			w.unknown.known(op.addr[i])
+			if op.blocked[op.addr[i]] == nil {
+				delete(w.probing, op.addr[i])
+			}
 			continue
 		}
 		if first == nil {

@@ -57,6 +57,7 @@ type Writer struct {
 	backoff   time.Duration
 	dialErr   error // the last failed attempt, returned until nextDial
 	unknown   unknownAddresses
+	probing   map[string]bool // addresses whose last outcome was a transient failure
 	everConn  bool
 	settleLog bool
 
@@ -95,6 +96,7 @@ func New(o Options) (*Writer, error) {
 		sem:      make(chan struct{}, 1),
 		brokerUp: -1,
 		unknown:  unknownAddresses{first: map[string]time.Time{}},
+		probing:  map[string]bool{},
 	}
 	w.closing, w.abort = context.WithCancel(context.Background())
 	w.metrics.setAuthFailing(false)
