@@ -3,6 +3,7 @@ package amqp1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,13 +25,15 @@ func TestArtemis(t *testing.T) {
 	t.Run("PermissionRevoked", func(t *testing.T) { permissionRevoked(t, b) })
 	t.Run("LinkDetached", func(t *testing.T) { linkDetached(t, b) })
 	t.Run("ConnectionClosed", func(t *testing.T) { connectionClosed(t, b) })
+	t.Run("CloseHungBroker", func(t *testing.T) { closeHungBroker(t, b) })
 	t.Run("BrokerRestart", func(t *testing.T) { brokerRestart(t, b) })
 }
 
 // TestArtemisNoAutoCreate: a broker that does not create addresses on
-// demand, with one address "orders".
+// demand, with the addresses "orders" and "doomed", and a TLS acceptor.
 func TestArtemisNoAutoCreate(t *testing.T) {
 	b := startBroker(t, artemis.Options{
+		TLS:          true,
 		Users:        map[string]string{adminUser: adminPass},
 		NoAutoCreate: true,
 		Addresses: `<address name="orders"><anycast><queue name="orders"/></anycast></address>
@@ -39,6 +42,30 @@ func TestArtemisNoAutoCreate(t *testing.T) {
 	t.Run("UnknownAddress", func(t *testing.T) { unknownAddress(t, b) })
 	t.Run("AddressDeleted", func(t *testing.T) { addressDeleted(t, b) })
 	t.Run("BadCredentials", func(t *testing.T) { badCredentials(t, b) })
+	t.Run("TLS", func(t *testing.T) { overTLS(t, b) })
+}
+
+// overTLS: amqps:// with the broker's CA delivers; without it (system
+// roots) the certificate is refused: transient, reason tls.
+func overTLS(t *testing.T, b *artemis.Broker) {
+	c := newClient(t, b)
+	url := "amqps://" + adminUser + ":" + adminPass + "@" + b.TLSAddr()
+	tlsCfg, err := TLSConfig(b.CAFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter(t, Options{URL: url, Address: "orders", TLS: tlsCfg})
+	write(t, w, []sink.Message{msg("tls-1", "t", "", "over TLS")})
+	got := c.readTopics(t, "", "orders") // earlier subtests left theirs too
+	if len(got) == 0 || got[len(got)-1].ID != "tls-1" || string(got[len(got)-1].Value) != "over TLS" {
+		t.Fatalf("read %+v", got)
+	}
+
+	untrusted := newWriter(t, Options{URL: url, Address: "orders"})
+	err = untrusted.Write(context.Background(), []sink.Message{msg("tls-2", "t", "", "x")})
+	if err == nil || sink.IsPermanent(err) || sink.Reason(err) != ReasonTLS {
+		t.Fatalf("unknown CA: %v (reason %s), want transient %s", err, sink.Reason(err), ReasonTLS)
+	}
 }
 
 // clock is a settable Options.Now.
@@ -142,5 +169,43 @@ func badCredentials(t *testing.T, b *artemis.Broker) {
 	}
 	if !strings.Contains(metricsText(set), `sluice_sink_auth_failing{sink="creds"} 0`) {
 		t.Fatalf("auth gauge not cleared:\n%s", metricsText(set))
+	}
+}
+
+// closeHungBroker: with the broker frozen (SIGSTOP) under an open
+// connection, a Write blocks; Close with a short ctx returns, the Write
+// returns ErrClosed (transient), and a second Close returns the same.
+func closeHungBroker(t *testing.T, b *artemis.Broker) {
+	w := newWriter(t, Options{URL: b.URL(adminUser, adminPass), Address: unique("hung")})
+	write(t, w, []sink.Message{msg("h-0", "t", "", "x")})
+	resume := b.Pause(t)
+	defer resume()
+	done := make(chan error, 1)
+	go func() { done <- w.Write(context.Background(), []sink.Message{msg("h-1", "t", "", "x")}) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Write on a frozen broker returned at once: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- w.Close(ctx) }()
+	var first error
+	select {
+	case first = <-closed:
+	case <-time.After(waitLimit):
+		t.Fatal("Close did not return")
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) || sink.IsPermanent(err) {
+			t.Fatalf("blocked Write: %v, want ErrClosed", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Write still blocked after Close")
+	}
+	if again := w.Close(context.Background()); fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("second Close: %v, first: %v", again, first)
 	}
 }

@@ -49,6 +49,10 @@ type Options struct {
 	AcceptorParams string
 	// Heap is the JVM's -Xmx. Default DefaultHeap.
 	Heap string
+	// TLS adds a second AMQP acceptor, with TLS, on TLSPort: its
+	// certificate (self-signed, for 127.0.0.1 and localhost) is in
+	// Broker.CAFile. Needs the JDK's keytool.
+	TLS bool
 }
 
 // Broker is one running (or stopped) Artemis instance.
@@ -56,6 +60,11 @@ type Broker struct {
 	Home string // the distribution
 	Dir  string // the instance: etc/, data/, log/
 	Port int    // the AMQP acceptor, on 127.0.0.1
+
+	// With Options.TLS: the AMQP-over-TLS acceptor on 127.0.0.1, and the
+	// PEM certificate that verifies it.
+	TLSPort int
+	CAFile  string
 
 	// StartupTime is how long the last start took until the AMQP port
 	// answered.
@@ -118,7 +127,13 @@ func Start(t testing.TB, o Options) *Broker {
 	for u, p := range o.Users {
 		b.users[u] = p
 	}
-	if err := writeInstance(b.Dir, b.Port, o); err != nil {
+	if o.TLS {
+		if _, err := exec.LookPath("keytool"); err != nil {
+			testenv.Missing(t, "keytool (for a TLS broker)", "apt-get install -y default-jdk-headless")
+		}
+		b.TLSPort = freePort(t)
+	}
+	if err := writeInstance(b.Dir, b.Port, b.TLSPort, o, &b.CAFile); err != nil {
 		t.Fatalf("artemis: write instance: %v", err)
 	}
 	t.Cleanup(func() {
@@ -130,6 +145,9 @@ func Start(t testing.TB, o Options) *Broker {
 	b.start(t)
 	return b
 }
+
+// TLSAddr is the TLS acceptor's host:port (Options.TLS).
+func (b *Broker) TLSAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.TLSPort)) }
 
 // Addr is the AMQP acceptor's host:port.
 func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.Port)) }

@@ -33,6 +33,7 @@ const brokerXML = `<?xml version="1.0"?>
     <security-invalidation-interval>0</security-invalidation-interval>
     <acceptors>
       <acceptor name="amqp">tcp://127.0.0.1:{{PORT}}?protocols=AMQP;amqpCredits=1000;amqpLowCredits=300;amqpMinLargeMessageSize=102400;amqpDuplicateDetection=true{{ACCEPTOR_EXTRA}}</acceptor>
+{{TLS_ACCEPTOR}}
     </acceptors>
     <security-settings>
       <security-setting match="#">
@@ -115,13 +116,24 @@ appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d %-5level [%logger] %msg%n
 `
 
-// writeInstance lays out the broker instance under dir.
-func writeInstance(dir string, port int, o Options) error {
+// writeInstance lays out the broker instance under dir; with a tlsPort it
+// also creates a keystore and sets *caFile to the PEM that verifies it.
+func writeInstance(dir string, port, tlsPort int, o Options, caFile *string) error {
 	etc := filepath.Join(dir, "etc")
 	for _, d := range []string{etc, filepath.Join(dir, "data"), filepath.Join(dir, "tmp"), filepath.Join(dir, "log")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	tlsAcceptor := ""
+	if tlsPort != 0 {
+		ks, ca, err := writeKeystore(dir)
+		if err != nil {
+			return err
+		}
+		*caFile = ca
+		tlsAcceptor = fmt.Sprintf(`      <acceptor name="amqps">tcp://127.0.0.1:%d?protocols=AMQP;sslEnabled=true;keyStorePath=%s;keyStorePassword=%s;keyStoreType=PKCS12;amqpCredits=1000;amqpLowCredits=300</acceptor>`,
+			tlsPort, ks, keystorePassword)
 	}
 	auto := "true"
 	if o.NoAutoCreate {
@@ -133,6 +145,7 @@ func writeInstance(dir string, port int, o Options) error {
 		"{{ADDRESS_SETTINGS}}", o.AddressSettings,
 		"{{ADDRESSES}}", o.Addresses,
 		"{{ACCEPTOR_EXTRA}}", o.AcceptorParams,
+		"{{TLS_ACCEPTOR}}", tlsAcceptor,
 	).Replace(brokerXML)
 	files := map[string]string{
 		"broker.xml":        x,
