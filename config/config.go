@@ -145,7 +145,7 @@ type HTTPSink struct {
 // AMQP1Sink holds the settings of a sink of type amqp1 (AMQP 1.0: ActiveMQ
 // Artemis, ActiveMQ, Qpid, Azure Service Bus, RabbitMQ's AMQP 1.0).
 type AMQP1Sink struct {
-	URL                 string        `split_words:"true" required:"true" secret:"userinfo" example:"amqps://broker.internal:5671" desc:"Broker: amqp://[user:password@]host[:port] or amqps://... (ports 5672 and 5671 by default). With user and password the sink authenticates with SASL PLAIN, without them with SASL ANONYMOUS."`
+	URL                 string        `split_words:"true" required:"true" secret:"userinfo" example:"amqps://broker.internal:5671" desc:"Broker: amqp://[user:password@]host[:port] or amqps://... (ports 5672 and 5671 by default). With user and password the sink authenticates with SASL PLAIN, without them with SASL ANONYMOUS. The password is never printed."`
 	Address             string        `split_words:"true" default:"{topic}" example:"orders.{topic}" desc:"Target address of each message, a template with {topic} and {key}: with the default every topic goes to the address of that name."`
 	TargetCapabilities  List          `split_words:"true" default:"queue" example:"topic" desc:"Capabilities sent with the target of each link; queue makes brokers that auto-create addresses (Artemis) create a queue, which stores messages, where Artemis otherwise accepts and drops them; none sends none."`
 	WriteTimeout        time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one batch: connecting, attaching links, sending and waiting for every outcome."`
