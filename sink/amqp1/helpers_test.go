@@ -44,8 +44,6 @@ func (c *client) manage(t testing.TB, resource, op, args string) (any, error) {
 	return c.Manage(t, resource, op, args)
 }
 
-func (c *client) count(t testing.TB, q string) int { t.Helper(); return c.Count(t, q) }
-
 func (c *client) receive(t testing.TB, q string) []*amqp.Message { t.Helper(); return c.Receive(t, q) }
 
 // toSink maps a received message back to what the sink was given: topic
