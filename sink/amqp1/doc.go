@@ -116,8 +116,10 @@
 //
 // # Recovery
 //
-// A link the broker detaches is dropped and attached again by the next
-// Write. A connection that fails (broker down, reset, closed by the
+// A link the broker detaches under a Write is dropped; its messages
+// without an outcome are reported transient and the next Write attaches a
+// new link. A link found dead before anything of the Write went out on it
+// (detached while idle) is replaced at once, within the same Write. A connection that fails (broker down, reset, closed by the
 // broker, no answer in WriteTimeout) is dropped with every link on it;
 // the next Write reconnects, at most once per backoff step (100 ms
 // doubling to 5 s, with jitter, reset by a successful connection); within

@@ -245,6 +245,19 @@ func linkDetached(t *testing.T, b *artemis.Broker) {
 	if !hit {
 		t.Fatal("the link never died under a Write in 20 rounds")
 	}
+	// A link that dies between Writes costs no failed Write: the next one
+	// attaches a new link before sending.
+	idle := w.conn.links[addr]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := idle.snd.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	write(t, w, []sink.Message{msg("after-idle-detach", "t", "", "x")})
+	accepted["after-idle-detach"] = true
+	if w.conn.links[addr] == idle {
+		t.Fatal("the dead link is still in use")
+	}
 	got := map[string]bool{}
 	for _, m := range c.readTopics(t, "", addr) {
 		got[m.ID] = true

@@ -69,6 +69,7 @@ type writeOp struct {
 	verdicts map[string]error // per address: attach refused, the error for all its messages
 	blocked  map[string]error // per address: a transient failure; later messages are not sent
 	probed   map[string]bool  // per address: its first message was sent alone
+	sentTo   map[string]bool  // per address: a message of this Write went out
 	sent     bool
 
 	connFailed error // the connection is unusable: reset it when the Write ends
@@ -136,10 +137,25 @@ func (op *writeOp) run(ctx context.Context) {
 			continue
 		}
 		r, err := l.snd.SendWithReceipt(ctx, enc.encode(&op.msgs[i]), nil)
+		if err != nil && ctx.Err() == nil && !op.sentTo[a] && classify(err).scope == scopeLink {
+			// The link died while idle (the broker detached it between
+			// Writes): nothing of this Write is in flight on it, so a new
+			// link cannot reorder anything. Attach again, once.
+			w.dropLink(c, l)
+			if l, err = w.sender(ctx, c, a); err != nil {
+				op.attachFailed(ctx, i, a, err)
+				continue
+			}
+			r, err = l.snd.SendWithReceipt(ctx, enc.encode(&op.msgs[i]), nil)
+		}
 		if err != nil {
 			op.sendFailed(ctx, c, i, l, err)
 			continue
 		}
+		if op.sentTo == nil {
+			op.sentTo = make(map[string]bool)
+		}
+		op.sentTo[a] = true
 		op.sent = true
 		op.window = append(op.window, inflight{i: i, r: r, l: l})
 		if w.probing[a] && !op.probed[a] {
