@@ -3,6 +3,7 @@ module github.com/sluiceio/sluice
 go 1.26.8
 
 require (
+	github.com/Azure/go-amqp v1.7.0
 	github.com/VictoriaMetrics/metrics v1.44.0
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/segmentio/kafka-go v0.4.51
@@ -14,7 +15,6 @@ require (
 )
 
 require (
-	github.com/Azure/go-amqp v1.7.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/molecule-man/go-brrr v1.3.1 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
