@@ -3,6 +3,7 @@ module github.com/sluiceio/sluice
 go 1.26.8
 
 require (
+	github.com/Azure/go-amqp v1.7.0
 	github.com/VictoriaMetrics/metrics v1.44.0
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/rabbitmq/amqp091-go v1.17.0

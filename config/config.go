@@ -10,8 +10,9 @@ import (
 //
 //	desc         one-line description for Variables and Reference
 //	example      a valid example value (tests load every example)
-//	secret       "true": Redacted prints <redacted>; "userinfo": a URL whose
-//	             password Redacted hides
+//	secret       "true": Redacted prints <redacted>; "userinfo": a URL (or a
+//	             comma list of URLs) whose password, or user name given
+//	             alone (a token), Redacted hides
 //	enum         allowed values separated by '|' (an empty first alternative
 //	             means "may be empty"); matched without regard to case and
 //	             stored lower-cased
@@ -73,13 +74,13 @@ type Config struct {
 }
 
 // Sink is one named sink: SLUICE_<NAME>_<SETTING>. The settings here are common
-// to every type; exactly one of File, Kafka, HTTP and RabbitMQ is set when Type
-// is that type, and none for stdout and discard.
+// to every type; exactly one of File, Kafka, HTTP, RabbitMQ and AMQP1 is set
+// when Type is that type, and none for stdout and discard.
 type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|rabbitmq" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|rabbitmq|amqp1" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -94,6 +95,7 @@ type Sink struct {
 	Kafka    *KafkaSink    `ignored:"true"`
 	HTTP     *HTTPSink     `ignored:"true"`
 	RabbitMQ *RabbitMQSink `ignored:"true"`
+	AMQP1    *AMQP1Sink    `ignored:"true"`
 }
 
 // FileSink holds the settings of a sink of type file.
@@ -140,24 +142,6 @@ type HTTPSink struct {
 	Headers   Map           `split_words:"true" secret:"true" example:"X-Env=prod,X-Tenant=acme" desc:"Extra request headers, comma list of Name=value."`
 	Gzip      bool          `split_words:"true" default:"false" example:"true" desc:"Gzip request bodies."`
 	Timeout   time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one request."`
-}
-
-// RabbitMQSink holds the settings of a sink of type rabbitmq (AMQP 0-9-1,
-// publisher confirms).
-type RabbitMQSink struct {
-	URL             string        `split_words:"true" required:"true" secret:"userinfo" example:"amqps://sluice:change-me@rabbitmq.internal:5671/prod" desc:"Broker URL: amqp://user:password@host:5672/vhost, or amqps://… for TLS (port 5671 by default). Percent-encode reserved characters in the user and password; the vhost is the path (%2F for /, the default)."`
-	Exchange        string        `split_words:"true" example:"events" desc:"Exchange messages are published to; a template with {topic} and {key}. Empty = the default exchange, which delivers to the queue named by the routing key. sluice never declares exchanges, queues or bindings."`
-	RoutingKey      string        `split_words:"true" default:"{topic}" example:"{topic}.{key}" desc:"Routing key; a template with {topic} and {key}. With the default exchange it names the queue."`
-	WriteTimeout    time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one batch: connecting if needed, publishing, and waiting for every publisher confirm."`
-	DialTimeout     time.Duration `split_words:"true" default:"5s" example:"10s" desc:"Bound on connecting (TCP, TLS, AMQP handshake). Keep it above 3s: RabbitMQ answers a refused login only after 3s."`
-	Heartbeat       time.Duration `split_words:"true" default:"10s" example:"30s" desc:"AMQP heartbeat interval asked of the broker; a connection silent for two intervals is taken for lost."`
-	ReconnectMax    time.Duration `split_words:"true" default:"5s" example:"30s" desc:"Cap of the backoff between connection attempts (from 100ms, doubling, with jitter); meanwhile batches fail at once with the last connection error."`
-	UnroutableGrace time.Duration `split_words:"true" default:"5m" example:"1m0s" desc:"How long messages the broker cannot route (no queue bound, no such exchange: it may be being created) are retried before they are dead-lettered; 0 = dead-letter at once."`
-	// TLSCaFile is spelled so that split_words gives TLS_CA_FILE.
-	TLSCaFile     string `split_words:"true" example:"/etc/sluice/rabbitmq-ca.pem" desc:"PEM CA bundle that verifies the broker (amqps:// URLs); empty = system roots."`
-	TLSCertFile   string `split_words:"true" example:"/etc/sluice/rabbitmq-client.pem" desc:"PEM client certificate for mutual TLS (with TLS_KEY_FILE; amqps:// URLs)."`
-	TLSKeyFile    string `split_words:"true" example:"/etc/sluice/rabbitmq-client-key.pem" desc:"PEM private key of TLS_CERT_FILE."`
-	TLSServerName string `split_words:"true" example:"rabbitmq.internal" desc:"Name verified in the broker's certificate instead of the URL's host."`
 }
 
 // envPrefix is the prefix of every variable the agent reads.

@@ -25,14 +25,6 @@ const (
 // 108 bytes with the terminating NUL).
 const maxUnixPath = 107
 
-// Sink types, as in the enum of Sink.Type.
-const (
-	typeFile     = "file"
-	typeKafka    = "kafka"
-	typeHTTP     = "http"
-	typeRabbitMQ = "rabbitmq"
-)
-
 // checkTags applies the rules written in the struct tags of spec (a pointer
 // to a struct): enum values are checked and lower-cased, durations must not
 // be negative.
@@ -192,8 +184,8 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 	typeVar := p + "_TYPE"
 	if s.Type == "" && c.ok(typeVar) {
 		s.Type = n
-		if !slices.Contains(sinkTypes(), n) {
-			c.fail(typeVar, "not set, and the sink name %q is not a sink type: set it to one of %s", n, strings.Join(sinkTypes(), "|"))
+		if !slices.Contains(typeNames(), n) {
+			c.fail(typeVar, "not set, and the sink name %q is not a sink type: set it to one of %s", n, strings.Join(typeNames(), "|"))
 		}
 	}
 	c.checkTags(p, &s)
@@ -202,35 +194,10 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 	}
 	c.validateCommon(cfg, p, &s)
 	owner := fmt.Sprintf("sink %q (type %s)", n, s.Type)
-	switch s.Type {
-	case typeFile:
-		s.File = &FileSink{}
-		c.add(process(p, s.File, owner))
-		c.checkTags(p, s.File)
-		c.positive(p+"_ROTATE_BYTES", int64(s.File.RotateBytes))
-	case typeKafka:
-		s.Kafka = &KafkaSink{}
-		c.add(process(p, s.Kafka, owner))
-		c.checkTags(p, s.Kafka)
-		c.validateKafka(p, s.Kafka)
-	case typeHTTP:
-		s.HTTP = &HTTPSink{}
-		c.add(process(p, s.HTTP, owner))
-		c.checkTags(p, s.HTTP)
-		c.validateHTTP(p, s.HTTP)
-	case typeRabbitMQ:
-		s.RabbitMQ = &RabbitMQSink{}
-		c.add(process(p, s.RabbitMQ, owner))
-		c.checkTags(p, s.RabbitMQ)
-		c.validateRabbitMQ(p, s.RabbitMQ)
+	if t := findSinkType(s.Type); t != nil {
+		t.load(c, p, owner, &s)
 	}
 	return s
-}
-
-// sinkTypes lists the valid sink types, from the enum tag of Sink.Type.
-func sinkTypes() []string {
-	f, _ := reflect.TypeFor[Sink]().FieldByName("Type")
-	return strings.Split(f.Tag.Get("enum"), "|")
 }
 
 func (c *checker) validateCommon(cfg *Config, p string, s *Sink) {
@@ -251,6 +218,10 @@ func (c *checker) validateCommon(cfg *Config, p string, s *Sink) {
 	c.positive(p+"_BATCH_BYTES", int64(s.BatchBytes))
 	c.positive(p+"_RETRY_MIN", int64(s.RetryMin))
 	atLeast(c, p+"_RETRY_MAX", s.RetryMax, p+"_RETRY_MIN", s.RetryMin)
+}
+
+func (c *checker) validateFile(p string, f *FileSink) {
+	c.positive(p+"_ROTATE_BYTES", int64(f.RotateBytes))
 }
 
 func (c *checker) validateKafka(p string, k *KafkaSink) {
@@ -364,87 +335,6 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 		}
 	}
 	c.positive(p+"_TIMEOUT", int64(h.Timeout))
-}
-
-func (c *checker) validateRabbitMQ(p string, r *RabbitMQSink) {
-	amqps := false
-	if c.ok(p + "_URL") {
-		u, err := url.Parse(r.URL)
-		switch {
-		case err != nil:
-			c.fail(p+"_URL", "not a URL: %v", unwrapURLError(err))
-		case u.Scheme != "amqp" && u.Scheme != "amqps":
-			c.fail(p+"_URL", "must be an amqp:// or amqps:// URL, got scheme %q", u.Scheme)
-		case u.Hostname() == "":
-			c.fail(p+"_URL", "has no host")
-		default:
-			amqps = u.Scheme == "amqps"
-			if port := u.Port(); port != "" {
-				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-					c.fail(p+"_URL", "port must be a number from 1 to 65535, got %q", port)
-				}
-			}
-			if len(strings.TrimPrefix(u.Path, "/")) > 0 && strings.Contains(strings.TrimPrefix(u.Path, "/"), "/") {
-				c.fail(p+"_URL", "the path is the vhost and holds one segment (%%2F for /), got %q", u.Path)
-			}
-		}
-	}
-	if err := checkDestTemplate(r.Exchange); err != nil {
-		c.fail(p+"_EXCHANGE", "%v", err)
-	}
-	if err := checkDestTemplate(r.RoutingKey); err != nil {
-		c.fail(p+"_ROUTING_KEY", "%v", err)
-	}
-	c.positive(p+"_WRITE_TIMEOUT", int64(r.WriteTimeout))
-	c.positive(p+"_DIAL_TIMEOUT", int64(r.DialTimeout))
-	c.positive(p+"_HEARTBEAT", int64(r.Heartbeat))
-	c.positive(p+"_RECONNECT_MAX", int64(r.ReconnectMax))
-	if c.ok(p+"_URL") && !amqps {
-		for _, t := range []struct {
-			name string
-			set  bool
-		}{
-			{"_TLS_CA_FILE", r.TLSCaFile != ""},
-			{"_TLS_CERT_FILE", r.TLSCertFile != ""},
-			{"_TLS_KEY_FILE", r.TLSKeyFile != ""},
-			{"_TLS_SERVER_NAME", r.TLSServerName != ""},
-		} {
-			if t.set {
-				c.fail(p+t.name, "set, but %s_URL is not an amqps:// URL", p)
-			}
-		}
-	}
-	switch {
-	case r.TLSCertFile != "" && r.TLSKeyFile == "":
-		c.fail(p+"_TLS_KEY_FILE", "required with %s_TLS_CERT_FILE", p)
-	case r.TLSKeyFile != "" && r.TLSCertFile == "":
-		c.fail(p+"_TLS_CERT_FILE", "required with %s_TLS_KEY_FILE", p)
-	}
-}
-
-// checkDestTemplate checks a destination template of the queue sinks (the
-// syntax of sink/internal/dest): the placeholders are {topic} and {key}; a
-// brace that opens neither is an error.
-func checkDestTemplate(s string) error {
-	rest := s
-	for {
-		i := strings.IndexAny(rest, "{}")
-		if i < 0 {
-			return nil
-		}
-		rest = rest[i:]
-		switch {
-		case strings.HasPrefix(rest, "{topic}"):
-			rest = rest[len("{topic}"):]
-		case strings.HasPrefix(rest, "{key}"):
-			rest = rest[len("{key}"):]
-		default:
-			if end := strings.IndexByte(rest, '}'); rest[0] == '{' && end > 0 {
-				return fmt.Errorf("unknown placeholder %s in %q (use {topic} or {key})", rest[:end+1], s)
-			}
-			return fmt.Errorf("unmatched %q in %q (placeholders are {topic} and {key})", rest[:1], s)
-		}
-	}
 }
 
 // checkHostPort checks "host:port" with a numeric port 1-65535; the host may

@@ -10,6 +10,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 	file := map[string]string{"SLUICE_SINKS": "out", "SLUICE_OUT_TYPE": "file", "SLUICE_OUT_PATH": "/var/log/sluice"}
 	web := map[string]string{"SLUICE_SINKS": "web", "SLUICE_WEB_TYPE": "http", "SLUICE_WEB_URL": "https://c.example.com/in"}
 	rmq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "rabbitmq", "SLUICE_MQ_URL": "amqp://u:p@mq.internal:5672/prod"}
+	amq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "amqp1", "SLUICE_MQ_URL": "amqp://sluice:pw@broker:5672"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
 		for k, v := range base {
@@ -77,6 +78,19 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"file path missing", with(nil, "SLUICE_SINKS", "out", "SLUICE_OUT_TYPE", "file"), "SLUICE_OUT_PATH", `required for sink "out" (type file)`},
 		{"file rotate bytes", with(file, "SLUICE_OUT_ROTATE_BYTES", "0"), "SLUICE_OUT_ROTATE_BYTES", "greater than 0"},
 		{"file rotate age", with(file, "SLUICE_OUT_ROTATE_AGE", "-1h"), "SLUICE_OUT_ROTATE_AGE", "negative"},
+		{"amqp1 url missing", with(nil, "SLUICE_SINKS", "mq", "SLUICE_MQ_TYPE", "amqp1"), "SLUICE_MQ_URL", `required for sink "mq" (type amqp1)`},
+		{"amqp1 url scheme", with(amq, "SLUICE_MQ_URL", "http://u:hidden@broker"), "SLUICE_MQ_URL", "amqp:// or amqps://"},
+		{"amqp1 url path", with(amq, "SLUICE_MQ_URL", "amqp://u:hidden@broker/vhost"), "SLUICE_MQ_URL", "SLUICE_MQ_ADDRESS"},
+		{"amqp1 url no host", with(amq, "SLUICE_MQ_URL", "amqp://"), "SLUICE_MQ_URL", "no host"},
+		{"amqp1 url port", with(amq, "SLUICE_MQ_URL", "amqp://broker:99999"), "SLUICE_MQ_URL", "65535"},
+		{"amqp1 url no user", with(amq, "SLUICE_MQ_URL", "amqp://:hidden@broker"), "SLUICE_MQ_URL", "no user name"},
+		{"amqp1 address placeholder", with(amq, "SLUICE_MQ_ADDRESS", "q.{partition}"), "SLUICE_MQ_ADDRESS", "{partition}"},
+		{"amqp1 address brace", with(amq, "SLUICE_MQ_ADDRESS", "q.{topic"), "SLUICE_MQ_ADDRESS", "unmatched"},
+		{"amqp1 capabilities none", with(amq, "SLUICE_MQ_TARGET_CAPABILITIES", "none,queue"), "SLUICE_MQ_TARGET_CAPABILITIES", "none"},
+		{"amqp1 in flight", with(amq, "SLUICE_MQ_MAX_IN_FLIGHT", "0"), "SLUICE_MQ_MAX_IN_FLIGHT", "greater than 0"},
+		{"amqp1 write timeout", with(amq, "SLUICE_MQ_WRITE_TIMEOUT", "0s"), "SLUICE_MQ_WRITE_TIMEOUT", "greater than 0"},
+		{"amqp1 ca without amqps", with(amq, "SLUICE_MQ_TLS_CA_FILE", "/ca.pem"), "SLUICE_MQ_TLS_CA_FILE", "amqps://"},
+		{"amqp1 grace negative", with(amq, "SLUICE_MQ_UNKNOWN_ADDRESS_GRACE", "-1s"), "SLUICE_MQ_UNKNOWN_ADDRESS_GRACE", "negative"},
 		{"brokers missing", with(nil, "SLUICE_SINKS", "kafka"), "SLUICE_KAFKA_BROKERS", `required for sink "kafka" (type kafka)`},
 		{"brokers no port", with(kafka, "SLUICE_MAIN_BROKERS", "b1"), "SLUICE_MAIN_BROKERS", `broker "b1"`},
 		{"brokers no host", with(kafka, "SLUICE_MAIN_BROKERS", "b1:9092,:9092"), "SLUICE_MAIN_BROKERS", "needs a host"},
@@ -139,6 +153,9 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 			for _, l := range lines {
 				if !strings.HasPrefix(l, "SLUICE_") {
 					t.Errorf("error line %q does not start with a variable name", l)
+				}
+				if strings.Contains(l, "hidden") {
+					t.Errorf("error line %q shows a password", l)
 				}
 			}
 		})

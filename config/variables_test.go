@@ -59,8 +59,12 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka", "rabbitmq"},
 		"TLS_CERT_FILE": {"kafka", "rabbitmq"}, "TLS_KEY_FILE": {"kafka", "rabbitmq"}, "TLS_SERVER_NAME": {"kafka", "rabbitmq"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http", "rabbitmq"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "rabbitmq", "amqp1"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
 		"EXCHANGE": {"rabbitmq"}, "ROUTING_KEY": {"rabbitmq"}, "HEARTBEAT": {"rabbitmq"}, "RECONNECT_MAX": {"rabbitmq"}, "UNROUTABLE_GRACE": {"rabbitmq"},
+		"ADDRESS": {"amqp1"}, "TARGET_CAPABILITIES": {"amqp1"}, "MAX_IN_FLIGHT": {"amqp1"}, "UNKNOWN_ADDRESS_GRACE": {"amqp1"},
+	}
+	for _, s := range []string{"WRITE_TIMEOUT", "DIAL_TIMEOUT", "TLS_CA_FILE", "TLS_SERVER_NAME"} {
+		sinkVars[s] = append(sinkVars[s], "amqp1")
 	}
 	n := 0
 	for setting, types := range sinkVars {
@@ -98,12 +102,12 @@ func TestVariablesListSinkNames(t *testing.T) {
 	}
 	// A setting two types read: one entry, each type's own text.
 	url := byName["SLUICE_<NAME>_URL"]
-	if len(url.PerType) != 2 || url.PerType[1].SinkTypes[0] != "rabbitmq" || !strings.Contains(url.Description, "http: ") ||
+	if len(url.PerType) < 2 || url.PerType[1].SinkTypes[0] != "rabbitmq" || !strings.Contains(url.Description, "http: ") ||
 		!strings.Contains(url.Description, "rabbitmq: Broker URL") || !strings.HasPrefix(url.PerType[1].Example, "amqps://") {
 		t.Errorf("URL: %+v", url)
 	}
 	if wt := byName["SLUICE_<NAME>_WRITE_TIMEOUT"]; wt.Default != "10s" {
-		t.Errorf("WRITE_TIMEOUT default %q (the same for both types)", wt.Default)
+		t.Errorf("WRITE_TIMEOUT default %q (the same for every type)", wt.Default)
 	}
 }
 
@@ -111,7 +115,11 @@ func TestVariablesListSinkNames(t *testing.T) {
 // Variables, the unknown-variable check and error messages) are the names
 // envconfig reads.
 func TestNamesMatchEnvconfig(t *testing.T) {
-	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}, &RabbitMQSink{}} {
+	specs := []any{&Config{}, &Sink{}}
+	for _, st := range sinkTypes {
+		specs = append(specs, reflect.New(st.spec).Interface())
+	}
+	for _, spec := range specs {
 		var buf bytes.Buffer
 		if err := envconfig.Usagef("SLUICE", spec, &buf, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
 			t.Fatal(err)

@@ -40,22 +40,6 @@ func rabbitmqEnv(t *testing.T, url string, extra ...string) []string {
 		"SLUICE_MQ_URL=" + url, "SLUICE_MQ_RETRY_MAX=500ms", "SLUICE_MQ_RECONNECT_MAX=500ms"}, extra...)
 }
 
-// waitMetric waits until series (name with labels) has value want.
-func waitMetric(t *testing.T, p *proc, series string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		v := scrapeMetric(t, p, series)
-		if v == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want %v\n%s", series, v, want, p.logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // pushN pushes n messages to topic, one per request, and returns their ids;
 // every push must be accepted (202).
 func pushN(t *testing.T, p *proc, topic string, n int) []string {

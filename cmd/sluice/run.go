@@ -16,6 +16,7 @@ import (
 	"github.com/sluiceio/sluice/agent"
 	"github.com/sluiceio/sluice/config"
 	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/sink/amqp1"
 	"github.com/sluiceio/sluice/sink/discard"
 	"github.com/sluiceio/sluice/sink/file"
 	httpsink "github.com/sluiceio/sluice/sink/http"
@@ -130,6 +131,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = newHTTP(sc, log)
 		case "rabbitmq":
 			s, err = newRabbitMQ(sc, log, set)
+		case "amqp1":
+			s, err = newAMQP1(sc, log, set)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -215,6 +218,27 @@ func newRabbitMQ(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink,
 		o.TLS = t
 	}
 	return rabbitmq.New(o)
+}
+
+func newAMQP1(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	a := sc.AMQP1
+	o := amqp1.Options{
+		Name: sc.Name, URL: a.URL, Address: a.Address, TargetCapabilities: a.TargetCapabilities,
+		WriteTimeout: a.WriteTimeout, DialTimeout: a.DialTimeout, MaxInFlight: a.MaxInFlight,
+		UnknownAddressGrace: orNegative(a.UnknownAddressGrace),
+		Logger:              log.With("sink", sc.Name), Metrics: set,
+	}
+	if len(a.TargetCapabilities) == 1 && a.TargetCapabilities[0] == "none" {
+		o.TargetCapabilities = []string{}
+	}
+	if strings.HasPrefix(strings.ToLower(a.URL), "amqps:") {
+		t, err := amqp1.TLSConfig(a.TLSCaFile, a.TLSServerName)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	return amqp1.New(o)
 }
 
 // secret returns value, or the content of file when one is named (a
