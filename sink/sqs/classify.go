@@ -108,7 +108,7 @@ func classify(err error) class {
 			c = class{reason: ReasonAuth, reached: true}
 		}
 		return c
-	case errors.As(err, &respErr):
+	case errors.As(err, &respErr) && respErr.HTTPStatusCode() != 0:
 		// An answer whose body could not be read as an SQS error (a proxy,
 		// or a server answering in another protocol).
 		switch s := respErr.HTTPStatusCode(); {

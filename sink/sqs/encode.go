@@ -165,7 +165,7 @@ func (c *config) encode(m *sink.Message) (entry, error) {
 	case len(m.Value) == 0:
 		body = EmptyBody
 		put(AttrEncoding, typeString, EncodingEmpty, nil)
-	case validText(m.Value):
+	case validText(m.Value) || c.rawBodies:
 		body = string(m.Value)
 	default:
 		body = base64.StdEncoding.EncodeToString(m.Value)

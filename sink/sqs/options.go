@@ -84,6 +84,10 @@ type config struct {
 	queueName string
 	fifo      bool
 	urlRegion string // region found in the URL's host, or ""
+	// rawBodies sends every value as the body unchanged, even when SQS
+	// will refuse it: tests use it to get a per-entry Failed answer from
+	// a real server.
+	rawBodies bool
 }
 
 // awsHostRE matches the regional SQS hosts: sqs.<region>.amazonaws.com

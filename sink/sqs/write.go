@@ -163,10 +163,11 @@ func (op *writeOp) send(ctx context.Context, idxs []int) {
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 	start := time.Now()
 	out, err := w.client.SendMessageBatch(rctx, in)
+	timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded)
 	cancel()
 	w.metrics.request(time.Since(start).Seconds())
 	if err != nil {
-		err = op.requestError(ctx, rctx, err)
+		err = op.requestError(ctx, timedOut, err)
 		c := classify(err)
 		if c.permanent && !contentCodes[codeOf(err)] {
 			c.permanent = false
@@ -241,13 +242,13 @@ func codeOf(err error) string {
 // requestError turns the error of a request whose context ended into
 // ErrClosed (Close aborted it), the caller's context error, or a timeout of
 // the request.
-func (op *writeOp) requestError(ctx, rctx context.Context, err error) error {
+func (op *writeOp) requestError(ctx context.Context, timedOut bool, err error) error {
 	switch {
 	case op.w.closed.Load() && ctx.Err() != nil:
 		return fmt.Errorf("%w (%v)", ErrClosed, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("sqs: %w (%v)", ctx.Err(), err)
-	case rctx.Err() != nil:
+	case timedOut:
 		return fmt.Errorf("sqs: request timed out after %v: %w", op.w.cfg.RequestTimeout, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("sqs: send message batch: %w", err)
