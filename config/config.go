@@ -73,13 +73,13 @@ type Config struct {
 }
 
 // Sink is one named sink: SLUICE_<NAME>_<SETTING>. The settings here are common
-// to every type; exactly one of File, Kafka and HTTP is set when Type is that
+// to every type; exactly one of File, Kafka, HTTP and SQS is set when Type is that
 // type, and none for stdout and discard.
 type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|sqs" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -93,6 +93,7 @@ type Sink struct {
 	File  *FileSink  `ignored:"true"`
 	Kafka *KafkaSink `ignored:"true"`
 	HTTP  *HTTPSink  `ignored:"true"`
+	SQS   *SQSSink   `ignored:"true"`
 }
 
 // FileSink holds the settings of a sink of type file.
@@ -139,6 +140,20 @@ type HTTPSink struct {
 	Headers   Map           `split_words:"true" secret:"true" example:"X-Env=prod,X-Tenant=acme" desc:"Extra request headers, comma list of Name=value."`
 	Gzip      bool          `split_words:"true" default:"false" example:"true" desc:"Gzip request bodies."`
 	Timeout   time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one request."`
+}
+
+// SQSSink holds the settings of a sink of type sqs. Credentials are not
+// settings of sluice: they come from the AWS SDK's default chain
+// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, web identity
+// for IRSA, AWS_PROFILE and shared files, container and instance roles).
+type SQSSink struct {
+	URL            string        `split_words:"true" required:"true" example:"https://sqs.eu-west-1.amazonaws.com/123456789012/orders" desc:"Queue URL; a name ending in .fifo is a FIFO queue. Every message of the sink goes to this one queue."`
+	Region         string        `split_words:"true" example:"eu-west-1" desc:"AWS region; empty = the region in the URL's host (sqs.<region>.amazonaws.com), else AWS_REGION or the AWS profile's."`
+	Endpoint       string        `split_words:"true" example:"http://127.0.0.1:9324" desc:"SQS endpoint the requests go to instead of the region's (a compatible server, a VPC endpoint)."`
+	RequestBytes   Bytes         `split_words:"true" default:"256KiB" example:"1MiB" desc:"Byte budget of one SendMessageBatch (bodies plus message attributes, as SQS counts them), and so the largest message; 1KiB to 1MiB. Keep it at or below the queue's MaximumMessageSize."`
+	RequestTimeout time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one SendMessageBatch request."`
+	MaxInFlight    int           `split_words:"true" default:"8" example:"16" desc:"SendMessageBatch requests of one batch sent at once to a standard queue (a FIFO queue gets one at a time, for per-group order)."`
+	GroupID        string        `split_words:"true" default:"sluice" example:"orders" desc:"MessageGroupId of messages without a key on a FIFO queue (keyed messages use their key)."`
 }
 
 // envPrefix is the prefix of every variable the agent reads.

@@ -233,7 +233,7 @@ func TestListenUnixSocket(t *testing.T) {
 // one sink of each type) to its documented example and checks that Load
 // reads each one: Redacted must show exactly the example.
 func TestEveryExampleLoads(t *testing.T) {
-	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h"}
+	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h", "sqs": "q"}
 	env := map[string]string{}
 	var want []string
 	for _, v := range Variables() {
@@ -246,7 +246,7 @@ func TestEveryExampleLoads(t *testing.T) {
 		case !strings.Contains(v.Name, sinkPlaceholder):
 			names = []string{v.Name}
 		case v.SinkTypes == nil:
-			for _, n := range []string{"f", "k", "h", "s"} {
+			for _, n := range []string{"f", "k", "h", "q", "s"} {
 				names = append(names, strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(n), 1))
 			}
 		default:
@@ -261,8 +261,9 @@ func TestEveryExampleLoads(t *testing.T) {
 			want = append(want, n+"="+shown)
 		}
 	}
-	env["SLUICE_SINKS"] = "f,k,h,s"
+	env["SLUICE_SINKS"] = "f,k,h,q,s"
 	env["SLUICE_F_TYPE"], env["SLUICE_K_TYPE"], env["SLUICE_H_TYPE"], env["SLUICE_S_TYPE"] = "file", "kafka", "http", "stdout"
+	env["SLUICE_Q_TYPE"] = "sqs"
 	c := mustLoad(t, env)
 	got := map[string]bool{}
 	for _, l := range strings.Split(c.Redacted(), "\n") {
@@ -277,7 +278,7 @@ func TestEveryExampleLoads(t *testing.T) {
 			t.Errorf("Redacted lacks %q", w)
 		}
 	}
-	if len(c.SinkConfigs) != 4 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil {
+	if len(c.SinkConfigs) != 5 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil || c.SinkConfigs[3].SQS == nil {
 		t.Errorf("sinks: %+v", c.SinkConfigs)
 	}
 }

@@ -32,6 +32,7 @@ func typeSettings() map[string][]string {
 		typeFile:  settings(reflect.TypeFor[FileSink]()),
 		typeKafka: settings(reflect.TypeFor[KafkaSink]()),
 		typeHTTP:  settings(reflect.TypeFor[HTTPSink]()),
+		typeSQS:   settings(reflect.TypeFor[SQSSink]()),
 	}
 }
 

@@ -30,6 +30,7 @@ const (
 	typeFile  = "file"
 	typeKafka = "kafka"
 	typeHTTP  = "http"
+	typeSQS   = "sqs"
 )
 
 // checkTags applies the rules written in the struct tags of spec (a pointer
@@ -217,6 +218,11 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 		c.add(process(p, s.HTTP, owner))
 		c.checkTags(p, s.HTTP)
 		c.validateHTTP(p, s.HTTP)
+	case typeSQS:
+		s.SQS = &SQSSink{}
+		c.add(process(p, s.SQS, owner))
+		c.checkTags(p, s.SQS)
+		c.validateSQS(p, s.SQS)
 	}
 	return s
 }
@@ -358,6 +364,57 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 		}
 	}
 	c.positive(p+"_TIMEOUT", int64(h.Timeout))
+}
+
+// Limits of SLUICE_<NAME>_REQUEST_BYTES for sqs sinks (SQS's own limit is
+// 1 MiB per SendMessageBatch).
+const (
+	minSQSRequestBytes = 1 << 10
+	maxSQSRequestBytes = 1 << 20
+)
+
+var (
+	sqsQueueNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,75}\.fifo$|^[A-Za-z0-9_-]{1,80}$`)
+	sqsGroupIDRE   = regexp.MustCompile("^[!-~]{1,128}$")
+)
+
+func (c *checker) validateSQS(p string, q *SQSSink) {
+	if c.ok(p + "_URL") {
+		u, err := url.Parse(q.URL)
+		parts := []string{}
+		if err == nil {
+			parts = strings.Split(strings.Trim(u.Path, "/"), "/")
+		}
+		switch {
+		case err != nil:
+			c.fail(p+"_URL", "not a URL: %v", unwrapURLError(err))
+		case u.Scheme != "http" && u.Scheme != "https":
+			c.fail(p+"_URL", "must be an https:// queue URL, got scheme %q", u.Scheme)
+		case u.Host == "":
+			c.fail(p+"_URL", "has no host")
+		case len(parts) != 2 || parts[0] == "":
+			c.fail(p+"_URL", "path must be /<account>/<queue name>, got %q", u.Path)
+		case !sqsQueueNameRE.MatchString(parts[1]):
+			c.fail(p+"_URL", "queue name %q is not valid for SQS (up to 80 of A-Z a-z 0-9 _ -; FIFO names end in .fifo)", parts[1])
+		}
+	}
+	if q.Endpoint != "" {
+		u, err := url.Parse(q.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.fail(p+"_ENDPOINT", "must be an http:// or https:// URL, got %q", q.Endpoint)
+		}
+	}
+	if q.Region != "" && !regexp.MustCompile(`^[a-z0-9-]+$`).MatchString(q.Region) {
+		c.fail(p+"_REGION", "must look like eu-west-1, got %q", q.Region)
+	}
+	if c.ok(p+"_REQUEST_BYTES") && (q.RequestBytes < minSQSRequestBytes || q.RequestBytes > maxSQSRequestBytes) {
+		c.fail(p+"_REQUEST_BYTES", "must be between %v and %v (SQS's limit), got %v", Bytes(minSQSRequestBytes), Bytes(maxSQSRequestBytes), q.RequestBytes)
+	}
+	c.positive(p+"_REQUEST_TIMEOUT", int64(q.RequestTimeout))
+	c.positive(p+"_MAX_IN_FLIGHT", int64(q.MaxInFlight))
+	if !sqsGroupIDRE.MatchString(q.GroupID) {
+		c.fail(p+"_GROUP_ID", "must be 1 to 128 of letters, digits and ASCII punctuation, got %q", q.GroupID)
+	}
 }
 
 // checkHostPort checks "host:port" with a numeric port 1-65535; the host may

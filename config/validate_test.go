@@ -9,6 +9,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 	kafka := map[string]string{"SLUICE_SINKS": "main", "SLUICE_MAIN_TYPE": "kafka", "SLUICE_MAIN_BROKERS": "b1:9092"}
 	file := map[string]string{"SLUICE_SINKS": "out", "SLUICE_OUT_TYPE": "file", "SLUICE_OUT_PATH": "/var/log/sluice"}
 	web := map[string]string{"SLUICE_SINKS": "web", "SLUICE_WEB_TYPE": "http", "SLUICE_WEB_URL": "https://c.example.com/in"}
+	q := map[string]string{"SLUICE_SINKS": "q", "SLUICE_Q_TYPE": "sqs", "SLUICE_Q_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
 		for k, v := range base {
@@ -112,6 +113,16 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"headers syntax", with(web, "SLUICE_WEB_HEADERS", "X-Good"), "SLUICE_WEB_HEADERS", "Name=value"},
 		{"gzip", with(web, "SLUICE_WEB_GZIP", "maybe"), "SLUICE_WEB_GZIP", "true or false"},
 		{"http timeout", with(web, "SLUICE_WEB_TIMEOUT", "0s"), "SLUICE_WEB_TIMEOUT", "greater than 0"},
+		{"sqs url missing", with(nil, "SLUICE_SINKS", "sqs"), "SLUICE_SQS_URL", `required for sink "sqs" (type sqs)`},
+		{"sqs url scheme", with(q, "SLUICE_Q_URL", "sqs://x/1/q"), "SLUICE_Q_URL", "https://"},
+		{"sqs url path", with(q, "SLUICE_Q_URL", "https://sqs.eu-west-1.amazonaws.com/orders"), "SLUICE_Q_URL", "/<account>/<queue name>"},
+		{"sqs queue name", with(q, "SLUICE_Q_URL", "https://sqs.eu-west-1.amazonaws.com/1/a%20b"), "SLUICE_Q_URL", "not valid for SQS"},
+		{"sqs endpoint", with(q, "SLUICE_Q_ENDPOINT", "localhost:9324"), "SLUICE_Q_ENDPOINT", "http:// or https://"},
+		{"sqs region", with(q, "SLUICE_Q_REGION", "EU West"), "SLUICE_Q_REGION", "eu-west-1"},
+		{"sqs request bytes", with(q, "SLUICE_Q_REQUEST_BYTES", "2MiB"), "SLUICE_Q_REQUEST_BYTES", "between 1KiB and 1MiB"},
+		{"sqs in flight", with(q, "SLUICE_Q_MAX_IN_FLIGHT", "0"), "SLUICE_Q_MAX_IN_FLIGHT", "greater than 0"},
+		{"sqs group", with(q, "SLUICE_Q_GROUP_ID", "a b"), "SLUICE_Q_GROUP_ID", "ASCII punctuation"},
+		{"sqs setting on http", with(web, "SLUICE_WEB_REGION", "eu-west-1"), "SLUICE_WEB_REGION", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 const sinkPlaceholder = "<NAME>"
 
 // Variable describes one environment variable the agent reads. It is derived
-// from the struct tags of Config, Sink, FileSink, KafkaSink and HTTPSink.
+// from the struct tags of Config, Sink, FileSink, KafkaSink, HTTPSink and SQSSink.
 type Variable struct {
 	// Name is the variable name; per-sink variables are written with the
 	// placeholder <NAME>: "SLUICE_<NAME>_BROKERS".
@@ -43,6 +43,7 @@ func Variables() []Variable {
 	vars = append(vars, variablesOf(reflect.TypeFor[FileSink](), p, []string{typeFile})...)
 	vars = append(vars, variablesOf(reflect.TypeFor[KafkaSink](), p, []string{typeKafka})...)
 	vars = append(vars, variablesOf(reflect.TypeFor[HTTPSink](), p, []string{typeHTTP})...)
+	vars = append(vars, variablesOf(reflect.TypeFor[SQSSink](), p, []string{typeSQS})...)
 	return vars
 }
 
@@ -128,6 +129,8 @@ func (c *Config) Redacted() string {
 			lines = appendRedacted(lines, p, s.Kafka)
 		case s.HTTP != nil:
 			lines = appendRedacted(lines, p, s.HTTP)
+		case s.SQS != nil:
+			lines = appendRedacted(lines, p, s.SQS)
 		}
 	}
 	slices.Sort(lines)

@@ -12,10 +12,13 @@ import (
 
 func TestVariablesListCoreNames(t *testing.T) {
 	byName := map[string]Variable{}
+	seen := map[string]bool{} // name and sink types: a setting name may serve several types
 	for _, v := range Variables() {
-		if _, dup := byName[v.Name]; dup {
-			t.Errorf("%s listed twice", v.Name)
+		key := v.Name + " " + strings.Join(v.SinkTypes, ",")
+		if seen[key] {
+			t.Errorf("%s listed twice", key)
 		}
+		seen[key] = true
 		byName[v.Name] = v
 	}
 	for _, name := range []string{
@@ -46,8 +49,15 @@ func TestVariablesListCoreNames(t *testing.T) {
 }
 
 func TestVariablesListSinkNames(t *testing.T) {
+	// A setting name several types share (URL) is listed once per type;
+	// byName merges their SinkTypes.
 	byName := map[string]Variable{}
 	for _, v := range Variables() {
+		if prev, ok := byName[v.Name]; ok && v.SinkTypes != nil {
+			v.SinkTypes = append(slices.Clone(prev.SinkTypes), v.SinkTypes...)
+			v.Required = v.Required && prev.Required
+			v.Secret = v.Secret || prev.Secret
+		}
 		byName[v.Name] = v
 	}
 	sinkVars := map[string][]string{
@@ -59,7 +69,9 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka"},
 		"TLS_CERT_FILE": {"kafka"}, "TLS_KEY_FILE": {"kafka"}, "TLS_SERVER_NAME": {"kafka"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "sqs"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"REGION": {"sqs"}, "ENDPOINT": {"sqs"}, "REQUEST_BYTES": {"sqs"}, "REQUEST_TIMEOUT": {"sqs"},
+		"MAX_IN_FLIGHT": {"sqs"}, "GROUP_ID": {"sqs"},
 	}
 	n := 0
 	for setting, types := range sinkVars {

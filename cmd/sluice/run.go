@@ -20,6 +20,7 @@ import (
 	"github.com/sluiceio/sluice/sink/file"
 	httpsink "github.com/sluiceio/sluice/sink/http"
 	"github.com/sluiceio/sluice/sink/kafka"
+	sqssink "github.com/sluiceio/sluice/sink/sqs"
 	"github.com/sluiceio/sluice/sink/stdout"
 	"github.com/sluiceio/sluice/spool"
 )
@@ -127,6 +128,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = newKafka(sc, log, set)
 		case "http":
 			s, err = newHTTP(sc, log)
+		case "sqs":
+			s, err = newSQS(sc, log, set)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -193,6 +196,19 @@ func newHTTP(sc config.Sink, log *slog.Logger) (sink.Sink, error) {
 	return httpsink.New(httpsink.Options{
 		Name: sc.Name, URL: h.URL, Token: token, Headers: h.Headers, Gzip: h.Gzip, Timeout: h.Timeout,
 		Logger: log.With("sink", sc.Name),
+	})
+}
+
+// newSQS builds an SQS sink. Credentials come from the AWS SDK's default
+// chain (environment, web identity/IRSA, profiles, container and instance
+// roles), not from SLUICE_ variables.
+func newSQS(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	q := sc.SQS
+	return sqssink.New(sqssink.Options{
+		Name: sc.Name, URL: q.URL, Region: q.Region, Endpoint: q.Endpoint,
+		RequestBytes: int(q.RequestBytes), RequestTimeout: q.RequestTimeout,
+		MaxInFlight: q.MaxInFlight, GroupID: q.GroupID,
+		Logger: log.With("sink", sc.Name), Metrics: set,
 	})
 }
 
