@@ -126,7 +126,7 @@ func (s *Server) start() {
 	t.Helper()
 	s.log = &syncbuf.Buffer{}
 	s.done = make(chan struct{})
-	cmd := exec.Command("java", "-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	cmd := exec.Command("java", "-Xms64m", "-Xmx512m", "-XX:+UseSerialGC",
 		"-Dconfig.file="+filepath.Join(s.dir, "elasticmq.conf"),
 		"-cp", filepath.Join(ElasticMQLib(), "*"), "org.elasticmq.server.Main")
 	cmd.Dir = s.dir
