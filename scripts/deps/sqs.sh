@@ -20,7 +20,7 @@ if ! ls "$elasticmq_lib"/elasticmq-server_*.jar >/dev/null 2>&1; then
   </dependencies>
 </project>
 POM
-		if (cd "$tmp" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib"); then
+		if (cd "$tmp" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib"); then
 			mkdir -p "$(dirname "$elasticmq_lib")"
 			rm -rf "$elasticmq_lib" && mv "$tmp/lib" "$elasticmq_lib"
 		fi
