@@ -261,3 +261,20 @@ func TestWireFIFOGroupOrder(t *testing.T) {
 		t.Fatal("not a FIFO queue")
 	}
 }
+
+func TestWireHaltsAfterWholeRequestFailure(t *testing.T) {
+	// A request that fails as a whole (here 503) stops the Write: the
+	// requests not yet sent are not sent, so a hung or dead server costs
+	// one request per Write, and the batch is retried as a whole.
+	for _, fifo := range []bool{false, true} {
+		s := &wireServer{answer: func(int, []wireEntry) (int, http.Header, string) {
+			return 503, nil, `{"__type":"com.amazonaws.sqs#ServiceUnavailable","message":"down"}`
+		}}
+		w := wireWriter(t, s.start(t), fifo)
+		w.cfg.MaxInFlight = 1
+		checkTransient(t, w.Write(context.Background(), textMsgs(100)), ReasonServer)
+		if len(s.calls) != 1 {
+			t.Fatalf("fifo %v: %d requests after the first failed, want 1", fifo, len(s.calls))
+		}
+	}
+}

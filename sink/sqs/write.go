@@ -66,10 +66,15 @@ type writeOp struct {
 	entries []entry
 	errs    []error // per message: nil once delivered, else the failure
 
-	mu                    sync.Mutex
-	delivered             int
-	reached, auth, noQueu bool
-	cause                 error
+	mu                     sync.Mutex
+	reached, auth, noQueue bool
+	cause                  error
+	// halt is the error of a request that failed as a whole for a reason
+	// every later request would share (SQS unreachable, credentials, no
+	// queue): requests not yet sent are not sent, their messages fail with
+	// it. A hung server thus costs one RequestTimeout per Write, not one per
+	// request.
+	halt error
 }
 
 // chunk cuts idxs, in order, into requests of at most MaxBatchEntries
@@ -106,7 +111,7 @@ func (op *writeOp) sendPipelined(ctx context.Context, chunks [][]int) {
 		go func() {
 			defer wg.Done()
 			for c := range next {
-				op.send(ctx, c)
+				op.sendUnlessHalted(ctx, c)
 			}
 		}()
 	}
@@ -132,13 +137,28 @@ func (op *writeOp) sendOrdered(ctx context.Context, chunks [][]int) {
 			}
 		}
 		if len(send) > 0 {
-			op.send(ctx, send)
+			op.sendUnlessHalted(ctx, send)
 		}
 		for _, i := range c {
 			if op.errs[i] != nil {
 				failed[op.entries[i].group] = true
 			}
 		}
+	}
+}
+
+// sendUnlessHalted sends idxs, or fails them with the halting error of an
+// earlier request of this Write.
+func (op *writeOp) sendUnlessHalted(ctx context.Context, idxs []int) {
+	op.mu.Lock()
+	halt := op.halt
+	op.mu.Unlock()
+	if halt == nil {
+		op.send(ctx, idxs)
+		return
+	}
+	for _, i := range idxs {
+		op.errs[i] = halt
 	}
 }
 
@@ -187,6 +207,11 @@ func (op *writeOp) send(ctx context.Context, idxs []int) {
 			for _, i := range idxs {
 				op.errs[i] = e
 			}
+			op.mu.Lock()
+			if op.halt == nil {
+				op.halt = e
+			}
+			op.mu.Unlock()
 		}
 		return
 	}
@@ -260,7 +285,7 @@ func (op *writeOp) note(c class, err error) {
 	defer op.mu.Unlock()
 	op.reached = op.reached || c.reached
 	op.auth = op.auth || c.reason == ReasonAuth
-	op.noQueu = op.noQueu || c.reason == ReasonNoQueue
+	op.noQueue = op.noQueue || c.reason == ReasonNoQueue
 	if op.cause == nil && err != nil {
 		op.cause = sink.WithReason(c.reason, err)
 	}
@@ -285,7 +310,7 @@ func (op *writeOp) finish() error {
 			}
 		}
 	}
-	op.w.updateState(op.reached, delivered > 0, op.auth, op.noQueu, op.cause)
+	op.w.updateState(op.reached, delivered > 0, op.auth, op.noQueue, op.cause)
 	op.w.metrics.outcome(delivered, failed)
 	switch {
 	case first == nil:
