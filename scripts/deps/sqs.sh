@@ -2,7 +2,7 @@
 # ElasticMQ (JVM, from Maven Central) for everything but credentials, and
 # moto_server (PyPI "moto[server]"), which checks request signatures, for the
 # credential tests. Both cached in $SLUICE_CACHE_DIR; a second run starts at
-# once. Cold: ~10 s for ElasticMQ's 37 MB of jars, ~30 s for moto in a venv.
+# once. Cold: ~10 s for ElasticMQ's 37 MB of jars, ~1 min for moto in a venv.
 elasticmq_version=1.7.1
 elasticmq_lib="$SLUICE_CACHE_DIR/elasticmq-$elasticmq_version/lib"
 command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless || true
