@@ -125,5 +125,5 @@
 //	sluice_sink_delivered_messages_total   counter: messages SQS accepted
 //	sluice_sink_failed_messages_total{reason} counter: messages a Write did not deliver
 //	sluice_sink_auth_failing               gauge 0/1
-//	sluice_sink_broker_up                  gauge 0/1: the last Write reached SQS and the queue exists
+//	sluice_sink_broker_up                  gauge 0/1: the last Write reached SQS and the queue exists (absent before the first)
 package sqs

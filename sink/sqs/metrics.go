@@ -25,9 +25,9 @@ type sinkMetrics struct {
 	latency     *metrics.PrometheusHistogram
 	delivered   *metrics.Counter
 	authFailing *metrics.Gauge
-	queueUp     *metrics.Gauge
 
 	mu       sync.Mutex
+	queueUp  *metrics.Gauge // registered by the first Write
 	byReason map[string]*metrics.Counter
 }
 
@@ -42,7 +42,6 @@ func newSinkMetrics(set *metrics.Set, name string) *sinkMetrics {
 		latency:     set.GetOrCreatePrometheusHistogramExt(metricRequestSeconds+"{"+l+"}", latencyBuckets),
 		delivered:   set.GetOrCreateCounter(metricDelivered + "{" + l + "}"),
 		authFailing: set.GetOrCreateGauge(metricAuthFailing+"{"+l+"}", nil),
-		queueUp:     set.GetOrCreateGauge(metricQueueUp+"{"+l+"}", nil),
 		byReason:    make(map[string]*metrics.Counter),
 	}
 }
@@ -71,10 +70,17 @@ func (m *sinkMetrics) outcome(delivered int, failed map[string]int) {
 	}
 }
 
+// state sets the gauges after a Write; broker_up is registered by the first
+// one (absent until a Write learnt something).
 func (m *sinkMetrics) state(up, auth bool) {
 	if m == nil {
 		return
 	}
+	m.mu.Lock()
+	if m.queueUp == nil {
+		m.queueUp = m.set.GetOrCreateGauge(metricQueueUp+"{"+m.label+"}", nil)
+	}
+	m.mu.Unlock()
 	m.queueUp.Set(b2f(up))
 	m.authFailing.Set(b2f(auth))
 }

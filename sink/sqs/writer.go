@@ -105,7 +105,6 @@ func New(o Options) (*Writer, error) {
 	w.metrics = newSinkMetrics(cfg.Metrics, cfg.Name)
 	w.log = cfg.Logger.With(slog.String("sink", cfg.Name))
 	w.closing, w.abort = context.WithCancel(context.Background())
-	w.metrics.state(false, false)
 	w.log.Info("sqs sink configured", slog.String("queue", cfg.queueName), slog.Bool("fifo", cfg.fifo),
 		slog.String("region", ac.Region), slog.String("endpoint", cfg.Endpoint),
 		slog.Int("request_bytes", cfg.RequestBytes), slog.Duration("request_timeout", cfg.RequestTimeout))
