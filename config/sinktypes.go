@@ -59,6 +59,7 @@ const (
 	typeHTTP     = "http"
 	typeRabbitMQ = "rabbitmq"
 	typeAMQP1    = "amqp1"
+	typeSQS      = "sqs"
 )
 
 // sinkTypes lists the sink types with settings of their own, in the order
@@ -69,6 +70,7 @@ var sinkTypes = []sinkType{
 	typeOf(typeHTTP, func(s *Sink) **HTTPSink { return &s.HTTP }, (*checker).validateHTTP),
 	typeOf(typeRabbitMQ, func(s *Sink) **RabbitMQSink { return &s.RabbitMQ }, (*checker).validateRabbitMQ),
 	typeOf(typeAMQP1, func(s *Sink) **AMQP1Sink { return &s.AMQP1 }, (*checker).validateAMQP1),
+	typeOf(typeSQS, func(s *Sink) **SQSSink { return &s.SQS }, (*checker).validateSQS),
 }
 
 // findSinkType returns the declaration of type name, or nil for a type

@@ -11,6 +11,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 	web := map[string]string{"SLUICE_SINKS": "web", "SLUICE_WEB_TYPE": "http", "SLUICE_WEB_URL": "https://c.example.com/in"}
 	rmq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "rabbitmq", "SLUICE_MQ_URL": "amqp://u:p@mq.internal:5672/prod"}
 	amq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "amqp1", "SLUICE_MQ_URL": "amqp://sluice:pw@broker:5672"}
+	q := map[string]string{"SLUICE_SINKS": "q", "SLUICE_Q_TYPE": "sqs", "SLUICE_Q_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
 		for k, v := range base {
@@ -138,6 +139,16 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"rabbitmq cert without key", with(rmq, "SLUICE_MQ_URL", "amqps://mq.internal/", "SLUICE_MQ_TLS_CERT_FILE", "/c.pem"), "SLUICE_MQ_TLS_KEY_FILE", "required with SLUICE_MQ_TLS_CERT_FILE"},
 		{"rabbitmq write timeout", with(rmq, "SLUICE_MQ_WRITE_TIMEOUT", "0s"), "SLUICE_MQ_WRITE_TIMEOUT", "greater than 0"},
 		{"rabbitmq grace", with(rmq, "SLUICE_MQ_UNROUTABLE_GRACE", "-1s"), "SLUICE_MQ_UNROUTABLE_GRACE", "negative"},
+		{"sqs url missing", with(nil, "SLUICE_SINKS", "sqs"), "SLUICE_SQS_URL", `required for sink "sqs" (type sqs)`},
+		{"sqs url scheme", with(q, "SLUICE_Q_URL", "sqs://x/1/q"), "SLUICE_Q_URL", "https://"},
+		{"sqs url path", with(q, "SLUICE_Q_URL", "https://sqs.eu-west-1.amazonaws.com/orders"), "SLUICE_Q_URL", "/<account>/<queue name>"},
+		{"sqs queue name", with(q, "SLUICE_Q_URL", "https://sqs.eu-west-1.amazonaws.com/1/a%20b"), "SLUICE_Q_URL", "not valid for SQS"},
+		{"sqs endpoint", with(q, "SLUICE_Q_ENDPOINT", "localhost:9324"), "SLUICE_Q_ENDPOINT", "http:// or https://"},
+		{"sqs region", with(q, "SLUICE_Q_REGION", "EU West"), "SLUICE_Q_REGION", "eu-west-1"},
+		{"sqs request bytes", with(q, "SLUICE_Q_REQUEST_BYTES", "2MiB"), "SLUICE_Q_REQUEST_BYTES", "between 1KiB and 1MiB"},
+		{"sqs in flight", with(q, "SLUICE_Q_MAX_IN_FLIGHT", "0"), "SLUICE_Q_MAX_IN_FLIGHT", "greater than 0"},
+		{"sqs group", with(q, "SLUICE_Q_GROUP_ID", "a b"), "SLUICE_Q_GROUP_ID", "ASCII punctuation"},
+		{"sqs setting on http", with(web, "SLUICE_WEB_REGION", "eu-west-1"), "SLUICE_WEB_REGION", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

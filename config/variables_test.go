@@ -12,10 +12,13 @@ import (
 
 func TestVariablesListCoreNames(t *testing.T) {
 	byName := map[string]Variable{}
+	seen := map[string]bool{} // name and sink types: a setting name may serve several types
 	for _, v := range Variables() {
-		if _, dup := byName[v.Name]; dup {
-			t.Errorf("%s listed twice", v.Name)
+		key := v.Name + " " + strings.Join(v.SinkTypes, ",")
+		if seen[key] {
+			t.Errorf("%s listed twice", key)
 		}
+		seen[key] = true
 		byName[v.Name] = v
 	}
 	for _, name := range []string{
@@ -46,8 +49,15 @@ func TestVariablesListCoreNames(t *testing.T) {
 }
 
 func TestVariablesListSinkNames(t *testing.T) {
+	// A setting name several types share (URL) is listed once per type;
+	// byName merges their SinkTypes.
 	byName := map[string]Variable{}
 	for _, v := range Variables() {
+		if prev, ok := byName[v.Name]; ok && v.SinkTypes != nil {
+			v.SinkTypes = append(slices.Clone(prev.SinkTypes), v.SinkTypes...)
+			v.Required = v.Required && prev.Required
+			v.Secret = v.Secret || prev.Secret
+		}
 		byName[v.Name] = v
 	}
 	sinkVars := map[string][]string{
@@ -55,16 +65,15 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"BATCH_MESSAGES": nil, "BATCH_BYTES": nil, "LINGER": nil, "RETRY_MIN": nil, "RETRY_MAX": nil,
 		"PATH": {"file"}, "ROTATE_BYTES": {"file"}, "ROTATE_AGE": {"file"},
 		"BROKERS": {"kafka"}, "CLIENT_ID": {"kafka"}, "ACKS": {"kafka"}, "COMPRESSION": {"kafka"}, "PARTITIONER": {"kafka"},
-		"WRITE_TIMEOUT": {"kafka", "rabbitmq"}, "DIAL_TIMEOUT": {"kafka", "rabbitmq"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
-		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka", "rabbitmq"},
-		"TLS_CERT_FILE": {"kafka", "rabbitmq"}, "TLS_KEY_FILE": {"kafka", "rabbitmq"}, "TLS_SERVER_NAME": {"kafka", "rabbitmq"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
+		"WRITE_TIMEOUT": {"kafka", "rabbitmq", "amqp1"}, "DIAL_TIMEOUT": {"kafka", "rabbitmq", "amqp1"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
+		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"},
+		"TLS_CA_FILE": {"kafka", "rabbitmq", "amqp1"}, "TLS_CERT_FILE": {"kafka", "rabbitmq"}, "TLS_KEY_FILE": {"kafka", "rabbitmq"},
+		"TLS_SERVER_NAME": {"kafka", "rabbitmq", "amqp1"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http", "rabbitmq", "amqp1"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "rabbitmq", "amqp1", "sqs"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
 		"EXCHANGE": {"rabbitmq"}, "ROUTING_KEY": {"rabbitmq"}, "HEARTBEAT": {"rabbitmq"}, "RECONNECT_MAX": {"rabbitmq"}, "UNROUTABLE_GRACE": {"rabbitmq"},
-		"ADDRESS": {"amqp1"}, "TARGET_CAPABILITIES": {"amqp1"}, "MAX_IN_FLIGHT": {"amqp1"}, "UNKNOWN_ADDRESS_GRACE": {"amqp1"},
-	}
-	for _, s := range []string{"WRITE_TIMEOUT", "DIAL_TIMEOUT", "TLS_CA_FILE", "TLS_SERVER_NAME"} {
-		sinkVars[s] = append(sinkVars[s], "amqp1")
+		"ADDRESS": {"amqp1"}, "TARGET_CAPABILITIES": {"amqp1"}, "MAX_IN_FLIGHT": {"amqp1", "sqs"}, "UNKNOWN_ADDRESS_GRACE": {"amqp1"},
+		"REGION": {"sqs"}, "ENDPOINT": {"sqs"}, "REQUEST_BYTES": {"sqs"}, "REQUEST_TIMEOUT": {"sqs"}, "GROUP_ID": {"sqs"},
 	}
 	n := 0
 	for setting, types := range sinkVars {

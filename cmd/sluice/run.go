@@ -22,6 +22,7 @@ import (
 	httpsink "github.com/sluiceio/sluice/sink/http"
 	"github.com/sluiceio/sluice/sink/kafka"
 	"github.com/sluiceio/sluice/sink/rabbitmq"
+	sqssink "github.com/sluiceio/sluice/sink/sqs"
 	"github.com/sluiceio/sluice/sink/stdout"
 	"github.com/sluiceio/sluice/spool"
 )
@@ -133,6 +134,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = newRabbitMQ(sc, log, set)
 		case "amqp1":
 			s, err = newAMQP1(sc, log, set)
+		case "sqs":
+			s, err = newSQS(sc, log, set)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -239,6 +242,19 @@ func newAMQP1(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, er
 		o.TLS = t
 	}
 	return amqp1.New(o)
+}
+
+// newSQS builds an SQS sink. Credentials come from the AWS SDK's default
+// chain (environment, web identity/IRSA, profiles, container and instance
+// roles), not from SLUICE_ variables.
+func newSQS(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	q := sc.SQS
+	return sqssink.New(sqssink.Options{
+		Name: sc.Name, URL: q.URL, Region: q.Region, Endpoint: q.Endpoint,
+		RequestBytes: int(q.RequestBytes), RequestTimeout: q.RequestTimeout,
+		MaxInFlight: q.MaxInFlight, GroupID: q.GroupID,
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	})
 }
 
 // secret returns value, or the content of file when one is named (a
