@@ -33,6 +33,9 @@ type User struct {
 	Name     string
 	Password string
 	Nkey     string
+	// Publish, when set, lists the only subjects the user may publish to
+	// (wildcards allowed); nil = all.
+	Publish []string
 }
 
 // Options configures a Server. The zero value is a server without
@@ -145,10 +148,21 @@ func (s *Server) writeConfig() error {
 		fmt.Fprintf(&b, "    {user: %q, password: %q}\n", "admin", s.adminPW)
 		for _, u := range o.Users {
 			if u.Nkey != "" {
-				fmt.Fprintf(&b, "    {nkey: %q}\n", u.Nkey)
+				fmt.Fprintf(&b, "    {nkey: %q", u.Nkey)
 			} else {
-				fmt.Fprintf(&b, "    {user: %q, password: %q}\n", u.Name, u.Password)
+				fmt.Fprintf(&b, "    {user: %q, password: %q", u.Name, u.Password)
 			}
+			if u.Publish != nil {
+				b.WriteString(", permissions: {publish: [")
+				for i, p := range u.Publish {
+					if i > 0 {
+						b.WriteString(", ")
+					}
+					fmt.Fprintf(&b, "%q", p)
+				}
+				b.WriteString("]}")
+			}
+			b.WriteString("}\n")
 		}
 		b.WriteString("  ]\n}\n")
 	}
