@@ -10,8 +10,9 @@ import (
 //
 //	desc         one-line description for Variables and Reference
 //	example      a valid example value (tests load every example)
-//	secret       "true": Redacted prints <redacted>; "userinfo": a URL whose
-//	             password Redacted hides
+//	secret       "true": Redacted prints <redacted>; "userinfo": a URL (or a
+//	             comma list of URLs) whose password, or user name given
+//	             alone (a token), Redacted hides
 //	enum         allowed values separated by '|' (an empty first alternative
 //	             means "may be empty"); matched without regard to case and
 //	             stored lower-cased
@@ -73,13 +74,13 @@ type Config struct {
 }
 
 // Sink is one named sink: SLUICE_<NAME>_<SETTING>. The settings here are common
-// to every type; exactly one of File, Kafka and HTTP is set when Type is that
-// type, and none for stdout and discard.
+// to every type; exactly one of File, Kafka, HTTP and NATS is set when Type is
+// that type, and none for stdout and discard.
 type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|nats" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -93,6 +94,7 @@ type Sink struct {
 	File  *FileSink  `ignored:"true"`
 	Kafka *KafkaSink `ignored:"true"`
 	HTTP  *HTTPSink  `ignored:"true"`
+	NATS  *NATSSink  `ignored:"true"`
 }
 
 // FileSink holds the settings of a sink of type file.
@@ -139,6 +141,30 @@ type HTTPSink struct {
 	Headers   Map           `split_words:"true" secret:"true" example:"X-Env=prod,X-Tenant=acme" desc:"Extra request headers, comma list of Name=value."`
 	Gzip      bool          `split_words:"true" default:"false" example:"true" desc:"Gzip request bodies."`
 	Timeout   time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one request."`
+}
+
+// NATSSink holds the settings of a sink of type nats (JetStream).
+type NATSSink struct {
+	URL            string        `split_words:"true" required:"true" secret:"userinfo" example:"nats://sluice:change-me@nats.internal:4222" desc:"NATS server, or a comma list of servers of one cluster: nats://host:4222, or tls://host:4222 for TLS; user:password@ or token@ in the URL authenticate."`
+	Subject        string        `split_words:"true" default:"{topic}" example:"events.{topic}" desc:"Subject template ({topic}, {key}); the stream whose subjects capture the subject stores the message."`
+	AckTimeout     time.Duration `split_words:"true" default:"10s" example:"30s" desc:"How long a published message waits for its PubAck; then it counts as not delivered and is sent again (the stream drops the copy within its duplicate window)."`
+	MaxPending     int           `split_words:"true" default:"1000" example:"4000" desc:"Most published messages awaiting their PubAck at once."`
+	ConnectTimeout time.Duration `split_words:"true" default:"5s" example:"10s" desc:"Bound on one connection attempt (dial, TLS, authentication) and on a blocked socket write."`
+	ReconnectWait  time.Duration `split_words:"true" default:"1s" example:"2s" desc:"Pause between rounds of connection attempts while no server can be reached."`
+	NoStreamGrace  time.Duration `split_words:"true" default:"5m" example:"1m0s" desc:"How long a subject no stream captures is retried (the stream may be being created) before its messages are dead-lettered; 0 = dead-letter at once."`
+	CredsFile      string        `split_words:"true" example:"/etc/sluice/nats.creds" desc:"NATS credentials file (user JWT and nkey seed); exclusive with NKEY_FILE."`
+	NkeyFile       string        `split_words:"true" example:"/etc/sluice/nats.nk" desc:"File holding a user nkey seed (SU...)."`
+	// TLSCaFile is spelled so that split_words gives TLS_CA_FILE.
+	TLSCaFile             string `split_words:"true" example:"/etc/sluice/nats-ca.pem" desc:"PEM CA bundle that verifies the servers (any TLS_* setting turns TLS on); empty = system roots."`
+	TLSCertFile           string `split_words:"true" example:"/etc/sluice/nats-client.pem" desc:"PEM client certificate for mutual TLS (with TLS_KEY_FILE)."`
+	TLSKeyFile            string `split_words:"true" example:"/etc/sluice/nats-client-key.pem" desc:"PEM private key of TLS_CERT_FILE."`
+	TLSServerName         string `split_words:"true" example:"nats.internal" desc:"Name verified in the servers' certificates instead of the dialled host."`
+	TLSInsecureSkipVerify bool   `split_words:"true" default:"false" example:"true" desc:"Skip verifying the servers' certificates (testing only)."`
+}
+
+// TLS reports whether any TLS setting is set: then the sink requires TLS.
+func (n *NATSSink) TLS() bool {
+	return n.TLSCaFile != "" || n.TLSCertFile != "" || n.TLSKeyFile != "" || n.TLSServerName != "" || n.TLSInsecureSkipVerify
 }
 
 // envPrefix is the prefix of every variable the agent reads.

@@ -233,12 +233,12 @@ func TestListenUnixSocket(t *testing.T) {
 // one sink of each type) to its documented example and checks that Load
 // reads each one: Redacted must show exactly the example.
 func TestEveryExampleLoads(t *testing.T) {
-	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h"}
+	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h", "nats": "n"}
 	env := map[string]string{}
 	var want []string
-	for _, v := range Variables() {
-		// Exclusive alternatives of SASL_PASSWORD and TOKEN.
-		if strings.HasSuffix(v.Name, "_SASL_PASSWORD_FILE") || strings.HasSuffix(v.Name, "_TOKEN_FILE") {
+	for _, v := range variablesByType() { // a shared setting once per type, with its example
+		// Exclusive alternatives of SASL_PASSWORD, TOKEN and CREDS_FILE.
+		if strings.HasSuffix(v.Name, "_SASL_PASSWORD_FILE") || strings.HasSuffix(v.Name, "_TOKEN_FILE") || strings.HasSuffix(v.Name, "_NKEY_FILE") {
 			continue
 		}
 		var names []string
@@ -246,7 +246,7 @@ func TestEveryExampleLoads(t *testing.T) {
 		case !strings.Contains(v.Name, sinkPlaceholder):
 			names = []string{v.Name}
 		case v.SinkTypes == nil:
-			for _, n := range []string{"f", "k", "h", "s"} {
+			for _, n := range []string{"f", "k", "h", "n", "s"} {
 				names = append(names, strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(n), 1))
 			}
 		default:
@@ -255,14 +255,17 @@ func TestEveryExampleLoads(t *testing.T) {
 		for _, n := range names {
 			env[n] = v.Example
 			shown := v.Example
-			if v.Secret {
+			switch {
+			case v.Secret:
 				shown = redactedValue
+			case strings.HasSuffix(v.Name, "_URL"): // secret:"userinfo"
+				shown = redactURLs(v.Example)
 			}
 			want = append(want, n+"="+shown)
 		}
 	}
-	env["SLUICE_SINKS"] = "f,k,h,s"
-	env["SLUICE_F_TYPE"], env["SLUICE_K_TYPE"], env["SLUICE_H_TYPE"], env["SLUICE_S_TYPE"] = "file", "kafka", "http", "stdout"
+	env["SLUICE_SINKS"] = "f,k,h,n,s"
+	env["SLUICE_F_TYPE"], env["SLUICE_K_TYPE"], env["SLUICE_H_TYPE"], env["SLUICE_N_TYPE"], env["SLUICE_S_TYPE"] = "file", "kafka", "http", "nats", "stdout"
 	c := mustLoad(t, env)
 	got := map[string]bool{}
 	for _, l := range strings.Split(c.Redacted(), "\n") {
@@ -277,7 +280,7 @@ func TestEveryExampleLoads(t *testing.T) {
 			t.Errorf("Redacted lacks %q", w)
 		}
 	}
-	if len(c.SinkConfigs) != 4 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil {
+	if len(c.SinkConfigs) != 5 || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil || c.SinkConfigs[3].NATS == nil {
 		t.Errorf("sinks: %+v", c.SinkConfigs)
 	}
 }

@@ -32,6 +32,7 @@ func typeSettings() map[string][]string {
 		typeFile:  settings(reflect.TypeFor[FileSink]()),
 		typeKafka: settings(reflect.TypeFor[KafkaSink]()),
 		typeHTTP:  settings(reflect.TypeFor[HTTPSink]()),
+		typeNATS:  settings(reflect.TypeFor[NATSSink]()),
 	}
 }
 
@@ -79,14 +80,15 @@ func (k *knownNames) sinkSettings(typ string) []string {
 	return out
 }
 
-// typeOf returns the sink type that has setting s, or "".
+// typeOf returns the sink types that have setting s ("http, nats"), or "".
 func (k *knownNames) typeOf(s string) string {
+	var types []string
 	for _, t := range slices.Sorted(maps.Keys(k.byType)) {
 		if slices.Contains(k.byType[t], s) {
-			return t
+			types = append(types, t)
 		}
 	}
-	return ""
+	return strings.Join(types, ", ")
 }
 
 // checkUnknown returns one error per SLUICE_* variable in environ that the

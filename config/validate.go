@@ -30,6 +30,7 @@ const (
 	typeFile  = "file"
 	typeKafka = "kafka"
 	typeHTTP  = "http"
+	typeNATS  = "nats"
 )
 
 // checkTags applies the rules written in the struct tags of spec (a pointer
@@ -217,6 +218,11 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 		c.add(process(p, s.HTTP, owner))
 		c.checkTags(p, s.HTTP)
 		c.validateHTTP(p, s.HTTP)
+	case typeNATS:
+		s.NATS = &NATSSink{}
+		c.add(process(p, s.NATS, owner))
+		c.checkTags(p, s.NATS)
+		c.validateNATS(p, s.NATS)
 	}
 	return s
 }
@@ -358,6 +364,62 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 		}
 	}
 	c.positive(p+"_TIMEOUT", int64(h.Timeout))
+}
+
+func (c *checker) validateNATS(p string, n *NATSSink) {
+	if c.ok(p + "_URL") {
+		for _, raw := range strings.Split(n.URL, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			switch {
+			case err != nil:
+				c.fail(p+"_URL", "not a URL: %v", unwrapURLError(err))
+			case u.Scheme != "nats" && u.Scheme != "tls":
+				c.fail(p+"_URL", "must be nats://host:port or tls://host:port, got scheme %q", u.Scheme)
+			case u.Host == "":
+				c.fail(p+"_URL", "has no host")
+			}
+		}
+	}
+	if c.ok(p+"_SUBJECT") && n.Subject != "" {
+		if err := checkSubjectTemplate(n.Subject); err != nil {
+			c.fail(p+"_SUBJECT", "%v", err)
+		}
+	}
+	c.positive(p+"_ACK_TIMEOUT", int64(n.AckTimeout))
+	c.positive(p+"_MAX_PENDING", int64(n.MaxPending))
+	c.positive(p+"_CONNECT_TIMEOUT", int64(n.ConnectTimeout))
+	c.positive(p+"_RECONNECT_WAIT", int64(n.ReconnectWait))
+	if n.CredsFile != "" && n.NkeyFile != "" {
+		c.fail(p+"_NKEY_FILE", "set together with %s_CREDS_FILE: set one of them", p)
+	}
+	switch {
+	case n.TLSCertFile != "" && n.TLSKeyFile == "":
+		c.fail(p+"_TLS_KEY_FILE", "required with %s_TLS_CERT_FILE", p)
+	case n.TLSKeyFile != "" && n.TLSCertFile == "":
+		c.fail(p+"_TLS_CERT_FILE", "required with %s_TLS_KEY_FILE", p)
+	}
+}
+
+// checkSubjectTemplate checks a NATS subject template: placeholders are
+// {topic} and {key} (the syntax of the sinks' destination templates), and
+// the literal parts do not make the subject invalid whatever the
+// placeholders render (empty tokens, wildcard tokens, whitespace).
+func checkSubjectTemplate(s string) error {
+	filled := strings.NewReplacer("{topic}", "t", "{key}", "k").Replace(s)
+	if i := strings.IndexAny(filled, "{}"); i >= 0 {
+		return fmt.Errorf("%q: placeholders are {topic} and {key}", s)
+	}
+	for _, tok := range strings.Split(filled, ".") {
+		switch {
+		case tok == "":
+			return fmt.Errorf("%q has an empty token (leading, trailing or double '.')", s)
+		case tok == "*" || tok == ">":
+			return fmt.Errorf("%q has wildcard token %q: publish subjects are literal", s, tok)
+		case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			return fmt.Errorf("%q holds whitespace or a control character", s)
+		}
+	}
+	return nil
 }
 
 // checkHostPort checks "host:port" with a numeric port 1-65535; the host may

@@ -9,6 +9,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 	kafka := map[string]string{"SLUICE_SINKS": "main", "SLUICE_MAIN_TYPE": "kafka", "SLUICE_MAIN_BROKERS": "b1:9092"}
 	file := map[string]string{"SLUICE_SINKS": "out", "SLUICE_OUT_TYPE": "file", "SLUICE_OUT_PATH": "/var/log/sluice"}
 	web := map[string]string{"SLUICE_SINKS": "web", "SLUICE_WEB_TYPE": "http", "SLUICE_WEB_URL": "https://c.example.com/in"}
+	js := map[string]string{"SLUICE_SINKS": "js", "SLUICE_JS_TYPE": "nats", "SLUICE_JS_URL": "nats://n1:4222"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
 		for k, v := range base {
@@ -112,6 +113,21 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"headers syntax", with(web, "SLUICE_WEB_HEADERS", "X-Good"), "SLUICE_WEB_HEADERS", "Name=value"},
 		{"gzip", with(web, "SLUICE_WEB_GZIP", "maybe"), "SLUICE_WEB_GZIP", "true or false"},
 		{"http timeout", with(web, "SLUICE_WEB_TIMEOUT", "0s"), "SLUICE_WEB_TIMEOUT", "greater than 0"},
+		{"nats url missing", with(nil, "SLUICE_SINKS", "nats"), "SLUICE_NATS_URL", "required"},
+		{"nats url scheme", with(js, "SLUICE_JS_URL", "http://n1:4222"), "SLUICE_JS_URL", "nats://host:port or tls://host:port"},
+		{"nats url in list", with(js, "SLUICE_JS_URL", "nats://n1:4222,n2:4222"), "SLUICE_JS_URL", "nats://host:port"},
+		{"nats url no host", with(js, "SLUICE_JS_URL", "nats://"), "SLUICE_JS_URL", "no host"},
+		{"nats subject placeholder", with(js, "SLUICE_JS_SUBJECT", "a.{partition}"), "SLUICE_JS_SUBJECT", "{topic} and {key}"},
+		{"nats subject empty token", with(js, "SLUICE_JS_SUBJECT", "events..{topic}"), "SLUICE_JS_SUBJECT", "empty token"},
+		{"nats subject wildcard", with(js, "SLUICE_JS_SUBJECT", "events.>"), "SLUICE_JS_SUBJECT", "wildcard"},
+		{"nats subject space", with(js, "SLUICE_JS_SUBJECT", "my events.{topic}"), "SLUICE_JS_SUBJECT", "whitespace"},
+		{"nats ack timeout", with(js, "SLUICE_JS_ACK_TIMEOUT", "0s"), "SLUICE_JS_ACK_TIMEOUT", "greater than 0"},
+		{"nats max pending", with(js, "SLUICE_JS_MAX_PENDING", "0"), "SLUICE_JS_MAX_PENDING", "greater than 0"},
+		{"nats connect timeout", with(js, "SLUICE_JS_CONNECT_TIMEOUT", "0s"), "SLUICE_JS_CONNECT_TIMEOUT", "greater than 0"},
+		{"nats reconnect wait", with(js, "SLUICE_JS_RECONNECT_WAIT", "0s"), "SLUICE_JS_RECONNECT_WAIT", "greater than 0"},
+		{"nats grace negative", with(js, "SLUICE_JS_NO_STREAM_GRACE", "-1m"), "SLUICE_JS_NO_STREAM_GRACE", "negative"},
+		{"nats creds and nkey", with(js, "SLUICE_JS_CREDS_FILE", "/a", "SLUICE_JS_NKEY_FILE", "/b"), "SLUICE_JS_NKEY_FILE", "one of them"},
+		{"nats cert without key", with(js, "SLUICE_JS_TLS_CERT_FILE", "/c"), "SLUICE_JS_TLS_KEY_FILE", "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

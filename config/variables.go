@@ -14,7 +14,9 @@ import (
 const sinkPlaceholder = "<NAME>"
 
 // Variable describes one environment variable the agent reads. It is derived
-// from the struct tags of Config, Sink, FileSink, KafkaSink and HTTPSink.
+// from the struct tags of Config, Sink, FileSink, KafkaSink, HTTPSink and
+// NATSSink. A setting that several types read (URL, TLS_CA_FILE, ...) has one
+// Variable per type.
 type Variable struct {
 	// Name is the variable name; per-sink variables are written with the
 	// placeholder <NAME>: "SLUICE_<NAME>_BROKERS".
@@ -32,18 +34,63 @@ type Variable struct {
 	// SinkTypes lists the sink types that read a per-sink variable; nil for
 	// core variables and for per-sink variables that every type reads.
 	SinkTypes []string
+
+	// labelled: Description names the type of each of its parts, because
+	// the types that read the variable describe it differently.
+	labelled bool
 }
 
 // Variables lists every variable the agent knows: the core ones, then the
 // per-sink ones common to all types, then those of each type.
 func Variables() []Variable {
+	return mergeByName(variablesByType())
+}
+
+// variablesByType is Variables before mergeByName: a setting that several
+// types read appears once per type, with that type's description and
+// example.
+func variablesByType() []Variable {
 	vars := variablesOf(reflect.TypeFor[Config](), envPrefix, nil)
 	p := envPrefix + "_" + sinkPlaceholder
 	vars = append(vars, variablesOf(reflect.TypeFor[Sink](), p, nil)...)
 	vars = append(vars, variablesOf(reflect.TypeFor[FileSink](), p, []string{typeFile})...)
 	vars = append(vars, variablesOf(reflect.TypeFor[KafkaSink](), p, []string{typeKafka})...)
 	vars = append(vars, variablesOf(reflect.TypeFor[HTTPSink](), p, []string{typeHTTP})...)
+	vars = append(vars, variablesOf(reflect.TypeFor[NATSSink](), p, []string{typeNATS})...)
 	return vars
+}
+
+// mergeByName folds the variables that several sink types read (URL,
+// TLS_CA_FILE, ...) into one, listing every type in SinkTypes. Where the
+// types describe it differently, the description has one part per type,
+// each labelled with its type. Default, Required and Secret are those of
+// the first type; a test checks that the types agree on them.
+func mergeByName(vars []Variable) []Variable {
+	out := make([]Variable, 0, len(vars))
+	at := make(map[string]int, len(vars))
+	for _, v := range vars {
+		i, seen := at[v.Name]
+		if !seen {
+			at[v.Name] = len(out)
+			out = append(out, v)
+			continue
+		}
+		m := &out[i]
+		if m.labelled || m.Description != v.Description {
+			if !m.labelled {
+				m.Description = typeLabel(m.SinkTypes) + m.Description
+				m.labelled = true
+			}
+			m.Description += " " + typeLabel(v.SinkTypes) + v.Description
+		}
+		m.SinkTypes = append(m.SinkTypes, v.SinkTypes...)
+	}
+	return out
+}
+
+// typeLabel is the "(kafka, nats) " prefix of a description.
+func typeLabel(types []string) string {
+	return "(" + strings.Join(types, ", ") + ") "
 }
 
 func variablesOf(t reflect.Type, prefix string, types []string) []Variable {
@@ -82,8 +129,8 @@ func Reference() string {
 			def = "*required*"
 		}
 		desc := v.Description
-		if v.SinkTypes != nil {
-			desc = "(" + strings.Join(v.SinkTypes, ", ") + ") " + desc
+		if v.SinkTypes != nil && !v.labelled {
+			desc = typeLabel(v.SinkTypes) + desc
 		}
 		if v.Secret {
 			desc += " Secret: never printed."
@@ -128,6 +175,8 @@ func (c *Config) Redacted() string {
 			lines = appendRedacted(lines, p, s.Kafka)
 		case s.HTTP != nil:
 			lines = appendRedacted(lines, p, s.HTTP)
+		case s.NATS != nil:
+			lines = appendRedacted(lines, p, s.NATS)
 		}
 	}
 	slices.Sort(lines)
@@ -144,11 +193,7 @@ func appendRedacted(lines []string, prefix string, spec any) []string {
 				value = redactedValue
 			}
 		case "userinfo":
-			if u, err := url.Parse(value); err == nil {
-				value = u.Redacted()
-			} else if strings.Contains(value, "@") {
-				value = redactedValue
-			}
+			value = redactURLs(value)
 		}
 		if strings.ContainsAny(value, " \t\"'\\") || strconv.Quote(value) != `"`+value+`"` {
 			value = strconv.Quote(value)
@@ -156,6 +201,32 @@ func appendRedacted(lines []string, prefix string, spec any) []string {
 		lines = append(lines, prefix+"_"+envName(f)+"="+value)
 	}
 	return lines
+}
+
+// redactURLs hides the credentials in a URL or a comma list of URLs: a
+// password, or a user name given alone, which is a token
+// (nats://token@host). A part that does not parse but holds '@' is
+// replaced as a whole.
+func redactURLs(value string) string {
+	parts := strings.Split(value, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil:
+			if strings.Contains(p, "@") {
+				parts[i] = redactedValue
+			}
+		case u.User == nil:
+		default:
+			if _, ok := u.User.Password(); ok {
+				parts[i] = u.Redacted()
+			} else {
+				u.User = url.User("xxxxx")
+				parts[i] = u.String()
+			}
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // formatValue writes a field value in the form the variable is read.

@@ -56,10 +56,12 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"PATH": {"file"}, "ROTATE_BYTES": {"file"}, "ROTATE_AGE": {"file"},
 		"BROKERS": {"kafka"}, "CLIENT_ID": {"kafka"}, "ACKS": {"kafka"}, "COMPRESSION": {"kafka"}, "PARTITIONER": {"kafka"},
 		"WRITE_TIMEOUT": {"kafka"}, "DIAL_TIMEOUT": {"kafka"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
-		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka"},
-		"TLS_CERT_FILE": {"kafka"}, "TLS_KEY_FILE": {"kafka"}, "TLS_SERVER_NAME": {"kafka"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
+		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka", "nats"},
+		"TLS_CERT_FILE": {"kafka", "nats"}, "TLS_KEY_FILE": {"kafka", "nats"}, "TLS_SERVER_NAME": {"kafka", "nats"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka", "nats"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "nats"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"SUBJECT": {"nats"}, "ACK_TIMEOUT": {"nats"}, "MAX_PENDING": {"nats"}, "CONNECT_TIMEOUT": {"nats"}, "RECONNECT_WAIT": {"nats"},
+		"NO_STREAM_GRACE": {"nats"}, "CREDS_FILE": {"nats"}, "NKEY_FILE": {"nats"},
 	}
 	n := 0
 	for setting, types := range sinkVars {
@@ -101,7 +103,7 @@ func TestVariablesListSinkNames(t *testing.T) {
 // Variables, the unknown-variable check and error messages) are the names
 // envconfig reads.
 func TestNamesMatchEnvconfig(t *testing.T) {
-	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}} {
+	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}, &NATSSink{}} {
 		var buf bytes.Buffer
 		if err := envconfig.Usagef("SLUICE", spec, &buf, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
 			t.Fatal(err)
@@ -113,6 +115,32 @@ func TestNamesMatchEnvconfig(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("%T:\n got %q\nwant %q", spec, got, want)
+		}
+	}
+}
+
+// TestSharedSettingsAgree: a setting several sink types read is one
+// Variable, so its default, whether it is required and whether it is
+// secret must be the same for each of them.
+func TestSharedSettingsAgree(t *testing.T) {
+	type facts struct {
+		def              string
+		required, secret bool
+	}
+	seen := map[string]facts{}
+	p := envPrefix + "_" + sinkPlaceholder
+	for _, typ := range []reflect.Type{reflect.TypeFor[FileSink](), reflect.TypeFor[KafkaSink](), reflect.TypeFor[HTTPSink](), reflect.TypeFor[NATSSink]()} {
+		for _, v := range variablesOf(typ, p, []string{typ.Name()}) {
+			f := facts{v.Default, v.Required, v.Secret}
+			if prev, ok := seen[v.Name]; ok && prev != f {
+				t.Errorf("%s: %s says %+v, an earlier type %+v", v.Name, typ.Name(), f, prev)
+			}
+			seen[v.Name] = f
+		}
+	}
+	for _, v := range Variables() {
+		if v.Name == p+"_URL" && (!strings.Contains(v.Description, "(http) ") || !strings.Contains(v.Description, "(nats) ")) {
+			t.Errorf("shared URL description does not label its types: %q", v.Description)
 		}
 	}
 }
@@ -175,6 +203,33 @@ func TestRedactedHidesSecrets(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); !slices.IsSorted(lines) {
 		t.Errorf("Redacted is not sorted:\n%s", out)
+	}
+}
+
+func TestRedactedHidesURLCredentials(t *testing.T) {
+	c := mustLoad(t, map[string]string{
+		"SLUICE_SINKS":     "a,b,c",
+		"SLUICE_A_TYPE":    "nats",
+		"SLUICE_A_URL":     "nats://sluice:pw-s3cret@n1:4222, nats://sluice:pw2-s3cret@n2:4222",
+		"SLUICE_B_TYPE":    "nats",
+		"SLUICE_B_URL":     "tls://tok-s3cret@n1:4222",
+		"SLUICE_C_TYPE":    "nats",
+		"SLUICE_C_URL":     "nats://n1:4222,nats://n2:4222",
+		"SLUICE_C_SUBJECT": "events.{topic}.{key}",
+	})
+	out := c.Redacted()
+	if strings.Contains(out, "s3cret") {
+		t.Fatalf("Redacted shows a credential:\n%s", out)
+	}
+	for _, line := range []string{
+		"SLUICE_A_URL=nats://sluice:xxxxx@n1:4222,nats://sluice:xxxxx@n2:4222",
+		"SLUICE_B_URL=tls://xxxxx@n1:4222",
+		"SLUICE_C_URL=nats://n1:4222,nats://n2:4222",
+		"SLUICE_C_SUBJECT=events.{topic}.{key}",
+	} {
+		if !strings.Contains(out, "\n"+line+"\n") {
+			t.Errorf("Redacted lacks line %q:\n%s", line, out)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/sluiceio/sluice/sink/file"
 	httpsink "github.com/sluiceio/sluice/sink/http"
 	"github.com/sluiceio/sluice/sink/kafka"
+	natssink "github.com/sluiceio/sluice/sink/nats"
 	"github.com/sluiceio/sluice/sink/stdout"
 	"github.com/sluiceio/sluice/spool"
 )
@@ -127,6 +128,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = newKafka(sc, log, set)
 		case "http":
 			s, err = newHTTP(sc, log)
+		case "nats":
+			s, err = newNATS(sc, log, set)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -194,6 +197,26 @@ func newHTTP(sc config.Sink, log *slog.Logger) (sink.Sink, error) {
 		Name: sc.Name, URL: h.URL, Token: token, Headers: h.Headers, Gzip: h.Gzip, Timeout: h.Timeout,
 		Logger: log.With("sink", sc.Name),
 	})
+}
+
+func newNATS(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	n := sc.NATS
+	o := natssink.Options{
+		Name: sc.Name, URL: n.URL, Subject: n.Subject,
+		AckTimeout: n.AckTimeout, MaxPending: n.MaxPending,
+		ConnectTimeout: n.ConnectTimeout, ReconnectWait: n.ReconnectWait,
+		NoStreamGrace: orNegative(n.NoStreamGrace),
+		CredsFile:     n.CredsFile, NkeyFile: n.NkeyFile,
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	}
+	if n.TLS() {
+		t, err := natssink.TLSConfig(n.TLSCaFile, n.TLSCertFile, n.TLSKeyFile, n.TLSServerName, n.TLSInsecureSkipVerify)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	return natssink.New(o)
 }
 
 // secret returns value, or the content of file when one is named (a
