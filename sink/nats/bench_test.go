@@ -61,8 +61,43 @@ func BenchmarkWrite(b *testing.B) {
 				fresh()
 				benchPlain(b, srv, msgs, idx)
 			})
+			b.Run("alternating", func(b *testing.B) {
+				fresh()
+				benchAlternating(b, srv, msgs, idx)
+			})
 		})
 	}
+}
+
+// benchAlternating runs a sink round and a plain client round in turn and
+// reports both rates and their ratio: on a shared machine whose load
+// drifts, alternating keeps the two under the same conditions.
+func benchAlternating(b *testing.B, srv *natsserver.Server, msgs []sink.Message, idx []string) {
+	ctx := context.Background()
+	n := len(msgs)
+	w := newWriter(b, Options{Name: "bench", URL: srv.URL(), MaxPending: n})
+	pl := newPlain(b, srv, n)
+	var sinkTime, plainTime time.Duration
+	round := 0
+	for b.Loop() {
+		round++
+		prefix := "a" + strconv.Itoa(round) + "-"
+		for i := range msgs {
+			msgs[i].ID = prefix + idx[i]
+		}
+		t0 := time.Now()
+		if err := w.Write(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		pl.round(b, msgs, "b"+strconv.Itoa(round)+"-", idx)
+		sinkTime, plainTime = sinkTime+t1.Sub(t0), plainTime+time.Since(t1)
+	}
+	sinkRate := float64(b.N*n) / sinkTime.Seconds()
+	plainRate := float64(b.N*n) / plainTime.Seconds()
+	b.ReportMetric(sinkRate, "sink-msgs/s")
+	b.ReportMetric(plainRate, "nats.go-msgs/s")
+	b.ReportMetric(sinkRate/plainRate, "ratio")
 }
 
 func benchSink(b *testing.B, srv *natsserver.Server, msgs []sink.Message, idx []string) {
@@ -87,39 +122,54 @@ func benchSink(b *testing.B, srv *natsserver.Server, msgs []sink.Message, idx []
 
 func benchPlain(b *testing.B, srv *natsserver.Server, msgs []sink.Message, idx []string) {
 	n := len(msgs)
-	nc, err := natsgo.Connect(srv.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n), jetstream.WithPublishAsyncTimeout(DefaultAckTimeout))
-	if err != nil {
-		b.Fatal(err)
-	}
+	pl := newPlain(b, srv, n)
 	round := 0
-	futs := make([]jetstream.PubAckFuture, n)
 	b.ReportAllocs()
 	b.SetBytes(int64(n * len(msgs[0].Value)))
 	for b.Loop() {
 		round++
-		prefix := "p" + strconv.Itoa(round) + "-"
-		for i := range msgs {
-			m := &msgs[i]
-			id := prefix + idx[i]
-			nm := &natsgo.Msg{Subject: m.Topic, Data: m.Value, Header: natsgo.Header{
-				"h": {string(m.Headers[0].Value)}, sink.IDHeader: {id}, KeyHeader: {string(m.Key)},
-			}}
-			if futs[i], err = js.PublishMsgAsync(nm, jetstream.WithMsgID(id)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for _, f := range futs {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				b.Fatal(err)
-			}
-		}
+		pl.round(b, msgs, "p"+strconv.Itoa(round)+"-", idx)
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// plain is the plain nats.go JetStream client with the sink's settings.
+type plain struct {
+	js   jetstream.JetStream
+	futs []jetstream.PubAckFuture
+}
+
+func newPlain(b *testing.B, srv *natsserver.Server, n int) *plain {
+	nc, err := natsgo.Connect(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n), jetstream.WithPublishAsyncTimeout(DefaultAckTimeout))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &plain{js: js, futs: make([]jetstream.PubAckFuture, n)}
+}
+
+// round publishes msgs with ids prefix+idx[i] and waits for every PubAck.
+func (p *plain) round(b *testing.B, msgs []sink.Message, prefix string, idx []string) {
+	var err error
+	for i := range msgs {
+		m := &msgs[i]
+		id := prefix + idx[i]
+		nm := &natsgo.Msg{Subject: m.Topic, Data: m.Value, Header: natsgo.Header{
+			"h": {string(m.Headers[0].Value)}, sink.IDHeader: {id}, KeyHeader: {string(m.Key)},
+		}}
+		if p.futs[i], err = p.js.PublishMsgAsync(nm, jetstream.WithMsgID(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, f := range p.futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
 }
