@@ -174,6 +174,9 @@ func (w *Writer) dialLocked() {
 		first := true
 		for {
 			cs, err := w.connect()
+			if err != nil {
+				w.state.onConnectError(nil, err) // before Writes can see err
+			}
 			w.mu.Lock()
 			if err == nil {
 				w.cs, w.dialErr, w.dialing = cs, nil, false
@@ -191,7 +194,6 @@ func (w *Writer) dialLocked() {
 				}
 				return
 			}
-			w.state.onConnectError(nil, err)
 			select {
 			case <-w.closing:
 				return
