@@ -3,6 +3,7 @@ package nats
 import (
 	"context"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func benchAlternating(b *testing.B, srv *natsserver.Server, msgs []sink.Message,
 	n := len(msgs)
 	w := newWriter(b, Options{Name: "bench", URL: srv.URL(), MaxPending: n})
 	pl := newPlain(b, srv, n)
-	var sinkTime, plainTime time.Duration
+	var sinkTime, plainTime, sinkCPU, plainCPU time.Duration
 	round := 0
 	for b.Loop() {
 		round++
@@ -85,19 +86,33 @@ func benchAlternating(b *testing.B, srv *natsserver.Server, msgs []sink.Message,
 		for i := range msgs {
 			msgs[i].ID = prefix + idx[i]
 		}
-		t0 := time.Now()
+		t0, c0 := time.Now(), processCPU()
 		if err := w.Write(ctx, msgs); err != nil {
 			b.Fatal(err)
 		}
-		t1 := time.Now()
+		t1, c1 := time.Now(), processCPU()
 		pl.round(b, msgs, "b"+strconv.Itoa(round)+"-", idx)
 		sinkTime, plainTime = sinkTime+t1.Sub(t0), plainTime+time.Since(t1)
+		sinkCPU, plainCPU = sinkCPU+c1-c0, plainCPU+processCPU()-c1
 	}
-	sinkRate := float64(b.N*n) / sinkTime.Seconds()
-	plainRate := float64(b.N*n) / plainTime.Seconds()
+	msgsDone := float64(b.N * n)
+	sinkRate, plainRate := msgsDone/sinkTime.Seconds(), msgsDone/plainTime.Seconds()
 	b.ReportMetric(sinkRate, "sink-msgs/s")
 	b.ReportMetric(plainRate, "nats.go-msgs/s")
 	b.ReportMetric(sinkRate/plainRate, "ratio")
+	// The client's own CPU per message (the server is another process):
+	// steadier than the rates on a loaded machine.
+	b.ReportMetric(float64(sinkCPU.Nanoseconds())/msgsDone, "sink-cpu-ns/msg")
+	b.ReportMetric(float64(plainCPU.Nanoseconds())/msgsDone, "nats.go-cpu-ns/msg")
+}
+
+// processCPU is the CPU time (user + system) this process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchSink(b *testing.B, srv *natsserver.Server, msgs []sink.Message, idx []string) {

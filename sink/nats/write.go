@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,6 +111,8 @@ type writeOp struct {
 
 	raw  []error // publish or PubAck error per message
 	acks []*jetstream.PubAck
+	futs []jetstream.PubAckFuture
+	sc   *scratch // where the slices above live; reused unless the Write was cut short
 	sent bool
 	cut  bool // the publisher stopped before every outcome was in (abort, Close)
 
@@ -121,20 +124,18 @@ type writeOp struct {
 // Write returned.
 func (w *Writer) newOp(cs *connState, msgs []sink.Message) *writeOp {
 	n := len(msgs)
-	op := &writeOp{
-		w: w, cs: cs, msgs: msgs,
-		nm:    make([]natsgo.Msg, n),
-		final: make([]error, n),
-		raw:   make([]error, n),
-		acks:  make([]*jetstream.PubAck, n),
-		abort: make(chan struct{}),
-		done:  make(chan struct{}),
-	}
 	size := 0
 	for i := range msgs {
 		size += len(msgs[i].Value)
 	}
-	arena := make([]byte, 0, size)
+	sc := w.getScratch(n, size)
+	op := &writeOp{
+		w: w, cs: cs, msgs: msgs, sc: sc,
+		nm: sc.nm, final: sc.final, raw: sc.raw, acks: sc.acks, futs: sc.futs,
+		abort: make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	arena := sc.arena[:0]
 	for i := range msgs {
 		m := &msgs[i]
 		subject := w.cfg.subject.Render(m.Topic, m.Key)
@@ -165,7 +166,7 @@ func (op *writeOp) publish() {
 	defer op.w.ops.Done()
 	defer close(op.done)
 	js := op.cs.js
-	futs := make([]jetstream.PubAckFuture, len(op.nm))
+	futs := op.futs
 	window := make([]int, 0, min(op.pending, op.w.cfg.MaxPending))
 	var stopped error
 	for i := range op.nm {
@@ -258,14 +259,16 @@ func (op *writeOp) finish(ctx context.Context) error {
 		w.state.delivered()
 	}
 	w.metrics.observe(&res)
+	var result error
 	switch {
 	case first == nil:
-		return nil
 	case delivered == 0 && permanent == 0:
-		return first
+		result = first
 	default:
-		return &sink.BatchError{Errs: errs}
+		result = &sink.BatchError{Errs: slices.Clone(errs)}
 	}
+	w.putScratch(op.sc)
+	return result
 }
 
 // messageError turns the raw failure of message i into its sink error.

@@ -61,6 +61,7 @@ type Writer struct {
 
 	state    connTracker
 	noStream noStreams
+	spare    atomic.Pointer[scratch] // for the next Write
 }
 
 var _ sink.Sink = (*Writer)(nil)
