@@ -74,13 +74,13 @@ type Config struct {
 }
 
 // Sink is one named sink: SLUICE_<NAME>_<SETTING>. The settings here are common
-// to every type; exactly one of File, Kafka, HTTP, RabbitMQ, AMQP1 and SQS is
-// set when Type is that type, and none for stdout and discard.
+// to every type; exactly one of File, Kafka, HTTP, RabbitMQ, AMQP1, SQS and
+// NATS is set when Type is that type, and none for stdout and discard.
 type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|rabbitmq|amqp1|sqs" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|rabbitmq|amqp1|sqs|nats" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -97,6 +97,7 @@ type Sink struct {
 	RabbitMQ *RabbitMQSink `ignored:"true"`
 	AMQP1    *AMQP1Sink    `ignored:"true"`
 	SQS      *SQSSink      `ignored:"true"`
+	NATS     *NATSSink     `ignored:"true"`
 }
 
 // FileSink holds the settings of a sink of type file.

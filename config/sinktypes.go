@@ -60,6 +60,7 @@ const (
 	typeRabbitMQ = "rabbitmq"
 	typeAMQP1    = "amqp1"
 	typeSQS      = "sqs"
+	typeNATS     = "nats"
 )
 
 // sinkTypes lists the sink types with settings of their own, in the order
@@ -71,6 +72,7 @@ var sinkTypes = []sinkType{
 	typeOf(typeRabbitMQ, func(s *Sink) **RabbitMQSink { return &s.RabbitMQ }, (*checker).validateRabbitMQ),
 	typeOf(typeAMQP1, func(s *Sink) **AMQP1Sink { return &s.AMQP1 }, (*checker).validateAMQP1),
 	typeOf(typeSQS, func(s *Sink) **SQSSink { return &s.SQS }, (*checker).validateSQS),
+	typeOf(typeNATS, func(s *Sink) **NATSSink { return &s.NATS }, (*checker).validateNATS),
 }
 
 // findSinkType returns the declaration of type name, or nil for a type

@@ -12,6 +12,7 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 	rmq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "rabbitmq", "SLUICE_MQ_URL": "amqp://u:p@mq.internal:5672/prod"}
 	amq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "amqp1", "SLUICE_MQ_URL": "amqp://sluice:pw@broker:5672"}
 	q := map[string]string{"SLUICE_SINKS": "q", "SLUICE_Q_TYPE": "sqs", "SLUICE_Q_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"}
+	js := map[string]string{"SLUICE_SINKS": "js", "SLUICE_JS_TYPE": "nats", "SLUICE_JS_URL": "nats://n1:4222"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
 		for k, v := range base {
@@ -149,6 +150,21 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"sqs in flight", with(q, "SLUICE_Q_MAX_IN_FLIGHT", "0"), "SLUICE_Q_MAX_IN_FLIGHT", "greater than 0"},
 		{"sqs group", with(q, "SLUICE_Q_GROUP_ID", "a b"), "SLUICE_Q_GROUP_ID", "ASCII punctuation"},
 		{"sqs setting on http", with(web, "SLUICE_WEB_REGION", "eu-west-1"), "SLUICE_WEB_REGION", ""},
+		{"nats url missing", with(nil, "SLUICE_SINKS", "nats"), "SLUICE_NATS_URL", "required"},
+		{"nats url scheme", with(js, "SLUICE_JS_URL", "http://n1:4222"), "SLUICE_JS_URL", "nats://host:port or tls://host:port"},
+		{"nats url in list", with(js, "SLUICE_JS_URL", "nats://n1:4222,n2:4222"), "SLUICE_JS_URL", "nats://host:port"},
+		{"nats url no host", with(js, "SLUICE_JS_URL", "nats://"), "SLUICE_JS_URL", "no host"},
+		{"nats subject placeholder", with(js, "SLUICE_JS_SUBJECT", "a.{partition}"), "SLUICE_JS_SUBJECT", "use {topic} or {key}"},
+		{"nats subject empty token", with(js, "SLUICE_JS_SUBJECT", "events..{topic}"), "SLUICE_JS_SUBJECT", "empty token"},
+		{"nats subject wildcard", with(js, "SLUICE_JS_SUBJECT", "events.>"), "SLUICE_JS_SUBJECT", "wildcard"},
+		{"nats subject space", with(js, "SLUICE_JS_SUBJECT", "my events.{topic}"), "SLUICE_JS_SUBJECT", "whitespace"},
+		{"nats ack timeout", with(js, "SLUICE_JS_ACK_TIMEOUT", "0s"), "SLUICE_JS_ACK_TIMEOUT", "greater than 0"},
+		{"nats max pending", with(js, "SLUICE_JS_MAX_PENDING", "0"), "SLUICE_JS_MAX_PENDING", "greater than 0"},
+		{"nats connect timeout", with(js, "SLUICE_JS_CONNECT_TIMEOUT", "0s"), "SLUICE_JS_CONNECT_TIMEOUT", "greater than 0"},
+		{"nats reconnect wait", with(js, "SLUICE_JS_RECONNECT_WAIT", "0s"), "SLUICE_JS_RECONNECT_WAIT", "greater than 0"},
+		{"nats grace negative", with(js, "SLUICE_JS_NO_STREAM_GRACE", "-1m"), "SLUICE_JS_NO_STREAM_GRACE", "negative"},
+		{"nats creds and nkey", with(js, "SLUICE_JS_CREDS_FILE", "/a", "SLUICE_JS_NKEY_FILE", "/b"), "SLUICE_JS_NKEY_FILE", "one of them"},
+		{"nats cert without key", with(js, "SLUICE_JS_TLS_CERT_FILE", "/c"), "SLUICE_JS_TLS_KEY_FILE", "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

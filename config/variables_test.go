@@ -67,13 +67,15 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"BROKERS": {"kafka"}, "CLIENT_ID": {"kafka"}, "ACKS": {"kafka"}, "COMPRESSION": {"kafka"}, "PARTITIONER": {"kafka"},
 		"WRITE_TIMEOUT": {"kafka", "rabbitmq", "amqp1"}, "DIAL_TIMEOUT": {"kafka", "rabbitmq", "amqp1"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
 		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"},
-		"TLS_CA_FILE": {"kafka", "rabbitmq", "amqp1"}, "TLS_CERT_FILE": {"kafka", "rabbitmq"}, "TLS_KEY_FILE": {"kafka", "rabbitmq"},
-		"TLS_SERVER_NAME": {"kafka", "rabbitmq", "amqp1"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
+		"TLS_CA_FILE": {"kafka", "rabbitmq", "amqp1", "nats"}, "TLS_CERT_FILE": {"kafka", "rabbitmq", "nats"}, "TLS_KEY_FILE": {"kafka", "rabbitmq", "nats"},
+		"TLS_SERVER_NAME": {"kafka", "rabbitmq", "amqp1", "nats"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka", "nats"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http", "rabbitmq", "amqp1", "sqs"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "rabbitmq", "amqp1", "sqs", "nats"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
 		"EXCHANGE": {"rabbitmq"}, "ROUTING_KEY": {"rabbitmq"}, "HEARTBEAT": {"rabbitmq"}, "RECONNECT_MAX": {"rabbitmq"}, "UNROUTABLE_GRACE": {"rabbitmq"},
 		"ADDRESS": {"amqp1"}, "TARGET_CAPABILITIES": {"amqp1"}, "MAX_IN_FLIGHT": {"amqp1", "sqs"}, "UNKNOWN_ADDRESS_GRACE": {"amqp1"},
 		"REGION": {"sqs"}, "ENDPOINT": {"sqs"}, "REQUEST_BYTES": {"sqs"}, "REQUEST_TIMEOUT": {"sqs"}, "GROUP_ID": {"sqs"},
+		"SUBJECT": {"nats"}, "ACK_TIMEOUT": {"nats"}, "MAX_PENDING": {"nats"}, "CONNECT_TIMEOUT": {"nats"}, "RECONNECT_WAIT": {"nats"},
+		"NO_STREAM_GRACE": {"nats"}, "CREDS_FILE": {"nats"}, "NKEY_FILE": {"nats"},
 	}
 	n := 0
 	for setting, types := range sinkVars {
@@ -112,11 +114,19 @@ func TestVariablesListSinkNames(t *testing.T) {
 	// A setting two types read: one entry, each type's own text.
 	url := byName["SLUICE_<NAME>_URL"]
 	if len(url.PerType) < 2 || url.PerType[1].SinkTypes[0] != "rabbitmq" || !strings.Contains(url.Description, "http: ") ||
-		!strings.Contains(url.Description, "rabbitmq: Broker URL") || !strings.HasPrefix(url.PerType[1].Example, "amqps://") {
+		!strings.Contains(url.Description, "rabbitmq: Broker URL") || !strings.Contains(url.Description, "nats: NATS server") ||
+		!strings.HasPrefix(url.PerType[1].Example, "amqps://") {
 		t.Errorf("URL: %+v", url)
 	}
 	if wt := byName["SLUICE_<NAME>_WRITE_TIMEOUT"]; wt.Default != "10s" {
 		t.Errorf("WRITE_TIMEOUT default %q (the same for every type)", wt.Default)
+	}
+	if d := byName["SLUICE_<NAME>_MAX_IN_FLIGHT"].Default; d != "1000 (amqp1), 8 (sqs)" {
+		t.Errorf("MAX_IN_FLIGHT default %q (each type's own)", d)
+	}
+	// Types that describe a shared setting alike share one text.
+	if d := byName["SLUICE_<NAME>_TLS_KEY_FILE"].Description; d != "PEM private key of TLS_CERT_FILE." {
+		t.Errorf("TLS_KEY_FILE description %q", d)
 	}
 }
 
@@ -202,6 +212,33 @@ func TestRedactedHidesSecrets(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); !slices.IsSorted(lines) {
 		t.Errorf("Redacted is not sorted:\n%s", out)
+	}
+}
+
+func TestRedactedHidesURLCredentials(t *testing.T) {
+	c := mustLoad(t, map[string]string{
+		"SLUICE_SINKS":     "a,b,c",
+		"SLUICE_A_TYPE":    "nats",
+		"SLUICE_A_URL":     "nats://sluice:pw-s3cret@n1:4222, nats://sluice:pw2-s3cret@n2:4222",
+		"SLUICE_B_TYPE":    "nats",
+		"SLUICE_B_URL":     "tls://tok-s3cret@n1:4222",
+		"SLUICE_C_TYPE":    "nats",
+		"SLUICE_C_URL":     "nats://n1:4222,nats://n2:4222",
+		"SLUICE_C_SUBJECT": "events.{topic}.{key}",
+	})
+	out := c.Redacted()
+	if strings.Contains(out, "s3cret") {
+		t.Fatalf("Redacted shows a credential:\n%s", out)
+	}
+	for _, line := range []string{
+		"SLUICE_A_URL=nats://sluice:xxxxx@n1:4222,nats://sluice:xxxxx@n2:4222",
+		"SLUICE_B_URL=tls://xxxxx@n1:4222",
+		"SLUICE_C_URL=nats://n1:4222,nats://n2:4222",
+		"SLUICE_C_SUBJECT=events.{topic}.{key}",
+	} {
+		if !strings.Contains(out, "\n"+line+"\n") {
+			t.Errorf("Redacted lacks line %q:\n%s", line, out)
+		}
 	}
 }
 

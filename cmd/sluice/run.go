@@ -21,6 +21,7 @@ import (
 	"github.com/sluiceio/sluice/sink/file"
 	httpsink "github.com/sluiceio/sluice/sink/http"
 	"github.com/sluiceio/sluice/sink/kafka"
+	natssink "github.com/sluiceio/sluice/sink/nats"
 	"github.com/sluiceio/sluice/sink/rabbitmq"
 	sqssink "github.com/sluiceio/sluice/sink/sqs"
 	"github.com/sluiceio/sluice/sink/stdout"
@@ -136,6 +137,8 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = newAMQP1(sc, log, set)
 		case "sqs":
 			s, err = newSQS(sc, log, set)
+		case "nats":
+			s, err = newNATS(sc, log, set)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -255,6 +258,26 @@ func newSQS(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, erro
 		MaxInFlight: q.MaxInFlight, GroupID: q.GroupID,
 		Logger: log.With("sink", sc.Name), Metrics: set,
 	})
+}
+
+func newNATS(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	n := sc.NATS
+	o := natssink.Options{
+		Name: sc.Name, URL: n.URL, Subject: n.Subject,
+		AckTimeout: n.AckTimeout, MaxPending: n.MaxPending,
+		ConnectTimeout: n.ConnectTimeout, ReconnectWait: n.ReconnectWait,
+		NoStreamGrace: orNegative(n.NoStreamGrace),
+		CredsFile:     n.CredsFile, NkeyFile: n.NkeyFile,
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	}
+	if n.TLS() {
+		t, err := natssink.TLSConfig(n.TLSCaFile, n.TLSCertFile, n.TLSKeyFile, n.TLSServerName, n.TLSInsecureSkipVerify)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	return natssink.New(o)
 }
 
 // secret returns value, or the content of file when one is named (a
