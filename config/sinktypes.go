@@ -2,7 +2,6 @@ package config
 
 import (
 	"reflect"
-	"slices"
 	"strings"
 )
 
@@ -99,14 +98,4 @@ func orList(names []string) string {
 		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
-}
-
-// sortedTypes returns the names of sinkTypes, sorted.
-func sortedTypes() []string {
-	var out []string
-	for _, t := range sinkTypes {
-		out = append(out, t.name)
-	}
-	slices.Sort(out)
-	return out
 }

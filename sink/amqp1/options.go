@@ -2,19 +2,18 @@ package amqp1
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sluiceio/sluice/sink/internal/dest"
+	"github.com/sluiceio/sluice/sink/internal/tlsconf"
 )
 
 // Defaults applied to zero-valued Options fields.
@@ -237,18 +236,5 @@ func (o Options) config() (config, error) {
 // the CAs that verify the broker ("" = the system roots), serverName the
 // name checked in its certificate ("" = the URL's host).
 func TLSConfig(caFile, serverName string) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	if caFile == "" {
-		return c, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("amqp1: TLS CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("amqp1: TLS CA file %s holds no PEM certificate", caFile)
-	}
-	c.RootCAs = pool
-	return c, nil
+	return tlsconf.Client("amqp1", caFile, "", "", serverName, false)
 }
