@@ -423,13 +423,13 @@ func describe(e *amqp.Error) string {
 // finish updates the Writer's state and metrics and builds Write's result.
 func (op *writeOp) finish(took time.Duration) error {
 	w := op.w
-	res := writeResult{sent: op.sent, n: len(op.msgs), took: took}
+	res := writeResult{Sent: op.sent, N: len(op.msgs), Took: took}
 	delivered, permanent := 0, 0
 	var first error
 	for i, err := range op.errs {
 		if err == nil {
 			delivered++
-			res.deliveredBytes += len(op.msgs[i].Key) + len(op.msgs[i].Value)
+			res.DeliveredBytes += len(op.msgs[i].Key) + len(op.msgs[i].Value)
 			w.unknown.known(op.addr[i])
 			if op.blocked[op.addr[i]] == nil {
 				delete(w.probing, op.addr[i])
@@ -439,20 +439,20 @@ func (op *writeOp) finish(took time.Duration) error {
 		if first == nil {
 			first = err
 		}
-		if res.failed == nil {
-			res.failed = make(map[string]int)
+		if res.Failed == nil {
+			res.Failed = make(map[string]int)
 		}
-		res.failed[sink.Reason(err)]++
+		res.Failed[sink.Reason(err)]++
 		if sink.IsPermanent(err) {
 			permanent++
 		}
 	}
-	res.delivered = delivered
+	res.Delivered = delivered
 	if op.connFailed != nil && !w.closed.Load() {
 		w.dropConn(op.connFailed)
 	}
 	w.updateState(op.reached || delivered > 0, op.down, op.auth, op.cause)
-	w.metrics.observe(&res)
+	w.metrics.Observe(&res)
 	switch {
 	case first == nil:
 		return nil

@@ -99,7 +99,7 @@ func New(o Options) (*Writer, error) {
 		probing:  map[string]bool{},
 	}
 	w.closing, w.abort = context.WithCancel(context.Background())
-	w.metrics.setAuthFailing(false)
+	w.metrics.SetAuthFailing(false)
 	sasl := "anonymous"
 	if cfg.user != "" {
 		sasl = "plain"
@@ -329,21 +329,21 @@ func (w *Writer) updateState(reached, down, auth bool, cause error) {
 			w.log.Info("amqp1 broker reachable again")
 		}
 		w.brokerUp = 1
-		w.metrics.setBrokerUp(true)
+		w.metrics.SetBrokerUp(true)
 	case down && !reached && w.brokerUp != 0:
 		w.log.Warn("amqp1 broker unreachable", slog.String("reason", sink.Reason(cause)), slog.Any("error", cause))
 		w.brokerUp = 0
-		w.metrics.setBrokerUp(false)
+		w.metrics.SetBrokerUp(false)
 	}
 	switch {
 	case auth && !w.authFailing:
 		w.log.Error("amqp1 authentication or authorization failing; retrying (nothing is dead-lettered for it)", slog.Any("error", cause))
 		w.authFailing = true
-		w.metrics.setAuthFailing(true)
+		w.metrics.SetAuthFailing(true)
 	case !auth && reached && w.authFailing:
 		w.log.Info("amqp1 authentication and authorization ok again")
 		w.authFailing = false
-		w.metrics.setAuthFailing(false)
+		w.metrics.SetAuthFailing(false)
 	}
 }
 

@@ -37,7 +37,7 @@ func (w *Writer) Write(ctx context.Context, msgs []sink.Message) error {
 	if err != nil {
 		err = w.abortError(ctx, err)
 		c := classify(err)
-		w.metrics.observe(&writeResult{n: len(msgs), failed: map[string]int{c.reason: len(msgs)}})
+		w.metrics.Observe(&writeResult{N: len(msgs), Failed: map[string]int{c.reason: len(msgs)}})
 		return sink.WithReason(c.reason, prefixed(err))
 	}
 
@@ -69,7 +69,7 @@ func (w *Writer) Write(ctx context.Context, msgs []sink.Message) error {
 		if cut {
 			err := w.abortError(ctx, ErrClosed)
 			c := classify(err)
-			w.metrics.observe(&writeResult{sent: true, n: len(msgs), took: time.Since(start), failed: map[string]int{c.reason: len(msgs)}})
+			w.metrics.Observe(&writeResult{Sent: true, N: len(msgs), Took: time.Since(start), Failed: map[string]int{c.reason: len(msgs)}})
 			return sink.WithReason(c.reason, prefixed(err))
 		}
 	}
@@ -225,18 +225,18 @@ func (op *writeOp) await(i int, f jetstream.PubAckFuture) bool {
 // builds Write's result.
 func (op *writeOp) finish(ctx context.Context) error {
 	w := op.w
-	res := writeResult{sent: op.sent, n: len(op.msgs), took: time.Since(op.start)}
+	res := writeResult{Sent: op.sent, N: len(op.msgs), Took: time.Since(op.start)}
 	errs := op.final
 	verdicts := make(map[string]error) // no-stream verdict per subject
-	delivered, permanent := 0, 0
+	delivered, permanent, dups := 0, 0, 0
 	var first error
 	for i := range op.msgs {
 		if errs[i] == nil {
 			if op.acks[i] != nil {
 				delivered++
-				res.deliveredBytes += len(op.msgs[i].Key) + len(op.msgs[i].Value)
+				res.DeliveredBytes += len(op.msgs[i].Key) + len(op.msgs[i].Value)
 				if op.acks[i].Duplicate {
-					res.duplicates++
+					dups++
 				}
 				w.noStream.delivered(op.nm[i].Subject)
 				continue
@@ -246,19 +246,20 @@ func (op *writeOp) finish(ctx context.Context) error {
 		if first == nil {
 			first = errs[i]
 		}
-		if res.failed == nil {
-			res.failed = make(map[string]int)
+		if res.Failed == nil {
+			res.Failed = make(map[string]int)
 		}
-		res.failed[sink.Reason(errs[i])]++
+		res.Failed[sink.Reason(errs[i])]++
 		if sink.IsPermanent(errs[i]) {
 			permanent++
 		}
 	}
-	res.delivered = delivered
+	res.Delivered = delivered
 	if delivered > 0 {
 		w.state.delivered()
 	}
-	w.metrics.observe(&res)
+	w.metrics.Observe(&res)
+	w.metrics.Add(metricDuplicates, dups)
 	var result error
 	switch {
 	case first == nil:

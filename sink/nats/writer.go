@@ -130,7 +130,7 @@ func New(o Options) (*Writer, error) {
 		}
 		w.opts = append(w.opts, opt)
 	}
-	w.metrics.setAuthFailing(false)
+	w.metrics.SetAuthFailing(false)
 	w.log.Info("nats sink configured",
 		slog.Any("servers", cfg.display), slog.String("subject", cfg.subject.String()),
 		slog.Duration("ack_timeout", cfg.AckTimeout), slog.Int("max_pending", cfg.MaxPending),
@@ -324,11 +324,11 @@ func (t *connTracker) onConnect(nc *natsgo.Conn) {
 			slog.String("version", nc.ConnectedServerVersion()))
 	}
 	t.known, t.up = true, 1
-	t.w.metrics.setServerUp(true)
+	t.w.metrics.SetBrokerUp(true)
 	if t.authFail {
 		t.w.log.Info("nats authentication ok again")
 		t.authFail = false
-		t.w.metrics.setAuthFailing(false)
+		t.w.metrics.SetAuthFailing(false)
 	}
 }
 
@@ -345,7 +345,7 @@ func (t *connTracker) onDisconnect(_ *natsgo.Conn, err error) {
 		t.w.log.Warn("nats server disconnected; reconnecting", slog.Any("error", err))
 	}
 	t.known, t.up = true, 0
-	t.w.metrics.setServerUp(false)
+	t.w.metrics.SetBrokerUp(false)
 }
 
 // onConnectError records a failed connection attempt; err nil means the
@@ -363,11 +363,11 @@ func (t *connTracker) onConnectError(_ *natsgo.Conn, err error) {
 		t.w.log.Warn("nats server unreachable; retrying", slog.Any("error", err))
 	}
 	t.known, t.up = true, 0
-	t.w.metrics.setServerUp(false)
+	t.w.metrics.SetBrokerUp(false)
 	if err != nil && classify(err).reason == ReasonAuth && !t.authFail {
 		t.w.log.Error("nats authentication failing; retrying", slog.Any("error", err))
 		t.authFail = true
-		t.w.metrics.setAuthFailing(true)
+		t.w.metrics.SetAuthFailing(true)
 	}
 }
 
@@ -385,7 +385,7 @@ func (t *connTracker) onAsyncError(_ *natsgo.Conn, _ *natsgo.Subscription, err e
 	if !t.authFail {
 		t.w.log.Error("nats permissions violation; retrying", slog.Any("error", err))
 		t.authFail = true
-		t.w.metrics.setAuthFailing(true)
+		t.w.metrics.SetAuthFailing(true)
 	}
 }
 
@@ -396,7 +396,7 @@ func (t *connTracker) delivered() {
 	if t.authFail {
 		t.w.log.Info("nats authentication ok again")
 		t.authFail = false
-		t.w.metrics.setAuthFailing(false)
+		t.w.metrics.SetAuthFailing(false)
 	}
 }
 

@@ -404,14 +404,14 @@ func (op *writeOp) outcome(p *published) error {
 // finish updates the Writer's state and metrics and builds Write's result.
 func (op *writeOp) finish(took time.Duration) error {
 	w := op.w
-	res := writeResult{sent: op.sent, n: len(op.msgs), took: took}
+	res := writeResult{Sent: op.sent, N: len(op.msgs), Took: took}
 	permanent := 0
 	var first error
 	var routed map[string]bool
 	for i, err := range op.errs {
 		if err == nil {
-			res.delivered++
-			res.deliveredBytes += len(op.msgs[i].Value)
+			res.Delivered++
+			res.DeliveredBytes += len(op.msgs[i].Value)
 			if !w.grace.empty() {
 				if routed == nil {
 					routed = make(map[string]bool)
@@ -424,24 +424,24 @@ func (op *writeOp) finish(took time.Duration) error {
 		if first == nil {
 			first = err
 		}
-		if res.failed == nil {
-			res.failed = make(map[string]int)
+		if res.Failed == nil {
+			res.Failed = make(map[string]int)
 		}
-		res.failed[sink.Reason(err)]++
+		res.Failed[sink.Reason(err)]++
 		if sink.IsPermanent(err) {
 			permanent++
 		}
 	}
 	w.grace.routed(routed)
-	w.updateState(op.reached || res.delivered > 0, op.down, op.auth, op.cause)
-	w.metrics.observe(&res)
+	w.updateState(op.reached || res.Delivered > 0, op.down, op.auth, op.cause)
+	w.metrics.Observe(&res)
 
 	switch {
 	case op.ambiguous != nil:
 		return sink.Permanent(op.ambiguous)
 	case first == nil:
 		return nil
-	case res.delivered == 0 && permanent == 0:
+	case res.Delivered == 0 && permanent == 0:
 		return first
 	default:
 		return &sink.BatchError{Errs: op.errs}

@@ -68,8 +68,8 @@ func New(o Options) (*Writer, error) {
 		brokerUp:  -1,
 	}
 	w.closing, w.abort = context.WithCancel(context.Background())
-	w.metrics.setAuthFailing(false)
-	w.metrics.setBlocked(false)
+	w.metrics.SetAuthFailing(false)
+	w.metrics.SetGauge(metricBlocked, false)
 	w.log.Info("rabbitmq sink configured",
 		slog.String("url", cfg.redacted), slog.String("exchange", cfg.exchange.String()),
 		slog.String("routing_key", cfg.routingKey.String()), slog.Duration("write_timeout", cfg.WriteTimeout),
@@ -172,7 +172,7 @@ func (w *Writer) noteBlocked(on bool, reason string) {
 		return
 	}
 	w.blocked = on
-	w.metrics.setBlocked(on)
+	w.metrics.SetGauge(metricBlocked, on)
 	if on {
 		w.log.Warn("rabbitmq broker blocks publishing (resource alarm); messages wait in the spool", slog.String("broker_reason", reason))
 	} else {
@@ -193,20 +193,20 @@ func (w *Writer) updateState(reached, down, auth bool, cause error) {
 			w.log.Info("rabbitmq broker reachable again")
 		}
 		w.brokerUp = 1
-		w.metrics.setBrokerUp(true)
+		w.metrics.SetBrokerUp(true)
 	case down && !reached && w.brokerUp != 0:
 		w.log.Warn("rabbitmq broker unreachable", slog.String("reason", sink.Reason(cause)), slog.Any("error", cause))
 		w.brokerUp = 0
-		w.metrics.setBrokerUp(false)
+		w.metrics.SetBrokerUp(false)
 	}
 	switch {
 	case auth && !w.authFailing:
 		w.log.Error("rabbitmq authentication or authorization failing; retrying", slog.Any("error", cause))
 		w.authFailing = true
-		w.metrics.setAuthFailing(true)
+		w.metrics.SetAuthFailing(true)
 	case !auth && reached && w.authFailing:
 		w.log.Info("rabbitmq authentication and authorization ok again")
 		w.authFailing = false
-		w.metrics.setAuthFailing(false)
+		w.metrics.SetAuthFailing(false)
 	}
 }
