@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
 
 // ErrNotRunning is returned for an operation that needs a running node.
@@ -194,7 +196,19 @@ func (n *Node) Kill() error {
 }
 
 // Stop sends SIGSTOP: the JVM hangs with its sockets open (a hung broker).
-func (n *Node) Stop() error { return n.signal(syscall.SIGSTOP, true) }
+// It returns once every thread of the JVM is stopped.
+func (n *Node) Stop() error {
+	if err := n.signal(syscall.SIGSTOP, true); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd == nil {
+		return ErrNotRunning
+	}
+	return sigstop.Wait(cmd.Process.Pid, 10*time.Second)
+}
 
 // Cont sends SIGCONT to a stopped node.
 func (n *Node) Cont() error { return n.signal(syscall.SIGCONT, false) }

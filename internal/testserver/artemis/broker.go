@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluiceio/sluice/internal/testenv"
+	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
 
 // Version is the distribution scripts/deps/artemis.sh installs.
@@ -296,38 +297,13 @@ func (b *Broker) Pause(t testing.TB) (resume func()) {
 	}
 	// The signal is delivered asynchronously: wait until every thread of
 	// the JVM is stopped.
-	deadline := time.Now().Add(10 * time.Second)
-	for !stopped(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("artemis: pid %d not stopped 10s after SIGSTOP", pid)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := sigstop.Wait(pid, 10*time.Second); err != nil {
+		t.Fatalf("artemis: %v", err)
 	}
 	var once sync.Once
 	resume = func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
 	t.Cleanup(resume)
 	return resume
-}
-
-// stopped reports whether every thread of process pid is in the stopped
-// state (Linux /proc).
-func stopped(pid int) bool {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, task := range tasks {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-		if err != nil {
-			return false
-		}
-		// pid (comm) state ...: the state follows the last ')'.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || i+2 >= len(stat) || (stat[i+2] != 'T' && stat[i+2] != 't') {
-			return false
-		}
-	}
-	return true
 }
 
 func (b *Broker) stop(sig syscall.Signal) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluiceio/sluice/internal/syncbuf"
+	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
 
 // startLimit bounds how long a start waits for the server to serve
@@ -288,22 +289,8 @@ func (s *Server) Pause() {
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGSTOP)
 	s.paused = true
-	// The signal is delivered asynchronously; /proc says when it took.
-	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, err := os.ReadFile(stat)
-		if err != nil {
-			return // not Linux, or gone: nothing better to wait for
-		}
-		// pid (comm) state ...: the state follows the last ')'.
-		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("natsserver: process %d not stopped 10s after SIGSTOP", s.cmd.Process.Pid)
-		}
-		time.Sleep(time.Millisecond)
+	if err := sigstop.Wait(s.cmd.Process.Pid, 10*time.Second); err != nil {
+		s.t.Fatalf("natsserver: %v", err)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/sluiceio/sluice/internal/testenv"
+	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
 
 // DefaultBinDir holds the Debian package's scripts (rabbitmq-server,
@@ -425,8 +426,14 @@ func (s *Server) signal(sig syscall.Signal) (*process, error) {
 // nothing answers, like a hung broker. Resume undoes it.
 func (s *Server) Pause(t testing.TB) {
 	t.Helper()
-	if _, err := s.signal(syscall.SIGSTOP); err != nil {
+	p, err := s.signal(syscall.SIGSTOP)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The signal is delivered asynchronously: wait until the node's VM is
+	// stopped, so that nothing is answered after Pause returns.
+	if err := sigstop.Wait(p.pid, 10*time.Second); err != nil {
+		t.Fatalf("rabbitmq: %v", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/internal/testenv"
+	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
 
 // ElasticMQVersion is the ElasticMQ release scripts/deps/sqs.sh installs.
@@ -191,7 +192,13 @@ func (s *Server) Restart() {
 
 // Pause stops the server's process (SIGSTOP): connections stay open and
 // nothing is answered until Resume.
-func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+func (s *Server) Pause() {
+	s.t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+	if err := sigstop.Wait(s.cmd.Process.Pid, 10*time.Second); err != nil {
+		s.t.Fatalf("elasticmq: %v", err)
+	}
+}
 
 // Resume continues a paused server (SIGCONT).
 func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
