@@ -2,14 +2,13 @@ package rabbitmq
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/internal/leakcheck"
 	"github.com/sluiceio/sluice/internal/testenv"
 	rmqtest "github.com/sluiceio/sluice/internal/testserver/rabbitmq"
 )
@@ -52,23 +51,9 @@ func node(t testing.TB) *rmqtest.Server {
 // (connections, channel loops, consumers) outlive the tests that started
 // them.
 func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if nodeSrv != nil {
-		nodeSrv.Shutdown()
-	}
-	fuzzing := flag.Lookup("test.fuzz") != nil && flag.Lookup("test.fuzz").Value.String() != ""
-	if code == 0 && !fuzzing {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+	os.Exit(leakcheck.Run(m, func() {
+		if nodeSrv != nil {
+			nodeSrv.Shutdown()
 		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			fmt.Fprintf(os.Stderr, "%d goroutines leaked (%d before the tests):\n%s\n", n-before, before, buf)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	}))
 }
