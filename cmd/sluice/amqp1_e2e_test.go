@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -65,18 +64,8 @@ func TestE2EAMQP1BrokerRestart(t *testing.T) {
 	p := start(t, "SLUICE_SPOOL_DIR="+t.TempDir(), "SLUICE_SINKS=amqp1", "SLUICE_AMQP1_URL="+b.URL("sluice", "sluice-pw"),
 		"SLUICE_AMQP1_RETRY_MAX=500ms", "SLUICE_AMQP1_WRITE_TIMEOUT=2s", "SLUICE_AMQP1_DIAL_TIMEOUT=1s")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type result struct {
-		rep loadgen.Report
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rep, err := loadgen.Run(ctx, loadgen.Config{URL: p.url, Mode: "ndjson", Batch: 20, Size: 200, Connections: 4,
-			Keys: 40, Topic: "events", Duration: 5 * time.Second, Verify: true})
-		done <- result{rep, err}
-	}()
+	wait := loadDuring(t, loadgen.Config{URL: p.url, Mode: "ndjson", Batch: 20, Size: 200, Connections: 4,
+		Keys: 40, Topic: "events", Duration: 5 * time.Second, Verify: true})
 	time.Sleep(1500 * time.Millisecond)
 	b.Kill(t)
 	outage := time.Now()
@@ -84,17 +73,11 @@ func TestE2EAMQP1BrokerRestart(t *testing.T) {
 	time.Sleep(time.Second)
 	b.Restart(t)
 	down := time.Since(outage)
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	if len(res.rep.Errors) != 0 || res.rep.Acked == 0 {
-		t.Fatalf("pushes failed during the outage: %+v", res.rep.Errors)
-	}
+	rep := wait()
 	waitBacklogEmpty(t, p)
 	waitMetric(t, p, `sluice_sink_failing{sink="amqp1"}`, 0)
 	delivered := readQueue(t, b.Dial(t, artemisAdmin, artemisAdminPw), "events")
-	v := loadgen.Verify(res.rep.AckedIDs, loadgen.FilterRun(delivered, res.rep.RunID))
+	v := loadgen.Verify(rep.AckedIDs, loadgen.FilterRun(delivered, rep.RunID))
 	if v.Lost != 0 || v.OutOfOrder != 0 || v.Unexpected != 0 {
 		t.Fatalf("after a %v outage: %+v", down, v)
 	}
@@ -102,7 +85,7 @@ func TestE2EAMQP1BrokerRestart(t *testing.T) {
 		t.Fatalf("%d dead letters", n)
 	}
 	t.Logf("broker killed for %v: %d pushed, %d acknowledged, %d delivered (%d unique), %d lost, %d duplicates, %d out of order",
-		down.Round(time.Millisecond), res.rep.Messages, v.Acked, v.Delivered, v.Unique, v.Lost, v.Duplicates, v.OutOfOrder)
+		down.Round(time.Millisecond), rep.Messages, v.Acked, v.Delivered, v.Unique, v.Lost, v.Duplicates, v.OutOfOrder)
 }
 
 // TestE2EAMQP1 runs the end-to-end cases that share one broker, which

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -222,18 +221,8 @@ func testRabbitMQOutage(t *testing.T, srv *rmqtest.Server) {
 	srv.DeclareQueue(t, "events", nil)
 	p := start(t, rabbitmqEnv(t, srv.URL(), "SLUICE_MQ_WRITE_TIMEOUT=2s")...)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type result struct {
-		rep loadgen.Report
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rep, err := loadgen.Run(ctx, loadgen.Config{URL: p.url, Mode: loadgen.ModeNDJSON, Batch: 20, Size: 200,
-			Connections: 4, Keys: 40, Topic: "events", Duration: 6 * time.Second, Verify: true})
-		done <- result{rep, err}
-	}()
+	wait := loadDuring(t, loadgen.Config{URL: p.url, Mode: loadgen.ModeNDJSON, Batch: 20, Size: 200,
+		Connections: 4, Keys: 40, Topic: "events", Duration: 6 * time.Second, Verify: true})
 	time.Sleep(1500 * time.Millisecond)
 	srv.Kill(t)
 	killed := time.Now()
@@ -241,13 +230,7 @@ func testRabbitMQOutage(t *testing.T, srv *rmqtest.Server) {
 	time.Sleep(time.Until(killed.Add(1500 * time.Millisecond)))
 	srv.Restart(t)
 	down := time.Since(killed)
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	if len(res.rep.Errors) != 0 || res.rep.Acked == 0 {
-		t.Fatalf("pushes failed during the outage: %+v", res.rep.Errors)
-	}
+	rep := wait()
 	waitBacklogEmpty(t, p)
 	if n := dlTotal(t, p); n != 0 {
 		t.Fatalf("%d dead letters after an outage", n)
@@ -263,10 +246,10 @@ func testRabbitMQOutage(t *testing.T, srv *rmqtest.Server) {
 		}
 		delivered = append(delivered, dv)
 	}
-	v := loadgen.Verify(res.rep.AckedIDs, loadgen.FilterRun(delivered, res.rep.RunID))
+	v := loadgen.Verify(rep.AckedIDs, loadgen.FilterRun(delivered, rep.RunID))
 	if v.Lost != 0 || v.OutOfOrder != 0 {
 		t.Fatalf("after a %v outage: %+v", down, v)
 	}
 	t.Logf("node killed and restarted (down %v): pushed %d, acknowledged %d, delivered %d (%d unique), lost %d, duplicates %d, out of order %d",
-		down.Round(time.Millisecond), res.rep.Messages, v.Acked, v.Delivered, v.Unique, v.Lost, v.Duplicates, v.OutOfOrder)
+		down.Round(time.Millisecond), rep.Messages, v.Acked, v.Delivered, v.Unique, v.Lost, v.Duplicates, v.OutOfOrder)
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/sluiceio/sluice/agent"
+	"github.com/sluiceio/sluice/internal/loadgen"
 )
 
 // Helpers shared by the end-to-end tests of the sink backends.
@@ -32,4 +34,34 @@ func deadLetters(t *testing.T, p *proc) []agent.DeadLetter {
 	var list struct{ Deadletters []agent.DeadLetter }
 	getJSON(t, p.url+"/v1/control/deadletters?limit=100000", &list)
 	return list.Deadletters
+}
+
+// loadDuring starts the load generator with cfg in the background (for an
+// outage test to break the upstream meanwhile). The function it returns
+// waits for the run to end and fails the test unless every push was
+// acknowledged.
+func loadDuring(t *testing.T, cfg loadgen.Config) (wait func() loadgen.Report) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	type result struct {
+		rep loadgen.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := loadgen.Run(ctx, cfg)
+		done <- result{rep, err}
+	}()
+	return func() loadgen.Report {
+		t.Helper()
+		res := <-done
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if len(res.rep.Errors) != 0 || res.rep.Acked == 0 {
+			t.Fatalf("pushes failed during the outage: %+v", res.rep.Errors)
+		}
+		return res.rep
+	}
 }

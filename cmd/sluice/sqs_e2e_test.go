@@ -59,39 +59,23 @@ func TestE2ESQSOutage(t *testing.T) {
 	queue := srv.QueueURL("events.fifo")
 	p := start(t, sqsEnv(t.TempDir(), srv.Endpoint(), queue, "AKIDSLUICE", "secret")...)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type result struct {
-		rep loadgen.Report
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// Open loop at 1,500 msgs/s: a FIFO queue gets one request at a
-		// time, so the backlog of the outage drains in seconds.
-		rep, err := loadgen.Run(ctx, loadgen.Config{URL: p.url, Mode: "ndjson", Batch: 20, Size: 200, Connections: 4,
-			Keys: 40, Topic: "events", Duration: 4 * time.Second, Rate: 1500, Verify: true})
-		done <- result{rep, err}
-	}()
+	// Open loop at 1,500 msgs/s: a FIFO queue gets one request at a
+	// time, so the backlog of the outage drains in seconds.
+	wait := loadDuring(t, loadgen.Config{URL: p.url, Mode: "ndjson", Batch: 20, Size: 200, Connections: 4,
+		Keys: 40, Topic: "events", Duration: 4 * time.Second, Rate: 1500, Verify: true})
 	time.Sleep(time.Second)
 	srv.Kill()
 	down := time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	srv.Restart()
 	outage := time.Since(down)
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	if len(res.rep.Errors) != 0 || res.rep.Acked == 0 {
-		t.Fatalf("pushes failed during the outage: %+v", res.rep.Errors)
-	}
+	rep := wait()
 	waitBacklogEmpty(t, p)
 	delivered, err := loadgen.ReadSQS(context.Background(), sqsReader(srv.Endpoint(), "x", "x"), queue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := loadgen.Verify(res.rep.AckedIDs, loadgen.FilterRun(delivered, res.rep.RunID))
+	v := loadgen.Verify(rep.AckedIDs, loadgen.FilterRun(delivered, rep.RunID))
 	if v.Lost != 0 {
 		t.Fatalf("after a %v outage: %+v", outage, v)
 	}
