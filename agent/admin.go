@@ -77,6 +77,7 @@ type SinkStats struct {
 	BacklogBytes    int64     `json:"backlog_bytes"`
 	Oldest          time.Time `json:"oldest,omitzero"`
 	Failing         bool      `json:"failing"`
+	DeadLetterStuck int       `json:"dead_letter_stuck,omitempty"` // lanes held by a dead letter the log does not take
 	Acked           uint64    `json:"acked_seq"`
 	Dropped         uint64    `json:"dropped"`
 }
@@ -92,7 +93,7 @@ func (a *Agent) stats() Stats {
 	}
 	for _, c := range a.sp.Cursors() {
 		f := byName[c.Name]
-		if c.Name == callbackCursor {
+		if c.Name == callbackCursor || c.Name == idemCopierCursor {
 			continue
 		}
 		if f == nil {
@@ -102,7 +103,7 @@ func (a *Agent) stats() Stats {
 		st.Sinks = append(st.Sinks, SinkStats{
 			Name: c.Name, Type: f.spec.Type, Topics: f.spec.Topics,
 			BacklogMessages: c.Backlog.Records, BacklogBytes: c.Backlog.Bytes, Oldest: c.Backlog.Oldest,
-			Failing: f.failing.Load(), Acked: c.Acked, Dropped: c.Dropped,
+			Failing: f.isFailing(), DeadLetterStuck: f.a.dlStuck.count(f.spec.Name), Acked: c.Acked, Dropped: c.Dropped,
 		})
 	}
 	return st

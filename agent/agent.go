@@ -47,7 +47,14 @@ type Options struct {
 
 	Spool      *spool.Spool // opened by the caller; the agent closes it
 	DeadLetter *spool.Spool // dead-letter log; the agent closes it
-	Sinks      []SinkSpec
+	// Callbacks is the callback report store (see CallbackStoreOptions);
+	// the agent closes it. Nil: the agent opens <Spool dir>/callbacks.
+	Callbacks *spool.Spool
+	// Idempotency is the durable Idempotency-Key index (options:
+	// IdempotencyStoreOptions); the agent closes it. Default: the agent
+	// opens <Spool.Dir()>/idempotency itself.
+	Idempotency *spool.Spool
+	Sinks       []SinkSpec
 
 	MaxMessageBytes  int   // default 1 MiB
 	MaxRequestBytes  int   // default 16 MiB
@@ -68,6 +75,18 @@ type Options struct {
 	CallbackAllow    []string      // host globs and CIDRs callbacks may reach besides loopback
 	CallbackAttempts int           // tries per report; default 5
 	CallbackBackoff  time.Duration // first retry wait; default 1 s
+	// CallbackMaxBytes caps the callback store when the agent opens it;
+	// default 64 MiB.
+	CallbackMaxBytes int64
+	// CallbackMaxPending caps the owed reports held in memory; past it the
+	// oldest report of the host with the most pending is dropped (counted).
+	// Default 100000.
+	CallbackMaxPending int
+
+	// OrphanCursors says what happens to spool cursors of sinks no longer
+	// configured: "keep" (default; they hold their backlog, surfaced as
+	// orphans) or "remove" (deleted at start, backlog given up).
+	OrphanCursors string
 
 	DrainTimeout time.Duration // 20 s
 	DrainAccept  bool          // keep accepting pushes while draining
@@ -108,6 +127,7 @@ func (o *Options) setDefaults() {
 	def(&o.IdempotencyMax, 100000)
 	def(&o.CallbackAttempts, 5)
 	defD(&o.CallbackBackoff, time.Second)
+	def(&o.CallbackMaxPending, 100000)
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = 10 * time.Minute
 	}
@@ -157,10 +177,17 @@ type Agent struct {
 	dl       *deadLetters
 	records  *records
 	idem     *idempotency
+	idemSt   *idemStore
 	guard    *callbackGuard
 	cb       *callbacks
 	m        *agentMetrics
 	inflight atomic.Int64
+	res      reservations // body.go
+
+	controlToken string     // control.go
+	dlStuck      stuckLanes // deadletter_stuck.go
+
+	statusCalls atomic.Int64 // statusOf evaluations (dispatch cost, for tests)
 
 	draining  atomic.Bool
 	drainReq  chan struct{}
@@ -198,17 +225,48 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
 	a.m = newAgentMetrics(o.Metrics)
+	var err error
+	if a.controlToken, err = newControlToken(); err != nil {
+		return nil, err
+	}
 	a.records = newRecords(o.RecordCache)
 	a.idem = newIdempotency(o.IdempotencyWindow, o.IdempotencyMax)
-	if err := a.idem.rebuild(o.Spool, time.Now()); err != nil {
+	if o.Idempotency == nil {
+		sp, err := openIdemSpool(o.Spool, o.IdempotencyMax, o.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("agent: idempotency index: %w", err)
+		}
+		o.Idempotency, a.opts.Idempotency = sp, sp
+	}
+	st, err := openIdemStore(o.Spool, o.Idempotency, o.IdempotencyWindow, o.Logger.With("component", "idempotency"))
+	if err != nil {
+		o.Idempotency.Close()
+		return nil, err
+	}
+	if err := st.load(a.idem, time.Now()); err != nil {
+		st.close()
 		return nil, fmt.Errorf("agent: reload idempotency keys: %w", err)
 	}
-	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger)
+	a.idemSt = st
+	ok := false
+	defer func() {
+		if !ok { // the caller closes Spool and DeadLetter, not this
+			st.close()
+		}
+	}()
+	var sinkNames []string
+	for _, spec := range o.Sinks {
+		sinkNames = append(sinkNames, spec.Name)
+	}
+	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger, sinkNames, o.Spool, a.seqOfID)
 	if err != nil {
 		return nil, err
 	}
 	a.dl = dl
 	for _, spec := range o.Sinks {
+		if len(spec.Name) > MaxSinkNameBytes {
+			return nil, fmt.Errorf("sink %s: name longer than %d bytes", spec.Name, MaxSinkNameBytes)
+		}
 		if err := ValidateGlobs(spec.Topics); err != nil {
 			return nil, fmt.Errorf("sink %s: %w", spec.Name, err)
 		}
@@ -221,18 +279,16 @@ func New(o Options) (*Agent, error) {
 	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
 		return nil, err
 	}
-	if a.cb, err = newCallbacks(a, a.guard, o.CallbackAttempts, o.CallbackBackoff); err != nil {
+	if a.cb, err = newCallbacks(a, a.guard); err != nil {
 		return nil, err
 	}
-	for _, ci := range o.Spool.Cursors() {
-		if !ci.InUse {
-			a.log.Warn("spool cursor of a sink that is no longer configured is kept and holds its backlog; remove it with 'sluice spool cursor rm'",
-				"cursor", ci.Name, "backlog_bytes", ci.Backlog.Bytes)
-		}
+	if err := a.orphans(); err != nil {
+		return nil, err
 	}
 	a.m.register(a)
 	a.ingest = a.newIngestServer()
 	a.admin = a.newAdminServer()
+	ok = true
 	return a, nil
 }
 
@@ -254,6 +310,11 @@ func listen(addr string) (net.Listener, error) {
 // drains: stop accepting (unless DrainAccept), forward until every backlog
 // is empty or DrainTimeout, close sinks, persist cursors, close the spools.
 func (a *Agent) Run(ctx context.Context) error {
+	tokenCtx, stopToken := context.WithCancel(context.Background())
+	defer func() { stopToken(); a.removeControlToken() }()
+	if err := a.writeControlToken(); err != nil {
+		go a.keepWritingControlToken(tokenCtx, err) // a full disk must not stop the start
+	}
 	ln, err := listen(a.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("ingest listen: %w", err)
@@ -265,6 +326,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
+	a.guard.setSelf(ln.Addr(), addrOrNil(adminLn)) // before any push can name them
 	a.log.Info("sluice started", "listen", ln.Addr().String(), "admin", addrOf(adminLn),
 		"spool", a.sp.Dir(), "spool_id", a.sp.SpoolID(), "epoch", a.sp.Epoch(), "sinks", len(a.fwds))
 
@@ -274,8 +336,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		fwg.Add(1)
 		go func() { defer fwg.Done(); f.run(fctx) }()
 	}
-	fwg.Add(1)
+	fwg.Add(2)
 	go func() { defer fwg.Done(); a.cb.run(fctx) }()
+	go func() { defer fwg.Done(); a.warnOrphans(fctx) }()
+	fwg.Add(2)
+	go func() { defer fwg.Done(); a.idemSt.runCopier(fctx, 20*time.Millisecond) }()
+	go func() {
+		defer fwg.Done()
+		a.idemSt.runExpiry(fctx, max(min(a.opts.IdempotencyWindow/4, 10*time.Second), 10*time.Millisecond))
+	}()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- a.ingest.Serve(ln) }()
 	if adminLn != nil {
@@ -322,7 +391,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
-	errs = append(errs, a.sp.Close(), a.dl.close())
+	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close())
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)
@@ -363,9 +432,55 @@ func (a *Agent) waitDrained(_ context.Context, deadline time.Time) {
 	}
 }
 
+// orphans applies OrphanCursors to the cursors of sinks that are no longer
+// configured, at start.
+func (a *Agent) orphans() error {
+	for _, ci := range a.sp.Cursors() {
+		switch {
+		case ci.InUse:
+		case a.opts.OrphanCursors == "remove":
+			if err := a.sp.RemoveCursor(ci.Name); err != nil {
+				return fmt.Errorf("remove orphan cursor %s: %w", ci.Name, err)
+			}
+			a.log.Warn("spool cursor of a sink that is no longer configured removed; its backlog is given up (SLUICE_SPOOL_ORPHAN_CURSORS=remove)",
+				"cursor", ci.Name, "backlog_messages", ci.Backlog.Records, "backlog_bytes", ci.Backlog.Bytes)
+		default:
+			a.log.Warn("spool cursor of a sink that is no longer configured is kept and holds its backlog: the spool fills behind it; remove it with 'sluice spool cursor rm' or SLUICE_SPOOL_ORPHAN_CURSORS=remove",
+				"cursor", ci.Name, "backlog_bytes", ci.Backlog.Bytes)
+		}
+	}
+	return nil
+}
+
+// warnOrphans repeats the orphan warning every 5 minutes while an orphan
+// cursor holds a backlog: a full spool must not come as a surprise.
+func (a *Agent) warnOrphans(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, ci := range a.sp.Cursors() {
+			if !ci.InUse && ci.Backlog.Bytes > 0 {
+				a.log.Warn("orphan spool cursor still holds its backlog", "cursor", ci.Name, "backlog_bytes", ci.Backlog.Bytes)
+			}
+		}
+	}
+}
+
 // RequestDrain starts a drain as SIGTERM would.
 func (a *Agent) RequestDrain() {
 	a.drainOnce.Do(func() { close(a.drainReq) })
+}
+
+func addrOrNil(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
 }
 
 func addrOf(ln net.Listener) string {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,15 +83,22 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func startAgent(t *testing.T, dir string, o Options) *testAgent {
 	t.Helper()
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet(), MaxBytes: max(o.MaxInflightBytes, 64<<20)})
-	if err != nil {
-		t.Fatal(err)
+	// Spools are opened here unless the test passed its own.
+	if o.Spool == nil {
+		sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet(), MaxBytes: max(o.MaxInflightBytes, 64<<20)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Spool = sp
 	}
-	dl, err := spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest})
-	if err != nil {
-		t.Fatal(err)
+	if o.DeadLetter == nil {
+		dl, err := spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.DeadLetter = dl
 	}
-	o.Spool, o.DeadLetter = sp, dl
+	sp := o.Spool
 	o.Listen, o.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 300 * time.Millisecond
@@ -122,6 +130,19 @@ func startAgent(t *testing.T, dir string, o Options) *testAgent {
 	return ta
 }
 
+// startAgentSpool is startAgent with the main spool's options given (a
+// small cap, small segments).
+func startAgentSpool(t *testing.T, dir string, o Options, so spool.Options) *testAgent {
+	t.Helper()
+	so.Logger = quiet()
+	sp, err := spool.Open(filepath.Join(dir, "spool"), so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Spool = sp
+	return startAgent(t, dir, o)
+}
+
 func (ta *testAgent) stop(t *testing.T) {
 	ta.cancel()
 	select {
@@ -141,6 +162,12 @@ type reply struct {
 	ids     []string
 	ackStat string
 	header  http.Header
+	raw     []byte
+}
+
+// ctl is the header a control call needs (control.go).
+func (ta *testAgent) ctl() map[string]string {
+	return map[string]string{ControlTokenHeader: ta.a.ControlToken()}
 }
 
 func do(t *testing.T, method, url, ctype string, body []byte, hdr map[string]string) reply {
@@ -164,7 +191,7 @@ func do(t *testing.T, method, url, ctype string, body []byte, hdr map[string]str
 	}
 	b, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(b, &v)
-	return reply{status: resp.StatusCode, code: v.Code, ids: v.IDs, ackStat: v.Status, header: resp.Header}
+	return reply{status: resp.StatusCode, code: v.Code, ids: v.IDs, ackStat: v.Status, header: resp.Header, raw: b}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -211,7 +238,19 @@ func TestPushEveryEndpointKeepsBytes(t *testing.T) {
 		t.Fatalf("ids %v", ids)
 	}
 	waitFor(t, "delivery", func() bool { return len(mem.messages()) == 6 })
+	// Topics are separate lanes: only within a topic is the order fixed.
 	got := mem.messages()
+	last := map[string]int{}
+	for _, m := range got {
+		i := slices.Index(ids, m.ID)
+		if p, ok := last[m.Topic]; ok && i < p {
+			t.Fatalf("topic %s delivered out of order: %v", m.Topic, got)
+		}
+		last[m.Topic] = i
+	}
+	slices.SortStableFunc(got, func(a, b sink.Message) int {
+		return slices.Index(ids, a.ID) - slices.Index(ids, b.ID)
+	})
 	want := []struct {
 		topic, key, value string
 	}{
@@ -293,7 +332,9 @@ func TestMalformedRequests(t *testing.T) {
 		{"GET on push", "GET", "/v1/topics/ok", "", nil, nil, 405, "method_not_allowed"},
 		{"POST on status", "POST", "/v1/messages/abc", "", nil, nil, 405, "method_not_allowed"},
 		{"unknown path", "POST", "/v2/topics/ok", "", []byte("x"), nil, 404, "not_found"},
-		{"control unknown op", "POST", "/v1/control/explode", "", nil, nil, 404, "not_found"},
+		{"control unknown op", "POST", "/v1/control/explode", "", nil, map[string]string{ControlTokenHeader: ta.a.ControlToken()}, 404, "not_found"},
+		{"control without control token", "POST", "/v1/control/drain", "", nil, nil, 401, "unauthorized"},
+		{"control with a wrong control token", "POST", "/v1/control/deadletters/purge", "", nil, map[string]string{ControlTokenHeader: "x" + ta.a.ControlToken()}, 401, "unauthorized"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -591,7 +632,7 @@ func TestDrainEndpointStopsAgent(t *testing.T) {
 	mem := &memSink{}
 	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
 	do(t, "POST", ta.url+"/v1/topics/t", "", []byte("x"), nil)
-	if r := do(t, "POST", ta.url+"/v1/control/drain", "", nil, nil); r.status != 202 {
+	if r := do(t, "POST", ta.url+"/v1/control/drain", "", nil, ta.ctl()); r.status != 202 {
 		t.Fatalf("drain from loopback: %+v", r)
 	}
 	select {
@@ -748,15 +789,16 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 			Total       int
 			Deadletters []DeadLetter
 		}
-		resp, err := http.Get(ta.url + "/v1/control/deadletters" + q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		json.NewDecoder(resp.Body).Decode(&v)
+		r := do(t, "GET", ta.url+"/v1/control/deadletters"+q, "", nil, ta.ctl())
+		json.Unmarshal(r.raw, &v)
 		return v.Total, v.Deadletters
 	}
-	if n, dls := list(""); n != 6 || dls[0].ID != ids[0] || dls[0].Reason != "invalid_record" || dls[0].Topic != "a" || *dls[0].Key != "k" {
+	if n, _ := list(""); n != 6 {
+		t.Fatalf("list: %d", n)
+	}
+	// Topics a and b are separate lanes: only within a topic is the
+	// order of dead letters fixed.
+	if n, dls := list("?topic=a"); n != 3 || dls[0].ID != ids[0] || dls[0].Reason != "invalid_record" || dls[0].Topic != "a" || *dls[0].Key != "k" {
 		t.Fatalf("list: %d %+v", n, dls)
 	}
 	n, dls := list("?topic=b&limit=2")
@@ -764,14 +806,12 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 		t.Fatalf("filtered: %d %+v", n, dls)
 	}
 	var one DeadLetter
-	resp, _ := http.Get(fmt.Sprintf("%s/v1/control/deadletters/%d", ta.url, dls[0].DLID))
-	json.NewDecoder(resp.Body).Decode(&one)
-	resp.Body.Close()
+	json.Unmarshal(do(t, "GET", fmt.Sprintf("%s/v1/control/deadletters/%d", ta.url, dls[0].DLID), "", nil, ta.ctl()).raw, &one)
 	if one.ID != ids[1] || one.ValueB64 != "MQ==" {
 		t.Fatalf("show: %+v", one)
 	}
 	// Purge topic b; fix the sink; replay the rest.
-	if r := do(t, "POST", ta.url+"/v1/control/deadletters/purge?topic=b", "", nil, nil); r.status != 200 {
+	if r := do(t, "POST", ta.url+"/v1/control/deadletters/purge?topic=b", "", nil, ta.ctl()); r.status != 200 {
 		t.Fatalf("purge: %+v", r)
 	}
 	if n, _ := list(""); n != 3 {
@@ -780,7 +820,7 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 	mu.Lock()
 	broken = false
 	mu.Unlock()
-	if r := do(t, "POST", ta.url+"/v1/control/deadletters/replay", "", nil, nil); r.status != 200 {
+	if r := do(t, "POST", ta.url+"/v1/control/deadletters/replay", "", nil, ta.ctl()); r.status != 200 {
 		t.Fatalf("replay: %+v", r)
 	}
 	waitFor(t, "replayed delivery", func() bool { return len(mem.messages()) == 3 })

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,21 +18,41 @@ import (
 )
 
 // callbacks delivers a JSON report to a message's Sluice-Callback URL once
-// its outcome is known: delivered by every target sink, or dead-lettered,
-// or dropped. It reads the spool with its own cursor, so reports survive
-// restarts and are delivered at least once (the delivery_id is stable, for
-// de-duplication). Each report is tried a bounded number of times with
-// backoff, then counted and logged as given up.
+// its outcome is known: delivered by every target sink, dead-lettered, or
+// dropped.
+//
+// Reports are not the write-ahead log's problem. A copier reads the main
+// spool with its own cursor, copies each record that asks for a callback
+// into the callback store (a spool of its own, <SPOOL_DIR>/callbacks,
+// capped, drop_oldest) and acknowledges the main cursor as soon as the copy
+// is durable: the main cursor never waits for a receiver, so a dead or slow
+// receiver never holds the spool nor blocks a push.
+//
+// A loader reads the store into memory (at most maxPending owed reports;
+// past it the oldest report of the host with the most pending is dropped,
+// counted). The dispatcher (callback_dispatch.go) makes a report ready when
+// every target sink's cursor passed its message, sends it with per-host
+// fairness and bounded concurrency, retries on a timer heap with doubling
+// backoff, gives up after the set attempts (counted), and tombstones done
+// reports in the store so a restart does not send them again. Delivery is
+// at least once: a report may be sent again after a crash (the delivery_id
+// is stable, for de-duplication).
 type callbacks struct {
-	a        *Agent
-	cursor   *spool.Cursor
-	guard    *callbackGuard
-	client   *http.Client
-	attempts int
-	backoff  time.Duration
-	log      *slog.Logger
+	a          *Agent
+	cursor     *spool.Cursor // main spool: the copier's position
+	store      *spool.Spool
+	storeCur   *spool.Cursor
+	guard      *callbackGuard
+	client     *http.Client
+	attempts   int
+	backoff    time.Duration
+	workers    int
+	perHost    int
+	maxPending int
+	log        *slog.Logger
 
-	sent, failed, gaveUp *metrics.Counter
+	sent, failed, gaveUp, dropped, copied *metrics.Counter
+	pending                               *metrics.Gauge
 }
 
 // Report is the body POSTed to a callback URL.
@@ -47,190 +68,278 @@ type Report struct {
 	ReportedAt time.Time             `json:"reported_at"`
 }
 
-type cbItem struct {
-	seq     uint64
-	sid     spool.ID
-	id      string
-	url     string
-	topic   string
-	targets []string
-	pushed  time.Time
-	state   int // 0 waiting, 1 sending, 2 done
-}
-
 // callbackCursor cannot clash with a sink name ([a-z0-9]+).
 const callbackCursor = "callbacks.internal"
 
-func newCallbacks(a *Agent, guard *callbackGuard, attempts int, backoff time.Duration) (*callbacks, error) {
+const (
+	callbackWorkers = 8 // attempts in flight at most
+	callbackPerHost = 2 // of which to one receiver host: a slow host cannot take them all
+	callbackTimeout = 10 * time.Second
+)
+
+func newCallbacks(a *Agent, guard *callbackGuard) (*callbacks, error) {
+	o := &a.opts
 	c, err := a.sp.Cursor(callbackCursor, spool.CursorOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("callbacks: %w", err)
 	}
-	tr := &http.Transport{DialContext: guard.dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
-	set := a.opts.Metrics
-	return &callbacks{
-		a: a, cursor: c, guard: guard, attempts: attempts, backoff: backoff, log: a.log.With("component", "callbacks"),
+	store, own := o.Callbacks, false
+	if store == nil {
+		store, err = spool.Open(filepath.Join(a.sp.Dir(), "callbacks"), CallbackStoreOptions(o.CallbackMaxBytes, "", a.log))
+		if err != nil {
+			c.Release()
+			return nil, fmt.Errorf("callbacks: open store: %w", err)
+		}
+		own = true
+	}
+	sc, err := store.Cursor(cbStoreCursor, spool.CursorOptions{FromOldest: true})
+	if err != nil {
+		c.Release()
+		if own {
+			store.Close()
+		}
+		return nil, fmt.Errorf("callbacks: store: %w", err)
+	}
+	tr := &http.Transport{DialContext: guard.dial, MaxIdleConnsPerHost: callbackPerHost, IdleConnTimeout: 30 * time.Second}
+	set := o.Metrics
+	cb := &callbacks{
+		a: a, cursor: c, store: store, storeCur: sc, guard: guard,
+		attempts: o.CallbackAttempts, backoff: o.CallbackBackoff,
+		workers: callbackWorkers, perHost: callbackPerHost, maxPending: o.CallbackMaxPending,
+		log: a.log.With("component", "callbacks"),
 		client: &http.Client{
 			Transport:     tr,
-			Timeout:       10 * time.Second,
+			Timeout:       callbackTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		sent:   set.GetOrCreateCounter("sluice_callbacks_sent_total"),
-		failed: set.GetOrCreateCounter("sluice_callbacks_failed_attempts_total"),
-		gaveUp: set.GetOrCreateCounter("sluice_callbacks_given_up_total"),
-	}, nil
+		sent:    set.GetOrCreateCounter("sluice_callbacks_sent_total"),
+		failed:  set.GetOrCreateCounter("sluice_callbacks_failed_attempts_total"),
+		gaveUp:  set.GetOrCreateCounter("sluice_callbacks_given_up_total"),
+		dropped: set.GetOrCreateCounter("sluice_callbacks_dropped_total"),
+		copied:  set.GetOrCreateCounter("sluice_callbacks_stored_total"),
+		pending: set.GetOrCreateGauge("sluice_callbacks_pending", nil),
+	}
+	set.GetOrCreateGauge("sluice_callbacks_store_bytes", func() float64 { return float64(cb.storeCur.BacklogBytes()) })
+	return cb, nil
 }
 
+// CallbackStoreOptions are the spool options of the callback store for a
+// byte cap (0 = 64 MiB) and a sync policy ("" = always).
+func CallbackStoreOptions(maxBytes int64, sync spool.SyncPolicy, log *slog.Logger) spool.Options {
+	if maxBytes <= 0 {
+		maxBytes = 64 << 20
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return spool.Options{
+		SegmentBytes: min(1<<20, max(maxBytes/8, 64<<10)),
+		Sync:         sync,
+		MaxBytes:     maxBytes,
+		FullPolicy:   spool.DropOldest,
+		Logger:       log.With("spool", "callbacks"),
+	}
+}
+
+// run copies, loads and dispatches until ctx is done; every goroutine it
+// starts has returned when it returns.
 func (cb *callbacks) run(ctx context.Context) {
-	in := make(chan []*cbItem, 4)
+	loaded := make(chan cbLoad)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); cb.read(ctx, in) }()
-	defer wg.Wait()
-
-	done := make(chan *cbItem, 128)
-	work := make(chan *cbItem, 64)
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range work {
-				cb.send(ctx, it)
-				done <- it
-			}
-		}()
-	}
-	defer close(work)
-	var pending []*cbItem
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		changed := cb.a.records.wait()
-		select {
-		case <-ctx.Done():
-			return
-		case items := <-in:
-			pending = append(pending, items...)
-		case it := <-done:
-			it.state = 2
-		case <-changed:
-		case <-tick.C:
-		}
-		// Hand resolved messages to the senders.
-		for _, it := range pending {
-			if it.state != 0 {
-				continue
-			}
-			if st := cb.a.statusOf(it.sid, it.id, it.targets); st.Status == "pending" {
-				continue
-			}
-			select {
-			case work <- it:
-				it.state = 1
-			default:
-			}
-		}
-		// Acknowledge the cursor up to the first unfinished report.
-		i := 0
-		for i < len(pending) && pending[i].state == 2 {
-			i++
-		}
-		if i > 0 {
-			if err := cb.cursor.Ack(pending[i-1].seq); err != nil {
-				cb.log.Error("callback cursor", "err", err)
-			}
-			pending = append(pending[:0], pending[i:]...)
-		}
-	}
+	wg.Add(2)
+	go func() { defer wg.Done(); cb.copyLoop(ctx) }()
+	go func() { defer wg.Done(); cb.loadLoop(ctx, loaded) }()
+	newDispatcher(cb).run(ctx, loaded)
+	wg.Wait()
 }
 
-// read turns spool records into callback items; a run of records without
-// a callback comes through as one finished item (seq = the run's last) so
-// the cursor can pass them.
-func (cb *callbacks) read(ctx context.Context, in chan<- []*cbItem) {
+// close releases the store's cursor and closes the store (the agent owns
+// it, like the dead-letter log). The main cursor is released with the
+// sinks' cursors.
+func (cb *callbacks) close() error {
+	cb.storeCur.Release()
+	return cb.store.Close()
+}
+
+// copyLoop reads the main spool and copies every record that asks for a
+// callback into the store, then acknowledges the main cursor. The only
+// waits are on the store's disk, never on a receiver.
+func (cb *callbacks) copyLoop(ctx context.Context) {
+	spoolID := cb.a.sp.SpoolID()
 	for ctx.Err() == nil {
 		recs, err := cb.cursor.Read(ctx, 1000, 1<<20)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {
 				return
 			}
+			cb.log.Error("callbacks: read spool", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
 			continue
 		}
-		var items []*cbItem
+		var out [][]byte
 		for _, r := range recs {
 			var m Msg
-			if !r.Corrupt && hasExtras(r.Data) && decodeMsg(r.Data, &m) == nil && m.Callback != "" {
-				it := &cbItem{seq: r.ID.Seq, sid: r.ID, id: m.ID, url: m.Callback, topic: m.Topic, targets: m.Sinks, pushed: time.Unix(0, m.Time)}
-				if it.id == "" {
-					it.id = formatID(cb.a.sp.SpoolID(), r.ID)
-				}
-				items = append(items, it)
+			if r.Corrupt || !hasExtras(r.Data) || decodeMsg(r.Data, &m) != nil || m.Callback == "" {
 				continue
 			}
-			// Nothing to report: one finished item stands for a run of them.
-			if n := len(items); n > 0 && items[n-1].state == 2 {
-				items[n-1].seq = r.ID.Seq
-			} else {
-				items = append(items, &cbItem{seq: r.ID.Seq, sid: r.ID, state: 2})
+			rep := &cbReport{sid: r.ID, id: m.ID, url: m.Callback, topic: m.Topic, targets: m.Sinks, pushed: time.Unix(0, m.Time)}
+			if rep.id == "" {
+				rep.id = formatID(spoolID, r.ID)
+			}
+			out = append(out, encodeCBReport(rep))
+		}
+		if !cb.storeReports(ctx, out) {
+			return
+		}
+		if err := cb.cursor.Ack(recs[len(recs)-1].ID.Seq); err != nil {
+			cb.log.Error("callback cursor", "err", err)
+		}
+	}
+}
+
+// storeReports appends records to the store, in chunks; it retries errors
+// of the disk (they hold the main spool too) and drops, counted, what the
+// store can never take. It returns false when ctx is done.
+func (cb *callbacks) storeReports(ctx context.Context, recs [][]byte) bool {
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+len(recs[n]) < 1<<20) {
+			size += len(recs[n])
+			n++
+		}
+		for {
+			_, err := cb.store.Append(ctx, recs[:n]...)
+			if err == nil {
+				cb.copied.Add(n)
+				break
+			}
+			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {
+				return false
+			}
+			if errors.Is(err, spool.ErrTooLarge) || errors.Is(err, spool.ErrFull) {
+				cb.dropped.Add(n)
+				cb.log.Warn("callback reports dropped: the store cannot take them", "reports", n, "err", err)
+				break
+			}
+			cb.log.Error("callback store append failed; retrying", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return false
 			}
 		}
+		recs = recs[n:]
+	}
+	return true
+}
+
+// cbLoad is a batch of owed reports read from the store; last is the last
+// store sequence read (records after the previous batch up to last that
+// are not in reports need nothing).
+type cbLoad struct {
+	reports []*cbReport
+	last    uint64
+}
+
+// loadLoop hands the store's reports to the dispatcher in store order. At
+// start it first reads the tombstones up to the current tail, so a report
+// already done is never handed over again.
+func (cb *callbacks) loadLoop(ctx context.Context, out chan<- cbLoad) {
+	in := interner{}
+	gone, recoverTo := cb.readTombstones(ctx)
+	for ctx.Err() == nil {
+		recs, err := cb.storeCur.Read(ctx, 1000, 1<<20)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {
+				return
+			}
+			cb.log.Error("callbacks: read store", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		l := cbLoad{last: recs[len(recs)-1].ID.Seq}
+		for _, r := range recs {
+			if gone[r.ID.Seq] {
+				delete(gone, r.ID.Seq)
+				continue
+			}
+			if r.Corrupt {
+				continue
+			}
+			if rep, ok := decodeCBReport(r.Data, in); ok {
+				rep.storeSeq = r.ID.Seq
+				l.reports = append(l.reports, rep)
+			}
+		}
+		if gone != nil && l.last >= recoverTo {
+			gone = nil // past the tail seen at start: free the recovery set
+		}
 		select {
-		case in <- items:
+		case out <- l:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-func (cb *callbacks) send(ctx context.Context, it *cbItem) {
-	st := cb.a.statusOf(it.sid, it.id, it.targets)
-	rep := Report{DeliveryID: "cb-" + it.id, ID: it.id, Topic: it.topic, Status: st.Status, Sinks: st.Sinks, PushedAt: it.pushed}
+// readTombstones scans the store from its cursor to the tail at start and
+// returns the store sequences of done reports and that tail, then rewinds.
+func (cb *callbacks) readTombstones(ctx context.Context) (map[uint64]bool, uint64) {
+	gone := map[uint64]bool{}
+	last := cb.store.LastSeq()
+	for cb.storeCur.Acked() < last && ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		recs, err := cb.storeCur.Read(rctx, 4096, 4<<20)
+		cancel()
+		if err != nil {
+			break
+		}
+		for _, r := range recs {
+			if seqs, ok := decodeCBTombstone(r.Data); ok && !r.Corrupt {
+				for _, s := range seqs {
+					gone[s] = true
+				}
+			}
+		}
+		if recs[len(recs)-1].ID.Seq >= last {
+			break
+		}
+	}
+	cb.storeCur.Rewind()
+	return gone, last
+}
+
+// reportBody renders the report of r as it stands now.
+func (cb *callbacks) reportBody(r *cbReport) (body []byte, deliveryID string) {
+	st := cb.a.statusOf(r.sid, r.id, r.targets)
+	rep := Report{DeliveryID: "cb-" + r.id, ID: r.id, Topic: r.topic, Status: st.Status, Sinks: st.Sinks,
+		Attempt: r.attempt, PushedAt: r.pushed, ReportedAt: time.Now().UTC()}
 	for _, s := range st.Sinks {
 		if s.Error != "" {
 			rep.Error = s.Error
 		}
 	}
-	backoff := cb.backoff
-	for attempt := 1; attempt <= cb.attempts; attempt++ {
-		rep.Attempt, rep.ReportedAt = attempt, time.Now().UTC()
-		body, _ := json.Marshal(rep)
-		err := func() error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, it.url, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Sluice-Delivery-Id", rep.DeliveryID)
-			resp, err := cb.client.Do(req)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 {
-				return fmt.Errorf("callback answered %s", resp.Status)
-			}
-			return nil
-		}()
-		if err == nil {
-			cb.sent.Inc()
-			return
-		}
-		cb.failed.Inc()
-		if errors.Is(err, errCallbackNotAllowed) || ctx.Err() != nil {
-			if ctx.Err() == nil {
-				cb.log.Warn("callback refused at dial time", "id", it.id, "err", err)
-				cb.gaveUp.Inc()
-			}
-			return
-		}
-		if attempt == cb.attempts {
-			cb.gaveUp.Inc()
-			cb.log.Warn("callback given up", "id", it.id, "url", it.url, "attempts", attempt, "err", err)
-			return
-		}
-		if !sleepCtx(ctx, backoff) {
-			return
-		}
-		backoff = min(backoff*2, 30*time.Second)
+	body, _ = json.Marshal(rep)
+	return body, rep.DeliveryID
+}
+
+// post makes one attempt.
+func (cb *callbacks) post(ctx context.Context, url, deliveryID string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errCallbackNotAllowed, err)
 	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Sluice-Delivery-Id", deliveryID)
+	resp, err := cb.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("callback answered %s", resp.Status)
+	}
+	return nil
 }

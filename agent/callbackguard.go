@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // callbackGuard decides which callback URLs sluice may call (SSRF guard).
@@ -27,12 +29,72 @@ import (
 //     endpoint 169.254.169.254);
 //   - names are resolved by sluice itself and the checked address is the
 //     one dialled, so a name cannot change its answer between check and
-//     connect; redirects are not followed.
+//     connect; redirects are not followed;
+//   - sluice's own listeners (ingest and admin) are never a target, in any
+//     spelling: any loopback address at a bound port, and when a listener
+//     is bound to all interfaces (0.0.0.0, ::) also every address of this
+//     host at that port. Push time refuses what it can see (IP literals,
+//     localhost); dial time checks every address actually dialled. A unix
+//     socket listener cannot be reached: callbacks only dial TCP.
 type callbackGuard struct {
 	cidrs   []*net.IPNet
 	globs   []string
 	resolve func(ctx context.Context, host string) ([]net.IP, error)
+
+	mu       sync.RWMutex
+	self     []*net.TCPAddr // the agent's own TCP listeners
+	localIPs []net.IP       // this host's addresses, when a listener is unspecified
 }
+
+// setSelf records the agent's bound listeners (nil and non-TCP addresses
+// are skipped).
+func (g *callbackGuard) setSelf(addrs ...net.Addr) {
+	var self []*net.TCPAddr
+	wild := false
+	for _, a := range addrs {
+		if t, ok := a.(*net.TCPAddr); ok && t != nil {
+			self = append(self, t)
+			wild = wild || t.IP == nil || t.IP.IsUnspecified()
+		}
+	}
+	var local []net.IP
+	if wild {
+		if ifAddrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ia := range ifAddrs {
+				if n, ok := ia.(*net.IPNet); ok {
+					local = append(local, n.IP)
+				}
+			}
+		}
+	}
+	g.mu.Lock()
+	g.self, g.localIPs = self, local
+	g.mu.Unlock()
+}
+
+// isSelf reports whether ip:port reaches one of the agent's listeners.
+func (g *callbackGuard) isSelf(ip net.IP, port int) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, s := range g.self {
+		if s.Port != port {
+			continue
+		}
+		if ip.IsLoopback() || ip.IsUnspecified() || ip.Equal(s.IP) {
+			return true
+		}
+		if s.IP == nil || s.IP.IsUnspecified() {
+			for _, l := range g.localIPs {
+				if ip.Equal(l) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+var errCallbackSelf = errors.New("callback target is one of sluice's own listeners")
 
 var errCallbackNotAllowed = errors.New("callback target not allowed")
 
@@ -146,17 +208,42 @@ func (g *callbackGuard) checkURL(raw string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
 		return fmt.Errorf("%w: need an http or https URL without credentials", errCallbackNotAllowed)
 	}
-	if k, _ := g.classify(u.Hostname()); k == hostRefused {
+	k, ip := g.classify(u.Hostname())
+	if k == hostRefused {
 		return fmt.Errorf("%w: %s (loopback only unless SLUICE_CALLBACK_ALLOW allows it)", errCallbackNotAllowed, u.Hostname())
+	}
+	if k == hostLocal {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	if ip != nil && g.isSelf(ip, urlPort(u)) {
+		return fmt.Errorf("%w: %w (%s)", errCallbackNotAllowed, errCallbackSelf, u.Host)
 	}
 	return nil
 }
 
+// urlPort is the port a URL dials (its scheme's default when absent).
+func urlPort(u *url.URL) int {
+	if p, err := strconv.Atoi(u.Port()); err == nil {
+		return p
+	}
+	if u.Scheme == "https" {
+		return 443
+	}
+	return 80
+}
+
 // dial resolves and checks the address, then dials the checked IP.
 func (g *callbackGuard) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if network != "tcp" && network != "tcp4" && network != "tcp6" {
+		return nil, fmt.Errorf("%w: network %s", errCallbackNotAllowed, network)
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
+	}
+	portNum, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("%w: port %q", errCallbackNotAllowed, port)
 	}
 	kind, ip := g.classify(host)
 	var ips []net.IP
@@ -183,6 +270,11 @@ func (g *callbackGuard) dial(ctx context.Context, network, addr string) (net.Con
 	}
 	var d net.Dialer
 	var last error = fmt.Errorf("%w: %s has no address", errCallbackNotAllowed, host)
+	for _, ip := range ips {
+		if g.isSelf(ip, portNum) {
+			return nil, fmt.Errorf("%w: %w (%s)", errCallbackNotAllowed, errCallbackSelf, net.JoinHostPort(ip.String(), port))
+		}
+	}
 	for _, ip := range ips {
 		c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
 		if err == nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluiceio/sluice/spool"
 )
@@ -22,6 +23,15 @@ type deadLetters struct {
 	mu    sync.Mutex
 	index *boundedMap[string, map[string]dlInfo]
 	gone  map[uint64]bool // entries replayed or purged (tombstoned)
+
+	// Forgotten dead letters (deadletter_forgotten.go).
+	sinks      []string
+	seqOf      func(id string) uint64 // spool sequence of a message id (upper bound)
+	lastSeq    func() uint64          // the message spool's last sequence
+	forgotUpTo map[string]uint64      // per sink
+	forgotten  uint64
+	dirty      bool // forgotUpTo changed since saved
+	log        *slog.Logger
 }
 
 type dlInfo struct {
@@ -30,14 +40,23 @@ type dlInfo struct {
 	time   time.Time
 }
 
-const dlIndexSize = 100000
+// dlIndexSize bounds the dead-letter index (a variable for tests).
+var dlIndexSize = 100000
 
-func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger) (*deadLetters, error) {
+// openDeadLetters opens the log on sp and rebuilds its index; sinks are
+// the configured sink names, msgs the message spool, seqOf the sequence of
+// a message id (deadletter_forgotten.go).
+func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger, sinks []string, msgs *spool.Spool, seqOf func(string) uint64) (*deadLetters, error) {
 	c, err := sp.Cursor("retained", spool.CursorOptions{FromOldest: true})
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	d := &deadLetters{sp: sp, cur: c, m: m, index: newBoundedMap[string, map[string]dlInfo](dlIndexSize), gone: map[uint64]bool{}}
+	d := &deadLetters{sp: sp, cur: c, m: m, index: newBoundedMap[string, map[string]dlInfo](dlIndexSize), gone: map[uint64]bool{},
+		sinks: sinks, seqOf: seqOf, lastSeq: msgs.LastSeq, forgotUpTo: map[string]uint64{}, log: log}
+	if err := d.loadForgotten(); err != nil {
+		c.Release()
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
 	last := sp.LastSeq()
 	seen := 0
 	entries := map[uint64][2]string{} // dl seq -> message id, sink
@@ -78,6 +97,7 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger) (*deadL
 	if seen > 0 {
 		log.Info("dead-letter log loaded", "dead_letters", seen)
 	}
+	d.saveIfDirtyLocked()
 	return d, nil
 }
 
@@ -85,7 +105,9 @@ func (d *deadLetters) indexLocked(sinkName, id string, info dlInfo) {
 	m, ok := d.index.get(id)
 	if !ok {
 		m = map[string]dlInfo{}
-		d.index.put(id, m)
+		if eid, einfo, evicted := d.index.putEvicted(id, m); evicted {
+			d.evictedLocked(eid, einfo)
+		}
 	}
 	m[sinkName] = info
 }
@@ -96,7 +118,59 @@ type deadLetter struct {
 	raw                   []byte // the stored message record
 }
 
+// Bounds of a dead letter's envelope: the sink name (agent.New refuses
+// longer names), the message id (validID; a local id is ~50 bytes), and the
+// reason and error text, which encodeDeadLetter cuts to these lengths.
+const (
+	MaxSinkNameBytes   = 64
+	maxIDBytes         = 128
+	maxDLReasonBytes   = 64
+	maxDLErrorBytes    = 1024
+	maxDLLengthVarints = 4 * binary.MaxVarintLen32
+)
+
+// DeadLetterOverhead bounds what encodeDeadLetter adds to the stored
+// message record: version, time, four length prefixes, sink, id, reason,
+// error text. The dead-letter log's records and cap must leave this much
+// beyond the largest message record (MaxRecordBytes), or a message the
+// sink refuses could never leave its lane.
+const DeadLetterOverhead = 1 + 8 + maxDLLengthVarints + MaxSinkNameBytes + maxIDBytes + maxDLReasonBytes + maxDLErrorBytes
+
+// RecordSlack bounds a message record (appendMsg) beyond its value and
+// the bytes that come from request headers (key, header names and values,
+// callback URL, Idempotency-Key): version, time, partition, topic, id,
+// sink names, length prefixes, the idempotency hash. 16 KiB covers 250
+// sinks with 64 headers each; a record beyond MaxRecordBytes is refused at
+// ingest (413), never stuck later.
+const RecordSlack = 16 << 10
+
+// MaxRecordBytes is the largest message record the agent spools for these
+// limits: the main spool's MaxRecordBytes. A push whose record is larger is
+// refused with 413 too_large.
+func MaxRecordBytes(maxMessageBytes, maxHeaderBytes int) int {
+	return maxMessageBytes + maxHeaderBytes + RecordSlack
+}
+
+// MaxDeadLetterBytes is the largest dead-letter record for these limits:
+// the dead-letter spool's MaxRecordBytes must be at least this, and its cap
+// at least this plus spool.RecordOverhead.
+func MaxDeadLetterBytes(maxMessageBytes, maxHeaderBytes int) int {
+	return MaxRecordBytes(maxMessageBytes, maxHeaderBytes) + DeadLetterOverhead
+}
+
+// cut shortens s to at most n bytes, on a UTF-8 boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 func encodeDeadLetter(e deadLetter) []byte {
+	e.reason, e.err = cut(e.reason, maxDLReasonBytes), cut(e.err, maxDLErrorBytes)
 	b := make([]byte, 0, 64+len(e.sink)+len(e.id)+len(e.reason)+len(e.err)+len(e.raw))
 	b = append(b, 1)
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.time.UnixNano()))
@@ -120,14 +194,30 @@ func decodeDeadLetter(b []byte) (deadLetter, bool) {
 
 func (d *deadLetters) add(ctx context.Context, sinkName, id, reason, errText string, raw []byte) error {
 	now := time.Now()
+	dropped := d.sp.Stats().Dropped
 	if _, err := d.sp.Append(ctx, encodeDeadLetter(deadLetter{sink: sinkName, id: id, reason: reason, err: errText, time: now, raw: raw})); err != nil {
 		return err
 	}
 	d.mu.Lock()
+	if n := d.sp.Stats().Dropped - dropped; n > 0 {
+		d.discardedLocked(n, d.sinks) // the log discarded its oldest at the cap
+	}
 	d.indexLocked(sinkName, id, dlInfo{reason: reason, err: errText, time: now})
+	d.saveIfDirtyLocked()
 	d.mu.Unlock()
 	d.m.deadLetter(sinkName, reason)
 	return nil
+}
+
+func (d *deadLetters) saveIfDirtyLocked() {
+	if !d.dirty {
+		return
+	}
+	if err := d.saveForgottenLocked(); err != nil {
+		d.log.Error("cannot save the dead-letter watermark; statuses stay right until a restart", "err", err)
+		return
+	}
+	d.dirty = false
 }
 
 func (d *deadLetters) lookup(id string) map[string]dlInfo {

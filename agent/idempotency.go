@@ -2,8 +2,10 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
@@ -17,16 +19,18 @@ import (
 
 // idempotency remembers the requests that carried an Idempotency-Key for
 // a window, so a retry returns the original ids without spooling again.
-// The key and a hash of the request are stored with the request's first
-// message (one append: atomic with it), and the index is rebuilt from the
-// spool at start. The index is bounded; evictions are counted.
+// This is the in-memory index; idempotency_store.go keeps it durable
+// across restarts and WAL truncation. An entry is pending while its
+// request's append has no known outcome (even past a 503 spool_timeout):
+// a retry waits for it and never spools a second copy. The index is
+// bounded (pending entries are never evicted); evictions are counted.
 type idempotency struct {
 	window time.Duration
 	max    int
 
 	mu      sync.Mutex
 	entries map[string]*idemEntry
-	order   []string // insertion order, for eviction
+	order   []string // insertion order, for eviction and expiry
 	evicted uint64
 }
 
@@ -34,8 +38,17 @@ type idemEntry struct {
 	hash []byte
 	ids  []string
 	at   time.Time
-	done chan struct{} // closed when the first request finished
+	done chan struct{} // closed when the first request's outcome is known
 	ok   bool          // the first request was spooled
+}
+
+func (e *idemEntry) pending() bool {
+	select {
+	case <-e.done:
+		return false
+	default:
+		return true
+	}
 }
 
 func newIdempotency(window time.Duration, max int) *idempotency {
@@ -78,27 +91,50 @@ func validIdemKey(k string) bool {
 }
 
 // begin claims key for a new request, or returns the entry of an earlier
-// (possibly still running) request with that key.
+// (possibly still pending) request with that key.
 func (x *idempotency) begin(key string, hash []byte, now time.Time) (e *idemEntry, first bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if e, ok := x.entries[key]; ok && now.Sub(e.at) <= x.window {
+	if e, ok := x.entries[key]; ok && (e.pending() || now.Sub(e.at) <= x.window) {
 		return e, false
 	}
 	e = &idemEntry{hash: hash, at: now, done: make(chan struct{})}
-	x.putLocked(key, e)
+	x.putLocked(key, e, now)
 	return e, true
 }
 
-func (x *idempotency) putLocked(key string, e *idemEntry) {
+// loaded puts a stored entry (already resolved) into the index.
+func (x *idempotency) loaded(r idemRecord) {
+	e := &idemEntry{hash: r.hash, ids: r.ids, at: r.at, done: make(chan struct{}), ok: true}
+	close(e.done)
+	x.mu.Lock()
+	x.putLocked(r.key, e, r.at)
+	x.mu.Unlock()
+}
+
+func (x *idempotency) putLocked(key string, e *idemEntry, now time.Time) {
 	if _, ok := x.entries[key]; !ok {
 		x.order = append(x.order, key)
 	}
 	x.entries[key] = e
-	for len(x.entries) > x.max && len(x.order) > 0 {
+	// Expired entries at the front go first, then the oldest over max;
+	// a pending entry is never dropped (it is bounded by the requests in
+	// flight): it moves to the back.
+	for skipped := 0; len(x.order) > 0 && skipped < len(x.order); {
 		old := x.order[0]
+		o, ok := x.entries[old]
+		if ok && now.Sub(o.at) <= x.window && len(x.entries) <= x.max {
+			break
+		}
 		x.order = x.order[1:]
-		if _, ok := x.entries[old]; ok {
+		switch {
+		case !ok:
+		case o.pending():
+			x.order = append(x.order, old)
+			skipped++
+		case now.Sub(o.at) > x.window:
+			delete(x.entries, old)
+		default:
 			delete(x.entries, old)
 			x.evicted++
 		}
@@ -114,62 +150,32 @@ func (x *idempotency) putLocked(key string, e *idemEntry) {
 	}
 }
 
-// finish records the outcome of the first request with key.
+// finish records the outcome of the first request with key: its ids, or
+// nil when it was not spooled (the key is released: a retry spools anew).
 func (x *idempotency) finish(key string, e *idemEntry, ids []string) {
 	x.mu.Lock()
 	if ids != nil {
 		e.ids, e.ok = ids, true
 	} else if x.entries[key] == e {
-		delete(x.entries, key) // failed: a retry may try again
+		delete(x.entries, key)
 	}
 	x.mu.Unlock()
 	close(e.done)
+}
+
+// finishLater waits in the background for the outcome of an append whose
+// waiter gave up (503 spool_timeout) and finishes the key with the ids
+// outcome returns for it (nil when the append failed).
+func (x *idempotency) finishLater(key string, e *idemEntry, p *spool.Pending, outcome func(spool.ID, error) []string) {
+	go func() {
+		x.finish(key, e, outcome(p.Outcome()))
+	}()
 }
 
 func (x *idempotency) stats() (size int, evicted uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return len(x.entries), x.evicted
-}
-
-// rebuild reloads the keys pushed within the window from the spool.
-func (x *idempotency) rebuild(sp *spool.Spool, now time.Time) error {
-	var cur *idemEntry
-	var want int
-	var key string
-	return sp.Scan(now.Add(-x.window), func(r spool.Record) bool {
-		if cur == nil && !hasExtras(r.Data) {
-			return true // the common case: no key, nothing to decode
-		}
-		var m Msg
-		if r.Corrupt || decodeMsg(r.Data, &m) != nil {
-			cur = nil
-			return true
-		}
-		id := m.ID
-		if id == "" {
-			id = formatID(sp.SpoolID(), r.ID)
-		}
-		if cur != nil && len(cur.ids) < want {
-			cur.ids = append(cur.ids, id)
-			return true
-		}
-		cur = nil
-		if m.IdemKey == "" || len(m.IdemHash) < sha256.Size {
-			return true
-		}
-		n, vn := binary.Uvarint(m.IdemHash[sha256.Size:])
-		if vn <= 0 {
-			return true
-		}
-		key, want = m.IdemKey, int(n)
-		cur = &idemEntry{hash: bytes.Clone(m.IdemHash[:sha256.Size]), ids: []string{id}, at: r.Time, done: make(chan struct{}), ok: true}
-		close(cur.done)
-		x.mu.Lock()
-		x.putLocked(key, cur)
-		x.mu.Unlock()
-		return true
-	})
 }
 
 // idemCheck handles the Idempotency-Key of a push. It returns a non-nil
@@ -181,6 +187,12 @@ func (a *Agent) idemCheck(ctx *fasthttp.RequestCtx, key string, n int) (e *idemE
 		return nil, nil, nil, errorf(http.StatusBadRequest, "bad_request", "Idempotency-Key must be 1-255 printable ASCII characters")
 	}
 	hash := requestHash(ctx)
+	// A repeat waits for a pending first request as long as its own
+	// Sluice-Timeout (default AckTimeout) allows.
+	_, wait, aerr := a.ackMode(ctx, false)
+	if aerr != nil {
+		wait = a.opts.AckTimeout
+	}
 	for {
 		e, first := a.idem.begin(key, hash, time.Now())
 		if first {
@@ -189,16 +201,47 @@ func (a *Agent) idemCheck(ctx *fasthttp.RequestCtx, key string, n int) (e *idemE
 		if !bytes.Equal(e.hash, hash) {
 			return nil, nil, nil, errorf(http.StatusConflict, "idempotency_conflict", "Idempotency-Key was used with a different request")
 		}
-		t := time.NewTimer(a.opts.AckTimeoutMax)
+		t := time.NewTimer(wait)
 		select {
 		case <-e.done:
 			t.Stop()
 		case <-t.C:
-			return nil, nil, nil, errorf(http.StatusServiceUnavailable, "spool_timeout", "the first request with this Idempotency-Key is still running")
+			return nil, nil, nil, errorf(http.StatusServiceUnavailable, "spool_timeout", "the first request with this Idempotency-Key has no known outcome yet: retry with the same key")
 		}
 		if e.ok {
 			return nil, nil, e.ids, nil
 		}
 		// The first request failed: try to become the first.
 	}
+}
+
+// appendKeyed appends the batch of a request with an Idempotency-Key. An
+// append whose outcome is unknown (ErrTimeout) keeps the key pending (late
+// is set): a goroutine finishes it with the real outcome, so a retry gets
+// the original ids, or spools anew only if the append failed. Otherwise
+// the caller finishes the key.
+func (a *Agent) appendKeyed(batch *spool.Batch, key string, e *idemEntry, chained []string, valueBytes int) (first spool.ID, late bool, err error) {
+	st, n := a.idemSt, uint64(len(chained))
+	st.appending()
+	var p *spool.Pending
+	if p, err = a.sp.AppendAsync(context.Background(), batch); err == nil {
+		first, err = p.Wait(context.Background())
+		if errors.Is(err, spool.ErrTimeout) {
+			a.idem.finishLater(key, e, p, func(first spool.ID, err error) []string {
+				if err != nil {
+					st.appended(0)
+					return nil
+				}
+				st.appended(first.Seq + n - 1)
+				return a.spooled(first, chained, valueBytes)
+			})
+			return spool.ID{}, true, err
+		}
+	}
+	if err != nil {
+		st.appended(0)
+		return spool.ID{}, false, err
+	}
+	st.appended(first.Seq + n - 1)
+	return first, false, nil
 }

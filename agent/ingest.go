@@ -2,12 +2,10 @@ package agent
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -26,6 +24,8 @@ func (a *Agent) newIngestServer() *fasthttp.Server {
 		ErrorHandler:                  a.transportError,
 		Name:                          "sluice",
 		MaxRequestBodySize:            a.opts.MaxRequestBytes,
+		HeaderReceived:                a.headerReceived, // reserves MaxInflightBytes before the body is read (body.go)
+		ContinueHandler:               a.continueHandler,
 		ReadBufferSize:                a.opts.MaxHeaderBytes,
 		ReadTimeout:                   a.opts.ReadTimeout,
 		WriteTimeout:                  a.opts.WriteTimeout,
@@ -40,6 +40,11 @@ func (a *Agent) newIngestServer() *fasthttp.Server {
 // transportError answers requests fasthttp rejects before the handler.
 func (a *Agent) transportError(ctx *fasthttp.RequestCtx, err error) {
 	var e *apiError
+	if a.bodyFailed(ctx) && errors.Is(err, fasthttp.ErrBodyTooLarge) { // body.go
+		a.replyBodyError(ctx, errorf(http.StatusServiceUnavailable, "spool_full", "%v", errInflight))
+		ctx.SetConnectionClose()
+		return
+	}
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", a.opts.MaxRequestBytes)
@@ -76,13 +81,17 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 
 func (a *Agent) handleIngest(ctx *fasthttp.RequestCtx) {
 	t0 := time.Now()
+	b := &bodyRes{}
 	defer func() {
 		if r := recover(); r != nil {
 			a.log.Error("panic in ingest handler", "panic", r)
 			a.replyError(ctx, errorf(http.StatusInternalServerError, "io_error", "internal error"))
 		}
+		a.bodyFailed(ctx) // a reservation route did not claim (refused before the body was used)
+		a.releaseBodyOf(b)
 		a.m.requestDuration.UpdateDuration(t0)
 	}()
+	ctx.SetUserValue(bodyKey, b)
 	if e := a.route(ctx); e != nil {
 		a.replyError(ctx, e)
 	}
@@ -96,8 +105,8 @@ func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
 	if e := a.authorize(ctx); e != nil {
 		return e
 	}
-	if e := a.decodeBody(ctx); e != nil {
-		return e
+	if !a.readDecodeBody(ctx) {
+		return nil // answered
 	}
 	p := string(ctx.Path())
 	method := string(ctx.Method())
@@ -132,33 +141,6 @@ func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
 		return a.control(ctx, strings.TrimPrefix(p, "/v1/control/"), method)
 	}
 	return errorf(http.StatusNotFound, "not_found", "no such endpoint %s", p)
-}
-
-// decodeBody replaces a gzip request body (Content-Encoding: gzip, as the
-// HTTP sink of another sluice sends) by its content, bounded by the
-// request size limit so that a small bomb cannot expand without limit.
-func (a *Agent) decodeBody(ctx *fasthttp.RequestCtx) *apiError {
-	ce := ctx.Request.Header.ContentEncoding()
-	switch {
-	case len(ce) == 0 || bytes.EqualFold(ce, []byte("identity")):
-		return nil
-	case !bytes.EqualFold(ce, []byte("gzip")):
-		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Encoding %q (gzip or identity only)", ce)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(ctx.PostBody()))
-	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_request", "gzip body: %v", err)
-	}
-	plain, err := io.ReadAll(io.LimitReader(zr, int64(a.opts.MaxRequestBytes)+1))
-	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_request", "gzip body: %v", err)
-	}
-	if len(plain) > a.opts.MaxRequestBytes {
-		return errorf(http.StatusRequestEntityTooLarge, "too_large", "decompressed body over %d bytes", a.opts.MaxRequestBytes)
-	}
-	ctx.Request.SetBodyRaw(plain)
-	ctx.Request.Header.Del("Content-Encoding")
-	return nil
 }
 
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) *apiError {
@@ -290,6 +272,7 @@ func (a *Agent) push(ctx *fasthttp.RequestCtx, msgs []Msg) *apiError {
 		writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": acc.IDs})
 		return nil
 	}
+	a.releaseBody(ctx) // spooled: the wait holds no body bytes
 	status := a.waitDelivered(acc, timeout)
 	writeJSON(ctx, http.StatusAccepted, map[string]any{"ids": acc.IDs, "status": status})
 	return nil
@@ -355,12 +338,7 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 	if a.draining.Load() && !a.opts.DrainAccept {
 		return accepted{}, errorf(http.StatusServiceUnavailable, "shutting_down", "sluice is shutting down")
 	}
-	body := int64(len(ctx.PostBody()))
-	if a.inflight.Add(body) > a.opts.MaxInflightBytes {
-		a.inflight.Add(-body)
-		return accepted{}, errorf(http.StatusServiceUnavailable, "spool_full", "too many request bytes in flight")
-	}
-	defer a.inflight.Add(-body)
+	// The body's bytes were reserved in MaxInflightBytes as it was read (body.go).
 
 	var callback string
 	if v := peekHeader(ctx, "Sluice-Callback"); v != nil {
@@ -391,6 +369,7 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 	var idemKey string
 	var idemE *idemEntry
 	var spooled []string // ids once spooled; nil = failed
+	finishIdem := false  // the deferred finish records the outcome
 	if k := peekHeader(ctx, "Idempotency-Key"); k != nil {
 		idemKey = string(k)
 		e, stored, prior, aerr := a.idemCheck(ctx, idemKey, len(msgs))
@@ -400,36 +379,60 @@ func (a *Agent) accept(ctx *fasthttp.RequestCtx, msgs []Msg) (accepted, *apiErro
 		if prior != nil {
 			return accepted{IDs: prior, replay: true}, nil
 		}
-		idemE = e
+		idemE, finishIdem = e, true
 		msgs[0].IdemKey, msgs[0].IdemHash = idemKey, stored
 		size += len(idemKey) + len(stored) + 20
-		defer func() { a.idem.finish(idemKey, idemE, spooled) }()
+		defer func() {
+			if finishIdem {
+				a.idem.finish(idemKey, idemE, spooled)
+			}
+		}()
 	}
 	batch := spool.NewBatch(len(msgs), size)
+	chained := make([]string, len(msgs)) // kept ids; copied out of the request
+	var valueBytes int
 	for i := range msgs {
 		batch.End(appendMsg(batch.Begin(), &msgs[i]))
+		chained[i] = msgs[i].ID
+		valueBytes += len(msgs[i].Value)
 	}
-	first, err := a.sp.AppendBatch(context.Background(), batch)
+	var first spool.ID
+	var err error
+	if idemE == nil {
+		first, err = a.sp.AppendBatch(context.Background(), batch)
+	} else {
+		var late bool
+		first, late, err = a.appendKeyed(batch, idemKey, idemE, chained, valueBytes)
+		finishIdem = !late
+	}
 	if err != nil {
 		return accepted{}, spoolError(err)
 	}
-	acc := accepted{IDs: make([]string, len(msgs)), SIDs: make([]spool.ID, len(msgs)), Targets: make([][]string, len(msgs))}
-	var valueBytes int
+	acc := accepted{IDs: a.spooled(first, chained, valueBytes), SIDs: make([]spool.ID, len(msgs)), Targets: make([][]string, len(msgs))}
 	for i := range msgs {
-		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
-		acc.SIDs[i], acc.Targets[i] = sid, msgs[i].Sinks
-		if msgs[i].ID != "" {
-			acc.IDs[i] = msgs[i].ID
-			a.records.setChained(msgs[i].ID, sid)
-		} else {
-			acc.IDs[i] = formatID(a.sp.SpoolID(), sid)
-		}
-		valueBytes += len(msgs[i].Value)
+		acc.SIDs[i], acc.Targets[i] = spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}, msgs[i].Sinks
 	}
 	spooled = acc.IDs
-	a.m.ingestMessages.Add(len(msgs))
-	a.m.ingestBytes.Add(valueBytes)
 	return acc, nil
+}
+
+// spooled returns the ids of messages spooled from first on (chained[i]
+// is message i's kept id, or ""), records the chained ones and counts the
+// messages.
+func (a *Agent) spooled(first spool.ID, chained []string, valueBytes int) []string {
+	ids := make([]string, len(chained))
+	for i, c := range chained {
+		sid := spool.ID{Epoch: first.Epoch, Seq: first.Seq + uint64(i)}
+		if c != "" {
+			ids[i] = c
+			a.records.setChained(c, sid)
+		} else {
+			ids[i] = formatID(a.sp.SpoolID(), sid)
+		}
+	}
+	a.m.ingestMessages.Add(len(chained))
+	a.m.ingestBytes.Add(valueBytes)
+	return ids
 }
 
 func parseTimeout(s string) (time.Duration, error) {
@@ -495,11 +498,11 @@ func spoolError(err error) *apiError {
 	return errorf(http.StatusInternalServerError, "io_error", "spool write failed: %v", err)
 }
 
-// control serves /v1/control/...: loopback or unix-socket peers only, and
-// the token when one is set (checked by authorize).
+// control serves /v1/control/...: loopback or unix-socket peers with the
+// bearer token when one is set, else with the control token (control.go).
 func (a *Agent) control(ctx *fasthttp.RequestCtx, op, method string) *apiError {
-	if !isLocalPeer(ctx) {
-		return errorf(http.StatusForbidden, "forbidden", "control endpoints answer loopback and unix-socket clients only")
+	if e := a.authorizeControl(ctx); e != nil {
+		return e
 	}
 	if rest, ok := strings.CutPrefix(op, "deadletters"); ok && (rest == "" || rest[0] == '/') {
 		return a.deadLetterControl(ctx, strings.TrimPrefix(rest, "/"), method)
@@ -514,16 +517,4 @@ func (a *Agent) control(ctx *fasthttp.RequestCtx, op, method string) *apiError {
 		return nil
 	}
 	return errorf(http.StatusNotFound, "not_found", "no such control operation %q", op)
-}
-
-func isLocalPeer(ctx *fasthttp.RequestCtx) bool {
-	if ra := ctx.RemoteAddr(); ra != nil && ra.Network() == "unix" {
-		return true
-	}
-	if c := ctx.Conn(); c != nil {
-		if _, ok := c.LocalAddr().(*net.UnixAddr); ok {
-			return true
-		}
-	}
-	return ctx.RemoteIP().IsLoopback()
 }

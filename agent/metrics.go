@@ -23,6 +23,7 @@ type sinkMetrics struct {
 	writeDuration *metrics.PrometheusHistogram
 
 	dlPublished, dlPublishFailed *metrics.Counter
+	deliveredAfterDrop           *metrics.Counter
 }
 
 func newAgentMetrics(set *metrics.Set) *agentMetrics {
@@ -58,6 +59,8 @@ func (m *agentMetrics) forSink(name string) *sinkMetrics {
 
 		dlPublished:     m.set.GetOrCreateCounter("sluice_deadletters_published_total" + l),
 		dlPublishFailed: m.set.GetOrCreateCounter("sluice_deadletters_publish_failed_total" + l),
+
+		deliveredAfterDrop: m.set.GetOrCreateCounter("sluice_sink_delivered_after_drop_total" + l),
 	}
 }
 
@@ -100,10 +103,22 @@ func (m *agentMetrics) register(a *Agent) {
 		}
 		return float64(n)
 	})
+	m.set.NewGauge("sluice_spool_orphan_backlog_bytes", func() float64 {
+		var n int64
+		for _, c := range sp.Cursors() {
+			if !c.InUse {
+				n += c.Backlog.Bytes
+			}
+		}
+		return float64(n)
+	})
 	m.set.NewGauge("sluice_idempotency_keys", func() float64 { n, _ := a.idem.stats(); return float64(n) })
-	m.set.NewGauge("sluice_idempotency_evicted_total", func() float64 { _, e := a.idem.stats(); return float64(e) })
+	m.set.NewGauge("sluice_idempotency_evicted_total", func() float64 { _, e := a.idem.stats(); return float64(e + a.idemSt.evicted()) })
+	m.set.NewGauge("sluice_idempotency_copy_failures_total", func() float64 { return float64(a.idemSt.copyFailed.Load()) })
+	m.set.NewGauge("sluice_idempotency_index_bytes", func() float64 { return float64(a.idemSt.sp.Stats().BacklogBytes) })
 	m.set.NewGauge("sluice_deadletters_discarded_total", func() float64 { return float64(a.dl.sp.Stats().Dropped) })
 	m.set.NewGauge("sluice_deadletters_bytes", func() float64 { return float64(a.dl.sp.Stats().BacklogBytes) })
+	m.set.NewGauge("sluice_deadletters_forgotten_total", func() float64 { return float64(a.dl.forgottenTotal()) })
 	for _, f := range a.fwds {
 		l := fmt.Sprintf(`{sink=%q}`, f.spec.Name)
 		m.set.NewGauge("sluice_spool_backlog_bytes"+l, func() float64 { return float64(f.cursor.BacklogBytes()) })
@@ -114,7 +129,8 @@ func (m *agentMetrics) register(a *Agent) {
 			}
 			return 0
 		})
-		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.failing.Load()) })
+		m.set.NewGauge("sluice_sink_failing"+l, func() float64 { return b2f(f.isFailing()) })
+		m.set.NewGauge("sluice_sink_held_bytes"+l, func() float64 { return float64(f.heldBytes()) })
 		// Drops by the spool's drop_oldest and by the sink's own backlog cap.
 		m.set.NewGauge("sluice_dropped_total"+l, func() float64 { return float64(f.cursor.DroppedTotal()) })
 	}

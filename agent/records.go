@@ -177,6 +177,7 @@ func (a *Agent) status(id string) Status {
 // statusOf derives the status of message id (spool position sid) for its
 // target sinks (nil = every sink, when the record is gone).
 func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
+	a.statusCalls.Add(1)
 	st := Status{ID: id}
 	dead := a.dl.lookup(id)
 	st.Sinks = map[string]SinkStatus{}
@@ -188,8 +189,10 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		switch d, isDead := dead[f.spec.Name]; {
 		case isDead:
 			ss = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
-		case f.cursor.Dropped(sid.Seq):
+		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid.Seq):
 			ss.Status = "dropped"
+		case f.cursor.Acked() >= sid.Seq && a.dl.mayHaveForgotten(f.spec.Name, sid.Seq):
+			ss = forgottenStatus() // never a false delivered (deadletter_forgotten.go)
 		case f.cursor.Acked() >= sid.Seq:
 			ss.Status = "delivered"
 			if dv, ok := a.records.delivery(id, f.spec.Name); ok {
@@ -207,7 +210,7 @@ func overall(sinks map[string]SinkStatus) string {
 	for _, s := range sinks {
 		has[s.Status] = true
 	}
-	for _, s := range []string{"pending", "failed", "dropped", "delivered"} {
+	for _, s := range []string{"pending", "failed", "unknown", "dropped", "delivered"} {
 		if has[s] {
 			return s
 		}

@@ -25,7 +25,10 @@ import (
 type Config struct {
 	Listen      string `split_words:"true" default:"127.0.0.1:7101" example:"unix:/run/sluice/sluice.sock" desc:"Ingest listener: host:port, or unix:/absolute/path for a unix socket."`
 	AdminListen string `split_words:"true" default:":7103" example:"127.0.0.1:7103" desc:"Admin listener (read-only: /livez, /readyz, /metrics, /v1/stats): host:port."`
-	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Bearer token every call on the ingest listener must present (Authorization: Bearer <token>), control calls included; empty = no token check."`
+	AuthToken   string `split_words:"true" secret:"true" example:"change-me" desc:"Bearer token every call on the ingest listener must present (Authorization: Bearer <token>), control calls included; empty = no token check. Required when SLUICE_LISTEN is not a loopback address or unix socket (see SLUICE_ALLOW_UNAUTHENTICATED)."`
+	// AllowUnauthenticated is the explicit opt-out of the rule that a
+	// non-loopback ingest listener needs a token.
+	AllowUnauthenticated bool `split_words:"true" default:"false" example:"true" desc:"Start even though SLUICE_LISTEN is not a loopback address and SLUICE_AUTH_TOKEN is empty: anyone who reaches the listener can push (control calls still need the control token). Only behind a network policy that admits the intended clients alone."`
 
 	SpoolDir           string        `split_words:"true" default:"sluice-spool" example:"/var/lib/sluice/spool" desc:"Spool directory (write-ahead log, cursors, dead letters); one agent at a time. An emptyDir spool dies with its pod."`
 	SpoolMaxBytes      Bytes         `split_words:"true" default:"1GiB" example:"10GiB" desc:"Byte cap of the spool; at the cap SLUICE_SPOOL_FULL_POLICY applies. At least 4 × SLUICE_SPOOL_SEGMENT_BYTES."`
@@ -33,9 +36,10 @@ type Config struct {
 	SpoolSync          string        `split_words:"true" default:"always" enum:"always|interval|never" example:"interval" desc:"When appends are fsynced: always (before the push is acknowledged, one fsync per group commit), interval (every SLUICE_SPOOL_SYNC_INTERVAL: survives a process crash, not a machine crash), never (left to the OS)."`
 	SpoolSyncInterval  time.Duration `split_words:"true" default:"100ms" example:"1s" desc:"Fsync period when SLUICE_SPOOL_SYNC=interval."`
 	SpoolFullPolicy    string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the spool cap: reject (503 spool_full + Retry-After) or drop_oldest (evict the oldest undelivered messages, counted)."`
+	SpoolOrphanCursors string        `split_words:"true" default:"keep" enum:"keep|remove" example:"remove" desc:"Cursors of sinks no longer in SLUICE_SINKS hold their backlog in the spool: keep (default: a sink removed by mistake loses nothing; shown in sluice status, sluice_spool_orphan_backlog_bytes and a warning every 5 minutes, and the spool fills behind it) or remove (deleted at start, their backlog given up, logged)."`
 	SpoolAppendTimeout time.Duration `split_words:"true" default:"5s" example:"2s" desc:"Longest wait for a spool append before the push answers 503 spool_timeout."`
 
-	DeadletterMaxBytes Bytes `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the dead-letter log; when full, the oldest dead letters are discarded and counted. At least SLUICE_MAX_MESSAGE_BYTES."`
+	DeadletterMaxBytes Bytes `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the dead-letter log; when full, the oldest dead letters are discarded and counted. At least SLUICE_MAX_MESSAGE_BYTES + SLUICE_MAX_HEADER_BYTES + 17734 bytes (record and dead-letter envelope), so that every message the agent accepts can be dead-lettered."`
 
 	DrainTimeout time.Duration `split_words:"true" default:"20s" example:"1m0s" desc:"On SIGTERM, how long to keep forwarding the backlog before exiting (0 = exit at once)."`
 	DrainAccept  bool          `split_words:"true" default:"false" example:"true" desc:"Keep accepting pushes during the drain (sidecars that are not native, whose app may still run)."`
@@ -61,8 +65,13 @@ type Config struct {
 
 	CallbackAllow List `split_words:"true" example:"10.0.0.0/8,*.hooks.internal" desc:"Callback targets allowed besides loopback: CIDRs (those addresses) and host globs (those names, resolving to any unicast address but link-local). Empty = loopback only."`
 
-	IdempotencyWindow  time.Duration `split_words:"true" default:"10m" example:"1h0m0s" desc:"How long a push's Idempotency-Key is remembered (across restarts): a repeat within it returns the original ids without spooling again."`
-	IdempotencyMaxKeys int           `split_words:"true" default:"100000" example:"1000000" desc:"Most Idempotency-Keys remembered; the oldest are evicted first (counted in sluice_idempotency_evicted_total)."`
+	CallbackMaxBytes   Bytes         `split_words:"true" default:"64MiB" example:"256MiB" desc:"Byte cap of the callback report store (<SPOOL_DIR>/callbacks), separate from the spool: a dead receiver never holds the spool. When full, the oldest reports are discarded and counted (sluice_callbacks_dropped_total). At least 1MiB."`
+	CallbackMaxPending int           `split_words:"true" default:"100000" example:"20000" desc:"Most callback reports owed at once (held in memory); past it the oldest report of the receiver host with the most pending is dropped and counted (sluice_callbacks_dropped_total)."`
+	CallbackAttempts   int           `split_words:"true" default:"5" example:"10" desc:"Tries per callback report before it is given up (counted in sluice_callbacks_given_up_total)."`
+	CallbackBackoff    time.Duration `split_words:"true" default:"1s" example:"5s" desc:"Wait before a callback report's second try; doubled after each failed try, at most 30s."`
+
+	IdempotencyWindow  time.Duration `split_words:"true" default:"10m" example:"1h0m0s" desc:"How long a push's Idempotency-Key is remembered (across restarts and spool truncation, in SPOOL_DIR/idempotency): a repeat within it returns the original ids without spooling again."`
+	IdempotencyMaxKeys int           `split_words:"true" default:"100000" example:"1000000" desc:"Most Idempotency-Keys remembered in memory (on disk: about 1 KiB each, at least 8 MiB); the oldest are evicted first (counted in sluice_idempotency_evicted_total)."`
 
 	RestproxyAck       string `split_words:"true" default:"spooled" enum:"spooled|delivered" example:"delivered" desc:"When the REST Proxy-compatible produce API (POST /topics/..., POST /v3/clusters/.../records) answers: spooled (after the durable local write; offsets are -1) or delivered (after every target sink acknowledged, within SLUICE_ACK_TIMEOUT, with the Kafka partition and offset). A request's Sluice-Ack header overrides it."`
 	RestproxyClusterID string `split_words:"true" default:"sluice" example:"lkc-abc123" desc:"Id of the one cluster the REST Proxy v3 API exposes (GET /v3/clusters); records posted under another cluster id get 404. Set it to the id the application already uses to keep its URLs."`

@@ -69,6 +69,10 @@ func (c *checker) validateCore(cfg *Config) {
 			c.fail(p+"LISTEN", "must be host:port or unix:/path: %v", err)
 		}
 	}
+	if c.ok(p+"LISTEN") && cfg.AuthToken == "" && !cfg.AllowUnauthenticated && !loopbackListen(cfg.Listen) {
+		c.fail(p+"LISTEN", "%q is not a loopback address or unix socket and SLUICE_AUTH_TOKEN is empty: anyone who reaches it could push; "+
+			"set SLUICE_AUTH_TOKEN, listen on 127.0.0.1 or unix:/path, or set SLUICE_ALLOW_UNAUTHENTICATED=true to accept that", cfg.Listen)
+	}
 	if c.ok(p + "ADMIN_LISTEN") {
 		if err := checkHostPort(cfg.AdminListen, false); err != nil {
 			c.fail(p+"ADMIN_LISTEN", "%v", err)
@@ -88,7 +92,12 @@ func (c *checker) validateCore(cfg *Config) {
 	c.positive(p+"MAX_CONNECTIONS", int64(cfg.MaxConnections))
 	atLeast(c, p+"MAX_REQUEST_BYTES", cfg.MaxRequestBytes, p+"MAX_MESSAGE_BYTES", cfg.MaxMessageBytes)
 	atLeast(c, p+"MAX_INFLIGHT_BYTES", cfg.MaxInflightBytes, p+"MAX_REQUEST_BYTES", cfg.MaxRequestBytes)
-	atLeast(c, p+"DEADLETTER_MAX_BYTES", cfg.DeadletterMaxBytes, p+"MAX_MESSAGE_BYTES", cfg.MaxMessageBytes)
+	if c.ok(p+"DEADLETTER_MAX_BYTES", p+"MAX_MESSAGE_BYTES", p+"MAX_HEADER_BYTES") {
+		if lo := MinDeadletterBytes(cfg.MaxMessageBytes, cfg.MaxHeaderBytes); cfg.DeadletterMaxBytes < lo {
+			c.fail(p+"DEADLETTER_MAX_BYTES", "must be at least %d bytes (SLUICE_MAX_MESSAGE_BYTES + SLUICE_MAX_HEADER_BYTES + %d bytes of record and dead-letter envelope), "+
+				"or a message the sink refuses could never be dead-lettered; got %v", int64(lo), DeadLetterRecordOverhead, cfg.DeadletterMaxBytes)
+		}
+	}
 	c.positive(p+"ACK_TIMEOUT", int64(cfg.AckTimeout))
 	atLeast(c, p+"ACK_TIMEOUT_MAX", cfg.AckTimeoutMax, p+"ACK_TIMEOUT", cfg.AckTimeout)
 	c.positive(p+"READ_TIMEOUT", int64(cfg.ReadTimeout))
@@ -97,6 +106,29 @@ func (c *checker) validateCore(cfg *Config) {
 	c.positive(p+"RECORD_CACHE", int64(cfg.RecordCache))
 	c.positive(p+"IDEMPOTENCY_MAX_KEYS", int64(cfg.IdempotencyMaxKeys))
 	c.positive(p+"IDEMPOTENCY_WINDOW", int64(cfg.IdempotencyWindow))
+	if cfg.CallbackMaxBytes < 1<<20 {
+		c.fail(p+"CALLBACK_MAX_BYTES", "must be at least 1MiB, got %v", cfg.CallbackMaxBytes)
+	}
+	c.positive(p+"CALLBACK_MAX_PENDING", int64(cfg.CallbackMaxPending))
+	c.positive(p+"CALLBACK_ATTEMPTS", int64(cfg.CallbackAttempts))
+	c.positive(p+"CALLBACK_BACKOFF", int64(cfg.CallbackBackoff))
+}
+
+// MaxSinkNameBytes bounds a sink name (it is part of every dead letter's
+// envelope: agent.MaxSinkNameBytes).
+const MaxSinkNameBytes = 64
+
+// DeadLetterRecordOverhead is what a dead letter adds on disk to a
+// message's value and header bytes: the message record's fixed fields
+// (agent.RecordSlack), the dead-letter envelope (agent.DeadLetterOverhead)
+// and the spool's framing (spool.RecordOverhead). config imports neither
+// package; a test in cmd/sluice checks the sum.
+const DeadLetterRecordOverhead = 16<<10 + 1309 + 41
+
+// MinDeadletterBytes is the smallest dead-letter log that can hold the
+// largest message the agent accepts as a dead letter.
+func MinDeadletterBytes(maxMessage, maxHeader Bytes) Bytes {
+	return maxMessage + maxHeader + DeadLetterRecordOverhead
 }
 
 // positive fails name unless v > 0.
@@ -156,6 +188,8 @@ func (c *checker) loadSinks(cfg *Config) map[string]string {
 		switch {
 		case !sinkNameRE.MatchString(n):
 			problems = append(problems, fmt.Sprintf("sink name %q must be letters and digits only", raw))
+		case len(n) > MaxSinkNameBytes:
+			problems = append(problems, fmt.Sprintf("sink name %q is longer than %d bytes", raw, MaxSinkNameBytes))
 		case reserved[n]:
 			problems = append(problems, fmt.Sprintf("sink name %q is reserved (SLUICE_%s_... would clash with core settings)", raw, strings.ToUpper(n)))
 		case slices.Contains(names, n):
@@ -339,6 +373,24 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 
 // checkHostPort checks "host:port" with a numeric port 1-65535; the host may
 // be empty (all interfaces) unless needHost.
+// loopbackListen reports whether an ingest address (already checked) only
+// admits local clients: a unix socket, localhost, or a loopback IP. An empty
+// host (":7101") listens on every interface.
+func loopbackListen(addr string) bool {
+	if strings.HasPrefix(addr, "unix:") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 func checkHostPort(s string, needHost bool) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {

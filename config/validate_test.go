@@ -39,6 +39,10 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"listen relative unix", with(nil, "SLUICE_LISTEN", "unix:sluice.sock"), "SLUICE_LISTEN", "absolute"},
 		{"listen long unix", with(nil, "SLUICE_LISTEN", "unix:/"+strings.Repeat("x", 120)), "SLUICE_LISTEN", "limit"},
 		{"listen bad host", with(nil, "SLUICE_LISTEN", "bad host:7101"), "SLUICE_LISTEN", "host name"},
+		{"listen all interfaces without token", with(nil, "SLUICE_LISTEN", ":7101"), "SLUICE_LISTEN", "SLUICE_AUTH_TOKEN is empty"},
+		{"listen pod IP without token", with(nil, "SLUICE_LISTEN", "10.1.2.3:7101"), "SLUICE_LISTEN", "SLUICE_ALLOW_UNAUTHENTICATED=true"},
+		{"listen host name without token", with(nil, "SLUICE_LISTEN", "sluice.example.com:7101"), "SLUICE_LISTEN", "SLUICE_AUTH_TOKEN"},
+		{"listen 0.0.0.0, opt-out not true", with(nil, "SLUICE_LISTEN", "0.0.0.0:7101", "SLUICE_ALLOW_UNAUTHENTICATED", "false"), "SLUICE_LISTEN", "SLUICE_ALLOW_UNAUTHENTICATED=true"},
 		{"admin listen", with(nil, "SLUICE_ADMIN_LISTEN", "7103"), "SLUICE_ADMIN_LISTEN", "host:port"},
 		{"admin listen blank", with(nil, "SLUICE_ADMIN_LISTEN", " "), "SLUICE_ADMIN_LISTEN", "host:port"},
 		{"bytes garbage", with(nil, "SLUICE_SPOOL_MAX_BYTES", "lots"), "SLUICE_SPOOL_MAX_BYTES", `got "lots"`},
@@ -58,6 +62,9 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"request below message", with(nil, "SLUICE_MAX_REQUEST_BYTES", "512KiB"), "SLUICE_MAX_REQUEST_BYTES", "SLUICE_MAX_MESSAGE_BYTES"},
 		{"inflight below request", with(nil, "SLUICE_MAX_INFLIGHT_BYTES", "8MiB"), "SLUICE_MAX_INFLIGHT_BYTES", "SLUICE_MAX_REQUEST_BYTES"},
 		{"deadletter below message", with(nil, "SLUICE_DEADLETTER_MAX_BYTES", "512KiB"), "SLUICE_DEADLETTER_MAX_BYTES", "SLUICE_MAX_MESSAGE_BYTES"},
+		{"deadletter equal to message", with(nil, "SLUICE_DEADLETTER_MAX_BYTES", "1MiB"), "SLUICE_DEADLETTER_MAX_BYTES", "must be at least 1082694 bytes (SLUICE_MAX_MESSAGE_BYTES + SLUICE_MAX_HEADER_BYTES"},
+		{"deadletter below message + headers", with(nil, "SLUICE_DEADLETTER_MAX_BYTES", "2MiB", "SLUICE_MAX_MESSAGE_BYTES", "2MiB", "SLUICE_MAX_REQUEST_BYTES", "16MiB"), "SLUICE_DEADLETTER_MAX_BYTES", "SLUICE_MAX_HEADER_BYTES"},
+		{"sink name too long", with(nil, "SLUICE_SINKS", strings.Repeat("s", 65)), "SLUICE_SINKS", "longer than 64 bytes"},
 		{"ack above max", with(nil, "SLUICE_ACK_TIMEOUT", "2m"), "SLUICE_ACK_TIMEOUT_MAX", "SLUICE_ACK_TIMEOUT"},
 		{"read timeout zero", with(nil, "SLUICE_READ_TIMEOUT", "0s"), "SLUICE_READ_TIMEOUT", "greater than 0"},
 		{"sinks empty", with(nil, "SLUICE_SINKS", " "), "SLUICE_SINKS", "at least one"},
@@ -186,6 +193,25 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A non-loopback ingest listener needs SLUICE_AUTH_TOKEN or the explicit
+// opt-out; loopback addresses and unix sockets need neither. (Before, every
+// listener started without a token.)
+func TestNonLoopbackListenNeedsTokenOrOptOut(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"SLUICE_LISTEN": "127.0.0.1:7101"},
+		{"SLUICE_LISTEN": "[::1]:7101"},
+		{"SLUICE_LISTEN": "localhost:7101"},
+		{"SLUICE_LISTEN": "127.0.0.2:7101"},
+		{"SLUICE_LISTEN": "unix:/run/sluice/sluice.sock"},
+		{"SLUICE_LISTEN": ":7101", "SLUICE_AUTH_TOKEN": "t"},
+		{"SLUICE_LISTEN": "0.0.0.0:7101", "SLUICE_ALLOW_UNAUTHENTICATED": "true"},
+	} {
+		if c := mustLoad(t, env); c.Listen != env["SLUICE_LISTEN"] {
+			t.Errorf("%v: listen %q", env, c.Listen)
+		}
 	}
 }
 

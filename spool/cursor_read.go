@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,9 +77,7 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 // readSegment parses records of one segment from logical position pos up
 // to the segment's published (durable) size.
 func (c *Cursor) readSegment(seg segment, pos int64, maxRecords, maxBytes int) ([]Record, []mark, int64, error) {
-	off := pos - seg.base
-	avail := seg.size - off
-	if avail <= 0 {
+	if pos-seg.base >= seg.size {
 		return nil, nil, pos, nil
 	}
 	if c.fpath != seg.path {
@@ -89,11 +88,21 @@ func (c *Cursor) readSegment(seg segment, pos int64, maxRecords, maxBytes int) (
 		}
 		c.f, c.fpath = f, seg.path
 	}
+	return readFrames(c.f, seg, pos, maxRecords, maxBytes)
+}
+
+// readFrames parses records of seg (open as f) from logical position pos.
+func readFrames(f *os.File, seg segment, pos int64, maxRecords, maxBytes int) ([]Record, []mark, int64, error) {
+	off := pos - seg.base
+	avail := seg.size - off
+	if avail <= 0 {
+		return nil, nil, pos, nil
+	}
 	want := int64(maxBytes) + 64<<10
 	for {
 		n := min(avail, want)
 		buf := make([]byte, n)
-		if _, err := c.f.ReadAt(buf, off); err != nil {
+		if _, err := f.ReadAt(buf, off); err != nil {
 			return nil, nil, pos, fmt.Errorf("read: %w", err)
 		}
 		var recs []Record
@@ -133,5 +142,64 @@ func (c *Cursor) readSegment(seg segment, pos int64, maxRecords, maxBytes int) (
 			return nil, nil, pos, ErrCorrupt
 		}
 		want = int64(vn) + int64(size)
+	}
+}
+
+// ReadFrom returns up to maxRecords durable records (about maxBytes of
+// payload, at least one) with sequence from or above, without a cursor:
+// nothing is acknowledged or held. Records truncated meanwhile are skipped,
+// so the first one returned may be above from; none when from is past the
+// last durable record. It is how a consumer re-reads a range it let go of.
+func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error) {
+	if maxRecords <= 0 {
+		maxRecords = 1
+	}
+	for {
+		s.mu.Lock()
+		if s.closed.Load() {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if from > s.last {
+			s.mu.Unlock()
+			return nil, nil
+		}
+		from = max(from, s.segs[0].first, 1)
+		pos, err := s.posOf(from - 1)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		i := s.segIndexAt(pos)
+		seg := s.segs[i]
+		pos = max(pos, seg.base)
+		s.mu.Unlock()
+
+		f, err := os.Open(seg.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // truncated meanwhile: start again at the new front
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs, _, _, err := readFrames(f, seg, pos, maxRecords, maxBytes)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 {
+			return recs, nil
+		}
+		// The end of a segment (or a quarantined gap): go on with the next.
+		s.mu.Lock()
+		next := uint64(0)
+		if i+1 < len(s.segs) {
+			next = s.segs[i+1].first
+		}
+		s.mu.Unlock()
+		if next <= from {
+			return nil, nil
+		}
+		from = next
 	}
 }

@@ -12,6 +12,9 @@
 //	b := spool.NewBatch(n, bytes)              // or encode in place, no copy:
 //	b.End(appendRecord(b.Begin(), msg))        //   once per record
 //	first, err := s.AppendBatch(ctx, b)
+//	p, err := s.AppendAsync(ctx, b)            // or queue, then wait:
+//	first, err = p.Wait(ctx)                   //   ErrTimeout = outcome unknown,
+//	first, err = p.Outcome()                   //   which Outcome still learns
 //	c, err := s.Cursor("kafka", spool.CursorOptions{})
 //	recs, err := c.Read(ctx, 1000, 1<<20)      // blocks for durable records
 //	err = c.Ack(recs[len(recs)-1].ID.Seq)

@@ -28,6 +28,12 @@ const (
 	magic0, magic1 = 'S', 'L'
 )
 
+// RecordOverhead is the most a record takes on disk beyond its payload:
+// the envelope header and tidwall/wal's uvarint length (payloads below
+// maxEntry). A cap that must hold a payload of n bytes needs n +
+// RecordOverhead.
+const RecordOverhead = headerSize + 5
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

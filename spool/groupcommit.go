@@ -14,7 +14,15 @@ import (
 type appendReq struct {
 	buf   []byte // envelopes, each header + payload, back to back
 	bytes int64  // on-disk bytes (frames)
-	done  chan appendRes
+	res   appendRes
+	done  chan struct{} // closed by the commit goroutine once res is set
+}
+
+// finish publishes the outcome; the commit goroutine calls it exactly once
+// per request it took from the queue.
+func (r *appendReq) finish(res appendRes) {
+	r.res = res
+	close(r.done)
 }
 
 type appendRes struct {
@@ -79,11 +87,24 @@ func (b *Batch) Len() int { return b.n }
 // AppendBatch is Append for the records of b, which belongs to the spool
 // from the call on.
 func (s *Spool) AppendBatch(ctx context.Context, b *Batch) (ID, error) {
+	timer := time.NewTimer(s.opts.AppendTimeout)
+	defer timer.Stop()
+	req, err := s.submit(ctx, b, timer.C)
+	if err != nil || req == nil {
+		return ID{}, err
+	}
+	return s.await(ctx, req, timer.C)
+}
+
+// submit checks and seals b's records and queues them for the commit
+// goroutine. An error means the records were not queued and never will be
+// written. A nil request (and nil error) is an empty batch.
+func (s *Spool) submit(ctx context.Context, b *Batch, timeout <-chan time.Time) (*appendReq, error) {
 	if b.n == 0 {
-		return ID{}, nil
+		return nil, nil
 	}
 	if s.closed.Load() {
-		return ID{}, ErrClosed
+		return nil, ErrClosed
 	}
 	now := time.Now().UnixNano()
 	disk := int64(0)
@@ -91,39 +112,65 @@ func (s *Spool) AppendBatch(ctx context.Context, b *Batch) (ID, error) {
 		h := b.buf[off:]
 		n := int(binary.LittleEndian.Uint32(h[24:]))
 		if n > s.opts.MaxRecordBytes {
-			return ID{}, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, n, s.opts.MaxRecordBytes)
+			return nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, n, s.opts.MaxRecordBytes)
 		}
 		putHeader(h, s.epoch, now, h[headerSize:headerSize+n])
 		disk += int64(frameSize(n))
 		off += headerSize + n
 	}
 	if disk > s.opts.MaxBytes {
-		return ID{}, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
+		return nil, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
 	}
-	req := &appendReq{buf: b.buf, bytes: disk, done: make(chan appendRes, 1)}
+	req := &appendReq{buf: b.buf, bytes: disk, done: make(chan struct{})}
 	b.buf, b.n = nil, 0
 
-	timer := time.NewTimer(s.opts.AppendTimeout)
-	defer timer.Stop()
 	select {
 	case s.appendCh <- req:
-	case <-timer.C:
-		return ID{}, ErrTimeout
+		return req, nil
+	case <-timeout:
+		return nil, ErrTimeout
 	case <-ctx.Done():
-		return ID{}, ctx.Err()
+		return nil, ctx.Err()
 	case <-s.closing:
-		return ID{}, ErrClosed
+		return nil, ErrClosed
+	}
+}
+
+// await waits for a queued request's outcome. ErrTimeout and ctx's error
+// mean the outcome is unknown: the request may still be written.
+func (s *Spool) await(ctx context.Context, req *appendReq, timeout <-chan time.Time) (ID, error) {
+	select {
+	case <-req.done: // known already: no timer or context may hide it
+		return s.result(req)
+	default:
 	}
 	select {
-	case res := <-req.done:
-		if res.err != nil {
-			return ID{}, res.err
-		}
-		return ID{Epoch: s.epoch, Seq: res.first}, nil
-	case <-timer.C:
+	case <-req.done:
+		return s.result(req)
+	case <-s.loopDone:
+		return s.resultAfterLoop(req)
+	case <-timeout:
 		return ID{}, ErrTimeout
 	case <-ctx.Done():
 		return ID{}, ctx.Err()
+	}
+}
+
+func (s *Spool) result(req *appendReq) (ID, error) {
+	if req.res.err != nil {
+		return ID{}, req.res.err
+	}
+	return ID{Epoch: s.epoch, Seq: req.res.first}, nil
+}
+
+// resultAfterLoop is the outcome of req once the commit goroutine has
+// exited: what it did not answer it never wrote.
+func (s *Spool) resultAfterLoop(req *appendReq) (ID, error) {
+	select {
+	case <-req.done:
+		return s.result(req)
+	default:
+		return ID{}, ErrClosed
 	}
 }
 
@@ -131,6 +178,7 @@ func (s *Spool) AppendBatch(ctx context.Context, b *Batch) (ID, error) {
 // and front truncation.
 func (s *Spool) commitLoop() {
 	defer s.wg.Done()
+	defer close(s.loopDone)
 	var tick <-chan time.Time
 	if s.opts.Sync == SyncInterval {
 		t := time.NewTicker(s.opts.SyncInterval)
@@ -164,7 +212,7 @@ func (s *Spool) commitLoop() {
 			for {
 				select {
 				case r := <-s.appendCh:
-					r.done <- appendRes{err: ErrClosed}
+					r.finish(appendRes{err: ErrClosed})
 				default:
 					return
 				}
@@ -185,7 +233,7 @@ type committer struct {
 
 func (c *committer) reply(reqs []*appendReq, err error) {
 	for _, r := range reqs {
-		r.done <- appendRes{err: err}
+		r.finish(appendRes{err: err})
 	}
 }
 
@@ -212,7 +260,7 @@ func (c *committer) commit(reqs []*appendReq) {
 		if over := tailPos + pending + r.bytes - floor - s.opts.MaxBytes; over > 0 {
 			if s.opts.FullPolicy == Reject {
 				s.st.rejectedFull.Add(1)
-				r.done <- appendRes{err: ErrFull}
+				r.finish(appendRes{err: ErrFull})
 				continue
 			}
 			floor = s.dropBefore(floor + over)
@@ -300,7 +348,7 @@ func (c *committer) commit(reqs []*appendReq) {
 	s.st.records.Add(uint64(seq - 1 - last))
 	s.st.bytes.Add(uint64(pending))
 	for i, r := range accepted {
-		r.done <- appendRes{first: c.firsts[i]}
+		r.finish(appendRes{first: c.firsts[i]})
 	}
 }
 

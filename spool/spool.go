@@ -153,6 +153,7 @@ type Spool struct {
 	appendCh chan *appendReq
 	trunc    chan uint64 // flusher → commit goroutine: truncate before this sequence
 	closing  chan struct{}
+	loopDone chan struct{} // closed when the commit goroutine has exited
 	wg       sync.WaitGroup
 	closed   atomic.Bool
 	closeMu  sync.Mutex
@@ -204,6 +205,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		appendCh: make(chan *appendReq, 1024),
 		trunc:    make(chan uint64, 1),
 		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
 		notify:   make(chan struct{}),
 		cursors:  map[string]*Cursor{},
 	}

@@ -416,14 +416,21 @@ func TestChaosKillDuringDrain(t *testing.T) {
 func dlTotal(t *testing.T, p *proc) int {
 	t.Helper()
 	var v struct{ Total int }
-	getJSON(t, p.url+"/v1/control/deadletters?limit=1", &v)
+	resp, err := p.control("GET", "/v1/control/deadletters?limit=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
 	return v.Total
 }
 
 // replayDeadLetters asks for a dead-letter replay; it returns the count,
 // or -1 when the agent died first.
-func replayDeadLetters(url string) int {
-	resp, err := http.Post(url+"/v1/control/deadletters/replay", "", nil)
+func replayDeadLetters(p *proc) int {
+	resp, err := p.control("POST", "/v1/control/deadletters/replay")
 	if err != nil {
 		return -1
 	}
@@ -469,7 +476,7 @@ func TestChaosKillDuringReplay(t *testing.T) {
 	rcv.delay.Store(int64(5 * time.Millisecond))
 	for c := 0; c < prof.replayKills; c++ {
 		res := make(chan int, 1)
-		go func() { res <- replayDeadLetters(p.url) }()
+		go func() { res <- replayDeadLetters(p) }()
 		after := between(rng, 0, 150*time.Millisecond)
 		time.Sleep(after)
 		kill9(t, p)
@@ -479,7 +486,7 @@ func TestChaosKillDuringReplay(t *testing.T) {
 			c, after.Round(time.Millisecond), n, before, len(poison))
 		p = start(t, env...)
 	}
-	n := replayDeadLetters(p.url)
+	n := replayDeadLetters(p)
 	rcv.delay.Store(0)
 	waitBacklogEmpty(t, p)
 	if left := dlTotal(t, p); left != 0 {

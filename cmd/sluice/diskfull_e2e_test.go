@@ -353,7 +353,14 @@ func TestDiskFullDeadLetter(t *testing.T) {
 		Deadletters []agent.DeadLetter
 		Total       int
 	}
-	getJSON(t, p.url+"/v1/control/deadletters?limit=100000", &list)
+	resp, err := p.control("GET", "/v1/control/deadletters?limit=100000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	inDL := map[string]bool{}
 	for _, d := range list.Deadletters {
 		inDL[d.ID] = true
@@ -365,7 +372,7 @@ func TestDiskFullDeadLetter(t *testing.T) {
 	}
 
 	rcv.setPoison(nil)
-	if n := replayDeadLetters(p.url); n != list.Total {
+	if n := replayDeadLetters(p); n != list.Total {
 		t.Errorf("replayed %d of %d", n, list.Total)
 	}
 	waitBacklogEmpty(t, p)

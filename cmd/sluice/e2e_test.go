@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/agent"
 	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/sink/file"
 )
@@ -67,6 +68,27 @@ func (p *proc) logs() string { return p.stderr.String() }
 
 // start runs the agent with env (SLUICE_LISTEN and SLUICE_ADMIN_LISTEN are
 // chosen here) and waits for /readyz.
+// control makes a control call with the agent's control token, read from
+// its spool directory as the CLI does.
+func (p *proc) control(method, path string) (*http.Response, error) {
+	dir := ""
+	for _, e := range p.cmd.Env {
+		if v, ok := strings.CutPrefix(e, "SLUICE_SPOOL_DIR="); ok {
+			dir = v
+		}
+	}
+	tok, err := agent.ReadControlToken(dir)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(method, p.url+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(agent.ControlTokenHeader, tok)
+	return http.DefaultClient.Do(req)
+}
+
 func start(t *testing.T, env ...string) *proc {
 	t.Helper()
 	listen, admin := freePort(t), freePort(t)

@@ -368,7 +368,7 @@ func TestE2ERestProxyBackPressure(t *testing.T) {
 			t.Fatalf("%s at the backlog cap: %d %v %s", path, c.status, c.header, c.raw)
 		}
 	}
-	resp, err := http.Post(p.url+"/v1/control/drain", "", nil)
+	resp, err := p.control("POST", "/v1/control/drain")
 	if err != nil || resp.StatusCode != 202 {
 		t.Fatalf("drain: %v %v", resp, err)
 	}

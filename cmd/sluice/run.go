@@ -48,34 +48,58 @@ func runAgent() error {
 	slog.SetDefault(log)
 	set := metrics.NewSet()
 
+	// Every record the main spool takes fits the dead-letter log as a dead
+	// letter (config checks SLUICE_DEADLETTER_MAX_BYTES against the same
+	// bound): a message the sink refuses can always leave its lane.
+	maxRecord := agent.MaxRecordBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))
 	sp, err := spool.Open(c.SpoolDir, spool.Options{
-		SegmentBytes:  int64(c.SpoolSegmentBytes),
-		Sync:          spool.SyncPolicy(c.SpoolSync),
-		SyncInterval:  c.SpoolSyncInterval,
-		MaxBytes:      int64(c.SpoolMaxBytes),
-		FullPolicy:    spool.FullPolicy(c.SpoolFullPolicy),
-		AppendTimeout: c.SpoolAppendTimeout,
-		OnFsync:       agent.FsyncObserver(set),
-		Logger:        log.With("spool", "messages"),
+		MaxRecordBytes: maxRecord,
+		SegmentBytes:   int64(c.SpoolSegmentBytes),
+		Sync:           spool.SyncPolicy(c.SpoolSync),
+		SyncInterval:   c.SpoolSyncInterval,
+		MaxBytes:       int64(c.SpoolMaxBytes),
+		FullPolicy:     spool.FullPolicy(c.SpoolFullPolicy),
+		AppendTimeout:  c.SpoolAppendTimeout,
+		OnFsync:        agent.FsyncObserver(set),
+		Logger:         log.With("spool", "messages"),
 	})
 	if err != nil {
 		return err
 	}
 	dl, err := spool.Open(filepath.Join(c.SpoolDir, "deadletter"), spool.Options{
-		SegmentBytes: min(int64(c.SpoolSegmentBytes), int64(c.DeadletterMaxBytes)/4),
-		Sync:         spool.SyncPolicy(c.SpoolSync),
-		MaxBytes:     int64(c.DeadletterMaxBytes),
-		FullPolicy:   spool.DropOldest,
-		Logger:       log.With("spool", "deadletter"),
+		// 16 MiB at least: tombstones of large purges are records too.
+		MaxRecordBytes: max(16<<20, agent.MaxDeadLetterBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))),
+		SegmentBytes:   min(int64(c.SpoolSegmentBytes), int64(c.DeadletterMaxBytes)/4),
+		Sync:           spool.SyncPolicy(c.SpoolSync),
+		MaxBytes:       int64(c.DeadletterMaxBytes),
+		FullPolicy:     spool.DropOldest,
+		Logger:         log.With("spool", "deadletter"),
 	})
 	if err != nil {
 		sp.Close()
+		return err
+	}
+	cbs, err := spool.Open(filepath.Join(c.SpoolDir, "callbacks"),
+		agent.CallbackStoreOptions(int64(c.CallbackMaxBytes), spool.SyncPolicy(c.SpoolSync), log))
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		return err
+	}
+	idem, err := spool.Open(filepath.Join(c.SpoolDir, agent.IdempotencyStoreDir),
+		agent.IdempotencyStoreOptions(c.IdempotencyMaxKeys, log.With("spool", "idempotency")))
+	if err != nil {
+		sp.Close()
+		dl.Close()
+		cbs.Close()
 		return err
 	}
 	specs, err := buildSinks(c, log, set)
 	if err != nil {
 		sp.Close()
 		dl.Close()
+		cbs.Close()
+		idem.Close()
 		return err
 	}
 	drainTimeout := c.DrainTimeout
@@ -84,20 +108,24 @@ func runAgent() error {
 	}
 	a, err := agent.New(agent.Options{
 		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
-		Spool: sp, DeadLetter: dl, Sinks: specs,
+		Spool: sp, DeadLetter: dl, Callbacks: cbs, Idempotency: idem, Sinks: specs,
 		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
 		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
 		AckTimeout: c.AckTimeout, AckTimeoutMax: c.AckTimeoutMax,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
-		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, RecordCache: c.RecordCache,
+		DrainTimeout: drainTimeout, DrainAccept: c.DrainAccept, OrphanCursors: c.SpoolOrphanCursors, RecordCache: c.RecordCache,
 		IdempotencyWindow: c.IdempotencyWindow, IdempotencyMax: c.IdempotencyMaxKeys,
-		CallbackAllow: c.CallbackAllow, RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
+		CallbackAllow: c.CallbackAllow, CallbackMaxPending: c.CallbackMaxPending,
+		CallbackAttempts: c.CallbackAttempts, CallbackBackoff: c.CallbackBackoff,
+		RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
 		Logger: log, Metrics: set, Version: version,
 	})
 	if err != nil {
 		sp.Close()
 		dl.Close()
+		cbs.Close()
+		idem.Close()
 		return err
 	}
 

@@ -38,7 +38,9 @@ func printConfig(args []string) error {
 // unix socket) for control calls.
 type localClient struct {
 	admin, ingest string
-	token         string
+	token         string // SLUICE_AUTH_TOKEN
+	controlToken  string // the running agent's, from its spool directory
+	controlErr    error  // why there is none
 	hc            *http.Client
 }
 
@@ -48,6 +50,7 @@ func newLocalClient() (*localClient, error) {
 		return nil, fmt.Errorf("configuration:\n%w", err)
 	}
 	lc := &localClient{admin: "http://" + loopback(c.AdminListen), token: c.AuthToken}
+	lc.controlToken, lc.controlErr = agent.ReadControlToken(c.SpoolDir)
 	tr := &http.Transport{}
 	if p, ok := strings.CutPrefix(c.Listen, "unix:"); ok {
 		lc.ingest = "http://unix"
@@ -65,6 +68,29 @@ func newLocalClient() (*localClient, error) {
 		return adminTr.RoundTrip(r)
 	})}
 	return lc, nil
+}
+
+// control makes a control call: with the bearer token when one is
+// configured, and the agent's control token read from the spool directory
+// (control calls need more than a loopback peer).
+func (lc *localClient) control(method, path string) (*http.Response, error) {
+	req, err := http.NewRequest(method, lc.ingest+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if lc.token != "" {
+		req.Header.Set("Authorization", "Bearer "+lc.token)
+	} else if lc.controlErr != nil {
+		return nil, fmt.Errorf("control token: %w (run this as the agent's user, with its SLUICE_SPOOL_DIR)", lc.controlErr)
+	}
+	if lc.controlToken != "" {
+		req.Header.Set(agent.ControlTokenHeader, lc.controlToken)
+	}
+	resp, err := lc.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("no agent answering on %s: %w", lc.ingest, err)
+	}
+	return resp, nil
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)
@@ -127,6 +153,9 @@ func printStats(w io.Writer, st agent.Stats) {
 		if s.Failing {
 			state = "RETRYING"
 		}
+		if s.DeadLetterStuck > 0 {
+			state = "STUCK(dead letter not writable)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", s.Name, s.Type, strings.Join(s.Topics, ","),
 			s.BacklogMessages, human(s.BacklogBytes), age, state, s.Dropped)
 	}
@@ -153,13 +182,9 @@ func drain() error {
 	if err != nil {
 		return err
 	}
-	req, _ := http.NewRequest(http.MethodPost, lc.ingest+"/v1/control/drain", nil)
-	if lc.token != "" {
-		req.Header.Set("Authorization", "Bearer "+lc.token)
-	}
-	resp, err := lc.hc.Do(req)
+	resp, err := lc.control(http.MethodPost, "/v1/control/drain")
 	if err != nil {
-		return fmt.Errorf("no agent answering on %s: %w", lc.ingest, err)
+		return err
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -261,7 +286,8 @@ func printReport(w io.Writer, r spool.Report) {
 }
 
 // deadletterCmd: sluice deadletter list|show|replay|purge, through the
-// local agent's control API (loopback or unix socket, token when set).
+// local agent's control API (loopback or unix socket, with the bearer token
+// when set, else the control token from the spool directory).
 func deadletterCmd(args []string) error {
 	if len(args) == 0 {
 		return fmt.Errorf("usage: sluice deadletter list|show ID|replay|purge [-topic GLOB] [-sink NAME] [-reason R] [-since T] [-until T] [-limit N] [-id ID,...]")
@@ -309,13 +335,9 @@ func deadletterCmd(args []string) error {
 	default:
 		return fmt.Errorf("unknown deadletter command %q", op)
 	}
-	req, _ := http.NewRequest(method, lc.ingest+path+"?"+q.Encode(), nil)
-	if lc.token != "" {
-		req.Header.Set("Authorization", "Bearer "+lc.token)
-	}
-	resp, err := lc.hc.Do(req)
+	resp, err := lc.control(method, path+"?"+q.Encode())
 	if err != nil {
-		return fmt.Errorf("no agent answering on %s: %w", lc.ingest, err)
+		return err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

@@ -95,14 +95,18 @@
 //	                                                           Permanent per message
 //	topic name Kafka rejects (checked before sending),         Permanent per message    invalid_topic
 //	  INVALID_TOPIC_EXCEPTION
-//	explicit partition the topic does not have                 Permanent per message    invalid_partition
+//	explicit partition the topic does not have (after one      Permanent per message    invalid_partition
+//	  uncached partition count lookup: recheck.go)
 //	message over MaxMessageBytes (checked before sending)      Permanent per message    too_large
 //	MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE                   request of 1 message:    too_large
 //	                                                           Permanent per message;
 //	                                                           of several: Permanent
 //	                                                           whole batch (split)
 //	INVALID_RECORD, INVALID_MESSAGE_SIZE                       as MESSAGE_TOO_LARGE     invalid_record
-//	CORRUPT_MESSAGE                                            as MESSAGE_TOO_LARGE     corrupt
+//	CORRUPT_MESSAGE (a wire CRC error is possible)             transient for the first  corrupt
+//	                                                           CorruptRetries failures
+//	                                                           of a message, then as
+//	                                                           MESSAGE_TOO_LARGE
 //	INVALID_TIMESTAMP                                          as MESSAGE_TOO_LARGE     invalid_timestamp
 //
 // Authentication and authorization failures are transient on purpose: a bad

@@ -43,7 +43,7 @@ func TestProduceErrorClasses(t *testing.T) {
 		{kerr.MessageTooLarge, ReasonTooLarge, true},
 		{kerr.RecordListTooLarge, ReasonTooLarge, true},
 		{kerr.InvalidRecord, ReasonInvalidRecord, true},
-		{kerr.CorruptMessage, ReasonCorrupt, true},
+		// CORRUPT_MESSAGE is retried first: recheck_test.go.
 		{kerr.InvalidTimestamp, ReasonInvalidTimestamp, true},
 	} {
 		t.Run(tc.code.Message, func(t *testing.T) {

@@ -197,6 +197,7 @@ func (op *writeOp) result(ctx context.Context, idx []int32, err error) {
 
 // delivered marks message i acknowledged and copies its delivery report.
 func (op *writeOp) delivered(i int) {
+	op.w.corrupt.forget(op.msgs[i].ID)
 	op.errs[i] = nil
 	op.pending[i] = false
 	if r := &op.refs[i]; r.delivered {
@@ -232,6 +233,10 @@ func (op *writeOp) produceError(ctx context.Context, i int, g *group, err error)
 		op.note(err, c)
 		op.fail(i, sink.Permanent(sink.WithReason(c.reason, err)))
 		return
+	case c.reason == ReasonCorrupt && op.w.corrupt.retry(op.msgs[i].ID):
+		// Possibly a wire CRC error: retried (recheck.go); falls to the
+		// transient path below.
+		c.permanent = false
 	case c.permanent && op.chunkLen(g, int32(i)) == 1:
 		// The request held this message alone: the error is about it.
 		op.note(err, c)

@@ -96,6 +96,7 @@ func (op *writeOp) run(ctx context.Context) {
 	if !ok {
 		return
 	}
+	op.recheckPartitions(ctx, parts) // recheck.go
 	groups := op.assign(parts)
 	if len(groups) == 0 {
 		return

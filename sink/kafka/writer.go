@@ -37,6 +37,7 @@ type Writer struct {
 	part      partitioner
 	conns     *connTracker
 	unknown   unknownTopics
+	corrupt   corruptSeen // recheck.go
 	metrics   *sinkMetrics
 	log       *slog.Logger
 

@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// A message the sink refused for good must leave its lane as a dead letter.
+// When the dead-letter log cannot take it (disk full, I/O error, a record
+// larger than the log allows), the message is held and the write retried
+// every second — never acknowledged unrecorded — and the lane, with every
+// later message of its topic, waits. That must not be silent: while any
+// lane of a sink waits so, the sink is failing (sluice_sink_failing 1,
+// "failing" in /v1/stats and `sluice status`, dead_letter_stuck counts the
+// lanes), and an error is logged at the first failure and every 30 s.
+
+// stuckLanes counts, per sink, the lanes waiting on a dead-letter write.
+// The zero value is ready.
+type stuckLanes struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *stuckLanes) add(sinkName string, d int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[sinkName] += d
+	if s.n[sinkName] <= 0 {
+		delete(s.n, sinkName)
+	}
+}
+
+func (s *stuckLanes) count(sinkName string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[sinkName]
+}
+
+// deadLetterUntilWritten writes its dead letter, retrying every second
+// while the dead-letter log refuses it, with the sink shown failing
+// meanwhile. It returns false when ctx ends first (the message stays
+// unacknowledged).
+func (f *forwarder) deadLetterUntilWritten(ctx context.Context, it *item, reason, msg string) bool {
+	stuck := false
+	defer func() {
+		if stuck {
+			f.a.dlStuck.add(f.spec.Name, -1)
+		}
+	}()
+	var lastLog time.Time
+	for attempt := 1; ; attempt++ {
+		if f.deadLetter(ctx, it, reason, msg) {
+			if stuck {
+				f.log.Info("dead letter written after holding its lane", "id", it.id, "attempts", attempt)
+			}
+			return true
+		}
+		if !stuck {
+			stuck = true
+			f.a.dlStuck.add(f.spec.Name, 1)
+		}
+		if time.Since(lastLog) >= 30*time.Second {
+			lastLog = time.Now()
+			f.log.Error("message cannot leave its lane: the sink refused it and the dead-letter log does not take it; "+
+				"its topic waits behind it (check the dead-letter disk and SLUICE_DEADLETTER_MAX_BYTES)",
+				"id", it.id, "topic", it.msg.Topic, "reason", reason, "attempts", attempt)
+		}
+		if !sleepCtx(ctx, time.Second) {
+			return false
+		}
+	}
+}
+
+// isFailing: transient write errors, or a lane held by an unwritable dead
+// letter.
+func (f *forwarder) isFailing() bool {
+	return f.failing.Load() || f.a.dlStuck.count(f.spec.Name) > 0
+}
