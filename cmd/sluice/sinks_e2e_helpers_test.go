@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -28,11 +31,23 @@ func waitMetric(t *testing.T, p *proc, series string, want float64) {
 	}
 }
 
-// deadLetters lists the agent's dead letters (at most 100000).
+// deadLetters lists the agent's dead letters (at most 100000), through a
+// control call with the agent's control token.
 func deadLetters(t *testing.T, p *proc) []agent.DeadLetter {
 	t.Helper()
+	resp, err := p.control("GET", "/v1/control/deadletters?limit=100000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET /v1/control/deadletters: %s %s", resp.Status, body)
+	}
 	var list struct{ Deadletters []agent.DeadLetter }
-	getJSON(t, p.url+"/v1/control/deadletters?limit=100000", &list)
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
 	return list.Deadletters
 }
 
