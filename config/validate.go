@@ -371,8 +371,6 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 	c.positive(p+"_TIMEOUT", int64(h.Timeout))
 }
 
-// checkHostPort checks "host:port" with a numeric port 1-65535; the host may
-// be empty (all interfaces) unless needHost.
 // loopbackListen reports whether an ingest address (already checked) only
 // admits local clients: a unix socket, localhost, or a loopback IP. An empty
 // host (":7101") listens on every interface.
@@ -391,6 +389,8 @@ func loopbackListen(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
+// checkHostPort checks "host:port" with a numeric port 1-65535; the host may
+// be empty (all interfaces) unless needHost.
 func checkHostPort(s string, needHost bool) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {

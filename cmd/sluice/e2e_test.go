@@ -66,8 +66,6 @@ type proc struct {
 // logs is what the agent wrote to stderr so far.
 func (p *proc) logs() string { return p.stderr.String() }
 
-// start runs the agent with env (SLUICE_LISTEN and SLUICE_ADMIN_LISTEN are
-// chosen here) and waits for /readyz.
 // control makes a control call with the agent's control token, read from
 // its spool directory as the CLI does.
 func (p *proc) control(method, path string) (*http.Response, error) {
@@ -89,6 +87,8 @@ func (p *proc) control(method, path string) (*http.Response, error) {
 	return http.DefaultClient.Do(req)
 }
 
+// start runs the agent with env (SLUICE_LISTEN and SLUICE_ADMIN_LISTEN are
+// chosen here) and waits for /readyz.
 func start(t *testing.T, env ...string) *proc {
 	t.Helper()
 	listen, admin := freePort(t), freePort(t)
