@@ -10,7 +10,10 @@ import (
 // When the dead-letter log cannot take it (disk full, I/O error, a record
 // larger than the log allows), the message is held and the write retried
 // every second — never acknowledged unrecorded — and the lane, with every
-// later message of its topic, waits. That must not be silent: while any
+// later message of its topic, waits. The lane spills meanwhile, like a lane
+// whose sink write fails: what it queued goes back to the spool and what it
+// holds is evicted, so a waiting lane holds no message bytes and the reader
+// goes on for the other topics. That must not be silent: while any
 // lane of a sink waits so, the sink is failing (sluice_sink_failing 1,
 // "failing" in /v1/stats and `sluice status`, dead_letter_stuck counts the
 // lanes), and an error is logged at the first failure and every 30 s.
@@ -43,8 +46,9 @@ func (s *stuckLanes) count(sinkName string) int {
 // deadLetterUntilWritten writes its dead letter, retrying every second
 // while the dead-letter log refuses it, with the sink shown failing
 // meanwhile. It returns false when ctx ends first (the message stays
-// unacknowledged).
-func (f *forwarder) deadLetterUntilWritten(ctx context.Context, it *item, reason, msg string) bool {
+// unacknowledged). A message the spool no longer has (dropped by a spool
+// policy while it waited) needs no dead letter: true.
+func (f *forwarder) deadLetterUntilWritten(ctx context.Context, l *lane, it *item, reason, msg string) bool {
 	stuck := false
 	defer func() {
 		if stuck {
@@ -53,7 +57,13 @@ func (f *forwarder) deadLetterUntilWritten(ctx context.Context, it *item, reason
 	}()
 	var lastLog time.Time
 	for attempt := 1; ; attempt++ {
-		if f.deadLetter(ctx, it, reason, msg) {
+		gone, err := f.reload(it)
+		switch {
+		case gone:
+			return true
+		case err != nil:
+			f.log.Error("spool read for a held message", "id", it.id, "err", err)
+		case f.deadLetter(ctx, it, reason, msg):
 			if stuck {
 				f.log.Info("dead letter written after holding its lane", "id", it.id, "attempts", attempt)
 			}
@@ -62,6 +72,7 @@ func (f *forwarder) deadLetterUntilWritten(ctx context.Context, it *item, reason
 		if !stuck {
 			stuck = true
 			f.a.dlStuck.add(f.spec.Name, 1)
+			f.stall(l)
 		}
 		if time.Since(lastLog) >= 30*time.Second {
 			lastLog = time.Now()
@@ -73,6 +84,21 @@ func (f *forwarder) deadLetterUntilWritten(ctx context.Context, it *item, reason
 			return false
 		}
 	}
+}
+
+// stall spills a lane that waits on something other than its sink: its
+// queue goes back to the spool and its batch is evicted.
+func (f *forwarder) stall(l *lane) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l.stuck = true
+	f.spill(l, 0)
+	for _, it := range l.batch {
+		if !it.done {
+			f.evict(it)
+		}
+	}
+	f.cond.Broadcast()
 }
 
 // isFailing: transient write errors, or a lane held by an unwritable dead

@@ -20,9 +20,16 @@ import (
 // policy), which keeps per-key order. A lane whose batch fails lets go of
 // what it queued ("spills": its records stay in the spool) and holds only
 // the batch it retries; once that batch is through, the catch-up reader
-// reads its topic's records again from the spool (spill.go). So what the
-// forwarder holds in memory is bounded by a per-sink budget that counts
+// reads its topic's records again from the spool (spill.go). The message a
+// stuck lane retries is not kept in memory either: the lane keeps its
+// record number and reads it again from the spool for each attempt. So what
+// the forwarder holds in memory is bounded by a per-sink budget that counts
 // real sizes, and only lanes that move can make the reader wait.
+//
+// Records that are corrupt, or past the sink's max age, are dead-lettered
+// by the lanes, not the reader: corrupt records (their topic is unknown)
+// have a lane of their own, so a dead-letter log that cannot take a dead
+// letter holds one lane, never the reader.
 //
 // The cursor is acknowledged up to the lowest record not yet resolved
 // across every lane, so a crash re-delivers and never skips. Backlog
@@ -45,9 +52,8 @@ type forwarder struct {
 	cond     *sync.Cond
 	lanes    map[string]*lane
 	readUpTo uint64 // every record up to here is resolved or in a lane
-	deadFrom uint64 // lowest record the reader is dead-lettering, 0 = none
 	floor    uint64 // records up to here were dropped by a backlog policy
-	held     int64  // bytes held in memory: read buffers, detached copies
+	held     int64  // bytes held in memory: read buffers
 	spilled  int    // lanes spilled
 	stopped  bool
 	// afterDrop remembers records delivered although a backlog policy had
@@ -121,11 +127,6 @@ func (f *forwarder) stop() {
 	f.mu.Unlock()
 }
 
-// itemOverhead is what one queued message costs in memory besides its
-// bytes (the item, its sink.Message, slice headers), measured with
-// TestForwarderMemoryIsBounded.
-const itemOverhead = 320
-
 // recordOverhead is what one record of a read buffer costs besides its
 // bytes (its spool.Record and cursor mark).
 const recordOverhead = 96
@@ -143,78 +144,57 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 	for _, r := range recs {
 		rb.bytes += int64(len(r.Data)) + recordOverhead
 	}
-	var dead []*item
 	f.mu.Lock()
 	for _, r := range recs {
 		if r.ID.Seq <= f.floor {
 			continue // dropped by a backlog policy after it was read
 		}
 		f.readUpTo = max(f.readUpTo, r.ID.Seq)
-		it, ok := f.decode(r)
-		if !ok {
-			dead = append(dead, it)
-			continue
-		}
+		it := f.decode(r)
 		if it == nil {
 			continue // not for this sink
 		}
-		l := f.lanes[it.msg.Topic]
-		if l == nil {
-			l = &lane{topic: it.msg.Topic}
-			f.lanes[it.msg.Topic] = l
-			wg.Add(1)
-			go func() { defer wg.Done(); f.runLane(ctx, l) }()
-		}
+		l := f.lane(ctx, it.msg.Topic, wg)
 		if l.spilled {
-			continue // the catch-up reader reads it again (expired or not)
-		}
-		if f.spec.MaxAge > 0 && now.Sub(it.msg.Time) > f.spec.MaxAge {
-			dead = append(dead, it)
-			continue
+			continue // the catch-up reader reads it again
 		}
 		it.queued = now
 		f.take(it, rb)
 		l.queue = append(l.queue, it)
 	}
-	if len(dead) > 0 {
-		f.deadFrom = dead[0].seq
-	}
 	f.cond.Broadcast()
 	f.mu.Unlock()
-	for _, it := range dead {
-		reason, msg := "expired", "older than the sink's max age"
-		if it.msg.Topic == "" {
-			reason, msg = "corrupt", "record failed its checksum or could not be decoded"
-		}
-		if !f.deadLetterRetrying(ctx, it, reason, msg) {
-			return
-		}
-		f.mu.Lock()
-		f.deadFrom = 0
-		if next := it.seq + 1; next <= dead[len(dead)-1].seq {
-			f.deadFrom = next
-		}
-		f.mu.Unlock()
-	}
 	f.advance()
 }
 
-// decode turns a record into an item for this sink: nil when the record
-// is not routed here, ok false when it is corrupt (the item then carries
-// only its id, for the dead letter).
-func (f *forwarder) decode(r spool.Record) (it *item, ok bool) {
-	sp := f.a.sp
-	if r.Corrupt {
-		id := formatID(sp.SpoolID(), r.ID)
-		return &item{seq: r.ID.Seq, id: id, raw: r.Data, msg: sink.Message{ID: id}}, false
+// corruptLane is the lane of records that cannot be decoded: no topic is
+// empty, so it is nobody's topic.
+const corruptLane = ""
+
+// lane returns the lane of topic, started on first use. f.mu held.
+func (f *forwarder) lane(ctx context.Context, topic string, wg *sync.WaitGroup) *lane {
+	l := f.lanes[topic]
+	if l == nil {
+		l = &lane{topic: topic}
+		f.lanes[topic] = l
+		wg.Add(1)
+		go func() { defer wg.Done(); f.runLane(ctx, l) }()
 	}
+	return l
+}
+
+// decode turns a record into an item for this sink, nil when the record
+// is not routed here. A corrupt record is every sink's: its item carries
+// only its id and bytes, for the dead letter, and goes to corruptLane.
+func (f *forwarder) decode(r spool.Record) *item {
+	sp := f.a.sp
 	m := &f.scratch
-	if err := decodeMsgInterned(r.Data, m, &f.intern); err != nil {
+	if r.Corrupt || decodeMsgInterned(r.Data, m, &f.intern) != nil {
 		id := formatID(sp.SpoolID(), r.ID)
-		return &item{seq: r.ID.Seq, id: id, raw: r.Data, msg: sink.Message{ID: id}}, false
+		return &item{seq: r.ID.Seq, id: id, raw: r.Data, corrupt: true, msg: sink.Message{ID: id, Topic: corruptLane}}
 	}
 	if !m.targets(f.spec.Name) {
-		return nil, true
+		return nil
 	}
 	// One identity: a chained message keeps the id it was pushed with, for
 	// records, dead letters, reports and replay alike.
@@ -222,7 +202,7 @@ func (f *forwarder) decode(r spool.Record) (it *item, ok bool) {
 	if id == "" {
 		id = formatID(sp.SpoolID(), r.ID)
 	}
-	return &item{seq: r.ID.Seq, id: id, raw: r.Data, msg: m.toSink(id)}, true
+	return &item{seq: r.ID.Seq, id: id, raw: r.Data, msg: m.toSink(id)}
 }
 
 // take accounts a new item that shares rb's memory. f.mu held.
@@ -234,37 +214,51 @@ func (f *forwarder) take(it *item, rb *readBuf) {
 	rb.refs++
 }
 
-// release lets go of an item's memory. f.mu held; the caller broadcasts
-// f.cond when it is done.
+// release lets go of an item's read buffer. f.mu held; the caller
+// broadcasts f.cond when it is done.
 func (f *forwarder) release(it *item) {
-	switch {
-	case it.buf != nil:
-		it.buf.refs--
-		if it.buf.refs == 0 {
-			f.held -= it.buf.bytes
-		}
-		it.buf = nil
-	case it.own > 0:
-		f.held -= it.own
-	}
-	it.own = 0
-}
-
-// detach copies an item out of the read buffer it was decoded from: a
-// message that may wait long must not pin a whole buffer of others. f.mu
-// held.
-func (f *forwarder) detach(it *item) {
 	if it.buf == nil {
 		return
 	}
-	it.raw = append([]byte(nil), it.raw...)
-	var own Msg
-	if decodeMsg(it.raw, &own) == nil {
-		it.msg = own.toSink(it.id)
+	it.buf.refs--
+	if it.buf.refs == 0 {
+		f.held -= it.buf.bytes
 	}
+	it.buf = nil
+}
+
+// evict lets go of an item's bytes, keeping its record number, id, topic
+// and time: a message that may wait long (its lane is stuck) is read again
+// from the spool when it is needed (reload). f.mu held.
+func (f *forwarder) evict(it *item) {
 	f.release(it)
-	it.own = int64(len(it.raw)) + itemOverhead + int64(len(it.msg.Headers))*48
-	f.held += it.own
+	it.raw = nil
+	it.msg.Key, it.msg.Value, it.msg.Headers = nil, nil, nil
+	it.evicted = true
+}
+
+// reload reads an evicted item's record again from the spool. gone is true
+// when the spool no longer has it (a spool policy dropped it).
+func (f *forwarder) reload(it *item) (gone bool, err error) {
+	if !it.evicted {
+		return false, nil
+	}
+	recs, err := f.a.sp.ReadFrom(it.seq, 1, 1)
+	if err != nil {
+		return false, err
+	}
+	if len(recs) == 0 || recs[0].ID.Seq != it.seq {
+		return true, nil
+	}
+	r := recs[0]
+	var m Msg
+	if r.Corrupt || decodeMsg(r.Data, &m) != nil {
+		it.corrupt = true // damaged on disk since it was first read
+	} else {
+		it.msg = m.toSink(it.id)
+	}
+	it.raw, it.evicted = r.Data, false
+	return false, nil
 }
 
 // advance acknowledges the cursor up to the lowest unresolved record.
@@ -273,9 +267,6 @@ func (f *forwarder) advance() {
 	defer f.ackMu.Unlock()
 	f.mu.Lock()
 	point := f.readUpTo
-	if f.deadFrom != 0 {
-		point = min(point, f.deadFrom-1)
-	}
 	for _, l := range f.lanes {
 		if lo := l.lowest(); lo != 0 {
 			point = min(point, lo-1)

@@ -15,9 +15,13 @@ type item struct {
 	id     string
 	raw    []byte // the stored record, for dead letters
 	msg    sink.Message
-	buf    *readBuf // the read buffer raw shares; nil once detached
-	own    int64    // bytes counted for a detached copy
-	done   bool     // resolved
+	buf    *readBuf // the read buffer raw shares, nil when none
+	// corrupt: the record cannot be decoded; it is dead-lettered.
+	corrupt bool
+	// evicted: raw and msg's bytes were let go (evict); reload reads them
+	// again before the item is sent or dead-lettered.
+	evicted bool
+	done    bool // resolved
 	// dropped is set when a backlog policy dropped the item while its
 	// batch was being sent: the next attempt leaves it out.
 	dropped bool
@@ -116,8 +120,31 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 	msgs := make([]sink.Message, len(batch))
 	whole := top // batch is the lane's whole batch, nothing resolved yet
 	for {
-		if batch = f.prune(ctx, batch); batch == nil {
+		if batch = f.prune(ctx, l, batch); batch == nil {
 			return ctx.Err() == nil
+		}
+		// Evicted messages are read again under writeMu, so stuck lanes
+		// hold at most one batch in memory at a time between them.
+		f.writeMu.Lock()
+		var again bool
+		var err error
+		batch, again, err = f.reloadAll(batch)
+		if err != nil || again || len(batch) == 0 {
+			f.writeMu.Unlock()
+			switch {
+			case err != nil:
+				f.log.Error("spool read for a held message", "err", err)
+			case len(batch) == 0:
+				return true
+			}
+			if again {
+				continue // prune dead-letters what became corrupt
+			}
+			batch = f.hold(l, batch, false)
+			if !sleepCtx(ctx, time.Second) {
+				return false
+			}
+			continue
 		}
 		if len(batch) != len(msgs) {
 			whole = false
@@ -126,9 +153,8 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 		for i, it := range batch {
 			msgs[i] = it.msg
 		}
-		f.writeMu.Lock()
 		t0 := time.Now()
-		err := f.spec.Sink.Write(ctx, msgs)
+		err = f.spec.Sink.Write(ctx, msgs)
 		f.writeMu.Unlock()
 		f.m.writeDuration.UpdateDuration(t0)
 		if err == nil {
@@ -152,7 +178,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 					ok = append(ok, batch[i])
 					okMsgs = append(okMsgs, msgs[i])
 				case sink.IsPermanent(e):
-					if !f.deadLetterRetrying(ctx, batch[i], sink.Reason(e), e.Error()) {
+					if !f.deadLetterRetrying(ctx, l, batch[i], sink.Reason(e), e.Error()) {
 						return false
 					}
 				default:
@@ -170,7 +196,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 			f.transient(retryErr)
 		case sink.IsPermanent(err):
 			if len(batch) == 1 {
-				return f.deadLetterRetrying(ctx, batch[0], sink.Reason(err), err.Error())
+				return f.deadLetterRetrying(ctx, l, batch[0], sink.Reason(err), err.Error())
 			}
 			// Split down until the offending message is alone; the
 			// first half goes first to keep per-key order.
@@ -189,10 +215,10 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 	}
 }
 
-// prune leaves out of batch what a backlog policy dropped and what
-// outlived the sink's max age (dead-lettered). nil when nothing is left or
-// ctx ended.
-func (f *forwarder) prune(ctx context.Context, batch []*item) []*item {
+// prune leaves out of batch what a backlog policy dropped and dead-letters
+// what is corrupt or outlived the sink's max age. nil when nothing is left
+// or ctx ended.
+func (f *forwarder) prune(ctx context.Context, l *lane, batch []*item) []*item {
 	keep := batch[:0:0]
 	f.mu.Lock()
 	for _, it := range batch {
@@ -205,31 +231,64 @@ func (f *forwarder) prune(ctx context.Context, batch []*item) []*item {
 	}
 	f.cond.Broadcast()
 	f.mu.Unlock()
-	if f.spec.MaxAge > 0 {
-		fresh := keep[:0]
-		for _, it := range keep {
-			if time.Since(it.msg.Time) > f.spec.MaxAge {
-				if !f.deadLetterRetrying(ctx, it, "expired", "older than the sink's max age") {
-					return nil
-				}
-				continue
-			}
+	fresh := keep[:0]
+	for _, it := range keep {
+		reason, msg := "", ""
+		switch {
+		case it.corrupt:
+			reason, msg = "corrupt", "record failed its checksum or could not be decoded"
+		case f.spec.MaxAge > 0 && time.Since(it.msg.Time) > f.spec.MaxAge:
+			reason, msg = "expired", "older than the sink's max age"
+		default:
 			fresh = append(fresh, it)
+			continue
 		}
-		keep = fresh
+		if !f.deadLetterRetrying(ctx, l, it, reason, msg) {
+			return nil
+		}
 	}
-	if len(keep) == 0 {
+	if len(fresh) == 0 {
 		return nil
 	}
-	return keep
+	return fresh
+}
+
+// reloadAll reads evicted items of batch again from the spool. What the
+// spool no longer has is resolved (a spool policy dropped it) and left
+// out; again is true when a record turned out corrupt (prune dead-letters
+// it). On a read error the batch is returned as it was.
+func (f *forwarder) reloadAll(batch []*item) (keep []*item, again bool, err error) {
+	evicted := false
+	for _, it := range batch {
+		evicted = evicted || it.evicted
+	}
+	if !evicted {
+		return batch, false, nil
+	}
+	keep = batch[:0:0]
+	for _, it := range batch {
+		gone, err := f.reload(it)
+		if err != nil {
+			return batch, false, err
+		}
+		if gone {
+			f.log.Warn("held message no longer in the spool (dropped by a spool policy)", "id", it.id)
+			f.resolve(it)
+			continue
+		}
+		again = again || it.corrupt
+		keep = append(keep, it)
+	}
+	return keep, again, nil
 }
 
 // hold marks a lane whose batch failed and is retried. The lane spills:
 // what it queued goes back to the spool (read again once the lane moves),
 // and when nothing of the batch was resolved yet only its first message is
-// retried, the rest spilled too. What the lane keeps is detached from the
-// read buffers. A stuck lane thus holds one message (or one partly
-// delivered batch), whatever its backlog.
+// retried, the rest spilled too. What the lane keeps is evicted: read
+// again from the spool for each attempt. A stuck lane thus holds the
+// record numbers of one message (or one partly delivered batch), whatever
+// its backlog, and no message bytes between attempts.
 func (f *forwarder) hold(l *lane, batch []*item, whole bool) []*item {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -245,7 +304,7 @@ func (f *forwarder) hold(l *lane, batch []*item, whole bool) []*item {
 		f.spill(l, 0)
 	}
 	for _, it := range batch {
-		f.detach(it)
+		f.evict(it)
 	}
 	f.cond.Broadcast()
 	return batch
@@ -334,8 +393,8 @@ func (f *forwarder) recovered() {
 // deadLetterRetrying writes a dead letter, retrying while the dead-letter
 // log cannot take it (disk full): the message is never acknowledged
 // without being delivered or recorded.
-func (f *forwarder) deadLetterRetrying(ctx context.Context, it *item, reason, msg string) bool {
-	if !f.deadLetterUntilWritten(ctx, it, reason, msg) { // deadletter_stuck.go
+func (f *forwarder) deadLetterRetrying(ctx context.Context, l *lane, it *item, reason, msg string) bool {
+	if !f.deadLetterUntilWritten(ctx, l, it, reason, msg) { // deadletter_stuck.go
 		return false
 	}
 	f.resolve(it)

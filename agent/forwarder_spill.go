@@ -76,9 +76,9 @@ func (f *forwarder) catchUp(ctx context.Context) {
 			if r.ID.Seq <= f.floor {
 				continue
 			}
-			it, ok := f.decode(r)
-			if !ok || it == nil {
-				continue // corrupt records were dead-lettered by the reader
+			it := f.decode(r)
+			if it == nil {
+				continue
 			}
 			t, ok := targets[it.msg.Topic]
 			if !ok || t.l.gen != t.gen || t.l.stuck || it.seq < t.l.spillFrom {
