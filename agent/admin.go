@@ -58,14 +58,15 @@ func (a *Agent) handleAdmin(ctx *fasthttp.RequestCtx) {
 
 // Stats is the JSON of /v1/stats (and of `sluice status`).
 type Stats struct {
-	Version  string      `json:"version"`
-	SpoolID  string      `json:"spool_id"`
-	Epoch    uint32      `json:"epoch"`
-	Ready    bool        `json:"ready"`
-	Draining bool        `json:"draining"`
-	Spool    spool.Stats `json:"spool"`
-	Sinks    []SinkStats `json:"sinks"`
-	Orphans  []string    `json:"orphan_cursors,omitempty"`
+	Version  string       `json:"version"`
+	SpoolID  string       `json:"spool_id"`
+	Epoch    uint32       `json:"epoch"`
+	Ready    bool         `json:"ready"`
+	Draining bool         `json:"draining"`
+	Spool    spool.Stats  `json:"spool"`
+	Sinks    []SinkStats  `json:"sinks"`
+	Queues   []QueueStats `json:"queues,omitempty"`
+	Orphans  []string     `json:"orphan_cursors,omitempty"`
 }
 
 // SinkStats is one sink in Stats.
@@ -93,7 +94,7 @@ func (a *Agent) stats() Stats {
 	}
 	for _, c := range a.sp.Cursors() {
 		f := byName[c.Name]
-		if c.Name == callbackCursor || c.Name == idemCopierCursor {
+		if c.Name == callbackCursor || c.Name == idemCopierCursor || a.isQueue(c.Name) {
 			continue
 		}
 		if f == nil {
@@ -106,5 +107,6 @@ func (a *Agent) stats() Stats {
 			Failing: f.isFailing(), DeadLetterStuck: f.a.dlStuck.count(f.spec.Name), Acked: c.Acked, Dropped: c.Dropped,
 		})
 	}
+	st.Queues = a.queueStats()
 	return st
 }

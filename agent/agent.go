@@ -55,6 +55,10 @@ type Options struct {
 	// opens <Spool.Dir()>/idempotency itself.
 	Idempotency *spool.Spool
 	Sinks       []SinkSpec
+	Queues      []QueueSpec // local pull queues (queue.go)
+	// MaxLongPolls bounds queue pulls waiting at once; more answer at once
+	// (empty when nothing is there). Default 1024.
+	MaxLongPolls int
 
 	MaxMessageBytes  int   // default 1 MiB
 	MaxRequestBytes  int   // default 16 MiB
@@ -96,6 +100,10 @@ type Options struct {
 	RestProxyAck     string // when it answers: "spooled" (default, after the durable local write) or "delivered"
 	RestProxyCluster string // the one cluster id /v3/clusters exposes; default "sluice"
 
+	// FrontEnds are further ingest protocols (accept.go), served from Run
+	// until the drain ends.
+	FrontEnds []FrontEnd
+
 	Logger  *slog.Logger
 	Metrics *metrics.Set // default: a new set
 	Version string
@@ -124,6 +132,17 @@ func (o *Options) setDefaults() {
 	def(&o.MaxHeaders, 64)
 	def(&o.MaxConnections, 4096)
 	def(&o.RecordCache, 65536)
+	def(&o.MaxLongPolls, 1024)
+	for i := range o.Queues {
+		q := &o.Queues[i]
+		if len(q.Topics) == 0 {
+			q.Topics = []string{"*"}
+		}
+		if q.BacklogPolicy == "" {
+			q.BacklogPolicy = "reject"
+		}
+		defD(&q.Visibility, 30*time.Second)
+	}
 	def(&o.IdempotencyMax, 100000)
 	def(&o.CallbackAttempts, 5)
 	defD(&o.CallbackBackoff, time.Second)
@@ -170,19 +189,21 @@ func (o *Options) setDefaults() {
 
 // Agent is the running sidecar: ingest server, forwarders, admin server.
 type Agent struct {
-	opts     Options
-	log      *slog.Logger
-	sp       *spool.Spool
-	fwds     []*forwarder
-	dl       *deadLetters
-	records  *records
-	idem     *idempotency
-	idemSt   *idemStore
-	guard    *callbackGuard
-	cb       *callbacks
-	m        *agentMetrics
-	inflight atomic.Int64
-	res      reservations // body.go
+	opts      Options
+	log       *slog.Logger
+	sp        *spool.Spool
+	fwds      []*forwarder
+	queues    []*queue
+	longPolls atomic.Int64
+	dl        *deadLetters
+	records   *records
+	idem      *idempotency
+	idemSt    *idemStore
+	guard     *callbackGuard
+	cb        *callbacks
+	m         *agentMetrics
+	inflight  atomic.Int64
+	res       reservations // body.go
 
 	controlToken string     // control.go
 	dlStuck      stuckLanes // deadletter_stuck.go
@@ -220,7 +241,7 @@ func New(o Options) (*Agent, error) {
 	if o.Spool == nil || o.DeadLetter == nil {
 		return nil, errors.New("agent: Spool and DeadLetter are required")
 	}
-	if len(o.Sinks) == 0 {
+	if len(o.Sinks)+len(o.Queues) == 0 {
 		return nil, errors.New("agent: no sinks")
 	}
 	a := &Agent{opts: o, log: o.Logger, sp: o.Spool, drainReq: make(chan struct{}), readyCh: make(chan struct{})}
@@ -276,6 +297,20 @@ func New(o Options) (*Agent, error) {
 		}
 		a.fwds = append(a.fwds, newForwarder(a, spec, c))
 	}
+	for _, spec := range o.Queues {
+		if err := ValidateGlobs(spec.Topics); err != nil {
+			return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
+		}
+		c, err := o.Spool.Cursor(spec.Name, spool.CursorOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
+		}
+		q, err := newQueue(a, spec, c)
+		if err != nil {
+			return nil, err
+		}
+		a.queues = append(a.queues, q)
+	}
 	if a.guard, err = newCallbackGuard(o.CallbackAllow); err != nil {
 		return nil, err
 	}
@@ -286,6 +321,7 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	a.m.register(a)
+	a.registerQueueMetrics()
 	a.ingest = a.newIngestServer()
 	a.admin = a.newAdminServer()
 	ok = true
@@ -336,6 +372,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		fwg.Add(1)
 		go func() { defer fwg.Done(); f.run(fctx) }()
 	}
+	for _, q := range a.queues {
+		fwg.Add(1)
+		go func() { defer fwg.Done(); q.run(fctx) }()
+	}
 	fwg.Add(2)
 	go func() { defer fwg.Done(); a.cb.run(fctx) }()
 	go func() { defer fwg.Done(); a.warnOrphans(fctx) }()
@@ -345,10 +385,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer fwg.Done()
 		a.idemSt.runExpiry(fctx, max(min(a.opts.IdempotencyWindow/4, 10*time.Second), 10*time.Millisecond))
 	}()
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 2+len(a.opts.FrontEnds))
 	go func() { serveErr <- a.ingest.Serve(ln) }()
 	if adminLn != nil {
 		go func() { serveErr <- a.admin.Serve(adminLn) }()
+	}
+	feCtx, stopFrontEnds := context.WithCancel(context.Background())
+	var fewg sync.WaitGroup
+	for _, fe := range a.opts.FrontEnds {
+		fewg.Add(1)
+		go func() {
+			defer fewg.Done()
+			a.log.Info("front-end started", "front_end", fe.Name(), "listen", fe.Addr())
+			if err := fe.Serve(feCtx, a); err != nil {
+				serveErr <- fmt.Errorf("%s front-end: %w", fe.Name(), err)
+			}
+		}()
 	}
 	a.addrMu.Lock()
 	a.ingestAddr, a.adminAd = ln.Addr().String(), addrOf(adminLn)
@@ -367,6 +419,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("listener failed: draining", "err", err)
 	}
 	a.draining.Store(true)
+	for _, q := range a.queues {
+		q.stopPolling() // long polls answer now; pulls, acks and nacks go on
+	}
 	deadline := time.Now().Add(a.opts.DrainTimeout)
 	a.waitDrained(ctx, deadline)
 
@@ -375,12 +430,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	sctx, cancel := context.WithDeadline(context.Background(), deadline.Add(2*time.Second))
 	_ = a.ingest.ShutdownWithContext(sctx)
 	cancel()
+	stopFrontEnds()
+	fewg.Wait()
 	stopForwarders()
 	fwg.Wait()
 	for _, f := range a.fwds {
 		f.cursor.Release()
 	}
 	a.cb.cursor.Release()
+	for _, q := range a.queues {
+		q.cursor.Release()
+	}
 	var errs []error
 	errs = append(errs, runErr)
 	errs = append(errs, a.sp.Flush())
@@ -392,6 +452,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cancel()
 	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close())
+	for _, q := range a.queues {
+		errs = append(errs, q.qlog.close())
+	}
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.admin.ShutdownWithContext(actx)

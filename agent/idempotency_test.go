@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -324,4 +325,42 @@ func FuzzDecodeIdemRecord(f *testing.F) {
 			t.Fatalf("decoded an invalid entry: %+v", e)
 		}
 	})
+}
+
+// A front-end that must know whether its messages were spooled (the Kafka
+// listener, for an idempotent producer's sequence window) gets the real
+// outcome of an append that outlived the append timeout, not
+// ErrSpoolTimeout; without WaitOutcome the same append answers
+// ErrSpoolTimeout.
+func TestAcceptWaitOutcomeAfterAppendTimeout(t *testing.T) {
+	g := newFsyncGate()
+	so := spool.Options{AppendTimeout: 100 * time.Millisecond, OnFsync: g.onFsync}
+	ta := startAgentSpool(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: (&memSink{}).sink()}}}, so)
+	msg := []Message{{Topic: "t", Value: []byte("v"), Partition: sink.NoPartition}}
+
+	g.armed.Store(true)
+	if _, err := ta.a.Accept(context.Background(), msg, AcceptOptions{}); !errors.Is(err, ErrSpoolTimeout) {
+		t.Fatalf("without WaitOutcome: %v, want ErrSpoolTimeout", err)
+	}
+	<-g.entered
+	type result struct {
+		acc Accepted
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		acc, err := ta.a.Accept(context.Background(), msg, AcceptOptions{WaitOutcome: true})
+		done <- result{acc, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // past the append timeout
+	select {
+	case r := <-done:
+		t.Fatalf("WaitOutcome answered while the fsync was held: %+v", r)
+	default:
+	}
+	g.open()
+	r := <-done
+	if r.err != nil || r.acc.First != 2 {
+		t.Fatalf("WaitOutcome: %+v, want record 2 spooled", r)
+	}
 }

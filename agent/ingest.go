@@ -137,6 +137,8 @@ func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		writeJSON(ctx, http.StatusOK, a.status(strings.TrimPrefix(p, "/v1/messages/")))
 		return nil
+	case strings.HasPrefix(p, "/v1/queues/"):
+		return a.routeQueues(ctx, strings.TrimPrefix(p, "/v1/queues/"), method)
 	case strings.HasPrefix(p, "/v1/control/"):
 		return a.control(ctx, strings.TrimPrefix(p, "/v1/control/"), method)
 	}
@@ -315,6 +317,10 @@ func (a *Agent) targets(topic string) ([]string, *apiError) {
 			return nil, errorf(http.StatusServiceUnavailable, "spool_full", "backlog of sink %s is at its cap", f.spec.Name)
 		}
 		sinks = append(sinks, f.spec.Name)
+	}
+	sinks, e := a.queueTargets(topic, sinks)
+	if e != nil {
+		return nil, e
 	}
 	if len(sinks) == 0 {
 		return nil, errorf(http.StatusBadRequest, "no_route", "no sink takes topic %q", topic)

@@ -26,6 +26,7 @@ type Msg struct {
 	Callback string // Sluice-Callback URL
 	IdemKey  string // Idempotency-Key of the request (first message only)
 	IdemHash []byte // hash of the request the key was first used with
+	Meta     []byte // a front-end's own bytes (Message.Meta), never forwarded
 }
 
 // Tags of the optional fields.
@@ -33,6 +34,7 @@ const (
 	tagCallback = 1
 	tagIdemKey  = 2
 	tagIdemHash = 3
+	tagMeta     = 16 // front-ends' bytes; numbered apart from the core's tags
 )
 
 // Record versions: recordPlain has no optional fields; recordExtended has
@@ -49,7 +51,7 @@ var errBadRecord = errors.New("agent: undecodable record")
 // (4), then uvarint-length-prefixed topic, key (length+1, 0 = nil), id,
 // sink count + names, header count + name/value pairs, and the value.
 func appendMsg(dst []byte, m *Msg) []byte {
-	if m.Callback != "" || m.IdemKey != "" {
+	if m.Callback != "" || m.IdemKey != "" || m.Meta != nil {
 		dst = append(dst, recordExtended)
 	} else {
 		dst = append(dst, recordPlain)
@@ -81,13 +83,16 @@ func appendMsg(dst []byte, m *Msg) []byte {
 		dst = appendBytes(append(dst, tagIdemKey), []byte(m.IdemKey))
 		dst = appendBytes(append(dst, tagIdemHash), m.IdemHash)
 	}
+	if m.Meta != nil {
+		dst = appendBytes(append(dst, tagMeta), m.Meta)
+	}
 	return dst
 }
 
 // encodedSize is an upper bound of appendMsg's output for m.
 func encodedSize(m *Msg) int {
 	n := 1 + 8 + 4 + 10*5 + len(m.Topic) + len(m.Key) + len(m.ID) + len(m.Value) +
-		33 + len(m.Callback) + len(m.IdemKey) + len(m.IdemHash)
+		44 + len(m.Callback) + len(m.IdemKey) + len(m.IdemHash) + len(m.Meta)
 	for _, s := range m.Sinks {
 		n += 10 + len(s)
 	}
@@ -194,7 +199,7 @@ func decodeMsgInterned(b []byte, m *Msg, in *interner) error {
 		m.Headers = append(m.Headers, sink.Header{Key: k, Value: d.bytes()})
 	}
 	m.Value = d.bytes()
-	m.Callback, m.IdemKey, m.IdemHash = "", "", nil
+	m.Callback, m.IdemKey, m.IdemHash, m.Meta = "", "", nil, nil
 	for !d.err && len(d.b) > 0 && b[0] == recordExtended {
 		tag := d.b[0]
 		d.b = d.b[1:]
@@ -206,6 +211,8 @@ func decodeMsgInterned(b []byte, m *Msg, in *interner) error {
 			m.IdemKey = string(v)
 		case tagIdemHash:
 			m.IdemHash = v
+		case tagMeta:
+			m.Meta = v
 		}
 	}
 	if d.err || len(d.b) != 0 {

@@ -15,6 +15,8 @@ func TestMsgRoundTrip(t *testing.T) {
 			Headers: []sink.Header{{Key: "k", Value: []byte{0, 1}}, {Key: "k", Value: nil}}, Value: []byte{}},
 		{Topic: "t", Key: []byte("key"), Sinks: []string{"s"}, Value: bytes.Repeat([]byte{0xff}, 300),
 			Callback: "http://127.0.0.1:9/cb", IdemKey: "req-1", IdemHash: []byte{1, 2, 3}},
+		{Topic: "t", Sinks: []string{"s"}, Value: []byte("v"), Meta: []byte{1, 0, 0, 0, 2}},
+		{Topic: "t", Sinks: []string{"s"}, Value: []byte("v"), IdemKey: "k", IdemHash: []byte{9}, Meta: []byte{7}},
 	}
 	for i, m := range cases {
 		b := appendMsg(nil, &m)

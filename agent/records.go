@@ -201,6 +201,7 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		}
 		st.Sinks[f.spec.Name] = ss
 	}
+	a.queueStatuses(sid, targets, dead, st.Sinks)
 	st.Status = overall(st.Sinks)
 	return st
 }
@@ -210,7 +211,7 @@ func overall(sinks map[string]SinkStatus) string {
 	for _, s := range sinks {
 		has[s.Status] = true
 	}
-	for _, s := range []string{"pending", "failed", "unknown", "dropped", "delivered"} {
+	for _, s := range []string{"pending", "in_flight", "failed", "unknown", "dropped", "delivered"} {
 		if has[s] {
 			return s
 		}

@@ -76,6 +76,11 @@ type Config struct {
 	RestproxyAck       string `split_words:"true" default:"spooled" enum:"spooled|delivered" example:"delivered" desc:"When the REST Proxy-compatible produce API (POST /topics/..., POST /v3/clusters/.../records) answers: spooled (after the durable local write; offsets are -1) or delivered (after every target sink acknowledged, within SLUICE_ACK_TIMEOUT, with the Kafka partition and offset). A request's Sluice-Ack header overrides it."`
 	RestproxyClusterID string `split_words:"true" default:"sluice" example:"lkc-abc123" desc:"Id of the one cluster the REST Proxy v3 API exposes (GET /v3/clusters); records posted under another cluster id get 404. Set it to the id the application already uses to keep its URLs."`
 
+	ListenKafka                string `split_words:"true" example:"127.0.0.1:9092" desc:"Kafka-protocol produce listener, host:port on a loopback address; empty = off. Producers set bootstrap.servers to it; acks come after the local fsync, offsets are local."`
+	ListenKafkaPartitions      int    `split_words:"true" default:"0" example:"6" desc:"Partitions the Kafka listener advertises for topics not in SLUICE_LISTEN_KAFKA_TOPIC_PARTITIONS, whose messages then go to the partition the producer chose; 0 = see SLUICE_LISTEN_KAFKA_MIRROR."`
+	ListenKafkaTopicPartitions Map    `split_words:"true" example:"clicks=6,orders=12" desc:"Comma list of topic=count: the partition count the Kafka listener advertises per topic (set it to the upstream topic's count); messages go to the partition the producer chose."`
+	ListenKafkaMirror          bool   `split_words:"true" default:"true" example:"false" desc:"For topics without a configured count, the Kafka listener advertises the topic's partition count in the upstream Kafka cluster (cached in the spool directory, refreshed every minute); a topic never seen while the cluster is down gets a retriable error. false = one partition, placed by the sink's partitioner."`
+
 	Sinks List `split_words:"true" default:"stdout" example:"main,dr" desc:"Comma list of sink names ([a-z0-9]+, case-insensitive, stored lower-case); sink NAME reads SLUICE_<NAME>_<SETTING>."`
 
 	// SinkConfigs holds one Sink per name in Sinks, in the same order.
@@ -89,7 +94,7 @@ type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|rabbitmq|amqp1|sqs|nats" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|queue|rabbitmq|amqp1|sqs|nats" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -103,6 +108,7 @@ type Sink struct {
 	File     *FileSink     `ignored:"true"`
 	Kafka    *KafkaSink    `ignored:"true"`
 	HTTP     *HTTPSink     `ignored:"true"`
+	Queue    *QueueSink    `ignored:"true"`
 	RabbitMQ *RabbitMQSink `ignored:"true"`
 	AMQP1    *AMQP1Sink    `ignored:"true"`
 	SQS      *SQSSink      `ignored:"true"`
@@ -153,6 +159,14 @@ type HTTPSink struct {
 	Headers   Map           `split_words:"true" secret:"true" example:"X-Env=prod,X-Tenant=acme" desc:"Extra request headers, comma list of Name=value."`
 	Gzip      bool          `split_words:"true" default:"false" example:"true" desc:"Gzip request bodies."`
 	Timeout   time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Bound on one request."`
+}
+
+// QueueSink holds the settings of a sink of type queue: a local work queue
+// that consumers pull from the ingest listener (POST /v1/queues/<name>/pull).
+type QueueSink struct {
+	Visibility  time.Duration `split_words:"true" default:"30s" example:"5m0s" desc:"Default lease of a pulled message (1s to 12h): unacknowledged after it, the message is handed out again. A pull may ask for its own."`
+	MaxAttempts int           `split_words:"true" default:"5" example:"10" desc:"Deliveries of one message before it is dead-lettered with reason max_attempts instead of handed out again; 0 = unlimited."`
+	Ordered     bool          `split_words:"true" default:"false" example:"true" desc:"Per-key ordering: while a message of a key is leased, no later message of that key is handed out (messages without a key are not ordered)."`
 }
 
 // envPrefix is the prefix of every variable the agent reads.

@@ -101,6 +101,7 @@ func TestLoadDefaults(t *testing.T) {
 		IdempotencyMaxKeys: 100000,
 		RestproxyAck:       "spooled",
 		RestproxyClusterID: "sluice",
+		ListenKafkaMirror:  true,
 		Sinks:              List{"stdout"},
 		SinkConfigs: []Sink{{
 			Name:          "stdout",

@@ -56,6 +56,7 @@ const (
 	typeFile     = "file"
 	typeKafka    = "kafka"
 	typeHTTP     = "http"
+	typeQueue    = "queue"
 	typeRabbitMQ = "rabbitmq"
 	typeAMQP1    = "amqp1"
 	typeSQS      = "sqs"
@@ -68,6 +69,7 @@ var sinkTypes = []sinkType{
 	typeOf(typeFile, func(s *Sink) **FileSink { return &s.File }, (*checker).validateFile),
 	typeOf(typeKafka, func(s *Sink) **KafkaSink { return &s.Kafka }, (*checker).validateKafka),
 	typeOf(typeHTTP, func(s *Sink) **HTTPSink { return &s.HTTP }, (*checker).validateHTTP),
+	typeOf(typeQueue, func(s *Sink) **QueueSink { return &s.Queue }, (*checker).validateQueue),
 	typeOf(typeRabbitMQ, func(s *Sink) **RabbitMQSink { return &s.RabbitMQ }, (*checker).validateRabbitMQ),
 	typeOf(typeAMQP1, func(s *Sink) **AMQP1Sink { return &s.AMQP1 }, (*checker).validateAMQP1),
 	typeOf(typeSQS, func(s *Sink) **SQSSink { return &s.SQS }, (*checker).validateSQS),

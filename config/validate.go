@@ -78,6 +78,7 @@ func (c *checker) validateCore(cfg *Config) {
 			c.fail(p+"ADMIN_LISTEN", "%v", err)
 		}
 	}
+	c.validateListenKafka(cfg)
 	if s := cfg.SpoolSegmentBytes; s < minSegmentBytes || s > maxSegmentBytes {
 		c.fail(p+"SPOOL_SEGMENT_BYTES", "must be between %v and %v, got %v", Bytes(minSegmentBytes), Bytes(maxSegmentBytes), s)
 	}
@@ -129,6 +130,42 @@ const DeadLetterRecordOverhead = 16<<10 + 1309 + 41
 // largest message the agent accepts as a dead letter.
 func MinDeadletterBytes(maxMessage, maxHeader Bytes) Bytes {
 	return maxMessage + maxHeader + DeadLetterRecordOverhead
+}
+
+// validateListenKafka checks the Kafka listener: a loopback host:port (it
+// has no authentication), partition counts from 1 to 100000.
+func (c *checker) validateListenKafka(cfg *Config) {
+	const p = envPrefix + "_LISTEN_KAFKA"
+	if cfg.ListenKafka != "" && c.ok(p) {
+		if err := checkHostPort(cfg.ListenKafka, true); err != nil {
+			c.fail(p, "%v", err)
+		} else if host, _, _ := net.SplitHostPort(cfg.ListenKafka); !isLoopback(host) {
+			c.fail(p, "must be a loopback address (127.0.0.1, [::1] or localhost): the Kafka listener has no authentication, got %q", cfg.ListenKafka)
+		}
+	}
+	if n := cfg.ListenKafkaPartitions; c.ok(p+"_PARTITIONS") && (n < 0 || n > maxPartitions) {
+		c.fail(p+"_PARTITIONS", "must be from 0 to %d, got %d", maxPartitions, n)
+	}
+	if c.ok(p + "_TOPIC_PARTITIONS") {
+		for t, v := range cfg.ListenKafkaTopicPartitions {
+			if err := checkKafkaTopic(t); err != nil {
+				c.fail(p+"_TOPIC_PARTITIONS", "%v", err)
+			} else if n, err := strconv.Atoi(v); err != nil || n < 1 || n > maxPartitions {
+				c.fail(p+"_TOPIC_PARTITIONS", "topic %s: partition count must be a number from 1 to %d, got %q", t, maxPartitions, v)
+			}
+		}
+	}
+}
+
+// maxPartitions bounds advertised partition counts.
+const maxPartitions = 100000
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // positive fails name unless v > 0.
@@ -256,6 +293,15 @@ func (c *checker) validateCommon(cfg *Config, p string, s *Sink) {
 
 func (c *checker) validateFile(p string, f *FileSink) {
 	c.positive(p+"_ROTATE_BYTES", int64(f.RotateBytes))
+}
+
+func (c *checker) validateQueue(p string, q *QueueSink) {
+	if c.ok(p+"_VISIBILITY") && (q.Visibility < time.Second || q.Visibility > 12*time.Hour) {
+		c.fail(p+"_VISIBILITY", "must be between 1s and 12h, got %s", q.Visibility)
+	}
+	if c.ok(p+"_MAX_ATTEMPTS") && q.MaxAttempts < 0 {
+		c.fail(p+"_MAX_ATTEMPTS", "must be 0 (unlimited) or more, got %d", q.MaxAttempts)
+	}
 }
 
 func (c *checker) validateKafka(p string, k *KafkaSink) {

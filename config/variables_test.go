@@ -76,6 +76,7 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"REGION": {"sqs"}, "ENDPOINT": {"sqs"}, "REQUEST_BYTES": {"sqs"}, "REQUEST_TIMEOUT": {"sqs"}, "GROUP_ID": {"sqs"},
 		"SUBJECT": {"nats"}, "ACK_TIMEOUT": {"nats"}, "MAX_PENDING": {"nats"}, "CONNECT_TIMEOUT": {"nats"}, "RECONNECT_WAIT": {"nats"},
 		"NO_STREAM_GRACE": {"nats"}, "CREDS_FILE": {"nats"}, "NKEY_FILE": {"nats"},
+		"VISIBILITY": {"queue"}, "MAX_ATTEMPTS": {"queue"}, "ORDERED": {"queue"},
 	}
 	n := 0
 	for setting, types := range sinkVars {

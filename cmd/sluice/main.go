@@ -9,6 +9,7 @@
 //	sluice spool inspect DIR [N] segments, cursors and N decoded records (read-only)
 //	sluice spool cursor rm NAME  remove an orphan cursor (agent stopped; SLUICE_SPOOL_DIR)
 //	sluice deadletter list|show|replay|purge  dead-letter operations on the local agent
+//	sluice queue pull|ack|nack|extend NAME   pull from and acknowledge to a local queue
 //	sluice bench [flags]         load generator (and delivery verifier) against a running agent
 //	sluice version               print the version
 package main
@@ -45,6 +46,8 @@ func main() {
 		err = benchCmd(args)
 	case "deadletter":
 		err = deadletterCmd(args)
+	case "queue":
+		err = queueCmd(args)
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 	default:
@@ -70,6 +73,10 @@ func usage(w *os.File) {
   spool cursor rm NAME  remove an orphan cursor from SLUICE_SPOOL_DIR (agent stopped)
   deadletter list|show ID|replay|purge [-topic G -sink S -reason R -since T -until T -id IDS]
                         dead letters of the local agent
+  queue pull NAME [-max N -wait D -visibility D]
+                        lease messages of a local queue (one JSON object per line)
+  queue ack|nack|extend NAME [-delay D -visibility D] RECEIPT...|-
+                        finish, give back or lengthen leases (- reads receipts from stdin)
   bench [flags]         load generator against a running agent; -h for flags
   version               print the version
 `)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluiceio/sluice/agent"
 	"github.com/sluiceio/sluice/config"
+	"github.com/sluiceio/sluice/frontend/kafkaproto"
 	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/sink/amqp1"
 	"github.com/sluiceio/sluice/sink/discard"
@@ -51,8 +53,29 @@ func runAgent() error {
 	// Every record the main spool takes fits the dead-letter log as a dead
 	// letter (config checks SLUICE_DEADLETTER_MAX_BYTES against the same
 	// bound): a message the sink refuses can always leave its lane.
+	// What is opened before the agent takes it over is closed again when
+	// a later step fails.
+	var opened []func()
+	closeOpened := func() {
+		for i := len(opened) - 1; i >= 0; i-- {
+			opened[i]()
+		}
+	}
+	openSpool := func(dir string, o spool.Options) (*spool.Spool, error) {
+		s, err := spool.Open(dir, o)
+		if err != nil {
+			closeOpened()
+			return nil, err
+		}
+		opened = append(opened, func() { s.Close() })
+		return s, nil
+	}
+
+	// Every record the main spool takes fits the dead-letter log as a dead
+	// letter (config checks SLUICE_DEADLETTER_MAX_BYTES against the same
+	// bound): a message the sink refuses can always leave its lane.
 	maxRecord := agent.MaxRecordBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))
-	sp, err := spool.Open(c.SpoolDir, spool.Options{
+	sp, err := openSpool(c.SpoolDir, spool.Options{
 		MaxRecordBytes: maxRecord,
 		SegmentBytes:   int64(c.SpoolSegmentBytes),
 		Sync:           spool.SyncPolicy(c.SpoolSync),
@@ -66,7 +89,7 @@ func runAgent() error {
 	if err != nil {
 		return err
 	}
-	dl, err := spool.Open(filepath.Join(c.SpoolDir, "deadletter"), spool.Options{
+	dl, err := openSpool(filepath.Join(c.SpoolDir, "deadletter"), spool.Options{
 		// 16 MiB at least: tombstones of large purges are records too.
 		MaxRecordBytes: max(16<<20, agent.MaxDeadLetterBytes(int(c.MaxMessageBytes), int(c.MaxHeaderBytes))),
 		SegmentBytes:   min(int64(c.SpoolSegmentBytes), int64(c.DeadletterMaxBytes)/4),
@@ -76,31 +99,47 @@ func runAgent() error {
 		Logger:         log.With("spool", "deadletter"),
 	})
 	if err != nil {
-		sp.Close()
 		return err
 	}
-	cbs, err := spool.Open(filepath.Join(c.SpoolDir, "callbacks"),
+	cbs, err := openSpool(filepath.Join(c.SpoolDir, "callbacks"),
 		agent.CallbackStoreOptions(int64(c.CallbackMaxBytes), spool.SyncPolicy(c.SpoolSync), log))
 	if err != nil {
-		sp.Close()
-		dl.Close()
 		return err
 	}
-	idem, err := spool.Open(filepath.Join(c.SpoolDir, agent.IdempotencyStoreDir),
+	idem, err := openSpool(filepath.Join(c.SpoolDir, agent.IdempotencyStoreDir),
 		agent.IdempotencyStoreOptions(c.IdempotencyMaxKeys, log.With("spool", "idempotency")))
 	if err != nil {
-		sp.Close()
-		dl.Close()
-		cbs.Close()
 		return err
 	}
 	specs, err := buildSinks(c, log, set)
 	if err != nil {
-		sp.Close()
-		dl.Close()
-		cbs.Close()
-		idem.Close()
+		closeOpened()
 		return err
+	}
+	opened = append(opened, func() {
+		for _, s := range specs {
+			s.Sink.Close(context.Background())
+		}
+	})
+	queues, err := buildQueues(c, log)
+	if err != nil {
+		closeOpened()
+		return err
+	}
+	opened = append(opened, func() {
+		for _, q := range queues {
+			q.Log.Close()
+		}
+	})
+	var frontEnds []agent.FrontEnd
+	if c.ListenKafka != "" {
+		kl, err := newKafkaListener(c, log, set)
+		if err != nil {
+			closeOpened()
+			return fmt.Errorf("SLUICE_LISTEN_KAFKA: %w", err)
+		}
+		defer kl.Close()
+		frontEnds = append(frontEnds, kl)
 	}
 	drainTimeout := c.DrainTimeout
 	if drainTimeout == 0 {
@@ -108,7 +147,7 @@ func runAgent() error {
 	}
 	a, err := agent.New(agent.Options{
 		Listen: c.Listen, AdminListen: c.AdminListen, AuthToken: c.AuthToken,
-		Spool: sp, DeadLetter: dl, Callbacks: cbs, Idempotency: idem, Sinks: specs,
+		Spool: sp, DeadLetter: dl, Callbacks: cbs, Idempotency: idem, Sinks: specs, Queues: queues,
 		MaxMessageBytes: int(c.MaxMessageBytes), MaxRequestBytes: int(c.MaxRequestBytes),
 		MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders,
 		MaxInflightBytes: int64(c.MaxInflightBytes), MaxConnections: c.MaxConnections,
@@ -119,13 +158,11 @@ func runAgent() error {
 		CallbackAllow: c.CallbackAllow, CallbackMaxPending: c.CallbackMaxPending,
 		CallbackAttempts: c.CallbackAttempts, CallbackBackoff: c.CallbackBackoff,
 		RestProxyAck: c.RestproxyAck, RestProxyCluster: c.RestproxyClusterID,
-		Logger: log, Metrics: set, Version: version,
+		FrontEnds: frontEnds,
+		Logger:    log, Metrics: set, Version: version,
 	})
 	if err != nil {
-		sp.Close()
-		dl.Close()
-		cbs.Close()
-		idem.Close()
+		closeOpened()
 		return err
 	}
 
@@ -143,12 +180,31 @@ func runAgent() error {
 	return a.Run(ctx)
 }
 
+// newKafkaListener binds the Kafka-protocol listener; its producer id
+// state lives in the spool directory (locked by the spool).
+func newKafkaListener(c *config.Config, log *slog.Logger, set *metrics.Set) (*kafkaproto.Server, error) {
+	parts := map[string]int32{}
+	for t, v := range c.ListenKafkaTopicPartitions {
+		n, _ := strconv.Atoi(v) // validated by config
+		parts[t] = int32(n)
+	}
+	return kafkaproto.Listen(kafkaproto.Options{
+		Addr: c.ListenKafka, StateDir: filepath.Join(c.SpoolDir, "kafka-listener"),
+		Partitions: parts, DefaultPartitions: int32(c.ListenKafkaPartitions), Mirror: c.ListenKafkaMirror,
+		MaxRequestBytes: int(c.MaxRequestBytes), MaxInflightBytes: int64(c.MaxInflightBytes),
+		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
+		Logger: log.With("front_end", "kafka"), Metrics: set,
+	})
+}
+
 func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.SinkSpec, error) {
 	var specs []agent.SinkSpec
 	for _, sc := range c.SinkConfigs {
 		var s sink.Sink
 		var err error
 		switch sc.Type {
+		case "queue":
+			continue // buildQueues
 		case "stdout":
 			s = stdout.New(stdout.Options{})
 		case "discard":
@@ -319,4 +375,34 @@ func secret(value, file, sinkName, setting string) (string, error) {
 		return "", fmt.Errorf("SLUICE_%s_%s: %w", strings.ToUpper(sinkName), setting, err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// buildQueues opens the log of every sink of type queue, under
+// <SPOOL_DIR>/queues/<name>, synced as the spool is.
+func buildQueues(c *config.Config, log *slog.Logger) ([]agent.QueueSpec, error) {
+	var qs []agent.QueueSpec
+	for _, sc := range c.SinkConfigs {
+		if sc.Type != "queue" {
+			continue
+		}
+		l, err := spool.Open(filepath.Join(c.SpoolDir, "queues", sc.Name), spool.Options{
+			SegmentBytes: 1 << 20,
+			Sync:         spool.SyncPolicy(c.SpoolSync),
+			SyncInterval: c.SpoolSyncInterval,
+			MaxBytes:     256 << 20,
+			Logger:       log.With("spool", "queue-"+sc.Name),
+		})
+		if err != nil {
+			for _, q := range qs {
+				q.Log.Close()
+			}
+			return nil, fmt.Errorf("queue %s: %w", sc.Name, err)
+		}
+		qs = append(qs, agent.QueueSpec{
+			Name: sc.Name, Topics: sc.Topics, MaxBacklogBytes: int64(sc.MaxBacklogBytes),
+			BacklogPolicy: sc.BacklogPolicy, MaxAge: sc.MaxAge, Log: l,
+			Visibility: sc.Queue.Visibility, MaxAttempts: sc.Queue.MaxAttempts, Ordered: sc.Queue.Ordered,
+		})
+	}
+	return qs, nil
 }

@@ -160,6 +160,19 @@ func printStats(w io.Writer, st agent.Stats) {
 			s.BacklogMessages, human(s.BacklogBytes), age, state, s.Dropped)
 	}
 	tw.Flush()
+	if len(st.Queues) > 0 {
+		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "QUEUE	TOPICS	BACKLOG	BYTES	READY	IN_FLIGHT	OLDEST	REDELIVERED	EXPIRED	DROPPED")
+		for _, q := range st.Queues {
+			age := "-"
+			if !q.Oldest.IsZero() {
+				age = time.Since(q.Oldest).Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%s\t%d\t%d\t%d\n", q.Name, strings.Join(q.Topics, ","),
+				q.BacklogMessages, human(q.BacklogBytes), q.Ready, q.InFlight, age, q.Redeliveries, q.ExpiredLeases, q.Dropped)
+		}
+		tw.Flush()
+	}
 	for _, o := range st.Orphans {
 		fmt.Fprintf(w, "orphan cursor %q holds its backlog: remove with 'sluice spool cursor rm %s'\n", o, o)
 	}

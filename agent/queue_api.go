@@ -1,0 +1,399 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluiceio/sluice/spool"
+)
+
+// The pull API, on the ingest listener (same auth, same error shapes):
+//
+//	POST /v1/queues/{queue}/pull    {"max":10,"wait":"5s","visibility":"30s"}
+//	POST /v1/queues/{queue}/ack     {"receipts":[...]}
+//	POST /v1/queues/{queue}/nack    {"receipts":[...],"delay":"10s"}
+//	POST /v1/queues/{queue}/extend  {"receipts":[...],"visibility":"60s"}
+
+// duration is a JSON duration: a Go duration string ("5s", "1m30s").
+type duration struct {
+	d   time.Duration
+	set bool
+}
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`a duration string such as "5s" expected`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New(`a duration string such as "5s" expected`)
+	}
+	d.d, d.set = v, true
+	return nil
+}
+
+type queueRequest struct {
+	Max        *int      `json:"max"`
+	Wait       duration  `json:"wait"`
+	Visibility duration  `json:"visibility"`
+	Delay      duration  `json:"delay"`
+	Receipts   *[]string `json:"receipts"`
+}
+
+// maxReceipts bounds the receipts of one ack, nack or extend.
+const maxReceipts = 1000
+
+// routeQueues serves /v1/queues/{queue}/{op}.
+func (a *Agent) routeQueues(ctx *fasthttp.RequestCtx, rest, method string) *apiError {
+	name, op, _ := strings.Cut(rest, "/")
+	var q *queue
+	for _, x := range a.queues {
+		if x.spec.Name == name {
+			q = x
+		}
+	}
+	if q == nil {
+		return errorf(http.StatusNotFound, "not_found", "no queue %q", name)
+	}
+	switch op {
+	case "pull", "ack", "nack", "extend":
+	default:
+		return errorf(http.StatusNotFound, "not_found", "no such queue operation %q (pull, ack, nack, extend)", op)
+	}
+	if method != http.MethodPost {
+		return methodNotAllowed(ctx, "POST")
+	}
+	var req queueRequest
+	if body := bytes.TrimSpace(ctx.PostBody()); len(body) > 0 {
+		// The body is JSON whatever its Content-Type says (curl -d sends
+		// application/x-www-form-urlencoded).
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return errorf(http.StatusBadRequest, "bad_request", "body: %v", err)
+		}
+	}
+	if op == "pull" {
+		return q.servePull(ctx, a, &req)
+	}
+	return q.serveReceipts(ctx, op, &req)
+}
+
+func (q *queue) servePull(ctx *fasthttp.RequestCtx, a *Agent, req *queueRequest) *apiError {
+	if req.Receipts != nil || req.Delay.set {
+		return errorf(http.StatusBadRequest, "bad_request", "pull takes max, wait and visibility")
+	}
+	max := 1
+	if req.Max != nil {
+		max = *req.Max
+	}
+	if max < 1 || max > queueMaxPull {
+		return errorf(http.StatusBadRequest, "bad_request", "max must be 1 to %d", queueMaxPull)
+	}
+	if req.Wait.d < 0 || req.Wait.d > queueMaxWait {
+		return errorf(http.StatusBadRequest, "bad_request", "wait must be 0s to %s", queueMaxWait)
+	}
+	vis := q.spec.Visibility
+	if req.Visibility.set {
+		vis = req.Visibility.d
+		if vis < queueMinVisibility || vis > queueMaxVisibility {
+			return errorf(http.StatusBadRequest, "bad_request", "visibility must be %s to %s", queueMinVisibility, queueMaxVisibility)
+		}
+	}
+	got := q.pull(a, max, req.Wait.d, vis)
+	b := make([]byte, 0, 256)
+	b = append(b, `{"messages":[`...)
+	for i, l := range got {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendLease(b, l)
+	}
+	b = append(b, "]}\n"...)
+	ctx.SetStatusCode(http.StatusOK)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+	return nil
+}
+
+// pull takes up to max messages, waiting up to wait for the first one. At
+// most MaxLongPolls pulls wait at once; others answer at once.
+func (q *queue) pull(a *Agent, max int, wait, vis time.Duration) []lease {
+	got := q.take(max, vis)
+	if len(got) > 0 || wait <= 0 {
+		return got
+	}
+	if a.longPolls.Add(1) > int64(a.opts.MaxLongPolls) {
+		a.longPolls.Add(-1)
+		q.m.pollsRefused.Inc()
+		return nil
+	}
+	defer a.longPolls.Add(-1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		q.mu.Lock()
+		ch := q.wake
+		q.mu.Unlock()
+		if got = q.take(max, vis); len(got) > 0 {
+			return got
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return nil
+		case <-q.stopPolls:
+			return nil
+		}
+	}
+}
+
+// appendLease renders one pulled message: the HTTP sink's message object
+// (id, topic, key, value or value_b64, headers) plus receipt, attempt and
+// pushed_at. value carries the stored bytes as they are when they are one
+// JSON document without surrounding whitespace; anything else is
+// value_b64.
+func appendLease(b []byte, l lease) []byte {
+	m := &l.e.msg
+	str := func(s string) {
+		j, _ := json.Marshal(s)
+		b = append(b, j...)
+	}
+	b = append(b, `{"id":`...)
+	str(l.e.id)
+	b = append(b, `,"topic":`...)
+	str(m.Topic)
+	if m.Key != nil {
+		b = append(b, `,"key":`...)
+		str(string(m.Key))
+	}
+	if isRawJSON(m.Value) {
+		b = append(b, `,"value":`...)
+		b = append(b, m.Value...)
+	} else {
+		b = append(b, `,"value_b64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, m.Value)
+		b = append(b, '"')
+	}
+	if len(m.Headers) > 0 {
+		b = append(b, `,"headers":{`...)
+		for i, h := range m.Headers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			str(h.Key)
+			b = append(b, ':')
+			str(string(h.Value))
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"receipt":`...)
+	str(l.receipt)
+	b = fmt.Appendf(b, `,"attempt":%d,"pushed_at":`, l.attempt)
+	str(time.Unix(0, m.Time).UTC().Format(time.RFC3339Nano))
+	return append(b, '}')
+}
+
+// isRawJSON reports whether v can be embedded as a JSON member and read
+// back byte for byte.
+func isRawJSON(v []byte) bool {
+	if len(v) == 0 {
+		return false
+	}
+	switch v[0] {
+	case ' ', '\t', '\r', '\n':
+		return false
+	}
+	switch v[len(v)-1] {
+	case ' ', '\t', '\r', '\n':
+		return false
+	}
+	return utf8.Valid(v) && json.Valid(v)
+}
+
+type staleReceipt struct {
+	Receipt string `json:"receipt"`
+	Reason  string `json:"reason"`
+}
+
+func (q *queue) serveReceipts(ctx *fasthttp.RequestCtx, op string, req *queueRequest) *apiError {
+	if req.Max != nil || req.Wait.set || (op != "nack" && req.Delay.set) || (op != "extend" && req.Visibility.set) {
+		return errorf(http.StatusBadRequest, "bad_request", "%s takes receipts%s", op, map[string]string{"nack": " and delay", "extend": " and visibility"}[op])
+	}
+	if req.Receipts == nil || len(*req.Receipts) == 0 || len(*req.Receipts) > maxReceipts {
+		return errorf(http.StatusBadRequest, "bad_request", "receipts must list 1 to %d receipts", maxReceipts)
+	}
+	strs := *req.Receipts
+	rs := make([]receipt, len(strs))
+	for i, s := range strs {
+		r, ok := q.qlog.parseReceipt(s)
+		if !ok {
+			return errorf(http.StatusBadRequest, "bad_request", "receipt %d is malformed or not of queue %s (nothing was changed)", i, q.spec.Name)
+		}
+		rs[i] = r
+	}
+	var out []string
+	var err error
+	switch op {
+	case "ack":
+		out, err = q.ack(rs)
+	case "nack":
+		if req.Delay.d < 0 || req.Delay.d > queueMaxDelay {
+			return errorf(http.StatusBadRequest, "bad_request", "delay must be 0s to %s", queueMaxDelay)
+		}
+		out = q.nack(rs, req.Delay.d)
+	case "extend":
+		if !req.Visibility.set || req.Visibility.d < queueMinVisibility || req.Visibility.d > queueMaxVisibility {
+			return errorf(http.StatusBadRequest, "bad_request", "visibility must be %s to %s", queueMinVisibility, queueMaxVisibility)
+		}
+		out = q.extend(rs, req.Visibility.d)
+	}
+	if err != nil {
+		return spoolError(err)
+	}
+	stale := []staleReceipt{}
+	n := 0
+	for i, why := range out {
+		if why == receiptOK {
+			n++
+		} else {
+			stale = append(stale, staleReceipt{Receipt: strs[i], Reason: why})
+		}
+	}
+	writeJSON(ctx, http.StatusOK, map[string]any{pastTenseQ(op): n, "stale": stale})
+	return nil
+}
+
+func pastTenseQ(op string) string {
+	switch op {
+	case "ack":
+		return "acked"
+	case "nack":
+		return "nacked"
+	}
+	return "extended"
+}
+
+// queueMetrics are one queue's counters; gauges are computed at scrape
+// time (registerQueueMetrics).
+type queueMetrics struct {
+	delivered, redeliveries, expired, acked, nacked, pollsRefused *metrics.Counter
+}
+
+func newQueueMetrics(set *metrics.Set, name string) *queueMetrics {
+	l := fmt.Sprintf(`{queue=%q}`, name)
+	return &queueMetrics{
+		delivered:    set.GetOrCreateCounter("sluice_queue_delivered_total" + l),
+		redeliveries: set.GetOrCreateCounter("sluice_queue_redeliveries_total" + l),
+		expired:      set.GetOrCreateCounter("sluice_queue_expired_leases_total" + l),
+		acked:        set.GetOrCreateCounter("sluice_queue_acked_total" + l),
+		nacked:       set.GetOrCreateCounter("sluice_queue_nacked_total" + l),
+		pollsRefused: set.GetOrCreateCounter("sluice_queue_long_polls_refused_total" + l),
+	}
+}
+
+func (a *Agent) registerQueueMetrics() {
+	set := a.m.set
+	for _, q := range a.queues {
+		l := fmt.Sprintf(`{queue=%q}`, q.spec.Name)
+		set.NewGauge("sluice_queue_depth"+l, func() float64 { return float64(q.cursor.Backlog().Records) })
+		set.NewGauge("sluice_queue_ready"+l, func() float64 { r, _ := q.counts(); return float64(r) })
+		set.NewGauge("sluice_queue_in_flight"+l, func() float64 { _, f := q.counts(); return float64(f) })
+		set.NewGauge("sluice_queue_oldest_seconds"+l, func() float64 {
+			if o := q.cursor.Backlog().Oldest; !o.IsZero() {
+				return time.Since(o).Seconds()
+			}
+			return 0
+		})
+		set.NewGauge("sluice_spool_backlog_bytes{sink=\""+q.spec.Name+"\"}", func() float64 { return float64(q.cursor.BacklogBytes()) })
+		set.NewGauge("sluice_dropped_total{sink=\""+q.spec.Name+"\"}", func() float64 { return float64(q.cursor.DroppedTotal()) })
+	}
+}
+
+// QueueStats is one queue in Stats.
+type QueueStats struct {
+	Name            string    `json:"name"`
+	Topics          []string  `json:"topics"`
+	BacklogMessages uint64    `json:"backlog_messages"` // spool records not acknowledged by the queue's cursor (an upper bound of its depth)
+	BacklogBytes    int64     `json:"backlog_bytes"`
+	Ready           int       `json:"ready"`     // read into memory and not leased (available, delayed or waiting behind their key)
+	InFlight        int       `json:"in_flight"` // leased
+	Oldest          time.Time `json:"oldest,omitzero"`
+	Acked           uint64    `json:"acked_seq"`
+	Dropped         uint64    `json:"dropped"`
+	Redeliveries    uint64    `json:"redeliveries"`
+	ExpiredLeases   uint64    `json:"expired_leases"`
+}
+
+func (a *Agent) queueStats() []QueueStats {
+	var out []QueueStats
+	for _, q := range a.queues {
+		b := q.cursor.Backlog()
+		r, f := q.counts()
+		out = append(out, QueueStats{
+			Name: q.spec.Name, Topics: q.spec.Topics, BacklogMessages: b.Records, BacklogBytes: b.Bytes,
+			Ready: r, InFlight: f, Oldest: b.Oldest, Acked: q.cursor.Acked(), Dropped: q.cursor.DroppedTotal(),
+			Redeliveries: q.m.redeliveries.Get(), ExpiredLeases: q.m.expired.Get(),
+		})
+	}
+	return out
+}
+
+// isQueue reports whether name is a configured queue.
+func (a *Agent) isQueue(name string) bool {
+	for _, q := range a.queues {
+		if q.spec.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// queueTargets appends the queues whose topic globs match topic, refusing
+// the push when one of them is at its own backlog cap with policy reject.
+func (a *Agent) queueTargets(topic string, sinks []string) ([]string, *apiError) {
+	for _, q := range a.queues {
+		if !matchTopic(q.spec.Topics, topic) {
+			continue
+		}
+		if q.spec.MaxBacklogBytes > 0 && q.spec.BacklogPolicy == "reject" && q.cursor.BacklogBytes() >= q.spec.MaxBacklogBytes {
+			return nil, errorf(http.StatusServiceUnavailable, "spool_full", "backlog of queue %s is at its cap", q.spec.Name)
+		}
+		sinks = append(sinks, q.spec.Name)
+	}
+	return sinks, nil
+}
+
+// queueStatuses adds the queues among targets to a request record.
+func (a *Agent) queueStatuses(sid spool.ID, targets []string, dead map[string]dlInfo, out map[string]SinkStatus) {
+	for _, q := range a.queues {
+		if targets != nil && !containsString(targets, q.spec.Name) {
+			continue
+		}
+		if d, ok := dead[q.spec.Name]; ok {
+			out[q.spec.Name] = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
+			continue
+		}
+		out[q.spec.Name] = SinkStatus{Status: q.seqState(sid.Seq)}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,359 @@
+package agent
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluiceio/sluice/spool"
+)
+
+// queueLog is a queue's durable state beside the spool: one record per
+// pull (attempt counts), per acknowledgement batch and per dead letter,
+// and now and then a checkpoint of everything that still matters, after
+// which the older records are let go (the log's cursor skips to the
+// checkpoint, and the log spool truncates behind it). It also holds the
+// key that signs receipts, so that receipts stay verifiable across
+// restarts (a receipt from before a restart is stale, not foreign).
+type queueLog struct {
+	sp   *spool.Spool
+	cur  *spool.Cursor
+	name string
+	key  []byte
+
+	// Appends hold mu for reading; a checkpoint holds it for writing, so
+	// that it sees every append that came before it applied in memory.
+	mu    sync.RWMutex
+	since atomic.Int64 // records appended since the last checkpoint
+
+	// Attempt counts are written behind the pulls that make them (one
+	// writer, batching whatever piled up meanwhile): a pull does not wait
+	// for an fsync, and a crash loses at most the last few counts.
+	pendMu  sync.Mutex
+	pending []attemptRec
+	kick    chan struct{}
+}
+
+// attemptRec is one message's entry in the log.
+type attemptRec struct {
+	seq     uint64
+	epoch   uint32
+	attempt uint32
+}
+
+// logState is the queue state a log holds: messages resolved (seq ->
+// epoch) and attempt counts of unresolved ones, above the spool cursor.
+type logState struct {
+	acked    map[uint64]uint32
+	attempts map[uint64]attemptRec
+}
+
+// Record types of the queue log.
+const (
+	qlogDelivered  = 'D'
+	qlogAcked      = 'A'
+	qlogCheckpoint = 'C'
+)
+
+// compactEvery is how many records the log takes before a checkpoint.
+const compactEvery = 10000
+
+func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, logState, error) {
+	st := logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}}
+	c, err := sp.Cursor("state", spool.CursorOptions{FromOldest: true})
+	if err != nil {
+		return nil, st, fmt.Errorf("queue log: %w", err)
+	}
+	l := &queueLog{sp: sp, cur: c, name: name, kick: make(chan struct{}, 1)}
+	if l.key, err = loadReceiptKey(filepath.Join(sp.Dir(), "receipt.key")); err != nil {
+		c.Release()
+		return nil, st, err
+	}
+	last := sp.LastSeq()
+	n := 0
+	for c.Acked() < last {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		recs, err := c.Read(ctx, 4096, 4<<20)
+		cancel()
+		if err != nil {
+			break
+		}
+		for _, r := range recs {
+			if !r.Corrupt {
+				st.apply(r.Data)
+			}
+			n++
+		}
+		if recs[len(recs)-1].ID.Seq >= last {
+			break
+		}
+	}
+	c.Rewind()
+	for s := range st.acked {
+		if s <= spoolAcked {
+			delete(st.acked, s)
+		}
+	}
+	for s := range st.attempts {
+		if s <= spoolAcked {
+			delete(st.attempts, s)
+		}
+	}
+	l.since.Store(int64(n))
+	return l, st, nil
+}
+
+// apply replays one log record onto st.
+func (st *logState) apply(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	d := decoder{b: b[1:]}
+	switch b[0] {
+	case qlogDelivered:
+		for n := d.uvarint(); n > 0 && !d.err; n-- {
+			r := attemptRec{epoch: uint32(d.uvarint()), seq: d.uvarint(), attempt: uint32(d.uvarint())}
+			if _, done := st.acked[r.seq]; !done && !d.err {
+				if old, ok := st.attempts[r.seq]; !ok || old.epoch != r.epoch || old.attempt < r.attempt {
+					st.attempts[r.seq] = r
+				}
+			}
+		}
+	case qlogAcked:
+		for n := d.uvarint(); n > 0 && !d.err; n-- {
+			ep, seq := uint32(d.uvarint()), d.uvarint()
+			if !d.err {
+				st.acked[seq] = ep
+				delete(st.attempts, seq)
+			}
+		}
+	case qlogCheckpoint:
+		clear(st.acked)
+		clear(st.attempts)
+		for n := d.uvarint(); n > 0 && !d.err; n-- {
+			ep, seq := uint32(d.uvarint()), d.uvarint()
+			st.acked[seq] = ep
+		}
+		for n := d.uvarint(); n > 0 && !d.err; n-- {
+			r := attemptRec{epoch: uint32(d.uvarint()), seq: d.uvarint(), attempt: uint32(d.uvarint())}
+			st.attempts[r.seq] = r
+		}
+	}
+}
+
+func encodeAttempts(typ byte, recs []attemptRec, withAttempt bool) []byte {
+	b := make([]byte, 0, 1+10+len(recs)*16)
+	b = append(b, typ)
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	for _, r := range recs {
+		b = binary.AppendUvarint(b, uint64(r.epoch))
+		b = binary.AppendUvarint(b, r.seq)
+		if withAttempt {
+			b = binary.AppendUvarint(b, uint64(r.attempt))
+		}
+	}
+	return b
+}
+
+// delivered queues attempt counts for the log writer.
+func (l *queueLog) delivered(recs []attemptRec) {
+	l.pendMu.Lock()
+	l.pending = append(l.pending, recs...)
+	l.pendMu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeDeliveries appends the queued attempt counts until ctx ends, and
+// once more then; onErr hears of each failed append.
+func (l *queueLog) writeDeliveries(ctx context.Context, onErr func(error)) {
+	for {
+		select {
+		case <-l.kick:
+		case <-ctx.Done():
+			l.flushDeliveries(onErr)
+			return
+		}
+		l.flushDeliveries(onErr)
+	}
+}
+
+func (l *queueLog) flushDeliveries(onErr func(error)) {
+	l.pendMu.Lock()
+	recs := l.pending
+	l.pending = nil
+	l.pendMu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.since.Add(1)
+	if _, err := l.sp.Append(context.Background(), encodeAttempts(qlogDelivered, recs, true)); err != nil {
+		onErr(err)
+	}
+}
+
+// acked records messages as resolved, durably under the log's sync
+// policy, then runs apply (nil = nothing) before a checkpoint can start.
+// Attempt counts still queued go in the same append: whatever a consumer
+// saw before it acknowledged is on disk with the acknowledgement.
+func (l *queueLog) acked(recs []attemptRec, apply func()) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.pendMu.Lock()
+	pend := l.pending
+	l.pending = nil
+	l.pendMu.Unlock()
+	batch := [][]byte{encodeAttempts(qlogAcked, recs, false)}
+	if len(pend) > 0 {
+		batch = [][]byte{encodeAttempts(qlogDelivered, pend, true), batch[0]}
+	}
+	l.since.Add(int64(len(batch)))
+	if _, err := l.sp.Append(context.Background(), batch...); err != nil {
+		return err
+	}
+	if apply != nil {
+		apply()
+	}
+	return nil
+}
+
+// maybeCompact writes a checkpoint of snapshot() once enough records
+// accumulated, and lets the records before it go.
+func (l *queueLog) maybeCompact(snapshot func() logState) error {
+	if l.since.Load() < compactEvery {
+		return nil
+	}
+	return l.compact(snapshot)
+}
+
+func (l *queueLog) compact(snapshot func() logState) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := snapshot()
+	acked := make([]attemptRec, 0, len(st.acked))
+	for s, ep := range st.acked {
+		acked = append(acked, attemptRec{seq: s, epoch: ep})
+	}
+	b := encodeAttempts(qlogCheckpoint, acked, false)
+	att := make([]attemptRec, 0, len(st.attempts))
+	for _, r := range st.attempts {
+		att = append(att, r)
+	}
+	b = append(b, encodeAttempts(0, att, true)[1:]...)
+	id, err := l.sp.Append(context.Background(), b)
+	if err != nil {
+		return err
+	}
+	if id.Seq > 1 {
+		if _, err := l.cur.SkipTo(id.Seq-1, false); err != nil {
+			return err
+		}
+	}
+	l.since.Store(0)
+	return nil
+}
+
+func (l *queueLog) close() error {
+	l.cur.Release()
+	return l.sp.Close()
+}
+
+// receipt is a parsed receipt: the lease it names.
+type receipt struct {
+	epoch   uint32
+	seq     uint64
+	attempt uint32
+	gen     uint64
+}
+
+const receiptMACBytes = 12
+
+// receipt renders a lease as an opaque token: version, epoch, sequence,
+// attempt and lease generation, signed with the queue's key (HMAC-SHA256
+// over the queue name and the fields, truncated), base64url.
+func (l *queueLog) receipt(epoch uint32, seq uint64, attempt uint32, gen uint64) string {
+	b := make([]byte, 0, 40)
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(epoch))
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, uint64(attempt))
+	b = binary.AppendUvarint(b, gen)
+	b = append(b, l.mac(b)...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (l *queueLog) mac(b []byte) []byte {
+	h := hmac.New(sha256.New, l.key)
+	h.Write([]byte(l.name))
+	h.Write([]byte{0})
+	h.Write(b)
+	return h.Sum(nil)[:receiptMACBytes]
+}
+
+// parseReceipt verifies a receipt of this queue.
+func (l *queueLog) parseReceipt(s string) (receipt, bool) {
+	var r receipt
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 1+4+receiptMACBytes || b[0] != 1 {
+		return r, false
+	}
+	body, sum := b[:len(b)-receiptMACBytes], b[len(b)-receiptMACBytes:]
+	if !hmac.Equal(sum, l.mac(body)) {
+		return r, false
+	}
+	d := decoder{b: body[1:]}
+	r.epoch, r.seq, r.attempt, r.gen = uint32(d.uvarint()), d.uvarint(), uint32(d.uvarint()), d.uvarint()
+	return r, !d.err && len(d.b) == 0
+}
+
+// loadReceiptKey reads the queue's signing key, creating it (written to a
+// temporary file, fsynced, renamed, directory fsynced) when missing.
+func loadReceiptKey(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("receipt key: %w", err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("receipt key: %w", err)
+	}
+	_, err = f.Write(key)
+	err = errors.Join(err, f.Sync(), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		var d *os.File
+		if d, err = os.Open(filepath.Dir(path)); err == nil {
+			err = errors.Join(d.Sync(), d.Close())
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("receipt key: %w", err)
+	}
+	return key, nil
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) >> 8 // leave room to count up
+}

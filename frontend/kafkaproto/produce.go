@@ -1,0 +1,263 @@
+package kafkaproto
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluiceio/sluice/agent"
+	"github.com/sluiceio/sluice/sink"
+)
+
+// pending is one partition's batch on its way into the spool.
+type pending struct {
+	resp     *kmsg.ProduceResponseTopicPartition
+	tp       topicPartition
+	batch    batch
+	producer *producer // nil: not idempotent
+	first    int       // index of its first message in the request's messages
+}
+
+// produce validates every partition's batch, checks idempotent sequences,
+// spools all accepted batches of the request in one Accept (one group
+// commit) and answers with local offsets: the spool sequence of each
+// batch's first record. acks=0 gets no response.
+func (s *Server) produce(h header, body []byte) (response, error) {
+	req, err := parseProduce(h.version, body)
+	if err != nil {
+		return nil, err
+	}
+	resp := kmsg.NewPtrProduceResponse()
+	resp.Version = h.version
+	var todo []*pending
+	for _, rt := range req.topics {
+		t := kmsg.NewProduceResponseTopic()
+		t.Topic = rt.name
+		t.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.partitions))
+		routeErr := s.acc.Routable(rt.name)
+		var n int32
+		var countErr error
+		if routeErr == nil {
+			n, _, countErr = s.partitions(rt.name)
+		}
+		for i, rp := range rt.partitions {
+			p := &t.Partitions[i]
+			p.Default()
+			p.Partition, p.BaseOffset, p.LogAppendTime, p.LogStartOffset = rp.index, -1, -1, -1
+			code := int16(0)
+			switch {
+			case req.transactionalID != nil:
+				code = kerr.TransactionalIDAuthorizationFailed.Code
+			case req.acks != 0 && req.acks != 1 && req.acks != -1:
+				code = kerr.InvalidRequiredAcks.Code
+			case errors.Is(routeErr, agent.ErrBadTopic):
+				code = kerr.InvalidTopicException.Code
+			case routeErr != nil:
+				code = kerr.UnknownTopicOrPartition.Code
+			case countErr != nil:
+				code = kerr.LeaderNotAvailable.Code
+			case rp.index < 0 || rp.index >= n:
+				code = kerr.UnknownTopicOrPartition.Code
+			}
+			if code != 0 {
+				s.setError(p, code)
+				continue
+			}
+			b, err := decodeBatch(rp.records, s.dec)
+			if err != nil {
+				switch {
+				case errors.Is(err, errTransactions):
+					s.setError(p, kerr.InvalidTxnState.Code)
+				case errors.Is(err, errOldFormat):
+					s.setError(p, kerr.UnsupportedForMessageFormat.Code)
+				case errors.Is(err, errTooBig):
+					s.setError(p, kerr.MessageTooLarge.Code)
+				default:
+					s.setError(p, kerr.CorruptMessage.Code)
+				}
+				s.log.Debug("kafka listener: batch refused", "topic", rt.name, "partition", rp.index, "err", err)
+				continue
+			}
+			if max := s.upstreamMax(rt.name); max > 0 {
+				if size := largestRecord(&b); size > max {
+					s.setError(p, kerr.MessageTooLarge.Code)
+					s.log.Debug("kafka listener: record over the topic's max.message.bytes upstream", "topic", rt.name, "bytes", size, "max", max)
+					continue
+				}
+			}
+			s.m.batch(b.codec)
+			todo = append(todo, &pending{resp: p, tp: topicPartition{rt.name, rp.index}, batch: b})
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	s.spool(todo)
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode == kerr.NotEnoughReplicas.Code {
+				resp.ThrottleMillis = s.opts.ThrottleMillis
+			}
+		}
+	}
+	if req.acks == 0 {
+		return nil, nil
+	}
+	return resp, nil
+}
+
+// spool runs the idempotence checks and appends the surviving batches.
+func (s *Server) spool(todo []*pending) {
+	// Lock each idempotent producer of the request (in id order: no lock
+	// cycles) over check, append and record.
+	var locked []*producer
+	for _, p := range todo {
+		if b := p.batch; b.producerID >= 0 {
+			p.producer = s.pids.get(b.producerID, b.producerEpoch)
+			if !containsProducer(locked, p.producer) {
+				locked = append(locked, p.producer)
+			}
+		}
+	}
+	sort.Slice(locked, func(i, j int) bool { return locked[i].id < locked[j].id })
+	for _, pr := range locked {
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+	}
+
+	var msgs []agent.Message
+	var appended []*pending
+	held := int64(0)
+	for _, p := range todo {
+		b := &p.batch
+		if pr := p.producer; pr != nil {
+			dup, offset, err := pr.check(p.tp, b.producerEpoch, b.firstSeq, int32(len(b.records)))
+			switch {
+			case errors.Is(err, errStaleEpoch):
+				s.setError(p.resp, kerr.InvalidProducerEpoch.Code)
+				continue
+			case errors.Is(err, errOutOfOrder):
+				s.setError(p.resp, kerr.OutOfOrderSequenceNumber.Code)
+				continue
+			case dup:
+				s.m.duplicates.Inc()
+				p.resp.BaseOffset = offset
+				continue
+			}
+		}
+		_, explicit, _ := s.partitions(p.tp.topic)
+		part := sink.NoPartition
+		if explicit {
+			part = p.tp.partition
+		}
+		p.first = len(msgs)
+		for i := range b.records {
+			r := &b.records[i]
+			m := agent.Message{Topic: p.tp.topic, Key: r.key, Value: r.value, Headers: r.headers, Partition: part}
+			if i == 0 && p.producer != nil {
+				m.Meta = encodeBatchMeta(p.tp.partition, b.producerID, b.producerEpoch, b.firstSeq, int32(len(b.records)))
+			}
+			if r.timestamp >= 0 {
+				m.Time = time.UnixMilli(r.timestamp)
+			}
+			msgs = append(msgs, m)
+			held += int64(len(r.key) + len(r.value))
+		}
+		appended = append(appended, p)
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	// An idempotent producer retries a timed-out request with the same
+	// sequence: the outcome must be known, and the window recorded, before
+	// its producer lock is let go, or a retry of a batch that was spooled
+	// after all would be spooled again.
+	acc, err := s.acc.Accept(context.Background(), msgs, agent.AcceptOptions{HeldBytes: held, WaitOutcome: len(locked) > 0})
+	if err != nil {
+		code := acceptCode(err)
+		for _, p := range appended {
+			s.setError(p.resp, code)
+		}
+		if code == kerr.NotEnoughReplicas.Code || code == kerr.KafkaStorageError.Code {
+			s.log.Debug("kafka listener: produce refused", "err", err)
+		} else {
+			s.log.Warn("kafka listener: produce refused", "err", err)
+		}
+		return
+	}
+	for _, p := range appended {
+		base := int64(acc.First) + int64(p.first)
+		p.resp.BaseOffset = base
+		if pr := p.producer; pr != nil {
+			pr.record(p.tp, p.batch.producerEpoch, p.batch.firstSeq, int32(len(p.batch.records)), base)
+		}
+	}
+	s.m.records.Add(len(msgs))
+}
+
+func containsProducer(ps []*producer, p *producer) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptCode maps Accept's errors onto Kafka error codes. Retriable ones
+// are those a producer retries on its own: NOT_ENOUGH_REPLICAS (spool
+// full, draining: with throttle time), REQUEST_TIMED_OUT (outcome
+// unknown), KAFKA_STORAGE_ERROR (disk full, i/o).
+func acceptCode(err error) int16 {
+	switch {
+	case errors.Is(err, agent.ErrSpoolFull), errors.Is(err, agent.ErrDraining):
+		return kerr.NotEnoughReplicas.Code
+	case errors.Is(err, agent.ErrSpoolTimeout):
+		return kerr.RequestTimedOut.Code
+	case errors.Is(err, agent.ErrTooLarge):
+		return kerr.MessageTooLarge.Code
+	case errors.Is(err, agent.ErrBadTopic):
+		return kerr.InvalidTopicException.Code
+	case errors.Is(err, agent.ErrNoRoute):
+		return kerr.UnknownTopicOrPartition.Code
+	}
+	return kerr.KafkaStorageError.Code
+}
+
+// setError sets a partition's error code and counts it.
+func (s *Server) setError(p *kmsg.ProduceResponseTopicPartition, code int16) {
+	p.ErrorCode = code
+	p.BaseOffset = -1
+	s.m.produceError(code)
+}
+
+// upstreamMax is the topic's max.message.bytes upstream when mirrored, 0
+// when not known.
+func (s *Server) upstreamMax(topic string) int {
+	if !s.opts.Mirror {
+		return 0
+	}
+	return s.mir.maxBytes(topic)
+}
+
+// recordOverhead is what a record costs upstream besides its key, value
+// and headers: the batch header (61), the record's own framing, and the
+// sluice-id header sluice adds.
+const recordOverhead = 61 + 24 + 64
+
+// largestRecord is the size the largest record of b takes upstream, alone
+// in a batch, uncompressed (an upper bound of what the broker checks).
+func largestRecord(b *batch) int {
+	largest := 0
+	for i := range b.records {
+		r := &b.records[i]
+		n := recordOverhead + len(r.key) + len(r.value)
+		for _, h := range r.headers {
+			n += 10 + len(h.Key) + len(h.Value)
+		}
+		largest = max(largest, n)
+	}
+	return largest
+}
