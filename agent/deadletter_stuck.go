@@ -72,8 +72,13 @@ func (f *forwarder) deadLetterUntilWritten(ctx context.Context, l *lane, it *ite
 		if !stuck {
 			stuck = true
 			f.a.dlStuck.add(f.spec.Name, 1)
-			f.stall(l)
+			if l != nil {
+				f.stall(l)
+			}
 		}
+		f.mu.Lock()
+		f.evict(it) // read again for the next attempt
+		f.mu.Unlock()
 		if time.Since(lastLog) >= 30*time.Second {
 			lastLog = time.Now()
 			f.log.Error("message cannot leave its lane: the sink refused it and the dead-letter log does not take it; "+

@@ -60,6 +60,11 @@ type forwarder struct {
 	// dropped them while their batch was being written, so their status
 	// says delivered (bounded).
 	afterDrop *boundedMap[uint64, struct{}]
+	// corruptSeen remembers records the reader found corrupt (they went to
+	// corruptLane), so the catch-up reader, which re-reads them, tells them
+	// from records that were damaged after the reader saw them whole
+	// (bounded: past it, such a record may be dead-lettered twice).
+	corruptSeen *boundedMap[uint64, bool]
 
 	intern  interner // names seen by dispatch (reader goroutine only)
 	scratch Msg
@@ -77,8 +82,8 @@ func newForwarder(a *Agent, spec SinkSpec, c *spool.Cursor) *forwarder {
 	f := &forwarder{
 		a: a, spec: spec, cursor: c, lanes: map[string]*lane{}, intern: interner{},
 		log: a.log.With("sink", spec.Name), budget: defaultForwarderBudget,
-		afterDrop: newBoundedMap[uint64, struct{}](4096),
-		ackedTo:   c.Acked(),
+		afterDrop: newBoundedMap[uint64, struct{}](4096), corruptSeen: newBoundedMap[uint64, bool](4096),
+		ackedTo: c.Acked(),
 	}
 	f.readUpTo, f.floor = f.ackedTo, f.ackedTo
 	f.cond = sync.NewCond(&f.mu)
@@ -153,6 +158,9 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 		it := f.decode(r)
 		if it == nil {
 			continue // not for this sink
+		}
+		if it.corrupt {
+			f.corruptSeen.put(it.seq, false)
 		}
 		l := f.lane(ctx, it.msg.Topic, wg)
 		if l.spilled {

@@ -168,9 +168,9 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 		var be *sink.BatchError
 		switch {
 		case errors.As(err, &be) && len(be.Errs) == len(batch):
-			var retry []*item
+			var retry, ok, refused []*item
+			var refusedErr []error
 			var retryErr error
-			var ok []*item
 			var okMsgs []sink.Message
 			for i, e := range be.Errs {
 				switch {
@@ -178,9 +178,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 					ok = append(ok, batch[i])
 					okMsgs = append(okMsgs, msgs[i])
 				case sink.IsPermanent(e):
-					if !f.deadLetterRetrying(ctx, l, batch[i], sink.Reason(e), e.Error()) {
-						return false
-					}
+					refused, refusedErr = append(refused, batch[i]), append(refusedErr, e)
 				default:
 					retry = append(retry, batch[i])
 					if retryErr == nil {
@@ -189,12 +187,19 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 				}
 			}
 			f.delivered(ok, okMsgs)
+			clear(msgs) // a dead letter may wait long: pin no bytes meanwhile
+			for i, it := range refused {
+				if !f.deadLetterRetrying(ctx, l, it, sink.Reason(refusedErr[i]), refusedErr[i].Error()) {
+					return false
+				}
+			}
 			if len(retry) == 0 {
 				return true
 			}
 			batch, whole = retry, false
 			f.transient(retryErr)
 		case sink.IsPermanent(err):
+			clear(msgs)
 			if len(batch) == 1 {
 				return f.deadLetterRetrying(ctx, l, batch[0], sink.Reason(err), err.Error())
 			}
@@ -206,6 +211,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 			f.transient(err)
 		}
 		batch = f.hold(l, batch, whole)
+		clear(msgs) // evicted messages' bytes must not stay reachable from here
 		whole = false
 		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
 		if !sleepCtx(ctx, backoff/2+jitter) {

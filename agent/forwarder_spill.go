@@ -69,6 +69,7 @@ func (f *forwarder) catchUp(ctx context.Context) {
 		if n := len(recs); n > 0 {
 			last = min(last, recs[n-1].ID.Seq)
 		}
+		var damaged *item
 		for _, r := range recs {
 			if r.ID.Seq > last {
 				break
@@ -79,6 +80,17 @@ func (f *forwarder) catchUp(ctx context.Context) {
 			it := f.decode(r)
 			if it == nil {
 				continue
+			}
+			if done, seen := f.corruptSeen.get(it.seq); it.corrupt && !seen {
+				// Damaged since the reader saw it whole: its lane is
+				// not known any more. This pass ends before it, and it
+				// is dead-lettered before any lane moves past it (if
+				// its lane had delivered it from memory, the dead letter
+				// is one too many, never a loss).
+				damaged, last = it, it.seq-1
+				break
+			} else if it.corrupt && done {
+				continue // dead-lettered by an earlier pass
 			}
 			t, ok := targets[it.msg.Topic]
 			if !ok || t.l.gen != t.gen || t.l.stuck || it.seq < t.l.spillFrom {
@@ -101,6 +113,14 @@ func (f *forwarder) catchUp(ctx context.Context) {
 		}
 		f.cond.Broadcast()
 		f.mu.Unlock()
+		if damaged != nil {
+			if !f.deadLetterUntilWritten(ctx, nil, damaged, "corrupt", "record failed its checksum or could not be decoded") {
+				return
+			}
+			f.mu.Lock()
+			f.corruptSeen.put(damaged.seq, true)
+			f.mu.Unlock()
+		}
 		f.advance()
 	}
 }
