@@ -34,11 +34,14 @@ type cbReport struct {
 	pushed   time.Time
 
 	host    *cbHost
-	waiting int // target sinks whose cursor has not passed sid yet
-	state   cbState
-	attempt int
-	due     time.Time
-	heapIdx int
+	waiting int // target sinks that have not delivered sid yet
+	// waitMask has bit i set while forwarder i has not delivered sid
+	// (forwarders past 64 are only ever passed by their cursor).
+	waitMask uint64
+	state    cbState
+	attempt  int
+	due      time.Time
+	heapIdx  int
 }
 
 // cbQueue is a FIFO of reports with lazy removal: entries whose report
@@ -137,9 +140,12 @@ type dispatcher struct {
 	perHost int // attempts in flight per host at most
 	max     int // owed reports held at most
 
-	live     int
-	order    cbQueue   // live reports by store sequence (compaction)
-	sinks    []cbQueue // per forwarder: reports waiting for it, by spool sequence
+	live  int
+	order cbQueue   // live reports by store sequence (compaction)
+	sinks []cbQueue // per forwarder: reports waiting for it, by spool sequence
+	// bySeq finds a waiting report by its message's spool sequence, for
+	// deliveries ahead of a cursor (a stuck topic holds it below).
+	bySeq    map[uint64]*cbReport
 	hosts    map[string]*cbHost
 	ring     []*cbHost // hosts with ready work and a free slot, round robin
 	retry    retryHeap
@@ -159,6 +165,7 @@ func newDispatcher(cb *callbacks) *dispatcher {
 		cb: cb, workers: cb.workers, perHost: cb.perHost, max: cb.maxPending,
 		sinks:   make([]cbQueue, len(cb.a.fwds)),
 		hosts:   map[string]*cbHost{},
+		bySeq:   map[uint64]*cbReport{},
 		results: make(chan cbResult),
 	}
 }
@@ -198,13 +205,18 @@ func (d *dispatcher) add(r *cbReport) {
 		if r.targets != nil && !containsStr(r.targets, f.spec.Name) {
 			continue // not a target, or a sink no longer configured: resolved
 		}
-		if f.cursor.Acked() < r.sid.Seq {
+		if f.cursor.Acked() < r.sid.Seq && !f.deliveredAhead(r.sid.Seq) {
 			d.sinks[i].push(r, d.limit(), isWaiting)
 			r.waiting++
+			if i < 64 {
+				r.waitMask |= 1 << i
+			}
 		}
 	}
 	if r.waiting == 0 {
 		d.makeReady(r)
+	} else if r.waitMask != 0 {
+		d.bySeq[r.sid.Seq] = r
 	}
 }
 
@@ -217,10 +229,16 @@ func containsStr(list []string, s string) bool {
 	return false
 }
 
-// acked pops, for every sink, the reports its cursor has passed: a report
-// whose last target passed it is ready.
+// acked pops, for every sink, the reports its cursor has passed, and
+// takes the reports of messages it delivered ahead of its cursor: a report
+// whose last target delivered it is ready.
 func (d *dispatcher) acked() {
 	for i, f := range d.cb.a.fwds {
+		for _, seq := range f.takeAhead() {
+			if r := d.bySeq[seq]; r != nil && r.state == cbWaiting {
+				d.passed(r, i)
+			}
+		}
 		q := &d.sinks[i]
 		if q.front(isWaiting) == nil {
 			continue
@@ -228,10 +246,22 @@ func (d *dispatcher) acked() {
 		upTo := f.cursor.Acked()
 		for r := q.front(isWaiting); r != nil && r.sid.Seq <= upTo; r = q.front(isWaiting) {
 			q.pop()
-			if r.waiting--; r.waiting == 0 {
-				d.makeReady(r)
-			}
+			d.passed(r, i)
 		}
+	}
+}
+
+// passed notes that forwarder i delivered r's message (once per sink).
+func (d *dispatcher) passed(r *cbReport, i int) {
+	if i < 64 {
+		if r.waitMask&(1<<i) == 0 {
+			return // delivered ahead of the cursor, counted then
+		}
+		r.waitMask &^= 1 << i
+	}
+	if r.waiting--; r.waiting == 0 {
+		delete(d.bySeq, r.sid.Seq)
+		d.makeReady(r)
 	}
 }
 
@@ -340,6 +370,9 @@ func (d *dispatcher) nextDue() (time.Duration, bool) {
 func (d *dispatcher) finish(r *cbReport) {
 	if r.heapIdx >= 0 {
 		heap.Remove(&d.retry, r.heapIdx)
+	}
+	if d.bySeq[r.sid.Seq] == r {
+		delete(d.bySeq, r.sid.Seq)
 	}
 	r.state = cbDone
 	d.live--

@@ -57,6 +57,12 @@ func (f *forwarder) deadLetterUntilWritten(ctx context.Context, l *lane, it *ite
 	}()
 	var lastLog time.Time
 	for attempt := 1; ; attempt++ {
+		f.mu.Lock()
+		dropped := it.dropped
+		f.mu.Unlock()
+		if dropped {
+			return true // a backlog policy dropped it meanwhile: no dead letter
+		}
 		gone, err := f.reload(it)
 		switch {
 		case gone:

@@ -60,6 +60,14 @@ type forwarder struct {
 	// dropped them while their batch was being written, so their status
 	// says delivered (bounded).
 	afterDrop *boundedMap[uint64, struct{}]
+	// ahead remembers records delivered while a spilled lane held the
+	// cursor below them (the most recent aheadMax), so their status says
+	// delivered before the cursor passes them; nothing depends on it for
+	// delivery itself.
+	ahead *boundedMap[uint64, struct{}]
+	// aheadNew lists deliveries ahead of the cursor not yet taken by the
+	// callback dispatcher (takeAhead), at most aheadMax.
+	aheadNew []uint64
 	// corruptSeen remembers records the reader found corrupt (they went to
 	// corruptLane), so the catch-up reader, which re-reads them, tells them
 	// from records that were damaged after the reader saw them whole
@@ -83,6 +91,7 @@ func newForwarder(a *Agent, spec SinkSpec, c *spool.Cursor) *forwarder {
 		a: a, spec: spec, cursor: c, lanes: map[string]*lane{}, intern: interner{},
 		log: a.log.With("sink", spec.Name), budget: defaultForwarderBudget,
 		afterDrop: newBoundedMap[uint64, struct{}](4096), corruptSeen: newBoundedMap[uint64, bool](4096),
+		ahead:   newBoundedMap[uint64, struct{}](aheadMax),
 		ackedTo: c.Acked(),
 	}
 	f.readUpTo, f.floor = f.ackedTo, f.ackedTo
@@ -275,10 +284,8 @@ func (f *forwarder) advance() {
 	defer f.ackMu.Unlock()
 	f.mu.Lock()
 	point := f.readUpTo
-	for _, l := range f.lanes {
-		if lo := l.lowest(); lo != 0 {
-			point = min(point, lo-1)
-		}
+	if lo := f.lowestUnresolved(); lo != 0 {
+		point = min(point, lo-1)
 	}
 	f.mu.Unlock()
 	if point <= f.ackedTo {
@@ -292,11 +299,46 @@ func (f *forwarder) advance() {
 	f.a.records.notify()
 }
 
+// lowestUnresolved is the lowest record some lane has not resolved, 0 =
+// none. f.mu held.
+func (f *forwarder) lowestUnresolved() uint64 {
+	var lo uint64
+	for _, l := range f.lanes {
+		if x := l.lowest(); x != 0 && (lo == 0 || x < lo) {
+			lo = x
+		}
+	}
+	return lo
+}
+
 // heldBytes is what the forwarder holds in memory, as accounted.
 func (f *forwarder) heldBytes() int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.held
+}
+
+// aheadMax bounds how many deliveries ahead of the cursor a forwarder
+// remembers (about 64 bytes each).
+const aheadMax = 1 << 16
+
+// deliveredAhead reports whether seq was delivered although the cursor
+// has not passed it yet (a spilled lane holds it below).
+func (f *forwarder) deliveredAhead(seq uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.ahead.get(seq)
+	return ok
+}
+
+// takeAhead returns the deliveries ahead of the cursor since the last
+// call.
+func (f *forwarder) takeAhead() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seqs := f.aheadNew
+	f.aheadNew = nil
+	return seqs
 }
 
 // deliveredAfterDrop reports whether seq was delivered although a backlog

@@ -60,11 +60,23 @@ func (l *lane) lowest() uint64 {
 	return 0
 }
 
+// idleLanes is how many lanes with nothing to do a forwarder keeps; past
+// it idle lanes end.
+const idleLanes = 64
+
 // runLane sends one topic's queue, batch by batch.
 func (f *forwarder) runLane(ctx context.Context, l *lane) {
 	for {
 		f.mu.Lock()
 		for len(l.queue) == 0 && !f.stopped {
+			if !l.spilled && !l.stuck && len(f.lanes) > idleLanes {
+				// Nothing to send or to catch up: let the lane go, so
+				// memory does not grow with every topic ever seen. The
+				// topic's next record starts a new one.
+				delete(f.lanes, l.topic)
+				f.mu.Unlock()
+				return
+			}
 			f.cond.Wait()
 		}
 		if f.stopped {
@@ -309,6 +321,11 @@ func (f *forwarder) hold(l *lane, batch []*item, whole bool) []*item {
 	} else {
 		f.spill(l, 0)
 	}
+	for _, it := range l.batch { // also the rest of a split batch
+		if !it.done {
+			f.evict(it)
+		}
+	}
 	for _, it := range batch {
 		f.evict(it)
 	}
@@ -359,9 +376,26 @@ func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
 		it.done = true
 		f.release(it)
 	}
+	// What another lane holds the cursor below is remembered as
+	// delivered, for its status, until the cursor passes it.
+	ahead := false
+	if lo := f.lowestUnresolved(); lo != 0 {
+		for _, it := range batch {
+			if it.seq > lo {
+				f.ahead.put(it.seq, struct{}{})
+				if len(f.aheadNew) < aheadMax {
+					f.aheadNew = append(f.aheadNew, it.seq)
+				}
+				ahead = true
+			}
+		}
+	}
 	f.cond.Broadcast()
 	f.mu.Unlock()
 	f.m.delivered.Add(len(batch))
+	if ahead {
+		f.a.records.notify() // Sluice-Ack: delivered waiters, callbacks
+	}
 }
 
 func (f *forwarder) resolve(it *item) {

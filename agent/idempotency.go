@@ -201,17 +201,31 @@ func (a *Agent) idemCheck(ctx *fasthttp.RequestCtx, key string, n int) (e *idemE
 		if !bytes.Equal(e.hash, hash) {
 			return nil, nil, nil, errorf(http.StatusConflict, "idempotency_conflict", "Idempotency-Key was used with a different request")
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-e.done:
-			t.Stop()
-		case <-t.C:
+		if !waitDone(e.done, wait) {
 			return nil, nil, nil, errorf(http.StatusServiceUnavailable, "spool_timeout", "the first request with this Idempotency-Key has no known outcome yet: retry with the same key")
 		}
 		if e.ok {
 			return nil, nil, e.ids, nil
 		}
 		// The first request failed: try to become the first.
+	}
+}
+
+// waitDone waits up to d for done; a known outcome always wins, also with
+// d = 0 (a select of two ready cases picks one at random).
+func waitDone(done <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 

@@ -189,11 +189,11 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		switch d, isDead := dead[f.spec.Name]; {
 		case isDead:
 			ss = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
-		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid.Seq):
+		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid.Seq) && !f.deliveredAhead(sid.Seq):
 			ss.Status = "dropped"
 		case f.cursor.Acked() >= sid.Seq && a.dl.mayHaveForgotten(f.spec.Name, sid.Seq):
 			ss = forgottenStatus() // never a false delivered (deadletter_forgotten.go)
-		case f.cursor.Acked() >= sid.Seq:
+		case f.cursor.Acked() >= sid.Seq || f.deliveredAhead(sid.Seq):
 			ss.Status = "delivered"
 			if dv, ok := a.records.delivery(id, f.spec.Name); ok {
 				ss.Partition, ss.Offset = &dv.partition, &dv.offset

@@ -22,7 +22,7 @@ import (
 // at the batch-mates it spilled) across the backoff sleep, so every stuck
 // topic keeps its messages alive. Stuck topics × message size is then live
 // heap, past the 16 MiB budget, while heldBytes reports ~0.
-func TestReviewStuckLanesPinNoMessageBytes(t *testing.T) {
+func TestStuckLanesPinNoMessageBytes(t *testing.T) {
 	const topics, size = 64, 512 << 10 // 32 MiB of stuck messages, twice the budget
 	var mu sync.Mutex
 	attempts := map[string]int{}
@@ -78,7 +78,7 @@ func liveHeap() int64 {
 // bytes back into it.raw for the next attempt and nothing evicts them again,
 // so each waiting lane keeps its message alive (and send's msgs slice keeps
 // the batch it split).
-func TestReviewDeadLetterWaitingLanesPinNoMessageBytes(t *testing.T) {
+func TestDeadLetterWaitingLanesPinNoMessageBytes(t *testing.T) {
 	const topics, size = 64, 512 << 10
 	dir := t.TempDir()
 	var mu sync.Mutex

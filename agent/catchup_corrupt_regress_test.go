@@ -20,7 +20,7 @@ import (
 // neither delivered nor dead-lettered, and its status says "delivered".
 // (The reader and reload both dead-letter such a record; only the catch-up
 // path loses it.)
-func TestReviewCatchUpDeadLettersCorruptRecord(t *testing.T) {
+func TestCatchUpDeadLettersCorruptRecord(t *testing.T) {
 	dir := t.TempDir()
 	var mu sync.Mutex
 	failA, attemptsA := true, 0
