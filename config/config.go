@@ -10,8 +10,9 @@ import (
 //
 //	desc         one-line description for Variables and Reference
 //	example      a valid example value (tests load every example)
-//	secret       "true": Redacted prints <redacted>; "userinfo": a URL whose
-//	             password Redacted hides
+//	secret       "true": Redacted prints <redacted>; "userinfo": a URL (or a
+//	             comma list of URLs) whose password, or user name given
+//	             alone (a token), Redacted hides
 //	enum         allowed values separated by '|' (an empty first alternative
 //	             means "may be empty"); matched without regard to case and
 //	             stored lower-cased
@@ -87,13 +88,13 @@ type Config struct {
 }
 
 // Sink is one named sink: SLUICE_<NAME>_<SETTING>. The settings here are common
-// to every type; exactly one of File, Kafka and HTTP is set when Type is that
-// type, and none for stdout and discard.
+// to every type; exactly one of File, Kafka, HTTP, RabbitMQ, AMQP1, SQS and
+// NATS is set when Type is that type, and none for stdout and discard.
 type Sink struct {
 	// Name is the sink's name, lower-case, as listed in SLUICE_SINKS.
 	Name string `ignored:"true"`
 
-	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|queue" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
+	Type            string        `split_words:"true" enum:"stdout|file|discard|kafka|http|queue|rabbitmq|amqp1|sqs|nats" doc_default:"<name>" example:"kafka" desc:"Sink type; defaults to the sink's name (SLUICE_SINKS=kafka alone gives a kafka sink)."`
 	Topics          List          `split_words:"true" default:"*" example:"orders,audit.*" desc:"Comma list of topic globs (Go path.Match syntax) routed to this sink; a message goes to every sink that matches."`
 	MaxBacklogBytes Bytes         `split_words:"true" default:"0" example:"256MiB" desc:"Cap on this sink's undelivered bytes in the spool, so a dead sink hits its own limit first; 0 = only the spool cap."`
 	BacklogPolicy   string        `split_words:"true" default:"reject" enum:"reject|drop_oldest" example:"drop_oldest" desc:"At the backlog cap: reject pushes routed here (503) or drop this sink's oldest messages (counted)."`
@@ -104,10 +105,14 @@ type Sink struct {
 	RetryMin        time.Duration `split_words:"true" default:"100ms" example:"250ms" desc:"First retry backoff (exponential, with jitter)."`
 	RetryMax        time.Duration `split_words:"true" default:"30s" example:"1m0s" desc:"Retry backoff cap. At least RETRY_MIN."`
 
-	File  *FileSink  `ignored:"true"`
-	Kafka *KafkaSink `ignored:"true"`
-	HTTP  *HTTPSink  `ignored:"true"`
-	Queue *QueueSink `ignored:"true"`
+	File     *FileSink     `ignored:"true"`
+	Kafka    *KafkaSink    `ignored:"true"`
+	HTTP     *HTTPSink     `ignored:"true"`
+	Queue    *QueueSink    `ignored:"true"`
+	RabbitMQ *RabbitMQSink `ignored:"true"`
+	AMQP1    *AMQP1Sink    `ignored:"true"`
+	SQS      *SQSSink      `ignored:"true"`
+	NATS     *NATSSink     `ignored:"true"`
 }
 
 // FileSink holds the settings of a sink of type file.

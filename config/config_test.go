@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,37 +241,57 @@ func TestListenUnixSocket(t *testing.T) {
 // one sink of each type) to its documented example and checks that Load
 // reads each one: Redacted must show exactly the example.
 func TestEveryExampleLoads(t *testing.T) {
-	sinkOf := map[string]string{"file": "f", "kafka": "k", "http": "h", "queue": "q"}
+	// One sink of each type with settings of its own (t0, t1, ...), and a
+	// stdout sink s.
+	sinkOf := map[string]string{}
+	names := []string{}
 	env := map[string]string{}
+	for i, st := range sinkTypes {
+		n := fmt.Sprintf("t%d", i)
+		sinkOf[st.name] = n
+		names = append(names, n)
+	}
+	names = append(names, "s")
 	var want []string
 	for _, v := range Variables() {
-		// Exclusive alternatives of SASL_PASSWORD and TOKEN.
-		if strings.HasSuffix(v.Name, "_SASL_PASSWORD_FILE") || strings.HasSuffix(v.Name, "_TOKEN_FILE") {
+		// Exclusive alternatives of SASL_PASSWORD, TOKEN and CREDS_FILE.
+		if strings.HasSuffix(v.Name, "_SASL_PASSWORD_FILE") || strings.HasSuffix(v.Name, "_TOKEN_FILE") || strings.HasSuffix(v.Name, "_NKEY_FILE") {
 			continue
 		}
-		var names []string
-		switch {
-		case !strings.Contains(v.Name, sinkPlaceholder):
-			names = []string{v.Name}
-		case v.SinkTypes == nil:
-			for _, n := range []string{"f", "k", "h", "s", "q"} {
-				names = append(names, strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(n), 1))
-			}
-		default:
-			names = []string{strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(sinkOf[v.SinkTypes[0]]), 1)}
+		variants := v.PerType // a setting several types read: each type's example
+		if variants == nil {
+			variants = []Variable{v}
 		}
-		for _, n := range names {
-			env[n] = v.Example
-			shown := v.Example
-			if v.Secret {
-				shown = redactedValue
+		for _, v := range variants {
+			var vars []string
+			switch {
+			case !strings.Contains(v.Name, sinkPlaceholder):
+				vars = []string{v.Name}
+			case v.SinkTypes == nil:
+				for _, n := range names {
+					vars = append(vars, strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(n), 1))
+				}
+			default:
+				vars = []string{strings.Replace(v.Name, sinkPlaceholder, strings.ToUpper(sinkOf[v.SinkTypes[0]]), 1)}
 			}
-			want = append(want, n+"="+shown)
+			for _, n := range vars {
+				env[n] = v.Example
+				shown := v.Example
+				switch {
+				case v.Secret:
+					shown = redactedValue
+				case strings.HasSuffix(v.Name, "_URL"): // secret:"userinfo"
+					shown = redactURLs(v.Example)
+				}
+				want = append(want, n+"="+shown)
+			}
 		}
 	}
-	env["SLUICE_SINKS"] = "f,k,h,s,q"
-	env["SLUICE_F_TYPE"], env["SLUICE_K_TYPE"], env["SLUICE_H_TYPE"], env["SLUICE_S_TYPE"] = "file", "kafka", "http", "stdout"
-	env["SLUICE_Q_TYPE"] = "queue"
+	env["SLUICE_SINKS"] = strings.Join(names, ",")
+	for _, st := range sinkTypes {
+		env["SLUICE_"+strings.ToUpper(sinkOf[st.name])+"_TYPE"] = st.name
+	}
+	env["SLUICE_S_TYPE"] = "stdout"
 	c := mustLoad(t, env)
 	got := map[string]bool{}
 	for _, l := range strings.Split(c.Redacted(), "\n") {
@@ -284,8 +306,15 @@ func TestEveryExampleLoads(t *testing.T) {
 			t.Errorf("Redacted lacks %q", w)
 		}
 	}
-	if len(c.SinkConfigs) != 5 || c.SinkConfigs[4].Queue == nil || c.SinkConfigs[0].File == nil || c.SinkConfigs[1].Kafka == nil || c.SinkConfigs[2].HTTP == nil {
-		t.Errorf("sinks: %+v", c.SinkConfigs)
+	if len(c.SinkConfigs) != len(names) {
+		t.Fatalf("sinks: %+v", c.SinkConfigs)
+	}
+	for i, st := range sinkTypes {
+		for j, other := range sinkTypes {
+			if held := other.settings(&c.SinkConfigs[i]) != nil; held != (i == j) {
+				t.Errorf("sink %s (type %s): settings of %s held: %v", names[i], st.name, other.name, held)
+			}
+		}
 	}
 }
 
@@ -293,11 +322,55 @@ func TestEveryExampleLoads(t *testing.T) {
 // variable is read: a value equal to the default would pass unread.
 func TestExamplesDifferFromDefaults(t *testing.T) {
 	for _, v := range Variables() {
-		if v.Example == "" || v.Description == "" {
-			t.Errorf("%s: needs an example and a description", v.Name)
+		variants := v.PerType
+		if variants == nil {
+			variants = []Variable{v}
 		}
-		if v.Example == v.Default && !strings.HasSuffix(v.Name, "_ACKS") { // all is the right example
-			t.Errorf("%s: example %q equals the default", v.Name, v.Example)
+		for _, v := range variants {
+			if v.Example == "" || v.Description == "" {
+				t.Errorf("%s: needs an example and a description", v.Name)
+			}
+			if v.Example == v.Default && !strings.HasSuffix(v.Name, "_ACKS") { // all is the right example
+				t.Errorf("%s (%v): example %q equals the default", v.Name, v.SinkTypes, v.Example)
+			}
 		}
+	}
+}
+
+func TestAMQP1Sink(t *testing.T) {
+	c := mustLoad(t, map[string]string{
+		"SLUICE_SINKS":        "artemis",
+		"SLUICE_ARTEMIS_TYPE": "amqp1",
+		"SLUICE_ARTEMIS_URL":  "amqp://sluice:s3cret@broker:5672",
+	})
+	a := c.SinkConfigs[0].AMQP1
+	if a == nil || c.SinkConfigs[0].Kafka != nil {
+		t.Fatalf("sink %+v", c.SinkConfigs[0])
+	}
+	want := AMQP1Sink{URL: "amqp://sluice:s3cret@broker:5672", Address: "{topic}", TargetCapabilities: List{"queue"},
+		WriteTimeout: 10 * time.Second, DialTimeout: 5 * time.Second, MaxInFlight: 1000, UnknownAddressGrace: 5 * time.Minute}
+	if !reflect.DeepEqual(*a, want) {
+		t.Errorf("amqp1 settings:\n got %+v\nwant %+v", *a, want)
+	}
+	r := c.Redacted()
+	if strings.Contains(r, "s3cret") || !strings.Contains(r, "SLUICE_ARTEMIS_URL=amqp://sluice:xxxxx@broker:5672") {
+		t.Errorf("redacted:\n%s", r)
+	}
+}
+
+// TestSinkTypesMatchEnum: every type in the enum of Sink.Type is declared in
+// sinkTypes (or has no settings: stdout, discard), and every declared type
+// is in the enum, so that loading, the reference, the unknown-variable check
+// and Redacted know every type.
+func TestSinkTypesMatchEnum(t *testing.T) {
+	want := []string{"stdout", "discard"}
+	for _, st := range sinkTypes {
+		want = append(want, st.name)
+	}
+	got := typeNames()
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("enum of Sink.Type %q, declared types and stdout, discard %q", got, want)
 	}
 }

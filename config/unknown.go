@@ -28,12 +28,11 @@ func settings(t reflect.Type) []string {
 
 // typeSettings maps each sink type with settings of its own to their names.
 func typeSettings() map[string][]string {
-	return map[string][]string{
-		typeFile:  settings(reflect.TypeFor[FileSink]()),
-		typeKafka: settings(reflect.TypeFor[KafkaSink]()),
-		typeHTTP:  settings(reflect.TypeFor[HTTPSink]()),
-		typeQueue: settings(reflect.TypeFor[QueueSink]()),
+	m := map[string][]string{}
+	for _, t := range sinkTypes {
+		m[t.name] = settings(t.spec)
 	}
+	return m
 }
 
 // knownNames is what the unknown-variable check knows: the core variables and
@@ -75,19 +74,25 @@ func (k *knownNames) sinkSettings(typ string) []string {
 		return append(out, k.byType[typ]...)
 	}
 	for _, t := range slices.Sorted(maps.Keys(k.byType)) {
-		out = append(out, k.byType[t]...)
+		for _, s := range k.byType[t] {
+			if !slices.Contains(out, s) { // a setting several types read
+				out = append(out, s)
+			}
+		}
 	}
 	return out
 }
 
-// typeOf returns the sink type that has setting s, or "".
+// typeOf returns the sink types that have setting s ("amqp1, http or
+// nats"), or "".
 func (k *knownNames) typeOf(s string) string {
+	var types []string
 	for _, t := range slices.Sorted(maps.Keys(k.byType)) {
 		if slices.Contains(k.byType[t], s) {
-			return t
+			types = append(types, t)
 		}
 	}
-	return ""
+	return orList(types)
 }
 
 // checkUnknown returns one error per SLUICE_* variable in environ that the

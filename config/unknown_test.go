@@ -94,7 +94,8 @@ func TestSinkVariablesByType(t *testing.T) {
 	for _, wrong := range []struct{ name, typ string }{
 		{"SLUICE_OUT_BROKERS", "kafka"},
 		{"SLUICE_OUT_SASL_PASSWORD", "kafka"},
-		{"SLUICE_OUT_URL", "http"},
+		{"SLUICE_OUT_URL", "amqp1, http, nats, rabbitmq or sqs"},
+		{"SLUICE_OUT_SUBJECT", "nats"},
 	} {
 		t.Run(wrong.name, func(t *testing.T) {
 			env := map[string]string{wrong.name: "x"}

@@ -25,14 +25,6 @@ const (
 // 108 bytes with the terminating NUL).
 const maxUnixPath = 107
 
-// Sink types, as in the enum of Sink.Type.
-const (
-	typeFile  = "file"
-	typeKafka = "kafka"
-	typeHTTP  = "http"
-	typeQueue = "queue"
-)
-
 // checkTags applies the rules written in the struct tags of spec (a pointer
 // to a struct): enum values are checked and lower-cased, durations must not
 // be negative.
@@ -263,8 +255,8 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 	typeVar := p + "_TYPE"
 	if s.Type == "" && c.ok(typeVar) {
 		s.Type = n
-		if !slices.Contains(sinkTypes(), n) {
-			c.fail(typeVar, "not set, and the sink name %q is not a sink type: set it to one of %s", n, strings.Join(sinkTypes(), "|"))
+		if !slices.Contains(typeNames(), n) {
+			c.fail(typeVar, "not set, and the sink name %q is not a sink type: set it to one of %s", n, strings.Join(typeNames(), "|"))
 		}
 	}
 	c.checkTags(p, &s)
@@ -273,40 +265,10 @@ func (c *checker) loadSink(cfg *Config, n string) Sink {
 	}
 	c.validateCommon(cfg, p, &s)
 	owner := fmt.Sprintf("sink %q (type %s)", n, s.Type)
-	switch s.Type {
-	case typeFile:
-		s.File = &FileSink{}
-		c.add(process(p, s.File, owner))
-		c.checkTags(p, s.File)
-		c.positive(p+"_ROTATE_BYTES", int64(s.File.RotateBytes))
-	case typeKafka:
-		s.Kafka = &KafkaSink{}
-		c.add(process(p, s.Kafka, owner))
-		c.checkTags(p, s.Kafka)
-		c.validateKafka(p, s.Kafka)
-	case typeHTTP:
-		s.HTTP = &HTTPSink{}
-		c.add(process(p, s.HTTP, owner))
-		c.checkTags(p, s.HTTP)
-		c.validateHTTP(p, s.HTTP)
-	case typeQueue:
-		s.Queue = &QueueSink{}
-		c.add(process(p, s.Queue, owner))
-		c.checkTags(p, s.Queue)
-		if c.ok(p+"_VISIBILITY") && (s.Queue.Visibility < time.Second || s.Queue.Visibility > 12*time.Hour) {
-			c.fail(p+"_VISIBILITY", "must be between 1s and 12h, got %s", s.Queue.Visibility)
-		}
-		if c.ok(p+"_MAX_ATTEMPTS") && s.Queue.MaxAttempts < 0 {
-			c.fail(p+"_MAX_ATTEMPTS", "must be 0 (unlimited) or more, got %d", s.Queue.MaxAttempts)
-		}
+	if t := findSinkType(s.Type); t != nil {
+		t.load(c, p, owner, &s)
 	}
 	return s
-}
-
-// sinkTypes lists the valid sink types, from the enum tag of Sink.Type.
-func sinkTypes() []string {
-	f, _ := reflect.TypeFor[Sink]().FieldByName("Type")
-	return strings.Split(f.Tag.Get("enum"), "|")
 }
 
 func (c *checker) validateCommon(cfg *Config, p string, s *Sink) {
@@ -327,6 +289,19 @@ func (c *checker) validateCommon(cfg *Config, p string, s *Sink) {
 	c.positive(p+"_BATCH_BYTES", int64(s.BatchBytes))
 	c.positive(p+"_RETRY_MIN", int64(s.RetryMin))
 	atLeast(c, p+"_RETRY_MAX", s.RetryMax, p+"_RETRY_MIN", s.RetryMin)
+}
+
+func (c *checker) validateFile(p string, f *FileSink) {
+	c.positive(p+"_ROTATE_BYTES", int64(f.RotateBytes))
+}
+
+func (c *checker) validateQueue(p string, q *QueueSink) {
+	if c.ok(p+"_VISIBILITY") && (q.Visibility < time.Second || q.Visibility > 12*time.Hour) {
+		c.fail(p+"_VISIBILITY", "must be between 1s and 12h, got %s", q.Visibility)
+	}
+	if c.ok(p+"_MAX_ATTEMPTS") && q.MaxAttempts < 0 {
+		c.fail(p+"_MAX_ATTEMPTS", "must be 0 (unlimited) or more, got %d", q.MaxAttempts)
+	}
 }
 
 func (c *checker) validateKafka(p string, k *KafkaSink) {
@@ -442,8 +417,6 @@ func (c *checker) validateHTTP(p string, h *HTTPSink) {
 	c.positive(p+"_TIMEOUT", int64(h.Timeout))
 }
 
-// checkHostPort checks "host:port" with a numeric port 1-65535; the host may
-// be empty (all interfaces) unless needHost.
 // loopbackListen reports whether an ingest address (already checked) only
 // admits local clients: a unix socket, localhost, or a loopback IP. An empty
 // host (":7101") listens on every interface.
@@ -462,6 +435,8 @@ func loopbackListen(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
+// checkHostPort checks "host:port" with a numeric port 1-65535; the host may
+// be empty (all interfaces) unless needHost.
 func checkHostPort(s string, needHost bool) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {

@@ -9,6 +9,10 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 	kafka := map[string]string{"SLUICE_SINKS": "main", "SLUICE_MAIN_TYPE": "kafka", "SLUICE_MAIN_BROKERS": "b1:9092"}
 	file := map[string]string{"SLUICE_SINKS": "out", "SLUICE_OUT_TYPE": "file", "SLUICE_OUT_PATH": "/var/log/sluice"}
 	web := map[string]string{"SLUICE_SINKS": "web", "SLUICE_WEB_TYPE": "http", "SLUICE_WEB_URL": "https://c.example.com/in"}
+	rmq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "rabbitmq", "SLUICE_MQ_URL": "amqp://u:p@mq.internal:5672/prod"}
+	amq := map[string]string{"SLUICE_SINKS": "mq", "SLUICE_MQ_TYPE": "amqp1", "SLUICE_MQ_URL": "amqp://sluice:pw@broker:5672"}
+	q := map[string]string{"SLUICE_SINKS": "q", "SLUICE_Q_TYPE": "sqs", "SLUICE_Q_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"}
+	js := map[string]string{"SLUICE_SINKS": "js", "SLUICE_JS_TYPE": "nats", "SLUICE_JS_URL": "nats://n1:4222"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
 		for k, v := range base {
@@ -88,6 +92,19 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"file path missing", with(nil, "SLUICE_SINKS", "out", "SLUICE_OUT_TYPE", "file"), "SLUICE_OUT_PATH", `required for sink "out" (type file)`},
 		{"file rotate bytes", with(file, "SLUICE_OUT_ROTATE_BYTES", "0"), "SLUICE_OUT_ROTATE_BYTES", "greater than 0"},
 		{"file rotate age", with(file, "SLUICE_OUT_ROTATE_AGE", "-1h"), "SLUICE_OUT_ROTATE_AGE", "negative"},
+		{"amqp1 url missing", with(nil, "SLUICE_SINKS", "mq", "SLUICE_MQ_TYPE", "amqp1"), "SLUICE_MQ_URL", `required for sink "mq" (type amqp1)`},
+		{"amqp1 url scheme", with(amq, "SLUICE_MQ_URL", "http://u:hidden@broker"), "SLUICE_MQ_URL", "amqp:// or amqps://"},
+		{"amqp1 url path", with(amq, "SLUICE_MQ_URL", "amqp://u:hidden@broker/vhost"), "SLUICE_MQ_URL", "SLUICE_MQ_ADDRESS"},
+		{"amqp1 url no host", with(amq, "SLUICE_MQ_URL", "amqp://"), "SLUICE_MQ_URL", "no host"},
+		{"amqp1 url port", with(amq, "SLUICE_MQ_URL", "amqp://broker:99999"), "SLUICE_MQ_URL", "65535"},
+		{"amqp1 url no user", with(amq, "SLUICE_MQ_URL", "amqp://:hidden@broker"), "SLUICE_MQ_URL", "no user name"},
+		{"amqp1 address placeholder", with(amq, "SLUICE_MQ_ADDRESS", "q.{partition}"), "SLUICE_MQ_ADDRESS", "{partition}"},
+		{"amqp1 address brace", with(amq, "SLUICE_MQ_ADDRESS", "q.{topic"), "SLUICE_MQ_ADDRESS", "unmatched"},
+		{"amqp1 capabilities none", with(amq, "SLUICE_MQ_TARGET_CAPABILITIES", "none,queue"), "SLUICE_MQ_TARGET_CAPABILITIES", "none"},
+		{"amqp1 in flight", with(amq, "SLUICE_MQ_MAX_IN_FLIGHT", "0"), "SLUICE_MQ_MAX_IN_FLIGHT", "greater than 0"},
+		{"amqp1 write timeout", with(amq, "SLUICE_MQ_WRITE_TIMEOUT", "0s"), "SLUICE_MQ_WRITE_TIMEOUT", "greater than 0"},
+		{"amqp1 ca without amqps", with(amq, "SLUICE_MQ_TLS_CA_FILE", "/ca.pem"), "SLUICE_MQ_TLS_CA_FILE", "amqps://"},
+		{"amqp1 grace negative", with(amq, "SLUICE_MQ_UNKNOWN_ADDRESS_GRACE", "-1s"), "SLUICE_MQ_UNKNOWN_ADDRESS_GRACE", "negative"},
 		{"brokers missing", with(nil, "SLUICE_SINKS", "kafka"), "SLUICE_KAFKA_BROKERS", `required for sink "kafka" (type kafka)`},
 		{"brokers no port", with(kafka, "SLUICE_MAIN_BROKERS", "b1"), "SLUICE_MAIN_BROKERS", `broker "b1"`},
 		{"brokers no host", with(kafka, "SLUICE_MAIN_BROKERS", "b1:9092,:9092"), "SLUICE_MAIN_BROKERS", "needs a host"},
@@ -124,6 +141,42 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 		{"headers syntax", with(web, "SLUICE_WEB_HEADERS", "X-Good"), "SLUICE_WEB_HEADERS", "Name=value"},
 		{"gzip", with(web, "SLUICE_WEB_GZIP", "maybe"), "SLUICE_WEB_GZIP", "true or false"},
 		{"http timeout", with(web, "SLUICE_WEB_TIMEOUT", "0s"), "SLUICE_WEB_TIMEOUT", "greater than 0"},
+		{"rabbitmq url missing", with(nil, "SLUICE_SINKS", "rabbitmq"), "SLUICE_RABBITMQ_URL", `required for sink "rabbitmq" (type rabbitmq)`},
+		{"rabbitmq url scheme", with(rmq, "SLUICE_MQ_URL", "http://u:p@mq.internal/"), "SLUICE_MQ_URL", "amqp:// or amqps://"},
+		{"rabbitmq url no host", with(rmq, "SLUICE_MQ_URL", "amqp:///prod"), "SLUICE_MQ_URL", "no host"},
+		{"rabbitmq url port", with(rmq, "SLUICE_MQ_URL", "amqp://mq.internal:99999/"), "SLUICE_MQ_URL", "1 to 65535"},
+		{"rabbitmq vhost", with(rmq, "SLUICE_MQ_URL", "amqp://mq.internal/a/b"), "SLUICE_MQ_URL", "%2F"},
+		{"rabbitmq exchange template", with(rmq, "SLUICE_MQ_EXCHANGE", "ev.{partition}"), "SLUICE_MQ_EXCHANGE", "unknown placeholder {partition}"},
+		{"rabbitmq routing key template", with(rmq, "SLUICE_MQ_ROUTING_KEY", "{topic"), "SLUICE_MQ_ROUTING_KEY", "unmatched"},
+		{"rabbitmq tls without amqps", with(rmq, "SLUICE_MQ_TLS_CA_FILE", "/ca.pem"), "SLUICE_MQ_TLS_CA_FILE", "not an amqps:// URL"},
+		{"rabbitmq cert without key", with(rmq, "SLUICE_MQ_URL", "amqps://mq.internal/", "SLUICE_MQ_TLS_CERT_FILE", "/c.pem"), "SLUICE_MQ_TLS_KEY_FILE", "required with SLUICE_MQ_TLS_CERT_FILE"},
+		{"rabbitmq write timeout", with(rmq, "SLUICE_MQ_WRITE_TIMEOUT", "0s"), "SLUICE_MQ_WRITE_TIMEOUT", "greater than 0"},
+		{"rabbitmq grace", with(rmq, "SLUICE_MQ_UNROUTABLE_GRACE", "-1s"), "SLUICE_MQ_UNROUTABLE_GRACE", "negative"},
+		{"sqs url missing", with(nil, "SLUICE_SINKS", "sqs"), "SLUICE_SQS_URL", `required for sink "sqs" (type sqs)`},
+		{"sqs url scheme", with(q, "SLUICE_Q_URL", "sqs://x/1/q"), "SLUICE_Q_URL", "https://"},
+		{"sqs url path", with(q, "SLUICE_Q_URL", "https://sqs.eu-west-1.amazonaws.com/orders"), "SLUICE_Q_URL", "/<account>/<queue name>"},
+		{"sqs queue name", with(q, "SLUICE_Q_URL", "https://sqs.eu-west-1.amazonaws.com/1/a%20b"), "SLUICE_Q_URL", "not valid for SQS"},
+		{"sqs endpoint", with(q, "SLUICE_Q_ENDPOINT", "localhost:9324"), "SLUICE_Q_ENDPOINT", "http:// or https://"},
+		{"sqs region", with(q, "SLUICE_Q_REGION", "EU West"), "SLUICE_Q_REGION", "eu-west-1"},
+		{"sqs request bytes", with(q, "SLUICE_Q_REQUEST_BYTES", "2MiB"), "SLUICE_Q_REQUEST_BYTES", "between 1KiB and 1MiB"},
+		{"sqs in flight", with(q, "SLUICE_Q_MAX_IN_FLIGHT", "0"), "SLUICE_Q_MAX_IN_FLIGHT", "greater than 0"},
+		{"sqs group", with(q, "SLUICE_Q_GROUP_ID", "a b"), "SLUICE_Q_GROUP_ID", "ASCII punctuation"},
+		{"sqs setting on http", with(web, "SLUICE_WEB_REGION", "eu-west-1"), "SLUICE_WEB_REGION", ""},
+		{"nats url missing", with(nil, "SLUICE_SINKS", "nats"), "SLUICE_NATS_URL", "required"},
+		{"nats url scheme", with(js, "SLUICE_JS_URL", "http://n1:4222"), "SLUICE_JS_URL", "nats://host:port or tls://host:port"},
+		{"nats url in list", with(js, "SLUICE_JS_URL", "nats://n1:4222,n2:4222"), "SLUICE_JS_URL", "nats://host:port"},
+		{"nats url no host", with(js, "SLUICE_JS_URL", "nats://"), "SLUICE_JS_URL", "no host"},
+		{"nats subject placeholder", with(js, "SLUICE_JS_SUBJECT", "a.{partition}"), "SLUICE_JS_SUBJECT", "use {topic} or {key}"},
+		{"nats subject empty token", with(js, "SLUICE_JS_SUBJECT", "events..{topic}"), "SLUICE_JS_SUBJECT", "empty token"},
+		{"nats subject wildcard", with(js, "SLUICE_JS_SUBJECT", "events.>"), "SLUICE_JS_SUBJECT", "wildcard"},
+		{"nats subject space", with(js, "SLUICE_JS_SUBJECT", "my events.{topic}"), "SLUICE_JS_SUBJECT", "whitespace"},
+		{"nats ack timeout", with(js, "SLUICE_JS_ACK_TIMEOUT", "0s"), "SLUICE_JS_ACK_TIMEOUT", "greater than 0"},
+		{"nats max pending", with(js, "SLUICE_JS_MAX_PENDING", "0"), "SLUICE_JS_MAX_PENDING", "greater than 0"},
+		{"nats connect timeout", with(js, "SLUICE_JS_CONNECT_TIMEOUT", "0s"), "SLUICE_JS_CONNECT_TIMEOUT", "greater than 0"},
+		{"nats reconnect wait", with(js, "SLUICE_JS_RECONNECT_WAIT", "0s"), "SLUICE_JS_RECONNECT_WAIT", "greater than 0"},
+		{"nats grace negative", with(js, "SLUICE_JS_NO_STREAM_GRACE", "-1m"), "SLUICE_JS_NO_STREAM_GRACE", "negative"},
+		{"nats creds and nkey", with(js, "SLUICE_JS_CREDS_FILE", "/a", "SLUICE_JS_NKEY_FILE", "/b"), "SLUICE_JS_NKEY_FILE", "one of them"},
+		{"nats cert without key", with(js, "SLUICE_JS_TLS_CERT_FILE", "/c"), "SLUICE_JS_TLS_KEY_FILE", "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,8 +185,16 @@ func TestValidationErrorsNameTheirVariable(t *testing.T) {
 				t.Errorf("error line %q does not contain %q", l, tt.want)
 			}
 			for _, l := range lines {
+				if strings.Contains(l, "u:p@") {
+					t.Errorf("error line %q shows the credentials", l)
+				}
+			}
+			for _, l := range lines {
 				if !strings.HasPrefix(l, "SLUICE_") {
 					t.Errorf("error line %q does not start with a variable name", l)
+				}
+				if strings.Contains(l, "hidden") {
+					t.Errorf("error line %q shows a password", l)
 				}
 			}
 		})

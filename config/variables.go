@@ -14,7 +14,10 @@ import (
 const sinkPlaceholder = "<NAME>"
 
 // Variable describes one environment variable the agent reads. It is derived
-// from the struct tags of Config, Sink, FileSink, KafkaSink, HTTPSink and QueueSink.
+// from the struct tags of Config, Sink and the settings struct of each sink
+// type (see sinkTypes). A setting that several types read (URL,
+// WRITE_TIMEOUT, ...) is one Variable that lists every such type, and keeps
+// each type's own text in PerType.
 type Variable struct {
 	// Name is the variable name; per-sink variables are written with the
 	// placeholder <NAME>: "SLUICE_<NAME>_BROKERS".
@@ -32,6 +35,13 @@ type Variable struct {
 	// SinkTypes lists the sink types that read a per-sink variable; nil for
 	// core variables and for per-sink variables that every type reads.
 	SinkTypes []string
+	// PerType is set when several sink types read the variable (URL,
+	// WRITE_TIMEOUT, ...): one entry per type, in SinkTypes order, with that
+	// type's own default, description and example. The Variable itself then
+	// holds them all: the descriptions, each prefixed by the types that give
+	// it (one alone when all agree), the defaults (one, or each with its
+	// types), the first example; Secret and Required when any type says so.
+	PerType []Variable
 }
 
 // Variables lists every variable the agent knows: the core ones, then the
@@ -40,11 +50,74 @@ func Variables() []Variable {
 	vars := variablesOf(reflect.TypeFor[Config](), envPrefix, nil)
 	p := envPrefix + "_" + sinkPlaceholder
 	vars = append(vars, variablesOf(reflect.TypeFor[Sink](), p, nil)...)
-	vars = append(vars, variablesOf(reflect.TypeFor[FileSink](), p, []string{typeFile})...)
-	vars = append(vars, variablesOf(reflect.TypeFor[KafkaSink](), p, []string{typeKafka})...)
-	vars = append(vars, variablesOf(reflect.TypeFor[HTTPSink](), p, []string{typeHTTP})...)
-	vars = append(vars, variablesOf(reflect.TypeFor[QueueSink](), p, []string{typeQueue})...)
+	for _, t := range sinkTypes {
+		vars = mergeShared(vars, variablesOf(t.spec, p, []string{t.name}))
+	}
 	return vars
+}
+
+// mergeShared appends the variables of one sink type to vars; a name
+// another type reads already becomes one Variable for both (see
+// Variable.PerType).
+func mergeShared(vars, add []Variable) []Variable {
+	for _, a := range add {
+		i := slices.IndexFunc(vars, func(v Variable) bool { return v.Name == a.Name })
+		if i < 0 || vars[i].SinkTypes == nil {
+			vars = append(vars, a)
+			continue
+		}
+		v := &vars[i]
+		if v.PerType == nil {
+			first := *v
+			first.SinkTypes = slices.Clone(v.SinkTypes)
+			v.PerType = []Variable{first}
+		}
+		v.PerType = append(v.PerType, a)
+		v.SinkTypes = append(slices.Clone(v.SinkTypes), a.SinkTypes...)
+		v.Secret = v.Secret || a.Secret
+		v.Required = v.Required || a.Required
+		v.Description, v.Default = perTypeText(v.PerType)
+	}
+	return vars
+}
+
+// perTypeText writes the description and default of a variable several
+// types read. Types that describe it alike share one part ("kafka, nats:
+// PEM private key of TLS_CERT_FILE."); a description all types share
+// stands alone. The default is the common one, else each with its types.
+func perTypeText(per []Variable) (desc, def string) {
+	group := func(key func(Variable) string) (keys []string, types map[string][]string) {
+		types = map[string][]string{}
+		for _, pt := range per {
+			k := key(pt)
+			if _, ok := types[k]; !ok {
+				keys = append(keys, k)
+			}
+			types[k] = append(types[k], pt.SinkTypes...)
+		}
+		return keys, types
+	}
+	descs, descTypes := group(func(v Variable) string { return v.Description })
+	if len(descs) == 1 {
+		desc = descs[0]
+	} else {
+		var parts []string
+		for _, d := range descs {
+			parts = append(parts, strings.Join(descTypes[d], ", ")+": "+d)
+		}
+		desc = strings.Join(parts, " ")
+	}
+	defs, defTypes := group(func(v Variable) string { return v.Default })
+	if len(defs) == 1 {
+		return desc, defs[0]
+	}
+	var parts []string
+	for _, d := range defs {
+		if d != "" {
+			parts = append(parts, d+" ("+strings.Join(defTypes[d], ", ")+")")
+		}
+	}
+	return desc, strings.Join(parts, ", ")
 }
 
 func variablesOf(t reflect.Type, prefix string, types []string) []Variable {
@@ -122,15 +195,10 @@ func (c *Config) Redacted() string {
 		s := &c.SinkConfigs[i]
 		p := envPrefix + "_" + strings.ToUpper(s.Name)
 		lines = appendRedacted(lines, p, s)
-		switch {
-		case s.File != nil:
-			lines = appendRedacted(lines, p, s.File)
-		case s.Kafka != nil:
-			lines = appendRedacted(lines, p, s.Kafka)
-		case s.HTTP != nil:
-			lines = appendRedacted(lines, p, s.HTTP)
-		case s.Queue != nil:
-			lines = appendRedacted(lines, p, s.Queue)
+		for _, t := range sinkTypes {
+			if spec := t.settings(s); spec != nil {
+				lines = appendRedacted(lines, p, spec)
+			}
 		}
 	}
 	slices.Sort(lines)
@@ -147,11 +215,7 @@ func appendRedacted(lines []string, prefix string, spec any) []string {
 				value = redactedValue
 			}
 		case "userinfo":
-			if u, err := url.Parse(value); err == nil {
-				value = u.Redacted()
-			} else if strings.Contains(value, "@") {
-				value = redactedValue
-			}
+			value = redactURLs(value)
 		}
 		if strings.ContainsAny(value, " \t\"'\\") || strconv.Quote(value) != `"`+value+`"` {
 			value = strconv.Quote(value)
@@ -159,6 +223,32 @@ func appendRedacted(lines []string, prefix string, spec any) []string {
 		lines = append(lines, prefix+"_"+envName(f)+"="+value)
 	}
 	return lines
+}
+
+// redactURLs hides the credentials in a URL or a comma list of URLs: a
+// password, or a user name given alone, which is a token
+// (nats://token@host). A part that does not parse but holds '@' is
+// replaced as a whole.
+func redactURLs(value string) string {
+	parts := strings.Split(value, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil:
+			if strings.Contains(p, "@") {
+				parts[i] = redactedValue
+			}
+		case u.User == nil:
+		default:
+			if _, ok := u.User.Password(); ok {
+				parts[i] = u.Redacted()
+			} else {
+				u.User = url.User("xxxxx")
+				parts[i] = u.String()
+			}
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // formatValue writes a field value in the form the variable is read.

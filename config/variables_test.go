@@ -12,10 +12,13 @@ import (
 
 func TestVariablesListCoreNames(t *testing.T) {
 	byName := map[string]Variable{}
+	seen := map[string]bool{} // name and sink types: a setting name may serve several types
 	for _, v := range Variables() {
-		if _, dup := byName[v.Name]; dup {
-			t.Errorf("%s listed twice", v.Name)
+		key := v.Name + " " + strings.Join(v.SinkTypes, ",")
+		if seen[key] {
+			t.Errorf("%s listed twice", key)
 		}
+		seen[key] = true
 		byName[v.Name] = v
 	}
 	for _, name := range []string{
@@ -46,8 +49,15 @@ func TestVariablesListCoreNames(t *testing.T) {
 }
 
 func TestVariablesListSinkNames(t *testing.T) {
+	// A setting name several types share (URL) is listed once per type;
+	// byName merges their SinkTypes.
 	byName := map[string]Variable{}
 	for _, v := range Variables() {
+		if prev, ok := byName[v.Name]; ok && v.SinkTypes != nil {
+			v.SinkTypes = append(slices.Clone(prev.SinkTypes), v.SinkTypes...)
+			v.Required = v.Required && prev.Required
+			v.Secret = v.Secret || prev.Secret
+		}
 		byName[v.Name] = v
 	}
 	sinkVars := map[string][]string{
@@ -55,11 +65,17 @@ func TestVariablesListSinkNames(t *testing.T) {
 		"BATCH_MESSAGES": nil, "BATCH_BYTES": nil, "LINGER": nil, "RETRY_MIN": nil, "RETRY_MAX": nil,
 		"PATH": {"file"}, "ROTATE_BYTES": {"file"}, "ROTATE_AGE": {"file"},
 		"BROKERS": {"kafka"}, "CLIENT_ID": {"kafka"}, "ACKS": {"kafka"}, "COMPRESSION": {"kafka"}, "PARTITIONER": {"kafka"},
-		"WRITE_TIMEOUT": {"kafka"}, "DIAL_TIMEOUT": {"kafka"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
-		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"}, "TLS_CA_FILE": {"kafka"},
-		"TLS_CERT_FILE": {"kafka"}, "TLS_KEY_FILE": {"kafka"}, "TLS_SERVER_NAME": {"kafka"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka"},
+		"WRITE_TIMEOUT": {"kafka", "rabbitmq", "amqp1"}, "DIAL_TIMEOUT": {"kafka", "rabbitmq", "amqp1"}, "MAX_MESSAGE_BYTES": {"kafka"}, "TOPIC_PREFIX": {"kafka"},
+		"TOPIC_MAP": {"kafka"}, "DEADLETTER_TOPIC": {"kafka"}, "UNKNOWN_TOPIC_GRACE": {"kafka"}, "TLS": {"kafka"},
+		"TLS_CA_FILE": {"kafka", "rabbitmq", "amqp1", "nats"}, "TLS_CERT_FILE": {"kafka", "rabbitmq", "nats"}, "TLS_KEY_FILE": {"kafka", "rabbitmq", "nats"},
+		"TLS_SERVER_NAME": {"kafka", "rabbitmq", "amqp1", "nats"}, "TLS_INSECURE_SKIP_VERIFY": {"kafka", "nats"},
 		"SASL_MECHANISM": {"kafka"}, "SASL_USERNAME": {"kafka"}, "SASL_PASSWORD": {"kafka"}, "SASL_PASSWORD_FILE": {"kafka"},
-		"URL": {"http"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"URL": {"http", "rabbitmq", "amqp1", "sqs", "nats"}, "TOKEN": {"http"}, "TOKEN_FILE": {"http"}, "HEADERS": {"http"}, "GZIP": {"http"}, "TIMEOUT": {"http"},
+		"EXCHANGE": {"rabbitmq"}, "ROUTING_KEY": {"rabbitmq"}, "HEARTBEAT": {"rabbitmq"}, "RECONNECT_MAX": {"rabbitmq"}, "UNROUTABLE_GRACE": {"rabbitmq"},
+		"ADDRESS": {"amqp1"}, "TARGET_CAPABILITIES": {"amqp1"}, "MAX_IN_FLIGHT": {"amqp1", "sqs"}, "UNKNOWN_ADDRESS_GRACE": {"amqp1"},
+		"REGION": {"sqs"}, "ENDPOINT": {"sqs"}, "REQUEST_BYTES": {"sqs"}, "REQUEST_TIMEOUT": {"sqs"}, "GROUP_ID": {"sqs"},
+		"SUBJECT": {"nats"}, "ACK_TIMEOUT": {"nats"}, "MAX_PENDING": {"nats"}, "CONNECT_TIMEOUT": {"nats"}, "RECONNECT_WAIT": {"nats"},
+		"NO_STREAM_GRACE": {"nats"}, "CREDS_FILE": {"nats"}, "NKEY_FILE": {"nats"},
 		"VISIBILITY": {"queue"}, "MAX_ATTEMPTS": {"queue"}, "ORDERED": {"queue"},
 	}
 	n := 0
@@ -96,13 +112,34 @@ func TestVariablesListSinkNames(t *testing.T) {
 	if d := byName["SLUICE_<NAME>_TYPE"].Default; d != "<name>" {
 		t.Errorf("TYPE default %q", d)
 	}
+	// A setting two types read: one entry, each type's own text.
+	url := byName["SLUICE_<NAME>_URL"]
+	if len(url.PerType) < 2 || url.PerType[1].SinkTypes[0] != "rabbitmq" || !strings.Contains(url.Description, "http: ") ||
+		!strings.Contains(url.Description, "rabbitmq: Broker URL") || !strings.Contains(url.Description, "nats: NATS server") ||
+		!strings.HasPrefix(url.PerType[1].Example, "amqps://") {
+		t.Errorf("URL: %+v", url)
+	}
+	if wt := byName["SLUICE_<NAME>_WRITE_TIMEOUT"]; wt.Default != "10s" {
+		t.Errorf("WRITE_TIMEOUT default %q (the same for every type)", wt.Default)
+	}
+	if d := byName["SLUICE_<NAME>_MAX_IN_FLIGHT"].Default; d != "1000 (amqp1), 8 (sqs)" {
+		t.Errorf("MAX_IN_FLIGHT default %q (each type's own)", d)
+	}
+	// Types that describe a shared setting alike share one text.
+	if d := byName["SLUICE_<NAME>_TLS_KEY_FILE"].Description; d != "PEM private key of TLS_CERT_FILE." {
+		t.Errorf("TLS_KEY_FILE description %q", d)
+	}
 }
 
 // TestNamesMatchEnvconfig checks that the names this package derives (for
 // Variables, the unknown-variable check and error messages) are the names
 // envconfig reads.
 func TestNamesMatchEnvconfig(t *testing.T) {
-	for _, spec := range []any{&Config{}, &Sink{}, &FileSink{}, &KafkaSink{}, &HTTPSink{}, &QueueSink{}} {
+	specs := []any{&Config{}, &Sink{}}
+	for _, st := range sinkTypes {
+		specs = append(specs, reflect.New(st.spec).Interface())
+	}
+	for _, spec := range specs {
 		var buf bytes.Buffer
 		if err := envconfig.Usagef("SLUICE", spec, &buf, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
 			t.Fatal(err)
@@ -176,6 +213,33 @@ func TestRedactedHidesSecrets(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); !slices.IsSorted(lines) {
 		t.Errorf("Redacted is not sorted:\n%s", out)
+	}
+}
+
+func TestRedactedHidesURLCredentials(t *testing.T) {
+	c := mustLoad(t, map[string]string{
+		"SLUICE_SINKS":     "a,b,c",
+		"SLUICE_A_TYPE":    "nats",
+		"SLUICE_A_URL":     "nats://sluice:pw-s3cret@n1:4222, nats://sluice:pw2-s3cret@n2:4222",
+		"SLUICE_B_TYPE":    "nats",
+		"SLUICE_B_URL":     "tls://tok-s3cret@n1:4222",
+		"SLUICE_C_TYPE":    "nats",
+		"SLUICE_C_URL":     "nats://n1:4222,nats://n2:4222",
+		"SLUICE_C_SUBJECT": "events.{topic}.{key}",
+	})
+	out := c.Redacted()
+	if strings.Contains(out, "s3cret") {
+		t.Fatalf("Redacted shows a credential:\n%s", out)
+	}
+	for _, line := range []string{
+		"SLUICE_A_URL=nats://sluice:xxxxx@n1:4222,nats://sluice:xxxxx@n2:4222",
+		"SLUICE_B_URL=tls://xxxxx@n1:4222",
+		"SLUICE_C_URL=nats://n1:4222,nats://n2:4222",
+		"SLUICE_C_SUBJECT=events.{topic}.{key}",
+	} {
+		if !strings.Contains(out, "\n"+line+"\n") {
+			t.Errorf("Redacted lacks line %q:\n%s", line, out)
+		}
 	}
 }
 

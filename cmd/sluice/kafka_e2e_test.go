@@ -204,18 +204,8 @@ func TestE2EKafkaBrokerRestart(t *testing.T) {
 	p := start(t, "SLUICE_SPOOL_DIR="+t.TempDir(), "SLUICE_SINKS=kafka", "SLUICE_KAFKA_BROKERS="+broker,
 		"SLUICE_KAFKA_RETRY_MAX=500ms", "SLUICE_KAFKA_WRITE_TIMEOUT=2s")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type result struct {
-		rep loadgen.Report
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rep, err := loadgen.Run(ctx, loadgen.Config{URL: p.url, Mode: "ndjson", Batch: 20, Size: 200, Connections: 4,
-			Keys: 40, Topic: "events", Duration: 4 * time.Second, Verify: true})
-		done <- result{rep, err}
-	}()
+	wait := loadDuring(t, loadgen.Config{URL: p.url, Mode: "ndjson", Batch: 20, Size: 200, Connections: 4,
+		Keys: 40, Topic: "events", Duration: 4 * time.Second, Verify: true})
 	time.Sleep(time.Second)
 	c.Close()
 	outage := time.Now()
@@ -234,19 +224,13 @@ func TestE2EKafkaBrokerRestart(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	down := time.Since(outage)
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	if len(res.rep.Errors) != 0 || res.rep.Acked == 0 {
-		t.Fatalf("pushes failed during the outage: %+v", res.rep.Errors)
-	}
+	rep := wait()
 	waitBacklogEmpty(t, p)
 	delivered, err := loadgen.ReadKafka(context.Background(), []string{broker}, []string{"events"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := loadgen.Verify(res.rep.AckedIDs, loadgen.FilterRun(delivered, res.rep.RunID))
+	v := loadgen.Verify(rep.AckedIDs, loadgen.FilterRun(delivered, rep.RunID))
 	if v.Lost != 0 || v.OutOfOrder != 0 {
 		t.Fatalf("after a %v outage: %+v", down, v)
 	}

@@ -18,10 +18,14 @@ import (
 	"github.com/sluiceio/sluice/config"
 	"github.com/sluiceio/sluice/frontend/kafkaproto"
 	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/sink/amqp1"
 	"github.com/sluiceio/sluice/sink/discard"
 	"github.com/sluiceio/sluice/sink/file"
 	httpsink "github.com/sluiceio/sluice/sink/http"
 	"github.com/sluiceio/sluice/sink/kafka"
+	natssink "github.com/sluiceio/sluice/sink/nats"
+	"github.com/sluiceio/sluice/sink/rabbitmq"
+	sqssink "github.com/sluiceio/sluice/sink/sqs"
 	"github.com/sluiceio/sluice/sink/stdout"
 	"github.com/sluiceio/sluice/spool"
 )
@@ -211,6 +215,14 @@ func buildSinks(c *config.Config, log *slog.Logger, set *metrics.Set) ([]agent.S
 			s, err = newKafka(sc, log, set)
 		case "http":
 			s, err = newHTTP(sc, log)
+		case "rabbitmq":
+			s, err = newRabbitMQ(sc, log, set)
+		case "amqp1":
+			s, err = newAMQP1(sc, log, set)
+		case "sqs":
+			s, err = newSQS(sc, log, set)
+		case "nats":
+			s, err = newNATS(sc, log, set)
 		default:
 			err = fmt.Errorf("sink type %q is not built into this version", sc.Type)
 		}
@@ -278,6 +290,78 @@ func newHTTP(sc config.Sink, log *slog.Logger) (sink.Sink, error) {
 		Name: sc.Name, URL: h.URL, Token: token, Headers: h.Headers, Gzip: h.Gzip, Timeout: h.Timeout,
 		Logger: log.With("sink", sc.Name),
 	})
+}
+
+func newRabbitMQ(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	r := sc.RabbitMQ
+	o := rabbitmq.Options{
+		Name: sc.Name, URL: r.URL, Exchange: r.Exchange, RoutingKey: r.RoutingKey,
+		WriteTimeout: r.WriteTimeout, DialTimeout: r.DialTimeout, Heartbeat: r.Heartbeat,
+		ReconnectMax: r.ReconnectMax, UnroutableGrace: orNegative(r.UnroutableGrace),
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	}
+	if strings.HasPrefix(strings.ToLower(r.URL), "amqps:") {
+		t, err := rabbitmq.TLSConfig(r.TLSCaFile, r.TLSCertFile, r.TLSKeyFile, r.TLSServerName)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	return rabbitmq.New(o)
+}
+
+func newAMQP1(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	a := sc.AMQP1
+	o := amqp1.Options{
+		Name: sc.Name, URL: a.URL, Address: a.Address, TargetCapabilities: a.TargetCapabilities,
+		WriteTimeout: a.WriteTimeout, DialTimeout: a.DialTimeout, MaxInFlight: a.MaxInFlight,
+		UnknownAddressGrace: orNegative(a.UnknownAddressGrace),
+		Logger:              log.With("sink", sc.Name), Metrics: set,
+	}
+	if len(a.TargetCapabilities) == 1 && a.TargetCapabilities[0] == "none" {
+		o.TargetCapabilities = []string{}
+	}
+	if strings.HasPrefix(strings.ToLower(a.URL), "amqps:") {
+		t, err := amqp1.TLSConfig(a.TLSCaFile, a.TLSServerName)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	return amqp1.New(o)
+}
+
+// newSQS builds an SQS sink. Credentials come from the AWS SDK's default
+// chain (environment, web identity/IRSA, profiles, container and instance
+// roles), not from SLUICE_ variables.
+func newSQS(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	q := sc.SQS
+	return sqssink.New(sqssink.Options{
+		Name: sc.Name, URL: q.URL, Region: q.Region, Endpoint: q.Endpoint,
+		RequestBytes: int(q.RequestBytes), RequestTimeout: q.RequestTimeout,
+		MaxInFlight: q.MaxInFlight, GroupID: q.GroupID,
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	})
+}
+
+func newNATS(sc config.Sink, log *slog.Logger, set *metrics.Set) (sink.Sink, error) {
+	n := sc.NATS
+	o := natssink.Options{
+		Name: sc.Name, URL: n.URL, Subject: n.Subject,
+		AckTimeout: n.AckTimeout, MaxPending: n.MaxPending,
+		ConnectTimeout: n.ConnectTimeout, ReconnectWait: n.ReconnectWait,
+		NoStreamGrace: orNegative(n.NoStreamGrace),
+		CredsFile:     n.CredsFile, NkeyFile: n.NkeyFile,
+		Logger: log.With("sink", sc.Name), Metrics: set,
+	}
+	if n.TLS() {
+		t, err := natssink.TLSConfig(n.TLSCaFile, n.TLSCertFile, n.TLSKeyFile, n.TLSServerName, n.TLSInsecureSkipVerify)
+		if err != nil {
+			return nil, err
+		}
+		o.TLS = t
+	}
+	return natssink.New(o)
 }
 
 // secret returns value, or the content of file when one is named (a

@@ -22,9 +22,9 @@ func Require(t testing.TB) string {
 	path, err := exec.LookPath("kcat")
 	if err != nil {
 		if os.Getenv("SLUICE_REQUIRE_KCAT") == "1" {
-			t.Fatalf("kcat not found and SLUICE_REQUIRE_KCAT=1: install it (apt-get install -y kcat)")
+			t.Fatalf("kcat not found and SLUICE_REQUIRE_KCAT=1: scripts/deps/kcat.sh installs it (scripts/test runs it)")
 		}
-		testenv.Missing(t, "kcat", "apt-get install -y kcat")
+		testenv.Missing(t, "kcat", "scripts/deps/kcat.sh installs it; scripts/test runs it")
 	}
 	return path
 }

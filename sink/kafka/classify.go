@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -81,7 +82,8 @@ func classify(err error) class {
 	case errors.Is(err, protocol.ErrNoTopic):
 		return class{reason: ReasonUnknownTopic, reset: true}
 	case errors.As(err, &certErr), errors.As(err, &alertErr), errors.As(err, &recErr),
-		errors.As(err, &uaErr), errors.As(err, &hostErr), errors.As(err, &invErr):
+		errors.As(err, &uaErr), errors.As(err, &hostErr), errors.As(err, &invErr),
+		isTLSAlert(err):
 		return class{reason: ReasonTLS, reset: true}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.ErrClosedPipe),
 		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNREFUSED),
@@ -164,3 +166,13 @@ type saslError struct{ err error }
 
 func (e *saslError) Error() string { return "sasl: " + e.err.Error() }
 func (e *saslError) Unwrap() error { return e.err }
+
+// isTLSAlert reports whether err carries an alert the broker sent during
+// or right after the TLS handshake ("remote error: tls: certificate
+// required" when mutual TLS lacks a client certificate). crypto/tls
+// returns received alerts as an unexported type inside a *net.OpError, so
+// only the text tells them from a plain network error; with TLS 1.3 the
+// client learns of a rejected certificate on its first read.
+func isTLSAlert(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "remote error: tls: ")
+}

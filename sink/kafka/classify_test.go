@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"syscall"
 	"testing"
@@ -82,5 +84,29 @@ func TestClassify(t *testing.T) {
 		if c.reason != tc.reason || c.permanent != tc.perm {
 			t.Errorf("%T %v: reason %s permanent %v, want %s %v", tc.err, tc.err, c.reason, c.permanent, tc.reason, tc.perm)
 		}
+	}
+}
+
+// TestClassifyTLSAlert: a broker that requires a client certificate
+// rejects a client without one with an alert that TLS 1.3 delivers on the
+// client's first read, as a *net.OpError around an unexported type: it
+// classifies as tls, not network.
+func TestClassifyTLSAlert(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
+	srv.StartTLS()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	conn, err := tls.Dial("tcp", srv.Listener.Addr().String(), &tls.Config{RootCAs: pool})
+	if err == nil {
+		defer conn.Close()
+		_, err = conn.Read(make([]byte, 1))
+	}
+	if err == nil {
+		t.Fatal("no error without a client certificate")
+	}
+	if c := classify(fmt.Errorf("kafka: metadata: %w", err)); c.reason != ReasonTLS {
+		t.Fatalf("%v: reason %s, want tls", err, c.reason)
 	}
 }

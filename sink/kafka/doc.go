@@ -72,7 +72,8 @@
 //	dial/read/write deadline, WriteTimeout, REQUEST_TIMED_OUT  transient                timeout
 //	caller's context cancelled                                 transient                canceled
 //	Writer closed                                              transient                closed
-//	TLS handshake or certificate failure                       transient                tls
+//	TLS handshake or certificate failure, a TLS alert from     transient                tls
+//	  the broker (client certificate missing or rejected)
 //	SASL_AUTHENTICATION_FAILED, broker closing the connection  transient                auth
 //	  during SASL, client-side SCRAM failure,
 //	  UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE,

@@ -2,10 +2,8 @@ package kafka
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"fmt"
-	"os"
+
+	"github.com/sluiceio/sluice/sink/internal/tlsconf"
 )
 
 // TLSConfig builds the client TLS configuration for Options.TLS.
@@ -20,31 +18,5 @@ import (
 //
 // The minimum version is TLS 1.2.
 func TLSConfig(caFile, certFile, keyFile, serverName string, insecure bool) (*tls.Config, error) {
-	c := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         serverName,
-		InsecureSkipVerify: insecure, //nolint:gosec // operator's explicit choice
-	}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka: tls: read ca file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka: tls: no PEM certificate in ca file %s", caFile)
-		}
-		c.RootCAs = pool
-	}
-	switch {
-	case certFile != "" && keyFile != "":
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka: tls: load client certificate %s: %w", certFile, err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	case certFile != "" || keyFile != "":
-		return nil, errors.New("kafka: tls: client certificate and key must be given together")
-	}
-	return c, nil
+	return tlsconf.Client("kafka", caFile, certFile, keyFile, serverName, insecure)
 }

@@ -300,7 +300,7 @@ func (w *Writer) contextError(ctx context.Context, err error) error {
 // finish updates the Writer's state and metrics and builds Write's result.
 func (op *writeOp) finish(took time.Duration) error {
 	w := op.w
-	res := writeResult{sent: op.sent, n: len(op.msgs), took: took}
+	res := writeResult{Sent: op.sent, N: len(op.msgs), Took: took}
 	delivered, permanent := 0, 0
 	var first error
 	deliveredTopics := make(map[string]bool)
@@ -308,22 +308,22 @@ func (op *writeOp) finish(took time.Duration) error {
 		switch {
 		case err == nil:
 			delivered++
-			res.deliveredBytes += len(op.msgs[i].Key) + len(op.msgs[i].Value)
+			res.DeliveredBytes += len(op.msgs[i].Key) + len(op.msgs[i].Value)
 			deliveredTopics[op.topic[i]] = true
 		default:
 			if first == nil {
 				first = err
 			}
-			if res.failed == nil {
-				res.failed = make(map[string]int)
+			if res.Failed == nil {
+				res.Failed = make(map[string]int)
 			}
-			res.failed[sink.Reason(err)]++
+			res.Failed[sink.Reason(err)]++
 			if sink.IsPermanent(err) {
 				permanent++
 			}
 		}
 	}
-	res.delivered = delivered
+	res.Delivered = delivered
 	for t := range deliveredTopics {
 		w.unknown.known(t)
 	}
@@ -331,7 +331,7 @@ func (op *writeOp) finish(took time.Duration) error {
 		w.resetMetadata()
 	}
 	w.updateState(op.reached || delivered > 0, op.down, op.auth, op.cause)
-	w.metrics.observe(&res)
+	w.metrics.Observe(&res)
 
 	switch {
 	case op.ambiguous != nil:

@@ -113,7 +113,7 @@ func New(o Options) (*Writer, error) {
 		AllowAutoTopicCreation: false,
 		Completion:             w.completion,
 	}
-	w.metrics.setAuthFailing(false)
+	w.metrics.SetAuthFailing(false)
 
 	w.log.Info("kafka sink configured",
 		slog.Any("brokers", cfg.Brokers), slog.String("client_id", cfg.ClientID),
@@ -203,21 +203,21 @@ func (w *Writer) updateState(reached, down, auth bool, cause error) {
 			w.log.Info("kafka brokers reachable again")
 		}
 		w.brokerUp = 1
-		w.metrics.setBrokerUp(true)
+		w.metrics.SetBrokerUp(true)
 	case down && !reached && w.brokerUp != 0:
 		w.log.Warn("kafka brokers unreachable", slog.String("reason", sink.Reason(cause)), slog.Any("error", cause))
 		w.brokerUp = 0
-		w.metrics.setBrokerUp(false)
+		w.metrics.SetBrokerUp(false)
 	}
 	switch {
 	case auth && !w.authFailing:
 		w.log.Error("kafka authentication or authorization failing; retrying", slog.Any("error", cause))
 		w.authFailing = true
-		w.metrics.setAuthFailing(true)
+		w.metrics.SetAuthFailing(true)
 	case !auth && reached && w.authFailing:
 		w.log.Info("kafka authentication and authorization ok again")
 		w.authFailing = false
-		w.metrics.setAuthFailing(false)
+		w.metrics.SetAuthFailing(false)
 	}
 }
 

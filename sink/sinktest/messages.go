@@ -3,6 +3,7 @@ package sinktest
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,11 +204,34 @@ func diffMessage(caps Caps, w, g *sink.Message) error {
 	if len(gh) != len(w.Headers) {
 		return fmt.Errorf("headers %s, want %s", showHeaders(gh), showHeaders(w.Headers))
 	}
+	if caps.UnorderedHeaders {
+		// Compare per name: the values of each name, in order.
+		byName := func(hs []sink.Header) map[string][]string {
+			m := map[string][]string{}
+			for _, h := range hs {
+				m[h.Key] = append(m[h.Key], string(h.Value))
+			}
+			return m
+		}
+		gm, wm := byName(gh), byName(w.Headers)
+		for k, wv := range wm {
+			if !slices.Equal(gm[k], wv) {
+				return fmt.Errorf("headers %s, want %s (in any order of names)", showHeaders(gh), showHeaders(w.Headers))
+			}
+		}
+		return diffRest(caps, w, g)
+	}
 	for i := range gh {
 		if gh[i].Key != w.Headers[i].Key || !bytes.Equal(gh[i].Value, w.Headers[i].Value) {
 			return fmt.Errorf("headers %s, want %s", showHeaders(gh), showHeaders(w.Headers))
 		}
 	}
+	return diffRest(caps, w, g)
+}
+
+// diffRest compares what diffMessage checks after the headers: time and
+// partition.
+func diffRest(caps Caps, w, g *sink.Message) error {
 	if p := caps.TimePrecision; p > 0 && !g.Time.Truncate(p).Equal(w.Time.Truncate(p)) {
 		return fmt.Errorf("time %s, want %s", g.Time.Format(time.RFC3339Nano), w.Time.Format(time.RFC3339Nano))
 	}

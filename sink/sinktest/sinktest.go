@@ -59,6 +59,10 @@ type Caps struct {
 	// OrderPerKey: order is kept only among messages with the same topic
 	// and key (Kafka: per partition) instead of across the whole batch.
 	OrderPerKey bool
+	// UnorderedHeaders: headers arrive as a map (NATS, AMQP tables): the
+	// order between different names is not kept, the order of the values
+	// of one name is.
+	UnorderedHeaders bool
 }
 
 // Run runs the conformance suite against h.

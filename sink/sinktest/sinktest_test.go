@@ -141,3 +141,34 @@ func TestDiffOrderPerKey(t *testing.T) {
 		t.Fatal("per key: reorder within a lane accepted")
 	}
 }
+
+func TestDiffUnorderedHeaders(t *testing.T) {
+	hs := func(kv ...string) []sink.Header {
+		var out []sink.Header
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, sink.Header{Key: kv[i], Value: []byte(kv[i+1])})
+		}
+		return out
+	}
+	msg := func(h []sink.Header) []sink.Message {
+		return []sink.Message{{ID: "u", Topic: sinktest.TopicA, Value: []byte("v"), Headers: h}}
+	}
+	want := msg(hs("a", "1", "b", "2", "a", "3"))
+	unordered := sinktest.Caps{UnorderedHeaders: true}
+	if err := sinktest.Diff(unordered, want, msg(hs("b", "2", "a", "1", "a", "3"))); err != nil {
+		t.Fatalf("names reordered: %v", err)
+	}
+	if err := sinktest.Diff(sinktest.Caps{}, want, msg(hs("b", "2", "a", "1", "a", "3"))); err == nil {
+		t.Fatal("ordered caps accepted reordered names")
+	}
+	for name, got := range map[string][]sink.Message{
+		"values of one name reordered": msg(hs("a", "3", "b", "2", "a", "1")),
+		"value changed":                msg(hs("a", "1", "b", "x", "a", "3")),
+		"name changed":                 msg(hs("a", "1", "c", "2", "a", "3")),
+		"header missing":               msg(hs("a", "1", "b", "2")),
+	} {
+		if err := sinktest.Diff(unordered, want, got); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

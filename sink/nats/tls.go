@@ -1,0 +1,22 @@
+package nats
+
+import (
+	"crypto/tls"
+
+	"github.com/sluiceio/sluice/sink/internal/tlsconf"
+)
+
+// TLSConfig builds the client TLS configuration for Options.TLS.
+//
+//   - caFile: PEM bundle of the CAs that sign the servers' certificates;
+//     "" = the system roots.
+//   - certFile, keyFile: PEM client certificate and key for mutual TLS;
+//     both or neither.
+//   - serverName: the name to verify in the servers' certificates; "" =
+//     the host of each server URL.
+//   - insecure: skip verifying the servers' certificates (testing only).
+//
+// The minimum version is TLS 1.2.
+func TLSConfig(caFile, certFile, keyFile, serverName string, insecure bool) (*tls.Config, error) {
+	return tlsconf.Client("nats", caFile, certFile, keyFile, serverName, insecure)
+}
