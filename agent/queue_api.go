@@ -360,6 +360,17 @@ func (a *Agent) isQueue(name string) bool {
 	return false
 }
 
+// queueTakes reports whether some queue's topic globs match topic (the
+// routing half of queueTargets, without the backlog caps).
+func (a *Agent) queueTakes(topic string) bool {
+	for _, q := range a.queues {
+		if matchTopic(q.spec.Topics, topic) {
+			return true
+		}
+	}
+	return false
+}
+
 // queueTargets appends the queues whose topic globs match topic, refusing
 // the push when one of them is at its own backlog cap with policy reject.
 func (a *Agent) queueTargets(topic string, sinks []string) ([]string, *apiError) {
