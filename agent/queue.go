@@ -102,6 +102,7 @@ type queue struct {
 	entries   map[uint64]*qentry
 	slots     []*qslot
 	slotsHead int
+	through   qpos // every message up to here is resolved (the slots let go, and what the log said at open)
 	avail     seqHeap
 	timers    deadlineHeap
 	keys      map[string][]*qentry // ordered: unresolved messages per key, in order
@@ -137,7 +138,7 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 		return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
 	}
 	q.qlog = ql
-	q.restoredAcked, q.restoredAttempts = st.acked, st.attempts
+	q.restoredAcked, q.restoredAttempts, q.through = st.acked, st.attempts, st.through
 	q.gen = randUint64()
 	return q, nil
 }
@@ -195,6 +196,12 @@ func (q *queue) add(recs []spool.Record) {
 		s := &qslot{seq: r.ID.Seq, epoch: r.ID.Epoch}
 		q.slots = append(q.slots, s)
 		if !r.Corrupt && len(r.Data) > 0 && !recordTargets(r.Data, q.spec.Name, &q.intern) {
+			s.done = true
+			continue
+		}
+		if q.through.covers(r.ID.Seq, r.ID.Epoch) { // resolved before a restart; the cursor was not persisted past it
+			delete(q.restoredAcked, r.ID.Seq)
+			delete(q.restoredAttempts, r.ID.Seq)
 			s.done = true
 			continue
 		}
@@ -546,13 +553,18 @@ func (q *queue) deadLetters(ctx context.Context) {
 			return
 		}
 		q.lg.Warn("message dead-lettered", "id", e.id, "topic", e.msg.Topic, "reason", e.reason, "attempts", e.attempt)
-		if err := q.qlog.acked([]attemptRec{{seq: e.seq, epoch: e.epoch}}, nil); err != nil {
+		resolve := func() {
+			q.mu.Lock()
+			q.resolveLocked(e)
+			q.mu.Unlock()
+		}
+		// Resolved inside acked once the record is written, so that a
+		// checkpoint cannot slip in between and leave it out.
+		if err := q.qlog.acked([]attemptRec{{seq: e.seq, epoch: e.epoch}}, resolve); err != nil {
 			// At worst the message is dead-lettered again after a restart.
 			q.lg.Warn("queue log: dead letter not recorded", "id", e.id, "err", err)
+			resolve()
 		}
-		q.mu.Lock()
-		q.resolveLocked(e)
-		q.mu.Unlock()
 	}
 	if len(dying) > 0 {
 		q.advance()
@@ -588,6 +600,9 @@ func (q *queue) advance() {
 		return
 	}
 	upTo := q.slots[i-1].seq
+	if upTo > q.through.seq {
+		q.through = qpos{seq: upTo, epoch: q.slots[i-1].epoch}
+	}
 	clear(q.slots[q.slotsHead:i])
 	q.slotsHead = i
 	if q.slotsHead > 4096 && q.slotsHead > len(q.slots)/2 {
@@ -604,10 +619,17 @@ func (q *queue) advance() {
 
 // snapshot returns the state the log must keep: messages resolved above
 // the cursor and attempt counts of unresolved ones.
+//
+// "Above the cursor" is above the slots let go (through), not above the
+// spool cursor's persisted position, which lags by up to
+// CursorSyncInterval (and by the moment between letting slots go and
+// acknowledging the cursor in advance). through itself goes into the
+// checkpoint and covers the difference: after a crash, what the cursor
+// hands out again up to through is resolved, not redelivered.
 func (q *queue) snapshot() logState {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	st := logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}}
+	st := logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}, through: q.through}
 	for k, v := range q.restoredAcked {
 		st.acked[k] = v
 	}

@@ -56,13 +56,34 @@ type attemptRec struct {
 type logState struct {
 	acked    map[uint64]uint32
 	attempts map[uint64]attemptRec
+	// through: every record at or below it (sequence, and an epoch no
+	// later than its own) is resolved for the queue. A checkpoint keeps
+	// it because the spool cursor, which says the same, is persisted
+	// only every CursorSyncInterval: without it, a crash after a
+	// checkpoint and before the cursor's next persist would forget the
+	// acknowledgements the checkpoint superseded.
+	through qpos
+}
+
+// qpos is a record position: the spool's sequence and the epoch it was
+// written in.
+type qpos struct {
+	seq   uint64
+	epoch uint32
+}
+
+// covers reports whether a record at (seq, epoch) is at or below p. A
+// sequence reused after a machine crash cut the spool's tail comes with a
+// later epoch than p's, so it is not covered.
+func (p qpos) covers(seq uint64, epoch uint32) bool {
+	return seq <= p.seq && epoch <= p.epoch
 }
 
 // Record types of the queue log.
 const (
 	qlogDelivered  = 'D'
 	qlogAcked      = 'A'
-	qlogCheckpoint = 'C'
+	qlogCheckpoint = 'C' // resolved list, attempt list, then through (epoch, seq)
 )
 
 // compactEvery is how many records the log takes before a checkpoint.
@@ -109,6 +130,9 @@ func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, l
 			delete(st.attempts, s)
 		}
 	}
+	if st.through.seq <= spoolAcked {
+		st.through = qpos{}
+	}
 	l.since.Store(int64(n))
 	return l, st, nil
 }
@@ -147,6 +171,13 @@ func (st *logState) apply(b []byte) {
 		for n := d.uvarint(); n > 0 && !d.err; n-- {
 			r := attemptRec{epoch: uint32(d.uvarint()), seq: d.uvarint(), attempt: uint32(d.uvarint())}
 			st.attempts[r.seq] = r
+		}
+		st.through = qpos{}
+		if len(d.b) > 0 && !d.err { // absent from checkpoints of earlier versions
+			p := qpos{epoch: uint32(d.uvarint()), seq: d.uvarint()}
+			if !d.err {
+				st.through = p
+			}
 		}
 	}
 }
@@ -254,6 +285,8 @@ func (l *queueLog) compact(snapshot func() logState) error {
 		att = append(att, r)
 	}
 	b = append(b, encodeAttempts(0, att, true)[1:]...)
+	b = binary.AppendUvarint(b, uint64(st.through.epoch))
+	b = binary.AppendUvarint(b, st.through.seq)
 	id, err := l.sp.Append(context.Background(), b)
 	if err != nil {
 		return err
