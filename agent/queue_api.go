@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -82,6 +83,11 @@ func (a *Agent) routeQueues(ctx *fasthttp.RequestCtx, rest, method string) *apiE
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
 			return errorf(http.StatusBadRequest, "bad_request", "body: %v", err)
+		}
+		// Decode reads the first document only: a body with more after
+		// it is malformed, refused before anything takes effect.
+		if _, err := dec.Token(); err != io.EOF {
+			return errorf(http.StatusBadRequest, "bad_request", "body: trailing data after the JSON object")
 		}
 	}
 	if op == "pull" {
