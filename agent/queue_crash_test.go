@@ -94,7 +94,8 @@ func TestQueueLogCheckpointThrough(t *testing.T) {
 	att := []attemptRec{{seq: 13, epoch: 2, attempt: 3}}
 	old := append(encodeAttempts(qlogCheckpoint, acked, false), encodeAttempts(0, att, true)[1:]...)
 
-	st := logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}, through: qpos{seq: 99, epoch: 1}}
+	st := newLogState()
+	st.through = qpos{seq: 99, epoch: 1}
 	st.apply(old)
 	if st.through != (qpos{}) || st.acked[12] != 2 || st.attempts[13].attempt != 3 {
 		t.Fatalf("checkpoint without a position: %+v", st)
@@ -112,5 +113,66 @@ func TestQueueLogCheckpointThrough(t *testing.T) {
 		if got := st.through.covers(c.seq, c.epoch); got != c.want {
 			t.Errorf("covers(%d, epoch %d) = %v, want %v", c.seq, c.epoch, got, c.want)
 		}
+	}
+}
+
+// TestQueueNackDelaySurvivesRestart: a message nacked with a delay is not
+// handed out again before the delay ends, also after a crash, whether the
+// delay is in a checkpoint or in a record after it.
+func TestQueueNackDelaySurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	so := spool.Options{MaxBytes: 64 << 20}
+	ta := startAgentSpool(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}), so)
+	for i := range 3 {
+		pushKey(t, ta.url, "t", "", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	var got []pulled
+	waitFor(t, "3 messages", func() bool {
+		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":10}`).Messages...)
+		return len(got) == 3
+	})
+	nack := func(m pulled) {
+		t.Helper()
+		if r := qcall(t, ta.url, "q", "nack", map[string]any{"receipts": []string{m.Receipt}, "delay": "1h"}); r.Nacked != 1 {
+			t.Fatalf("nack: %+v", r)
+		}
+	}
+	nack(got[0])
+	q := ta.a.queues[0]
+	if err := q.qlog.compact(q.snapshot); err != nil { // the first delay in a checkpoint
+		t.Fatal(err)
+	}
+	nack(got[1])              // the second in a record after it
+	img := crashImage(t, dir) // kill -9 now; got[2] is still leased
+	ta.stop(t)
+
+	ta = startAgentSpool(t, img, withQueues(t, img, Options{}, QueueSpec{Name: "q"}), so)
+	var back []pulled
+	waitFor(t, "the leased message back", func() bool {
+		back = append(back, qcall(t, ta.url, "q", "pull", `{"max":10,"wait":"1s"}`).Messages...)
+		return len(back) > 0
+	})
+	back = append(back, qcall(t, ta.url, "q", "pull", `{"max":10,"wait":"500ms"}`).Messages...)
+	if len(back) != 1 || back[0].ID != got[2].ID {
+		t.Fatalf("after a crash got %+v, want only %s: the nacked ones are delayed for an hour", back, got[2].ID)
+	}
+}
+
+// TestQueueLogDelayEndsWithDelivery: a delay in the log ends with the next
+// delivery of the message, and with its acknowledgement.
+func TestQueueLogDelayEndsWithDelivery(t *testing.T) {
+	st := newLogState()
+	far := time.Now().Add(time.Hour).UnixNano()
+	st.apply(appendDelays([]byte{qlogNacked}, []delayRec{{seq: 5, epoch: 1, attempt: 1, until: far}, {seq: 6, epoch: 1, attempt: 2, until: far}}))
+	st.apply(encodeAttempts(qlogDelivered, []attemptRec{{seq: 5, epoch: 1, attempt: 1}, {seq: 6, epoch: 1, attempt: 3}}, true))
+	if _, ok := st.delays[5]; !ok {
+		t.Error("the delivery the nack gave back ended its delay")
+	}
+	if _, ok := st.delays[6]; ok {
+		t.Error("a later delivery left the delay in place")
+	}
+	st.apply(encodeAttempts(qlogAcked, []attemptRec{{seq: 5, epoch: 1}}, false))
+	if len(st.delays) != 0 {
+		t.Errorf("delays after an ack: %+v", st.delays)
 	}
 }
