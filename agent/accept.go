@@ -144,6 +144,9 @@ func (a *Agent) Routable(topic string) error {
 			return nil
 		}
 	}
+	if a.queueTakes(topic) {
+		return nil
+	}
 	return fmt.Errorf("%w: %q", ErrNoRoute, topic)
 }
 

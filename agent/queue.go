@@ -102,6 +102,7 @@ type queue struct {
 	entries   map[uint64]*qentry
 	slots     []*qslot
 	slotsHead int
+	through   qpos // every message up to here is resolved (the slots let go, and what the log said at open)
 	avail     seqHeap
 	timers    deadlineHeap
 	keys      map[string][]*qentry // ordered: unresolved messages per key, in order
@@ -117,6 +118,7 @@ type queue struct {
 	// State read back from the log for messages not read yet.
 	restoredAcked    map[uint64]uint32 // seq -> epoch
 	restoredAttempts map[uint64]attemptRec
+	restoredDelays   map[uint64]delayRec
 
 	intern interner // reader goroutine only
 }
@@ -137,7 +139,7 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 		return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
 	}
 	q.qlog = ql
-	q.restoredAcked, q.restoredAttempts = st.acked, st.attempts
+	q.restoredAcked, q.restoredAttempts, q.restoredDelays, q.through = st.acked, st.attempts, st.delays, st.through
 	q.gen = randUint64()
 	return q, nil
 }
@@ -198,7 +200,16 @@ func (q *queue) add(recs []spool.Record) {
 			s.done = true
 			continue
 		}
+		if q.through.covers(r.ID.Seq, r.ID.Epoch) { // resolved before a restart; the cursor was not persisted past it
+			delete(q.restoredAcked, r.ID.Seq)
+			delete(q.restoredAttempts, r.ID.Seq)
+			delete(q.restoredDelays, r.ID.Seq)
+			s.done = true
+			continue
+		}
 		e := &qentry{seq: r.ID.Seq, epoch: r.ID.Epoch, id: formatID(spoolID, r.ID), slot: s, idx: -1}
+		dl, delayed := q.restoredDelays[r.ID.Seq]
+		delete(q.restoredDelays, r.ID.Seq)
 		if ep, ok := q.restoredAcked[r.ID.Seq]; ok {
 			delete(q.restoredAcked, r.ID.Seq)
 			if ep == r.ID.Epoch {
@@ -212,6 +223,9 @@ func (q *queue) add(recs []spool.Record) {
 				e.attempt = at.attempt
 			}
 		}
+		// A nack's delay holds across a restart when it still runs and
+		// nothing delivered the message since.
+		delayed = delayed && dl.epoch == r.ID.Epoch && dl.attempt == e.attempt && dl.until > now.UnixNano()
 		e.raw = bytes.Clone(r.Data)
 		q.entries[e.seq] = e
 		if r.Corrupt || decodeMsg(e.raw, &e.msg) != nil {
@@ -232,12 +246,17 @@ func (q *queue) add(recs []spool.Record) {
 		case q.spec.Ordered && e.msg.Key != nil:
 			k := string(e.msg.Key)
 			q.keys[k] = append(q.keys[k], e)
-			if len(q.keys[k]) == 1 {
+			switch {
+			case len(q.keys[k]) > 1:
+				e.state = qWaiting
+			case delayed:
+				q.delayLocked(e, time.Unix(0, dl.until))
+			default:
 				q.makeAvailableLocked(e)
 				added = true
-			} else {
-				e.state = qWaiting
 			}
+		case delayed:
+			q.delayLocked(e, time.Unix(0, dl.until))
 		default:
 			q.makeAvailableLocked(e)
 			added = true
@@ -261,6 +280,12 @@ func recordTargets(b []byte, name string, in *interner) bool {
 func (q *queue) makeAvailableLocked(e *qentry) {
 	e.state = qAvailable
 	heap.Push(&q.avail, e)
+}
+
+// delayLocked holds e back until the deadline.
+func (q *queue) delayLocked(e *qentry, until time.Time) {
+	e.state, e.deadline = qDelayed, until
+	heap.Push(&q.timers, e)
 }
 
 func (q *queue) wakeLocked() {
@@ -328,8 +353,7 @@ func (q *queue) returnLocked(e *qentry, delay time.Duration, now time.Time) {
 	case q.spec.MaxAttempts > 0 && int(e.attempt) >= q.spec.MaxAttempts:
 		q.dieLocked(e, "max_attempts")
 	case delay > 0:
-		e.state, e.deadline = qDelayed, now.Add(delay)
-		heap.Push(&q.timers, e)
+		q.delayLocked(e, now.Add(delay))
 	default:
 		q.makeAvailableLocked(e)
 		q.wakeLocked()
@@ -448,22 +472,36 @@ func (q *queue) ack(rs []receipt) ([]string, error) {
 	return out, nil
 }
 
-// nack gives leased messages back, available after delay.
+// nack gives leased messages back, available after delay. A delay is
+// recorded in the queue's log before the reply, so that it holds across
+// a restart; it takes effect in memory first, so that a checkpoint
+// starting meanwhile keeps it.
 func (q *queue) nack(rs []receipt, delay time.Duration) []string {
 	out := make([]string, len(rs))
 	now := time.Now()
 	q.mu.Lock()
 	n := 0
+	var recs []delayRec
 	for i, r := range rs {
 		e, why := q.findLocked(r)
 		out[i] = why
 		if e != nil {
 			q.returnLocked(e, delay, now)
 			n++
+			if e.state == qDelayed {
+				recs = append(recs, delayRec{seq: e.seq, epoch: e.epoch, attempt: e.attempt, until: e.deadline.UnixNano()})
+			}
 		}
 	}
 	q.mu.Unlock()
 	q.m.nacked.Add(n)
+	if len(recs) > 0 {
+		if err := q.qlog.nacked(recs); err != nil {
+			// The delay holds until a restart, which hands the messages
+			// out at once.
+			q.lg.Warn("queue log: nack delay not recorded", "err", err)
+		}
+	}
 	return out
 }
 
@@ -546,13 +584,18 @@ func (q *queue) deadLetters(ctx context.Context) {
 			return
 		}
 		q.lg.Warn("message dead-lettered", "id", e.id, "topic", e.msg.Topic, "reason", e.reason, "attempts", e.attempt)
-		if err := q.qlog.acked([]attemptRec{{seq: e.seq, epoch: e.epoch}}, nil); err != nil {
+		resolve := func() {
+			q.mu.Lock()
+			q.resolveLocked(e)
+			q.mu.Unlock()
+		}
+		// Resolved inside acked once the record is written, so that a
+		// checkpoint cannot slip in between and leave it out.
+		if err := q.qlog.acked([]attemptRec{{seq: e.seq, epoch: e.epoch}}, resolve); err != nil {
 			// At worst the message is dead-lettered again after a restart.
 			q.lg.Warn("queue log: dead letter not recorded", "id", e.id, "err", err)
+			resolve()
 		}
-		q.mu.Lock()
-		q.resolveLocked(e)
-		q.mu.Unlock()
 	}
 	if len(dying) > 0 {
 		q.advance()
@@ -588,6 +631,9 @@ func (q *queue) advance() {
 		return
 	}
 	upTo := q.slots[i-1].seq
+	if upTo > q.through.seq {
+		q.through = qpos{seq: upTo, epoch: q.slots[i-1].epoch}
+	}
 	clear(q.slots[q.slotsHead:i])
 	q.slotsHead = i
 	if q.slotsHead > 4096 && q.slotsHead > len(q.slots)/2 {
@@ -603,20 +649,35 @@ func (q *queue) advance() {
 }
 
 // snapshot returns the state the log must keep: messages resolved above
-// the cursor and attempt counts of unresolved ones.
+// the cursor, attempt counts of unresolved ones and the delays of those
+// nacked with one.
+//
+// "Above the cursor" is above the slots let go (through), not above the
+// spool cursor's persisted position, which lags by up to
+// CursorSyncInterval (and by the moment between letting slots go and
+// acknowledging the cursor in advance). through itself goes into the
+// checkpoint and covers the difference: after a crash, what the cursor
+// hands out again up to through is resolved, not redelivered.
 func (q *queue) snapshot() logState {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	st := logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}}
+	st := newLogState()
+	st.through = q.through
 	for k, v := range q.restoredAcked {
 		st.acked[k] = v
 	}
 	for k, v := range q.restoredAttempts {
 		st.attempts[k] = v
 	}
+	for k, v := range q.restoredDelays {
+		st.delays[k] = v
+	}
 	for _, e := range q.entries {
 		if e.attempt > 0 {
 			st.attempts[e.seq] = attemptRec{seq: e.seq, epoch: e.epoch, attempt: e.attempt}
+		}
+		if e.state == qDelayed {
+			st.delays[e.seq] = delayRec{seq: e.seq, epoch: e.epoch, attempt: e.attempt, until: e.deadline.UnixNano()}
 		}
 	}
 	// Resolved slots above the cursor: only messages of this queue that

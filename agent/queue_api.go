@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluiceio/sluice/internal/jsonenc"
 	"github.com/sluiceio/sluice/spool"
 )
 
@@ -82,6 +84,11 @@ func (a *Agent) routeQueues(ctx *fasthttp.RequestCtx, rest, method string) *apiE
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
 			return errorf(http.StatusBadRequest, "bad_request", "body: %v", err)
+		}
+		// Decode reads the first document only: a body with more after
+		// it is malformed, refused before anything takes effect.
+		if _, err := dec.Token(); err != io.EOF {
+			return errorf(http.StatusBadRequest, "bad_request", "body: trailing data after the JSON object")
 		}
 	}
 	if op == "pull" {
@@ -163,21 +170,16 @@ func (q *queue) pull(a *Agent, max int, wait, vis time.Duration) []lease {
 // (id, topic, key, value or value_b64, headers) plus receipt, attempt and
 // pushed_at. value carries the stored bytes as they are when they are one
 // JSON document without surrounding whitespace; anything else is
-// value_b64.
+// value_b64. A key or header value that is not UTF-8 comes as key_b64 or
+// headers_b64, as the file sink writes it (jsonenc), so that every byte
+// reads back.
 func appendLease(b []byte, l lease) []byte {
 	m := &l.e.msg
-	str := func(s string) {
-		j, _ := json.Marshal(s)
-		b = append(b, j...)
-	}
 	b = append(b, `{"id":`...)
-	str(l.e.id)
+	b = jsonenc.AppendString(b, l.e.id)
 	b = append(b, `,"topic":`...)
-	str(m.Topic)
-	if m.Key != nil {
-		b = append(b, `,"key":`...)
-		str(string(m.Key))
-	}
+	b = jsonenc.AppendString(b, m.Topic)
+	b = jsonenc.AppendKey(b, m.Key)
 	if isRawJSON(m.Value) {
 		b = append(b, `,"value":`...)
 		b = append(b, m.Value...)
@@ -186,23 +188,12 @@ func appendLease(b []byte, l lease) []byte {
 		b = base64.StdEncoding.AppendEncode(b, m.Value)
 		b = append(b, '"')
 	}
-	if len(m.Headers) > 0 {
-		b = append(b, `,"headers":{`...)
-		for i, h := range m.Headers {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			str(h.Key)
-			b = append(b, ':')
-			str(string(h.Value))
-		}
-		b = append(b, '}')
-	}
+	b = jsonenc.AppendHeaders(b, m.Headers)
 	b = append(b, `,"receipt":`...)
-	str(l.receipt)
-	b = fmt.Appendf(b, `,"attempt":%d,"pushed_at":`, l.attempt)
-	str(time.Unix(0, m.Time).UTC().Format(time.RFC3339Nano))
-	return append(b, '}')
+	b = jsonenc.AppendString(b, l.receipt)
+	b = fmt.Appendf(b, `,"attempt":%d,"pushed_at":"`, l.attempt)
+	b = time.Unix(0, m.Time).UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...)
 }
 
 // isRawJSON reports whether v can be embedded as a JSON member and read
@@ -354,6 +345,17 @@ func (a *Agent) queueStats() []QueueStats {
 func (a *Agent) isQueue(name string) bool {
 	for _, q := range a.queues {
 		if q.spec.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// queueTakes reports whether some queue's topic globs match topic (the
+// routing half of queueTargets, without the backlog caps).
+func (a *Agent) queueTakes(topic string) bool {
+	for _, q := range a.queues {
+		if matchTopic(q.spec.Topics, topic) {
 			return true
 		}
 	}

@@ -56,20 +56,57 @@ type attemptRec struct {
 type logState struct {
 	acked    map[uint64]uint32
 	attempts map[uint64]attemptRec
+	// through: every record at or below it (sequence, and an epoch no
+	// later than its own) is resolved for the queue. A checkpoint keeps
+	// it because the spool cursor, which says the same, is persisted
+	// only every CursorSyncInterval: without it, a crash after a
+	// checkpoint and before the cursor's next persist would forget the
+	// acknowledgements the checkpoint superseded.
+	through qpos
+	// delays: messages nacked with a delay, until when (seq -> delay).
+	delays map[uint64]delayRec
+}
+
+// delayRec is a nack's delay: the message (at the attempt the nack gave
+// back) is not handed out before until.
+type delayRec struct {
+	seq     uint64
+	epoch   uint32
+	attempt uint32
+	until   int64 // unix nanoseconds
+}
+
+// qpos is a record position: the spool's sequence and the epoch it was
+// written in.
+type qpos struct {
+	seq   uint64
+	epoch uint32
+}
+
+// covers reports whether a record at (seq, epoch) is at or below p. A
+// sequence reused after a machine crash cut the spool's tail comes with a
+// later epoch than p's, so it is not covered.
+func (p qpos) covers(seq uint64, epoch uint32) bool {
+	return seq <= p.seq && epoch <= p.epoch
 }
 
 // Record types of the queue log.
 const (
 	qlogDelivered  = 'D'
 	qlogAcked      = 'A'
-	qlogCheckpoint = 'C'
+	qlogNacked     = 'N'
+	qlogCheckpoint = 'C' // resolved list, attempt list, then through (epoch, seq) and the delay list
 )
+
+func newLogState() logState {
+	return logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}, delays: map[uint64]delayRec{}}
+}
 
 // compactEvery is how many records the log takes before a checkpoint.
 const compactEvery = 10000
 
 func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, logState, error) {
-	st := logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}}
+	st := newLogState()
 	c, err := sp.Cursor("state", spool.CursorOptions{FromOldest: true})
 	if err != nil {
 		return nil, st, fmt.Errorf("queue log: %w", err)
@@ -109,6 +146,14 @@ func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, l
 			delete(st.attempts, s)
 		}
 	}
+	for s := range st.delays {
+		if s <= spoolAcked {
+			delete(st.delays, s)
+		}
+	}
+	if st.through.seq <= spoolAcked {
+		st.through = qpos{}
+	}
 	l.since.Store(int64(n))
 	return l, st, nil
 }
@@ -127,6 +172,16 @@ func (st *logState) apply(b []byte) {
 				if old, ok := st.attempts[r.seq]; !ok || old.epoch != r.epoch || old.attempt < r.attempt {
 					st.attempts[r.seq] = r
 				}
+				if dl, ok := st.delays[r.seq]; ok && (dl.epoch != r.epoch || dl.attempt < r.attempt) {
+					delete(st.delays, r.seq) // delivered again: the delay is over
+				}
+			}
+		}
+	case qlogNacked:
+		for n := d.uvarint(); n > 0 && !d.err; n-- {
+			r := decodeDelay(&d)
+			if _, done := st.acked[r.seq]; !done && !d.err {
+				st.delays[r.seq] = r
 			}
 		}
 	case qlogAcked:
@@ -135,11 +190,13 @@ func (st *logState) apply(b []byte) {
 			if !d.err {
 				st.acked[seq] = ep
 				delete(st.attempts, seq)
+				delete(st.delays, seq)
 			}
 		}
 	case qlogCheckpoint:
 		clear(st.acked)
 		clear(st.attempts)
+		clear(st.delays)
 		for n := d.uvarint(); n > 0 && !d.err; n-- {
 			ep, seq := uint32(d.uvarint()), d.uvarint()
 			st.acked[seq] = ep
@@ -148,7 +205,44 @@ func (st *logState) apply(b []byte) {
 			r := attemptRec{epoch: uint32(d.uvarint()), seq: d.uvarint(), attempt: uint32(d.uvarint())}
 			st.attempts[r.seq] = r
 		}
+		st.through = qpos{}
+		if len(d.b) > 0 && !d.err { // absent from checkpoints of earlier versions
+			p := qpos{epoch: uint32(d.uvarint()), seq: d.uvarint()}
+			if !d.err {
+				st.through = p
+			}
+		}
+		if len(d.b) > 0 && !d.err {
+			for n := d.uvarint(); n > 0 && !d.err; n-- {
+				if r := decodeDelay(&d); !d.err {
+					st.delays[r.seq] = r
+				}
+			}
+		}
 	}
+}
+
+func appendDelays(b []byte, recs []delayRec) []byte {
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	for _, r := range recs {
+		b = binary.AppendUvarint(b, uint64(r.epoch))
+		b = binary.AppendUvarint(b, r.seq)
+		b = binary.AppendUvarint(b, uint64(r.attempt))
+		b = binary.AppendVarint(b, r.until)
+	}
+	return b
+}
+
+func decodeDelay(d *decoder) delayRec {
+	r := delayRec{epoch: uint32(d.uvarint()), seq: d.uvarint(), attempt: uint32(d.uvarint())}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = true
+		return r
+	}
+	d.b = d.b[n:]
+	r.until = v
+	return r
 }
 
 func encodeAttempts(typ byte, recs []attemptRec, withAttempt bool) []byte {
@@ -231,6 +325,26 @@ func (l *queueLog) acked(recs []attemptRec, apply func()) error {
 	return nil
 }
 
+// nacked records nack delays, durably under the log's sync policy, behind
+// the attempt counts still queued (among them the delivery each delay
+// follows).
+func (l *queueLog) nacked(recs []delayRec) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.pendMu.Lock()
+	pend := l.pending
+	l.pending = nil
+	l.pendMu.Unlock()
+	b := appendDelays([]byte{qlogNacked}, recs)
+	batch := [][]byte{b}
+	if len(pend) > 0 {
+		batch = [][]byte{encodeAttempts(qlogDelivered, pend, true), b}
+	}
+	l.since.Add(int64(len(batch)))
+	_, err := l.sp.Append(context.Background(), batch...)
+	return err
+}
+
 // maybeCompact writes a checkpoint of snapshot() once enough records
 // accumulated, and lets the records before it go.
 func (l *queueLog) maybeCompact(snapshot func() logState) error {
@@ -254,6 +368,13 @@ func (l *queueLog) compact(snapshot func() logState) error {
 		att = append(att, r)
 	}
 	b = append(b, encodeAttempts(0, att, true)[1:]...)
+	b = binary.AppendUvarint(b, uint64(st.through.epoch))
+	b = binary.AppendUvarint(b, st.through.seq)
+	dls := make([]delayRec, 0, len(st.delays))
+	for _, r := range st.delays {
+		dls = append(dls, r)
+	}
+	b = appendDelays(b, dls)
 	id, err := l.sp.Append(context.Background(), b)
 	if err != nil {
 		return err

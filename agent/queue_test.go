@@ -304,3 +304,28 @@ func TestQueueLongPollsBounded(t *testing.T) {
 		t.Fatalf("waiting pulls got %d messages, want 2", n)
 	}
 }
+
+// TestQueueMalformedBodyTouchesNothing: "bad input 400 touching
+// nothing". A body that is not one JSON document (a second document, or
+// garbage after the first) is malformed, yet the decoder reads the first
+// document and the call takes effect.
+func TestQueueMalformedBodyTouchesNothing(t *testing.T) {
+	dir := t.TempDir()
+	ta := startAgent(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}))
+	pushKey(t, ta.url, "t", "", `{"n":1}`)
+	var got []pulled
+	waitFor(t, "a message", func() bool {
+		got = append(got, qcall(t, ta.url, "q", "pull", nil).Messages...)
+		return len(got) == 1
+	})
+	for _, tail := range []string{` {"receipts":"oops"`, `}`, `]`, ` x`, ` {}`} {
+		body := `{"receipts":["` + got[0].Receipt + `"]}` + tail
+		if r := qcall(t, ta.url, "q", "ack", body); r.status != 400 {
+			t.Errorf("ack with trailing %q: %d %+v, want 400", tail, r.status, r)
+		}
+	}
+	// Nothing was changed: the lease is still the consumer's.
+	if r := qcall(t, ta.url, "q", "extend", map[string]any{"receipts": receipts(got), "visibility": "1m"}); r.Extended != 1 {
+		t.Fatalf("the malformed ack acknowledged the message: extend %+v", r)
+	}
+}

@@ -3,11 +3,11 @@ package file
 import (
 	"encoding/base64"
 	"encoding/json"
-	"github.com/sluiceio/sluice/sink/internal/jsonenc"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"github.com/sluiceio/sluice/internal/jsonenc"
 	"github.com/sluiceio/sluice/sink"
 )
 
@@ -30,20 +30,8 @@ func AppendRecord(dst []byte, m *sink.Message) []byte {
 	dst = append(dst, `,"topic":`...)
 	dst = jsonenc.AppendString(dst, m.Topic)
 
-	if m.Key != nil {
-		if utf8.Valid(m.Key) {
-			dst = append(dst, `,"key":`...)
-			dst = jsonenc.AppendString(dst, m.Key)
-		} else {
-			dst = append(dst, `,"key_b64":"`...)
-			dst = base64.StdEncoding.AppendEncode(dst, m.Key)
-			dst = append(dst, '"')
-		}
-	}
-
-	if len(m.Headers) > 0 {
-		dst = appendHeaders(dst, m.Headers)
-	}
+	dst = jsonenc.AppendKey(dst, m.Key)
+	dst = jsonenc.AppendHeaders(dst, m.Headers)
 
 	switch {
 	case embeddable(m.Value):
@@ -67,39 +55,6 @@ func AppendRecord(dst []byte, m *sink.Message) []byte {
 		dst = strconv.AppendInt(dst, int64(m.Partition), 10)
 	}
 	return append(dst, '}', '\n')
-}
-
-// appendHeaders writes "headers" when every value is valid UTF-8, otherwise
-// "headers_b64" with every value base64-encoded, so that one object always
-// holds all headers in their original order.
-func appendHeaders(dst []byte, hs []sink.Header) []byte {
-	b64 := false
-	for i := range hs {
-		if !utf8.Valid(hs[i].Value) {
-			b64 = true
-			break
-		}
-	}
-	if b64 {
-		dst = append(dst, `,"headers_b64":{`...)
-	} else {
-		dst = append(dst, `,"headers":{`...)
-	}
-	for i := range hs {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = jsonenc.AppendString(dst, hs[i].Key)
-		dst = append(dst, ':')
-		if b64 {
-			dst = append(dst, '"')
-			dst = base64.StdEncoding.AppendEncode(dst, hs[i].Value)
-			dst = append(dst, '"')
-		} else {
-			dst = jsonenc.AppendString(dst, hs[i].Value)
-		}
-	}
-	return append(dst, '}')
 }
 
 // embeddable reports whether v can be copied into the line verbatim as the

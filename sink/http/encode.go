@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sluiceio/sluice/sink/internal/jsonenc"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/sluiceio/sluice/internal/jsonenc"
 	"github.com/sluiceio/sluice/sink"
 )
 

@@ -1,5 +1,7 @@
-// Package jsonenc appends JSON strings without allocating; shared by the
-// sinks that write JSON by hand (file/stdout and http).
+// Package jsonenc appends JSON strings, and message keys and headers that
+// keep their bytes (key_b64, headers_b64), without allocating; shared by
+// what writes messages as JSON by hand (the file/stdout and http sinks,
+// the agent's queue pulls).
 package jsonenc
 
 import "unicode/utf8"
