@@ -194,7 +194,7 @@ func FuzzRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := &Server{opts: o, log: o.Logger, pids: pids, dec: dec, m: newServerMetrics(o.Metrics),
+	s := &Server{opts: o, log: o.Logger, pids: pids, dec: dec, m: newServerMetrics(o.Metrics), decoded: newBudget(o.MaxInflightBytes),
 		acc: funcAcceptor{accept: func(msgs []agent.Message) (agent.Accepted, error) {
 			return agent.Accepted{IDs: make([]string, len(msgs)), First: 1}, nil
 		}}}

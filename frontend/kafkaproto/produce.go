@@ -23,17 +23,29 @@ type pending struct {
 }
 
 // produce validates every partition's batch, checks idempotent sequences,
-// spools all accepted batches of the request in one Accept (one group
+// spools the accepted batches of the request in one Accept (one group
 // commit) and answers with local offsets: the spool sequence of each
 // batch's first record. acks=0 gets no response.
+//
+// A request whose decoded batches do not fit in the in-flight budget
+// beside those of other requests is spooled in several Accepts (produceRun).
 func (s *Server) produce(h header, body []byte) (response, error) {
 	req, err := parseProduce(h.version, body)
 	if err != nil {
 		return nil, err
 	}
+	// A partition named twice in one request is refused (both times), as
+	// Kafka refuses duplicates with INVALID_REQUEST: each would be
+	// decoded and held, and its idempotent sequences are ambiguous.
+	seen := make(map[topicPartition]int)
+	for _, rt := range req.topics {
+		for _, rp := range rt.partitions {
+			seen[topicPartition{rt.name, rp.index}]++
+		}
+	}
 	resp := kmsg.NewPtrProduceResponse()
 	resp.Version = h.version
-	var todo []*pending
+	run := &produceRun{s: s}
 	for _, rt := range req.topics {
 		t := kmsg.NewProduceResponseTopic()
 		t.Topic = rt.name
@@ -48,12 +60,15 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 			p := &t.Partitions[i]
 			p.Default()
 			p.Partition, p.BaseOffset, p.LogAppendTime, p.LogStartOffset = rp.index, -1, -1, -1
+			tp := topicPartition{rt.name, rp.index}
 			code := int16(0)
 			switch {
 			case req.transactionalID != nil:
 				code = kerr.TransactionalIDAuthorizationFailed.Code
 			case req.acks != 0 && req.acks != 1 && req.acks != -1:
 				code = kerr.InvalidRequiredAcks.Code
+			case seen[tp] > 1:
+				code = kerr.InvalidRequest.Code
 			case errors.Is(routeErr, agent.ErrBadTopic):
 				code = kerr.InvalidTopicException.Code
 			case routeErr != nil:
@@ -62,6 +77,8 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 				code = kerr.LeaderNotAvailable.Code
 			case rp.index < 0 || rp.index >= n:
 				code = kerr.UnknownTopicOrPartition.Code
+			case !run.room():
+				code = kerr.NotEnoughReplicas.Code // shutting down
 			}
 			if code != 0 {
 				s.setError(p, code)
@@ -90,11 +107,11 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 				}
 			}
 			s.m.batch(b.codec)
-			todo = append(todo, &pending{resp: p, tp: topicPartition{rt.name, rp.index}, batch: b})
+			run.add(&pending{resp: p, tp: tp, batch: b})
 		}
 		resp.Topics = append(resp.Topics, t)
 	}
-	s.spool(todo)
+	run.flush()
 	for _, t := range resp.Topics {
 		for _, p := range t.Partitions {
 			if p.ErrorCode == kerr.NotEnoughReplicas.Code {
@@ -106,6 +123,46 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 		return nil, nil
 	}
 	return resp, nil
+}
+
+// produceRun holds the decoded batches of one Produce request until they
+// are spooled. Decoded bytes (batch.cost) count in the listener's decoded
+// budget (MaxInflightBytes over all connections): before each batch is
+// decoded there must be room for one more of MaxRequestBytes, else the
+// batches held so far are spooled (one Accept) and let go, and the run
+// waits, holding nothing, for others to let go of theirs. A request thus
+// holds at most the budget and one batch, however many partitions it
+// names, and never waits while it holds decoded bytes (no deadlock).
+type produceRun struct {
+	s    *Server
+	todo []*pending
+	held int64 // s.decoded bytes the batches of todo hold
+}
+
+// room makes room for decoding one more batch; false when the listener
+// is closing.
+func (r *produceRun) room() bool {
+	need := int64(r.s.opts.MaxRequestBytes)
+	if r.s.decoded.fits(need) {
+		return true
+	}
+	r.flush()
+	return r.s.decoded.wait(need)
+}
+
+func (r *produceRun) add(p *pending) {
+	r.s.decoded.add(p.batch.cost)
+	r.held += p.batch.cost
+	r.todo = append(r.todo, p)
+}
+
+// flush spools the batches held and lets go of them.
+func (r *produceRun) flush() {
+	if len(r.todo) > 0 {
+		r.s.spool(r.todo)
+	}
+	r.s.decoded.release(r.held)
+	r.todo, r.held = nil, 0
 }
 
 // spool runs the idempotence checks and appends the surviving batches.

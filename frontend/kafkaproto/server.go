@@ -117,9 +117,11 @@ type Server struct {
 	pids *producers
 	mir  *mirror
 	dec  *decompressor
-	mem  *budget
-	m    *serverMetrics
-	acc  agent.Acceptor
+	mem  *budget // request frames
+	// decoded bounds the decoded batches of Produce requests (produceRun).
+	decoded *budget
+	m       *serverMetrics
+	acc     agent.Acceptor
 
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{}
@@ -160,7 +162,7 @@ func Listen(o Options) (*Server, error) {
 	}
 	return &Server{opts: o, log: o.Logger, ln: ln, pids: pids, dec: dec, m: newServerMetrics(o.Metrics),
 		mir: openMirror(o.StateDir, o.MirrorTTL, 2*time.Second), mem: newBudget(o.MaxInflightBytes),
-		conns: map[net.Conn]struct{}{}}, nil
+		decoded: newBudget(o.MaxInflightBytes), conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Name implements agent.FrontEnd.
@@ -175,6 +177,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		err = s.ln.Close()
 		s.mem.close()
+		s.decoded.close()
 		s.mu.Lock()
 		s.closed = true
 		for c := range s.conns {
