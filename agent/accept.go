@@ -107,6 +107,10 @@ type Acceptor interface {
 	// Routable returns nil when some sink takes topic, else ErrBadTopic or
 	// ErrNoRoute (wrapped).
 	Routable(topic string) error
+	// MaxMessageBytes is the largest message value Accept takes
+	// (ErrTooLarge above): a front-end checks its messages against it to
+	// refuse only those at fault.
+	MaxMessageBytes() int
 	// ScanMeta calls fn, in spool order, for each message still in the
 	// spool that was appended at or after since and carries Meta, with its
 	// topic and spool sequence (what Accepted.First counts). meta is valid
@@ -146,6 +150,9 @@ func (a *Agent) Routable(topic string) error {
 	}
 	return fmt.Errorf("%w: %q", ErrNoRoute, topic)
 }
+
+// MaxMessageBytes implements Acceptor.
+func (a *Agent) MaxMessageBytes() int { return a.opts.MaxMessageBytes }
 
 // Accept implements Acceptor: the transport-neutral accept path (drain and
 // in-flight checks, routing and per-sink caps, one spool append).

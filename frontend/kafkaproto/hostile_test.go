@@ -141,7 +141,15 @@ func crc32c(b []byte) uint32 {
 
 // funcAcceptor is an agent.Acceptor made of functions.
 type funcAcceptor struct {
-	accept func(msgs []agent.Message) (agent.Accepted, error)
+	accept     func(msgs []agent.Message) (agent.Accepted, error)
+	maxMessage int // 0: 1 MiB
+}
+
+func (f funcAcceptor) MaxMessageBytes() int {
+	if f.maxMessage > 0 {
+		return f.maxMessage
+	}
+	return 1 << 20
 }
 
 func (f funcAcceptor) Accept(_ context.Context, msgs []agent.Message, _ agent.AcceptOptions) (agent.Accepted, error) {

@@ -20,6 +20,7 @@ type pending struct {
 	batch    batch
 	producer *producer // nil: not idempotent
 	first    int       // index of its first message in the request's messages
+	held     int64     // bytes of its keys and values
 }
 
 // produce validates every partition's batch, checks idempotent sequences,
@@ -97,6 +98,13 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 					s.setError(p, kerr.CorruptMessage.Code)
 				}
 				s.log.Debug("kafka listener: batch refused", "topic", rt.name, "partition", rp.index, "err", err)
+				continue
+			}
+			// Checked here, so that the record fails its own batch only
+			// (Accept would fail the whole request with it).
+			if size, max := largestValue(&b), s.acc.MaxMessageBytes(); size > max {
+				s.setError(p, kerr.MessageTooLarge.Code)
+				s.log.Debug("kafka listener: record over the message size limit", "topic", rt.name, "partition", rp.index, "bytes", size, "max", max)
 				continue
 			}
 			if max := s.upstreamMax(rt.name); max > 0 {
@@ -220,8 +228,9 @@ func (s *Server) spool(todo []*pending) {
 				m.Time = time.UnixMilli(r.timestamp)
 			}
 			msgs = append(msgs, m)
-			held += int64(len(r.key) + len(r.value))
+			p.held += int64(len(r.key) + len(r.value))
 		}
+		held += p.held
 		appended = append(appended, p)
 	}
 	if len(msgs) == 0 {
@@ -231,27 +240,60 @@ func (s *Server) spool(todo []*pending) {
 	// sequence: the outcome must be known, and the window recorded, before
 	// its producer lock is let go, or a retry of a batch that was spooled
 	// after all would be spooled again.
-	acc, err := s.acc.Accept(context.Background(), msgs, agent.AcceptOptions{HeldBytes: held, WaitOutcome: len(locked) > 0})
-	if err != nil {
-		code := acceptCode(err)
+	o := agent.AcceptOptions{HeldBytes: held, WaitOutcome: len(locked) > 0}
+	switch err := s.accept(msgs, appended, o); {
+	case err == nil:
+	case len(appended) > 1 && partitionError(err):
+		// One batch's error must not fail its neighbours: each on its own.
 		for _, p := range appended {
-			s.setError(p.resp, code)
+			o.HeldBytes = p.held
+			if err := s.accept(msgs[p.first:p.first+len(p.batch.records)], []*pending{p}, o); err != nil {
+				s.refuse([]*pending{p}, err)
+			}
 		}
-		if code == kerr.NotEnoughReplicas.Code || code == kerr.KafkaStorageError.Code {
-			s.log.Debug("kafka listener: produce refused", "err", err)
-		} else {
-			s.log.Warn("kafka listener: produce refused", "err", err)
-		}
-		return
+	default:
+		s.refuse(appended, err)
 	}
-	for _, p := range appended {
-		base := int64(acc.First) + int64(p.first)
+}
+
+// accept spools msgs, the messages of the batches ps (in order), in one
+// Accept and records their offsets; on an error nothing was recorded and it
+// is returned.
+func (s *Server) accept(msgs []agent.Message, ps []*pending, o agent.AcceptOptions) error {
+	acc, err := s.acc.Accept(context.Background(), msgs, o)
+	if err != nil {
+		return err
+	}
+	first := ps[0].first
+	for _, p := range ps {
+		base := int64(acc.First) + int64(p.first-first)
 		p.resp.BaseOffset = base
 		if pr := p.producer; pr != nil {
 			pr.record(p.tp, p.batch.producerEpoch, p.batch.firstSeq, int32(len(p.batch.records)), base)
 		}
 	}
 	s.m.records.Add(len(msgs))
+	return nil
+}
+
+// refuse answers every batch of ps with Accept's error err.
+func (s *Server) refuse(ps []*pending, err error) {
+	code := acceptCode(err)
+	for _, p := range ps {
+		s.setError(p.resp, code)
+	}
+	if code == kerr.NotEnoughReplicas.Code || code == kerr.KafkaStorageError.Code {
+		s.log.Debug("kafka listener: produce refused", "err", err)
+	} else {
+		s.log.Warn("kafka listener: produce refused", "err", err)
+	}
+}
+
+// partitionError reports whether Accept's error may be one batch's alone
+// (a message too large, a topic refused): the batches are then spooled one
+// by one, so that only the batches at fault get it.
+func partitionError(err error) bool {
+	return errors.Is(err, agent.ErrTooLarge) || errors.Is(err, agent.ErrBadTopic) || errors.Is(err, agent.ErrNoRoute)
 }
 
 func containsProducer(ps []*producer, p *producer) bool {
@@ -297,6 +339,16 @@ func (s *Server) upstreamMax(topic string) int {
 		return 0
 	}
 	return s.mir.maxBytes(topic)
+}
+
+// largestValue is the size of the largest record value of b (what
+// Accept checks against its message size limit).
+func largestValue(b *batch) int {
+	largest := 0
+	for i := range b.records {
+		largest = max(largest, len(b.records[i].value))
+	}
+	return largest
 }
 
 // recordOverhead is what a record costs upstream besides its key, value
