@@ -107,6 +107,12 @@ type Acceptor interface {
 	// Routable returns nil when some sink takes topic, else ErrBadTopic or
 	// ErrNoRoute (wrapped).
 	Routable(topic string) error
+	// Check returns nil when Accept would now take messages for topic:
+	// else Routable's errors, or ErrSpoolFull (wrapped) when a sink or
+	// queue the topic goes to is at its backlog cap with policy reject (a
+	// front-end refuses only that topic's messages). Accept may still
+	// refuse: the backlogs change.
+	Check(topic string) error
 	// MaxMessageBytes is the largest message value Accept takes
 	// (ErrTooLarge above): a front-end checks its messages against it to
 	// refuse only those at fault.
@@ -149,6 +155,17 @@ func (a *Agent) Routable(topic string) error {
 		}
 	}
 	return fmt.Errorf("%w: %q", ErrNoRoute, topic)
+}
+
+// Check implements Acceptor.
+func (a *Agent) Check(topic string) error {
+	if err := a.Routable(topic); err != nil {
+		return err
+	}
+	if _, e := a.targets(topic); e != nil {
+		return fmt.Errorf("%w: %s", ErrSpoolFull, e.msg)
+	}
+	return nil
 }
 
 // MaxMessageBytes implements Acceptor.

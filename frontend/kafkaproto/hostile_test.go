@@ -162,6 +162,8 @@ func (funcAcceptor) TopicInfo(context.Context, string) (agent.TopicInfo, error) 
 
 func (funcAcceptor) ScanMeta(time.Time, func(uint64, string, []byte)) error { return nil }
 
+func (f funcAcceptor) Check(topic string) error { return f.Routable(topic) }
+
 func (funcAcceptor) Routable(topic string) error {
 	if !sink.ValidTopic(topic) {
 		return fmt.Errorf("%w: %q", agent.ErrBadTopic, topic)

@@ -2,7 +2,9 @@ package kafkaproto
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluiceio/sluice/agent"
+	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/spool"
 )
 
 // produceCodes sends req and returns each topic's partitions' error codes.
@@ -115,5 +119,92 @@ func TestAcceptPartitionErrorSparesNeighbours(t *testing.T) {
 	}
 	if n := calls.Load(); n != 4 {
 		t.Errorf("%d Accept calls, want 4 (the request, then each batch)", n)
+	}
+}
+
+// TestFullSinkDoesNotBlockOtherTopics: sinks are isolated, and a dead
+// optional sink hits its own limit, never costing another topic's pushes.
+// Topic x goes to an optional sink that is down and at its backlog cap
+// (policy reject); topic y goes only to a healthy sink. A Produce request
+// carrying a batch for each spools y's batch and answers x's with
+// NOT_ENOUGH_REPLICAS: a producer's request carries whatever partitions
+// have data, so failing y with x's "spool full" would hold y back for as
+// long as x's sink is down.
+func TestFullSinkDoesNotBlockOtherTopics(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen(Options{Addr: "127.0.0.1:0", StateDir: filepath.Join(dir, "spool", "kafka"), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := newMemSink()
+	down := funcSink{write: func(ctx context.Context, _ []sink.Message) error {
+		return errors.New("upstream down") // transient: retried
+	}}
+	a, err := agent.New(agent.Options{
+		Spool: sp, DeadLetter: dl, Listen: "127.0.0.1:0", AdminListen: "-", Logger: quiet(), DrainTimeout: drainTimeout,
+		Sinks: []agent.SinkSpec{
+			{Name: "main", Sink: healthy.sink(), Topics: []string{"y"}, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond},
+			{Name: "dr", Sink: down, Topics: []string{"x"}, MaxBacklogBytes: 4 << 10, BacklogPolicy: "reject", RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond},
+		},
+		FrontEnds: []agent.FrontEnd{srv},
+	})
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-a.Ready()
+
+	c := dial(t, srv.Addr())
+	// Fill x's sink backlog to its cap.
+	for i := 0; ; i++ {
+		p := c.produce("x", 0, recordBatch(-1, -1, 0, 0, string(make([]byte, 1000))))
+		if p.ErrorCode == kerr.NotEnoughReplicas.Code {
+			break
+		}
+		if p.ErrorCode != 0 || i > 100 {
+			t.Fatalf("filling x: %v after %d batches", kerr.ErrorForCode(p.ErrorCode), i)
+		}
+	}
+	req := produceReq("x", 0, -1, recordBatch(-1, -1, 0, 0, "x-more"))
+	addPartition(req, "y", 0, recordBatch(-1, -1, 0, 0, "y-innocent"))
+	got := produceCodes(t, srv.Addr(), req)
+	if got["x"][0] != kerr.NotEnoughReplicas.Code {
+		t.Errorf("x (its sink at its cap): %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(got["x"][0]))
+	}
+	if got["y"][0] != 0 {
+		t.Fatalf("y (a healthy sink) got %v because of x's sink", kerr.ErrorForCode(got["y"][0]))
+	}
+	healthy.wait(t, 1)
+}
+
+// TestAcceptSpoolFullSparesOtherTopics: a topic's sink that reaches its
+// cap between the listener's check and Accept fails that topic's batches
+// only.
+func TestAcceptSpoolFullSparesOtherTopics(t *testing.T) {
+	srv := serveWith(t, funcAcceptor{accept: func(msgs []agent.Message) (agent.Accepted, error) {
+		for _, m := range msgs {
+			if m.Topic == "x" {
+				return agent.Accepted{}, fmt.Errorf("%w: backlog of sink dr is at its cap", agent.ErrSpoolFull)
+			}
+		}
+		return agent.Accepted{IDs: make([]string, len(msgs)), First: 1}, nil
+	}}, Options{})
+	req := produceReq("x", 0, -1, recordBatch(-1, -1, 0, 0, "x"))
+	addPartition(req, "y", 0, recordBatch(-1, -1, 0, 0, "y"))
+	got := produceCodes(t, srv.Addr(), req)
+	if got["x"][0] != kerr.NotEnoughReplicas.Code || got["y"][0] != 0 {
+		t.Errorf("x: %v (want NOT_ENOUGH_REPLICAS), y: %v (want none)", kerr.ErrorForCode(got["x"][0]), kerr.ErrorForCode(got["y"][0]))
 	}
 }

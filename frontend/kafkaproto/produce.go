@@ -51,7 +51,9 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 		t := kmsg.NewProduceResponseTopic()
 		t.Topic = rt.name
 		t.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.partitions))
-		routeErr := s.acc.Routable(rt.name)
+		// Checked per topic, so that a topic whose sink is at its backlog
+		// cap fails its own partitions only.
+		routeErr := s.acc.Check(rt.name)
 		var n int32
 		var countErr error
 		if routeErr == nil {
@@ -72,6 +74,8 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 				code = kerr.InvalidRequest.Code
 			case errors.Is(routeErr, agent.ErrBadTopic):
 				code = kerr.InvalidTopicException.Code
+			case errors.Is(routeErr, agent.ErrSpoolFull):
+				code = kerr.NotEnoughReplicas.Code
 			case routeErr != nil:
 				code = kerr.UnknownTopicOrPartition.Code
 			case countErr != nil:
@@ -243,7 +247,7 @@ func (s *Server) spool(todo []*pending) {
 	o := agent.AcceptOptions{HeldBytes: held, WaitOutcome: len(locked) > 0}
 	switch err := s.accept(msgs, appended, o); {
 	case err == nil:
-	case len(appended) > 1 && partitionError(err):
+	case len(appended) > 1 && partitionError(err, appended):
 		// One batch's error must not fail its neighbours: each on its own.
 		for _, p := range appended {
 			o.HeldBytes = p.held
@@ -289,11 +293,22 @@ func (s *Server) refuse(ps []*pending, err error) {
 	}
 }
 
-// partitionError reports whether Accept's error may be one batch's alone
-// (a message too large, a topic refused): the batches are then spooled one
-// by one, so that only the batches at fault get it.
-func partitionError(err error) bool {
-	return errors.Is(err, agent.ErrTooLarge) || errors.Is(err, agent.ErrBadTopic) || errors.Is(err, agent.ErrNoRoute)
+// partitionError reports whether Accept's error for the batches ps may be
+// some batches' alone (a message too large, a topic refused, a topic's
+// sink at its backlog cap when ps span several topics): the batches are
+// then spooled one by one, so that only those at fault get it.
+func partitionError(err error, ps []*pending) bool {
+	switch {
+	case errors.Is(err, agent.ErrTooLarge), errors.Is(err, agent.ErrBadTopic), errors.Is(err, agent.ErrNoRoute):
+		return true
+	case errors.Is(err, agent.ErrSpoolFull):
+		for _, p := range ps {
+			if p.tp.topic != ps[0].tp.topic {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func containsProducer(ps []*producer, p *producer) bool {
