@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -123,5 +124,61 @@ func TestRepeatedPartitionRefused(t *testing.T) {
 	}
 	if got := e.sink.wait(t, 1); string(got[0].Value) != "other" {
 		t.Errorf("spooled %q, want \"other\"", got[0].Value)
+	}
+}
+
+// TestMetadataResponseBounded: memory per request is bounded (requests
+// other than Produce are at most 256 KiB). A Metadata request naming the
+// same topic many times is answered once per topic, as a broker does, not
+// once per name with every partition each time (a ~120 KiB request would
+// make a response hundreds of times larger, per connection).
+func TestMetadataResponseBounded(t *testing.T) {
+	const maxInflight = 4 << 20
+	e := start(t, t.TempDir(), Options{MaxInflightBytes: maxInflight, Partitions: map[string]int32{"t": 64}})
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version = 4
+	for range 40000 {
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr("t")
+		req.Topics = append(req.Topics, mt)
+	}
+	reqBytes := len(frame(req, 1))
+	if reqBytes > maxControlBytes {
+		t.Fatalf("request of %d bytes over the control limit", reqBytes)
+	}
+	c := dial(t, e.srv.Addr())
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	c.request(req, resp)
+	t.Logf("a %d-byte Metadata request got %d topics", reqBytes, len(resp.Topics))
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 64 {
+		t.Fatalf("a Metadata request naming one topic %d times got %d topics, want 1 (of 64 partitions)", len(req.Topics), len(resp.Topics))
+	}
+}
+
+// TestMetadataPartitionLimit: a Metadata request naming distinct topics
+// whose partitions together are over maxMetadataPartitions closes the
+// connection instead of building the response; one under it is answered.
+func TestMetadataPartitionLimit(t *testing.T) {
+	const perTopic = 1000
+	e := start(t, t.TempDir(), Options{DefaultPartitions: perTopic})
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version = 4
+	for i := range maxMetadataPartitions/perTopic + 1 {
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr(fmt.Sprintf("t%d", i))
+		req.Topics = append(req.Topics, mt)
+	}
+	c := dial(t, e.srv.Addr())
+	c.corr++
+	c.send(frame(req, c.corr))
+	if !c.closed() {
+		t.Fatalf("a Metadata request for %d partitions was answered", len(req.Topics)*perTopic)
+	}
+	req.Topics = req.Topics[:maxMetadataPartitions/perTopic]
+	c = dial(t, e.srv.Addr())
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	c.request(req, resp)
+	if len(resp.Topics) != len(req.Topics) {
+		t.Fatalf("%d topics answered, want %d", len(resp.Topics), len(req.Topics))
 	}
 }
