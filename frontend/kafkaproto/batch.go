@@ -43,6 +43,8 @@ type batch struct {
 	// frame: decompressed bytes, records and headers (recordCost,
 	// headerCost), and the agent.Messages made of the records.
 	cost int64
+	// values is the bytes of its records' keys and values.
+	values int64
 }
 
 // What a decoded record and header cost in memory beside their bytes: the
@@ -136,6 +138,7 @@ func decodeBatch(raw []byte, dec *decompressor) (batch, error) {
 			r.timestamp = -1 // no timestamp: the push time is used
 		}
 		b.cost += int64(len(r.headers)) * headerCost
+		b.values += int64(len(r.key) + len(r.value))
 	}
 	if len(body) != 0 {
 		return b, fmt.Errorf("%w: %d bytes after the last record", errCorrupt, len(body))

@@ -41,6 +41,7 @@ func TestHostileInput(t *testing.T) {
 			b := frame(produceReq("t", 0, -1, recordBatch(-1, -1, 0, 0, "v")), 1)
 			return append(b[:20], bytes.Repeat([]byte{0xff}, len(b)-20)...)
 		}(),
+		"produce over MaxProduceBytes": {0x06, 0x40, 0x00, 0x01, 0, 0, 0, 7},
 		"large control request": func() []byte {
 			b := make([]byte, 4+maxControlBytes+1)
 			binary.BigEndian.PutUint32(b, uint32(maxControlBytes+1))
@@ -100,6 +101,7 @@ func TestHostileInput(t *testing.T) {
 	}{
 		{"crc mismatch", "t", 0, corrupt, kerr.CorruptMessage},
 		{"decompression bomb", "t", 0, bomb, kerr.MessageTooLarge},
+		{"uncompressed batch over the limit", "t", 0, recordBatch(-1, -1, 0, 0, string(make([]byte, 64<<10))), kerr.MessageTooLarge},
 		{"record count over the bytes", "t", 0, badCount, kerr.CorruptMessage},
 		{"length mismatch", "t", 0, partial, kerr.CorruptMessage},
 		{"two batches", "t", 0, append(recordBatch(-1, -1, 0, 0, "a"), recordBatch(-1, -1, 0, 0, "b")...), kerr.CorruptMessage},

@@ -3,13 +3,16 @@ package kafkaproto
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluiceio/sluice/agent"
@@ -181,4 +184,67 @@ func TestMetadataPartitionLimit(t *testing.T) {
 	if len(resp.Topics) != len(req.Topics) {
 		t.Fatalf("%d topics answered, want %d", len(resp.Topics), len(req.Topics))
 	}
+}
+
+// TestLargeProduceRequestFromFranzGo: real clients work unchanged but for
+// the address, and spool pressure is an error or a wait, never a hang. A
+// franz-go producer with a backlog over many partitions packs full batches
+// into one Produce request up to its BrokerMaxWriteBytes (100 MiB, a
+// broker's socket.request.max.bytes); a listener that closes connections
+// for frames over 16 MiB makes it send the same request forever (franz-go
+// has no delivery timeout by default). Every record must be acknowledged.
+func TestLargeProduceRequestFromFranzGo(t *testing.T) {
+	const parts = 24
+	e := start(t, t.TempDir(), Options{Partitions: map[string]int32{"t": parts}})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.srv.Addr()), kgo.DefaultProduceTopic("t"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	value := bytes.Repeat([]byte("x"), 90<<10)
+	for p := range parts {
+		for range 10 { // ~900 KiB per partition: one full batch each
+			recs = append(recs, &kgo.Record{Partition: int32(p), Value: value})
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cl.ProduceSync(context.Background(), recs...).FirstErr() }()
+	select {
+	case err := <-done:
+		cl.Close()
+		if err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		bad := e.srv.m.badRequests.Get()
+		cl.Close() // fails the buffered records, ends ProduceSync
+		<-done
+		t.Fatalf("%d records of %d KiB over %d partitions (~%d MiB) got no answer in 60 s; the listener closed %d connections",
+			len(recs), len(value)>>10, parts, len(recs)*len(value)>>20, bad)
+	}
+	e.sink.wait(t, len(recs))
+}
+
+// TestProduceFrameOverBudget: a Produce request larger than the whole
+// in-flight budget is read once it is alone, and spooled in parts of at
+// most MaxRequestBytes of messages: every batch is acknowledged.
+func TestProduceFrameOverBudget(t *testing.T) {
+	const parts = 6
+	e := start(t, t.TempDir(), Options{MaxRequestBytes: 1 << 20, MaxInflightBytes: 4 << 20, Partitions: map[string]int32{"t": parts}})
+	value := string(make([]byte, 900<<10))
+	req := produceReq("t", 0, -1, recordBatch(-1, -1, 0, 0, value))
+	for p := int32(1); p < parts; p++ {
+		addPartition(req, "t", p, recordBatch(-1, -1, 0, 0, value))
+	}
+	if n := len(frame(req, 1)); n <= 4<<20 {
+		t.Fatalf("frame of %d bytes is within the budget", n)
+	}
+	for p, code := range produceCodes(t, e.srv.Addr(), req)["t"] {
+		if code != 0 {
+			t.Errorf("partition %d: %v", p, kerr.ErrorForCode(code))
+		}
+	}
+	e.sink.wait(t, parts)
 }

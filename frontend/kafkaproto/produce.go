@@ -145,10 +145,16 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 // waits, holding nothing, for others to let go of theirs. A request thus
 // holds at most the budget and one batch, however many partitions it
 // names, and never waits while it holds decoded bytes (no deadlock).
+//
+// The batches are also spooled in parts of at most MaxRequestBytes of
+// keys and values (one batch may be that large), which Accept counts in
+// the agent's in-flight budget: a request larger than that budget (up to
+// MaxProduceBytes) still gets spooled.
 type produceRun struct {
-	s    *Server
-	todo []*pending
-	held int64 // s.decoded bytes the batches of todo hold
+	s      *Server
+	todo   []*pending
+	held   int64 // s.decoded bytes the batches of todo hold
+	values int64 // bytes of the keys and values of todo
 }
 
 // room makes room for decoding one more batch; false when the listener
@@ -163,8 +169,12 @@ func (r *produceRun) room() bool {
 }
 
 func (r *produceRun) add(p *pending) {
+	if r.values+p.batch.values > int64(r.s.opts.MaxRequestBytes) {
+		r.flush()
+	}
 	r.s.decoded.add(p.batch.cost)
 	r.held += p.batch.cost
+	r.values += p.batch.values
 	r.todo = append(r.todo, p)
 }
 
@@ -174,7 +184,7 @@ func (r *produceRun) flush() {
 		r.s.spool(r.todo)
 	}
 	r.s.decoded.release(r.held)
-	r.todo, r.held = nil, 0
+	r.todo, r.held, r.values = nil, 0, 0
 }
 
 // spool runs the idempotence checks and appends the surviving batches.
