@@ -3,6 +3,7 @@ package kafkaproto
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -109,6 +110,13 @@ func (s *Server) produce(h header, body []byte) (response, error) {
 			if size, max := largestValue(&b), s.acc.MaxMessageBytes(); size > max {
 				s.setError(p, kerr.MessageTooLarge.Code)
 				s.log.Debug("kafka listener: record over the message size limit", "topic", rt.name, "partition", rp.index, "bytes", size, "max", max)
+				continue
+			}
+			if i, err := badID(&b); err != nil {
+				s.setError(p, kerr.InvalidRecord.Code)
+				msg := fmt.Sprintf("record %d: %v", i, err)
+				p.ErrorMessage = &msg
+				s.log.Debug("kafka listener: batch refused", "topic", rt.name, "partition", rp.index, "err", msg)
 				continue
 			}
 			if max := s.upstreamMax(rt.name); max > 0 {
@@ -309,7 +317,7 @@ func (s *Server) refuse(ps []*pending, err error) {
 // then spooled one by one, so that only those at fault get it.
 func partitionError(err error, ps []*pending) bool {
 	switch {
-	case errors.Is(err, agent.ErrTooLarge), errors.Is(err, agent.ErrBadTopic), errors.Is(err, agent.ErrNoRoute):
+	case errors.Is(err, agent.ErrTooLarge), errors.Is(err, agent.ErrBadTopic), errors.Is(err, agent.ErrNoRoute), errors.Is(err, agent.ErrBadID):
 		return true
 	case errors.Is(err, agent.ErrSpoolFull):
 		for _, p := range ps {
@@ -344,6 +352,8 @@ func acceptCode(err error) int16 {
 		return kerr.MessageTooLarge.Code
 	case errors.Is(err, agent.ErrBadTopic):
 		return kerr.InvalidTopicException.Code
+	case errors.Is(err, agent.ErrBadID):
+		return kerr.InvalidRecord.Code
 	case errors.Is(err, agent.ErrNoRoute):
 		return kerr.UnknownTopicOrPartition.Code
 	}
@@ -364,6 +374,17 @@ func (s *Server) upstreamMax(topic string) int {
 		return 0
 	}
 	return s.mir.maxBytes(topic)
+}
+
+// badID returns the first record of b whose sluice-id header Accept
+// refuses (agent.ChainedID), with the reason.
+func badID(b *batch) (int, error) {
+	for i := range b.records {
+		if _, _, err := agent.ChainedID(b.records[i].headers); err != nil {
+			return i, err
+		}
+	}
+	return 0, nil
 }
 
 // largestValue is the size of the largest record value of b (what
