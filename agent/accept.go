@@ -31,6 +31,9 @@ var (
 	// ErrTooLarge: a message is over the message size limit, or the
 	// request over the spool's record limit. Permanent.
 	ErrTooLarge = errors.New("agent: message too large")
+	// ErrBadID: a message's sluice-id header (a chained id) is not 1–128
+	// printable ASCII bytes, or there are several. Permanent.
+	ErrBadID = errors.New("agent: invalid sluice-id header")
 	// ErrIO: the spool failed to write. The agent repairs the spool; the
 	// caller may retry.
 	ErrIO = errors.New("agent: spool i/o error")
@@ -107,6 +110,16 @@ type Acceptor interface {
 	// Routable returns nil when some sink takes topic, else ErrBadTopic or
 	// ErrNoRoute (wrapped).
 	Routable(topic string) error
+	// Check returns nil when Accept would now take messages for topic:
+	// else Routable's errors, or ErrSpoolFull (wrapped) when a sink or
+	// queue the topic goes to is at its backlog cap with policy reject (a
+	// front-end refuses only that topic's messages). Accept may still
+	// refuse: the backlogs change.
+	Check(topic string) error
+	// MaxMessageBytes is the largest message value Accept takes
+	// (ErrTooLarge above): a front-end checks its messages against it to
+	// refuse only those at fault.
+	MaxMessageBytes() int
 	// ScanMeta calls fn, in spool order, for each message still in the
 	// spool that was appended at or after since and carries Meta, with its
 	// topic and spool sequence (what Accepted.First counts). meta is valid
@@ -149,6 +162,20 @@ func (a *Agent) Routable(topic string) error {
 	}
 	return fmt.Errorf("%w: %q", ErrNoRoute, topic)
 }
+
+// Check implements Acceptor.
+func (a *Agent) Check(topic string) error {
+	if err := a.Routable(topic); err != nil {
+		return err
+	}
+	if _, e := a.targets(topic); e != nil {
+		return fmt.Errorf("%w: %s", ErrSpoolFull, e.msg)
+	}
+	return nil
+}
+
+// MaxMessageBytes implements Acceptor.
+func (a *Agent) MaxMessageBytes() int { return a.opts.MaxMessageBytes }
 
 // Accept implements Acceptor: the transport-neutral accept path (drain and
 // in-flight checks, routing and per-sink caps, one spool append).
@@ -200,7 +227,10 @@ func (a *Agent) Accept(ctx context.Context, in []Message, o AcceptOptions) (Acce
 			t = m.Time.UnixNano()
 		}
 		msgs[i] = Msg{Time: t, Partition: m.Partition, Topic: m.Topic, Key: m.Key, Sinks: lastSinks, Headers: m.Headers, Value: m.Value, Meta: m.Meta}
-		msgs[i].ID, msgs[i].Headers = chainedID(m.Headers)
+		var err error
+		if msgs[i].ID, msgs[i].Headers, err = ChainedID(m.Headers); err != nil {
+			return Accepted{}, fmt.Errorf("message %d: %w", i, err)
+		}
 		size += encodedSize(&msgs[i])
 	}
 	batch := spool.NewBatch(len(msgs), size)
@@ -291,16 +321,29 @@ func acceptCode(err error) string {
 	return "io_error"
 }
 
-// chainedID takes a sluice-id header out of hs: a message that already
-// carries one (from another agent) keeps it as its id.
-func chainedID(hs []sink.Header) (string, []sink.Header) {
+// ChainedID takes the sluice-id header out of hs: a message that already
+// carries one (from another agent) keeps it as its id. As for HTTP's "id",
+// the id must be 1–128 printable ASCII bytes, and there may be one only:
+// else ErrBadID (wrapped). Without one, it returns "" and hs.
+func ChainedID(hs []sink.Header) (string, []sink.Header, error) {
+	at := -1
 	for i, h := range hs {
-		if h.Key == sink.IDHeader {
-			out := append(append(make([]sink.Header, 0, len(hs)-1), hs[:i]...), hs[i+1:]...)
-			return string(h.Value), out
+		if h.Key != sink.IDHeader {
+			continue
 		}
+		if at >= 0 {
+			return "", hs, fmt.Errorf("%w: more than one", ErrBadID)
+		}
+		if !validID(string(h.Value)) {
+			return "", hs, fmt.Errorf("%w: %d bytes, not 1-128 printable ASCII", ErrBadID, len(h.Value))
+		}
+		at = i
 	}
-	return "", hs
+	if at < 0 {
+		return "", hs, nil
+	}
+	out := append(append(make([]sink.Header, 0, len(hs)-1), hs[:at]...), hs[at+1:]...)
+	return string(hs[at].Value), out, nil
 }
 
 // append appends batch; with outcome, a timed-out append waits for its real

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"unsafe"
 
+	"github.com/sluiceio/sluice/agent"
 	"github.com/sluiceio/sluice/sink"
 )
 
@@ -37,7 +39,20 @@ type batch struct {
 	firstSeq      int32
 	codec         int
 	records       []record
+	// cost is the memory the decoded batch holds beside the request
+	// frame: decompressed bytes, records and headers (recordCost,
+	// headerCost), and the agent.Messages made of the records.
+	cost int64
+	// values is the bytes of its records' keys and values.
+	values int64
 }
+
+// What a decoded record and header cost in memory beside their bytes: the
+// record, the agent.Message made of it, each header.
+var (
+	recordCost = int64(unsafe.Sizeof(record{}) + unsafe.Sizeof(agent.Message{}))
+	headerCost = int64(unsafe.Sizeof(sink.Header{}))
+)
 
 // record is one decoded record; its slices alias the (decompressed) batch.
 type record struct {
@@ -49,7 +64,8 @@ type record struct {
 
 // decodeBatch validates one record batch (exactly one: Produce v3+ sends
 // one per partition): sizes, magic, CRC32C, attributes, codec, offset
-// deltas; then decompresses (bounded) and decodes its records.
+// deltas; then decompresses (at most dec.max bytes) and decodes its
+// records, the batch costing at most 2*dec.max in all (errTooBig).
 func decodeBatch(raw []byte, dec *decompressor) (batch, error) {
 	var b batch
 	if len(raw) < 17 {
@@ -89,6 +105,9 @@ func decodeBatch(raw []byte, dec *decompressor) (batch, error) {
 	if n <= 0 || lastOffsetDelta != n-1 || (codec == codecNone && int64(n)*7 > int64(len(body))) {
 		return b, fmt.Errorf("%w: %d records, last offset delta %d", errCorrupt, n, lastOffsetDelta)
 	}
+	if codec == codecNone && len(body) > dec.max {
+		return b, fmt.Errorf("%w: %d bytes", errTooBig, len(body))
+	}
 	body, err := dec.decompress(codec, body)
 	if errors.Is(err, errTooBig) {
 		return b, err
@@ -98,17 +117,28 @@ func decodeBatch(raw []byte, dec *decompressor) (batch, error) {
 	if int64(n)*7 > int64(len(body)) {
 		return b, fmt.Errorf("%w: %d records in %d bytes", errCorrupt, n, len(body))
 	}
+	limit := 2 * int64(dec.max)
+	if codec != codecNone {
+		b.cost = int64(len(body))
+	}
+	if b.cost += int64(n) * recordCost; b.cost > limit {
+		return b, fmt.Errorf("%w: %d records", errTooBig, n)
+	}
 	b.records = make([]record, n)
 	for i := range b.records {
 		r := &b.records[i]
 		var delta int64
-		if body, delta, err = decodeRecord(body, int32(i), r); err != nil {
+		if body, delta, err = decodeRecord(body, int32(i), r, (limit-b.cost)/headerCost); errors.Is(err, errTooBig) {
+			return b, fmt.Errorf("%w: headers of record %d", err, i)
+		} else if err != nil {
 			return b, fmt.Errorf("%w: record %d: %v", errCorrupt, i, err)
 		}
 		r.timestamp = firstTS + delta
 		if firstTS < 0 || attrs&attrLogAppendTime != 0 {
 			r.timestamp = -1 // no timestamp: the push time is used
 		}
+		b.cost += int64(len(r.headers)) * headerCost
+		b.values += int64(len(r.key) + len(r.value))
 	}
 	if len(body) != 0 {
 		return b, fmt.Errorf("%w: %d bytes after the last record", errCorrupt, len(body))
@@ -118,8 +148,8 @@ func decodeBatch(raw []byte, dec *decompressor) (batch, error) {
 
 // decodeRecord decodes the record at the start of b (varint length, then
 // attributes, timestamp delta, offset delta, key, value, headers) and
-// returns the rest of b.
-func decodeRecord(b []byte, offsetDelta int32, r *record) ([]byte, int64, error) {
+// returns the rest of b. More than maxHeaders headers: errTooBig.
+func decodeRecord(b []byte, offsetDelta int32, r *record, maxHeaders int64) ([]byte, int64, error) {
 	l, n := binary.Varint(b)
 	if n <= 0 || l < 0 || l > int64(len(b)-n) {
 		return nil, 0, errors.New("bad record length")
@@ -136,6 +166,9 @@ func decodeRecord(b []byte, offsetDelta int32, r *record) ([]byte, int64, error)
 	nh := d.varint()
 	if nh < 0 || nh > int64(len(d.b)/2) { // a header takes at least 2 bytes
 		return nil, 0, fmt.Errorf("bad header count %d", nh)
+	}
+	if nh > maxHeaders {
+		return nil, 0, fmt.Errorf("%w: %d headers", errTooBig, nh)
 	}
 	if nh > 0 {
 		r.headers = make([]sink.Header, nh)

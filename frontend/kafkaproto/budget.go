@@ -33,6 +33,33 @@ func (b *budget) acquire(n int64) bool {
 	return true
 }
 
+// wait waits, holding nothing of the budget, until n more bytes fit or
+// nothing is in use (false once the budget is closed). It takes nothing:
+// the caller adds what it then holds (add), which may go past max by what
+// it adds.
+func (b *budget) wait(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.used > 0 && b.used+n > b.max {
+		b.cond.Wait()
+	}
+	return !b.closed
+}
+
+// fits reports whether n more bytes fit now.
+func (b *budget) fits(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used+n <= b.max
+}
+
+// add counts n bytes held, whether or not they fit.
+func (b *budget) add(n int64) {
+	b.mu.Lock()
+	b.used += n
+	b.mu.Unlock()
+}
+
 func (b *budget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n

@@ -4,7 +4,9 @@
 //
 // It answers ApiVersions, Metadata, Produce (record batch v2) and
 // InitProducerId, and spools each accepted batch through the agent's
-// accept path (agent.Acceptor) in one group commit per request. The
+// accept path (agent.Acceptor) in one group commit per request (several
+// for a request of more than MaxRequestBytes of messages, or whose decoded
+// batches do not fit in the in-flight budget beside others'). The
 // answer to acks 1 and -1 leaves after the fsync of that commit; acks 0
 // gets no answer. The listener advertises itself as the only broker (node
 // 0), leader of every partition.
@@ -38,17 +40,26 @@
 //     with the transactional or control bit INVALID_TXN_STATE. Consumers get
 //     TOPIC_AUTHORIZATION_FAILED (Fetch) or GROUP_AUTHORIZATION_FAILED
 //     (FindCoordinator); other APIs close the connection.
-//   - Spool full or draining: NOT_ENOUGH_REPLICAS (retriable) with a
-//     throttle time; append timeout: REQUEST_TIMED_OUT; disk full or i/o
-//     error: KAFKA_STORAGE_ERROR; a record over the message limit:
-//     MESSAGE_TOO_LARGE; a topic no sink takes: UNKNOWN_TOPIC_OR_PARTITION.
+//   - Every partition succeeds or fails on its own. Spool full or
+//     draining: NOT_ENOUGH_REPLICAS (retriable) with a throttle time, also
+//     for the partitions (only) of a topic whose sink is at its backlog
+//     cap; append timeout: REQUEST_TIMED_OUT; disk full or i/o error:
+//     KAFKA_STORAGE_ERROR; a record over the message limit or a batch over
+//     MaxRequestBytes: MESSAGE_TOO_LARGE; a record whose sluice-id header is
+//     not 1-128 printable ASCII (or is repeated): INVALID_RECORD; a
+//     partition named twice in one request: INVALID_REQUEST; a topic no
+//     sink takes: UNKNOWN_TOPIC_OR_PARTITION.
 //
-// Hostile input: frames over MaxRequestBytes (256 KiB for requests other
-// than Produce), malformed requests, unknown APIs and versions close the
-// connection; a corrupt batch (CRC32C, lengths, magic, offset deltas,
-// codec) is refused with CORRUPT_MESSAGE; decompression stops at
-// MaxRequestBytes. Nothing is allocated in proportion to a length the peer
-// claims beyond the bytes it sent.
+// Hostile input: Produce frames over MaxProduceBytes (100 MiB), other
+// requests over 256 KiB, malformed requests, unknown APIs and versions,
+// and a Metadata request whose answer would list more than 65,536
+// partitions close the connection; a corrupt batch (CRC32C, lengths,
+// magic, offset deltas, codec) is refused with CORRUPT_MESSAGE;
+// decompression stops at MaxRequestBytes. Request frames, and apart from
+// them the decoded batches of Produce requests, each stay within
+// MaxInflightBytes over all connections (but for one frame alone, and one
+// batch per request being decoded). Nothing is allocated in proportion to
+// a length the peer claims beyond the bytes it sent.
 //
 // Usage:
 //

@@ -103,7 +103,7 @@ func (s *Server) handle(c net.Conn, h header, body []byte) (response, error) {
 	}
 	switch req := req.(type) {
 	case *kmsg.MetadataRequest:
-		return s.metadata(c, req), nil
+		return s.metadata(c, req)
 	case *kmsg.InitProducerIDRequest:
 		return s.initProducerID(req), nil
 	case *kmsg.FindCoordinatorRequest:
@@ -171,10 +171,19 @@ func (s *Server) partitions(topic string) (n int32, explicit bool, err error) {
 	return 1, false, nil
 }
 
+// maxMetadataPartitions bounds the partitions one Metadata response lists
+// (about 40 bytes each): a request naming many topics with many partitions
+// closes the connection instead of making a response hundreds of times its
+// size.
+const maxMetadataPartitions = 1 << 16
+
+// errMetadataTooLarge closes the connection: see maxMetadataPartitions.
+var errMetadataTooLarge = errors.New("metadata response over the partition limit")
+
 // metadata advertises the listener as the only broker (node 0, the address
 // the client reached), leader of every partition of every topic a sink
-// takes.
-func (s *Server) metadata(c net.Conn, req *kmsg.MetadataRequest) response {
+// takes. A topic named several times is answered once, as a broker does.
+func (s *Server) metadata(c net.Conn, req *kmsg.MetadataRequest) (response, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	host, port := "127.0.0.1", int32(0)
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
@@ -196,12 +205,15 @@ func (s *Server) metadata(c net.Conn, req *kmsg.MetadataRequest) response {
 		}
 		sort.Strings(names)
 	} else {
+		seen := make(map[string]bool, min(len(req.Topics), 64))
 		for _, t := range req.Topics {
-			if t.Topic != nil {
+			if t.Topic != nil && !seen[*t.Topic] {
+				seen[*t.Topic] = true
 				names = append(names, *t.Topic)
 			}
 		}
 	}
+	listed := 0
 	for _, name := range names {
 		t := kmsg.NewMetadataResponseTopic()
 		t.Topic = &name
@@ -219,6 +231,9 @@ func (s *Server) metadata(c net.Conn, req *kmsg.MetadataRequest) response {
 			resp.Topics = append(resp.Topics, t)
 			continue
 		}
+		if listed += int(n); listed > maxMetadataPartitions {
+			return nil, fmt.Errorf("%w: over %d partitions for %d topics", errMetadataTooLarge, maxMetadataPartitions, len(names))
+		}
 		for i := range n {
 			p := kmsg.NewMetadataResponseTopicPartition()
 			p.Partition, p.Leader, p.LeaderEpoch = i, 0, 0
@@ -227,7 +242,7 @@ func (s *Server) metadata(c net.Conn, req *kmsg.MetadataRequest) response {
 		}
 		resp.Topics = append(resp.Topics, t)
 	}
-	return resp
+	return resp, nil
 }
 
 // initProducerID hands out a new producer id (epoch 0) for an idempotent

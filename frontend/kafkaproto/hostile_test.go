@@ -41,6 +41,7 @@ func TestHostileInput(t *testing.T) {
 			b := frame(produceReq("t", 0, -1, recordBatch(-1, -1, 0, 0, "v")), 1)
 			return append(b[:20], bytes.Repeat([]byte{0xff}, len(b)-20)...)
 		}(),
+		"produce over MaxProduceBytes": {0x06, 0x40, 0x00, 0x01, 0, 0, 0, 7},
 		"large control request": func() []byte {
 			b := make([]byte, 4+maxControlBytes+1)
 			binary.BigEndian.PutUint32(b, uint32(maxControlBytes+1))
@@ -100,6 +101,7 @@ func TestHostileInput(t *testing.T) {
 	}{
 		{"crc mismatch", "t", 0, corrupt, kerr.CorruptMessage},
 		{"decompression bomb", "t", 0, bomb, kerr.MessageTooLarge},
+		{"uncompressed batch over the limit", "t", 0, recordBatch(-1, -1, 0, 0, string(make([]byte, 64<<10))), kerr.MessageTooLarge},
 		{"record count over the bytes", "t", 0, badCount, kerr.CorruptMessage},
 		{"length mismatch", "t", 0, partial, kerr.CorruptMessage},
 		{"two batches", "t", 0, append(recordBatch(-1, -1, 0, 0, "a"), recordBatch(-1, -1, 0, 0, "b")...), kerr.CorruptMessage},
@@ -141,7 +143,15 @@ func crc32c(b []byte) uint32 {
 
 // funcAcceptor is an agent.Acceptor made of functions.
 type funcAcceptor struct {
-	accept func(msgs []agent.Message) (agent.Accepted, error)
+	accept     func(msgs []agent.Message) (agent.Accepted, error)
+	maxMessage int // 0: 1 MiB
+}
+
+func (f funcAcceptor) MaxMessageBytes() int {
+	if f.maxMessage > 0 {
+		return f.maxMessage
+	}
+	return 1 << 20
 }
 
 func (f funcAcceptor) Accept(_ context.Context, msgs []agent.Message, _ agent.AcceptOptions) (agent.Accepted, error) {
@@ -153,6 +163,8 @@ func (funcAcceptor) TopicInfo(context.Context, string) (agent.TopicInfo, error) 
 }
 
 func (funcAcceptor) ScanMeta(time.Time, func(uint64, string, []byte)) error { return nil }
+
+func (f funcAcceptor) Check(topic string) error { return f.Routable(topic) }
 
 func (funcAcceptor) Routable(topic string) error {
 	if !sink.ValidTopic(topic) {
@@ -194,7 +206,7 @@ func FuzzRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := &Server{opts: o, log: o.Logger, pids: pids, dec: dec, m: newServerMetrics(o.Metrics),
+	s := &Server{opts: o, log: o.Logger, pids: pids, dec: dec, m: newServerMetrics(o.Metrics), decoded: newBudget(o.MaxInflightBytes),
 		acc: funcAcceptor{accept: func(msgs []agent.Message) (agent.Accepted, error) {
 			return agent.Accepted{IDs: make([]string, len(msgs)), First: 1}, nil
 		}}}

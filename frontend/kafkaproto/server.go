@@ -42,9 +42,19 @@ type Options struct {
 	Mirror    bool
 	MirrorTTL time.Duration
 
-	MaxRequestBytes int // largest Produce request frame; default 16 MiB
+	// MaxRequestBytes is the largest record batch, decompressed (a larger
+	// one gets MESSAGE_TOO_LARGE), and the most message bytes of one
+	// request spooled in one Accept; default 16 MiB.
+	MaxRequestBytes int
+	// MaxProduceBytes is the largest Produce request frame (a larger one
+	// closes the connection); default 100 MiB, at least MaxRequestBytes:
+	// Kafka's socket.request.max.bytes, up to which franz-go and Sarama
+	// pack batches of many partitions into one request.
+	MaxProduceBytes int
 	// MaxInflightBytes bounds the request bytes all connections hold at
-	// once (a connection waits before reading a frame that does not fit);
+	// once (a connection waits before reading a frame that does not fit;
+	// a frame larger than all of it waits until it is alone), and apart
+	// from them the decoded batches of Produce requests (produceRun);
 	// default 64 MiB.
 	MaxInflightBytes int64
 	MaxConnections   int // default 256
@@ -74,6 +84,10 @@ func (o *Options) setDefaults() {
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 16 << 20
 	}
+	if o.MaxProduceBytes <= 0 {
+		o.MaxProduceBytes = 100 << 20
+	}
+	o.MaxProduceBytes = max(o.MaxProduceBytes, o.MaxRequestBytes)
 	if o.MaxInflightBytes <= 0 {
 		o.MaxInflightBytes = 64 << 20
 	}
@@ -117,9 +131,11 @@ type Server struct {
 	pids *producers
 	mir  *mirror
 	dec  *decompressor
-	mem  *budget
-	m    *serverMetrics
-	acc  agent.Acceptor
+	mem  *budget // request frames
+	// decoded bounds the decoded batches of Produce requests (produceRun).
+	decoded *budget
+	m       *serverMetrics
+	acc     agent.Acceptor
 
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{}
@@ -160,7 +176,7 @@ func Listen(o Options) (*Server, error) {
 	}
 	return &Server{opts: o, log: o.Logger, ln: ln, pids: pids, dec: dec, m: newServerMetrics(o.Metrics),
 		mir: openMirror(o.StateDir, o.MirrorTTL, 2*time.Second), mem: newBudget(o.MaxInflightBytes),
-		conns: map[net.Conn]struct{}{}}, nil
+		decoded: newBudget(o.MaxInflightBytes), conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Name implements agent.FrontEnd.
@@ -175,6 +191,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		err = s.ln.Close()
 		s.mem.close()
+		s.decoded.close()
 		s.mu.Lock()
 		s.closed = true
 		for c := range s.conns {
@@ -276,7 +293,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
 		size := int(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > s.opts.MaxRequestBytes {
+		if size < 8 || size > s.opts.MaxProduceBytes {
 			s.closeBad(c, fmt.Errorf("frame of %d bytes", int32(size)))
 			return
 		}
@@ -295,6 +312,8 @@ func (s *Server) serveConn(c net.Conn) {
 		if !s.mem.acquire(int64(size)) {
 			return
 		}
+		// Waiting for the budget is not the peer's slowness.
+		_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
 		resp, h, err := s.serveFrame(c, &buf, head, size)
 		s.mem.release(int64(size))
 		if cap(buf) > 1<<20 {
