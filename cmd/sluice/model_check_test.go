@@ -56,9 +56,9 @@ func (m *model) checkHeap() {
 func (m *model) sinkHealthy(s string) bool {
 	switch s {
 	case "main":
-		return healthy(m.main.getMode())
+		return modeHealthy(m.main.getMode())
 	case "opt":
-		return healthy(m.opt.getMode())
+		return modeHealthy(m.opt.getMode())
 	}
 	return true // arch: the file sink
 }

@@ -33,7 +33,7 @@ const (
 )
 
 // healthy reports whether a sink receiver in mode m delivers.
-func healthy(m string) bool { return m == modeUp || m == modeSlow }
+func modeHealthy(m string) bool { return m == modeUp || m == modeSlow }
 
 // delivery is one message a sink receiver accepted.
 type delivery struct {
