@@ -319,6 +319,8 @@ func TestMalformedRequests(t *testing.T) {
 		{"batch bad topic in second", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1},{"topic":"b d","value":1}]}`), nil, 400, "bad_topic"},
 		{"batch one unroutable", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1},{"topic":"zzz","value":1}]}`), nil, 400, "no_route"},
 		{"batch trailing data", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1}]} x`), nil, 400, "bad_request"},
+		{"batch trailing brace", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1}]}}`), nil, 400, "bad_request"},
+		{"batch trailing bracket", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1}]}]`), nil, 400, "bad_request"},
 		{"batch key not string", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1,"key":5}]}`), nil, 400, "bad_request"},
 		{"batch sluice-id header", "POST", "/v1/messages", j, []byte(`{"messages":[{"topic":"ok","value":1,"headers":{"sluice-id":"x"}}]}`), nil, 400, "bad_request"},
 		{"batch key not UTF-8", "POST", "/v1/messages", j, []byte("{\"messages\":[{\"topic\":\"ok\",\"value\":1,\"key\":\"k\xff\"}]}"), nil, 400, "bad_request"},

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
 	"sort"
@@ -94,6 +96,24 @@ type batchMessage struct {
 
 // parseBatch parses a /v1/messages body. Values given as JSON keep their
 // exact bytes from the request.
+// errTrailing: a JSON body holds more than its one document.
+var errTrailing = errors.New("trailing data after the JSON object")
+
+// decodeStrict decodes body as exactly one JSON document into v, refusing
+// unknown fields and anything after the document (json.Decoder reads the
+// first document only, and More does not see a stray '}' or ']').
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errTrailing
+	}
+	return nil
+}
+
 func parseBatch(body []byte, maxMessage int) ([]Msg, *apiError) {
 	// encoding/json would replace invalid UTF-8 by U+FFFD: a key changed
 	// that way lands on another partition. JSON is UTF-8; binary goes in
@@ -104,13 +124,8 @@ func parseBatch(body []byte, maxMessage int) ([]Msg, *apiError) {
 	var req struct {
 		Messages []batchMessage `json:"messages"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeStrict(body, &req); err != nil {
 		return nil, errorf(http.StatusBadRequest, "bad_request", "invalid JSON batch: %v", err)
-	}
-	if dec.More() {
-		return nil, errorf(http.StatusBadRequest, "bad_request", "invalid JSON batch: trailing data after the object")
 	}
 	if len(req.Messages) == 0 {
 		return nil, errorf(http.StatusBadRequest, "bad_request", `"messages" is empty or missing`)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -80,15 +79,10 @@ func (a *Agent) routeQueues(ctx *fasthttp.RequestCtx, rest, method string) *apiE
 	if body := bytes.TrimSpace(ctx.PostBody()); len(body) > 0 {
 		// The body is JSON whatever its Content-Type says (curl -d sends
 		// application/x-www-form-urlencoded).
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		// A body with more after its document is malformed, refused
+		// before anything takes effect.
+		if err := decodeStrict(body, &req); err != nil {
 			return errorf(http.StatusBadRequest, "bad_request", "body: %v", err)
-		}
-		// Decode reads the first document only: a body with more after
-		// it is malformed, refused before anything takes effect.
-		if _, err := dec.Token(); err != io.EOF {
-			return errorf(http.StatusBadRequest, "bad_request", "body: trailing data after the JSON object")
 		}
 	}
 	if op == "pull" {

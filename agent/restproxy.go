@@ -47,8 +47,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -172,14 +172,12 @@ func rpDecode(body []byte, v any) *rpError {
 	if !utf8.Valid(body) { // encoding/json would silently replace the bytes
 		return rpErrorf(http.StatusBadRequest, http.StatusBadRequest, "bad_request", "request body is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return rpErrorf(http.StatusBadRequest, http.StatusBadRequest, "bad_request", "%s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	switch err := decodeStrict(body, v); {
+	case errors.Is(err, errTrailing):
 		return rpErrorf(http.StatusBadRequest, http.StatusBadRequest, "bad_request",
 			"trailing data after the request object (sluice takes one request object; the streamed v3 form is not supported)")
+	case err != nil:
+		return rpErrorf(http.StatusBadRequest, http.StatusBadRequest, "bad_request", "%s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return nil
 }
