@@ -219,6 +219,7 @@ func testRabbitMQMemoryAlarm(t *testing.T, srv *rmqtest.Server) {
 // (one queue keeps order; duplicates are counted, allowed).
 func testRabbitMQOutage(t *testing.T, srv *rmqtest.Server) {
 	srv.DeclareQueue(t, "events", nil)
+	srv.SyncTopology(t)
 	p := start(t, rabbitmqEnv(t, srv.URL(), "SLUICE_MQ_WRITE_TIMEOUT=2s")...)
 
 	wait := loadDuring(t, loadgen.Config{URL: p.url, Mode: loadgen.ModeNDJSON, Batch: 20, Size: 200,

@@ -1,6 +1,7 @@
 package rabbitmq
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -50,6 +51,20 @@ func (s *Server) DeclareQueue(t testing.TB, name string, args amqp.Table) {
 		_, err := ch.QueueDeclare(name, true, false, false, false, args)
 		return err
 	})
+}
+
+// SyncTopology makes what was declared so far (queues, exchanges,
+// bindings) durable on the node's disk now: RabbitMQ writes its metadata
+// log lazily, and a node killed a moment after a declaration can come back
+// without the queue (and answer NO_ROUTE), which no sink can help. Tests
+// that kill the node call it after their setup.
+func (s *Server) SyncTopology(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := s.ctl(ctx, "eval", "mnesia:sync_log()."); err != nil {
+		t.Fatalf("sync the node's metadata log: %v (%s)", err, out)
+	}
 }
 
 // DeleteQueue deletes a queue (and its messages) if it exists.
