@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluiceio/sluice/internal/fstype"
+	"github.com/sluiceio/sluice/internal/kafkacluster"
 	"github.com/sluiceio/sluice/sink"
 )
 
@@ -53,6 +54,25 @@ func BenchmarkProduce(b *testing.B) {
 		})
 	})
 
+	// The same producer to a real Apache Kafka broker (one combined node
+	// on this machine, replication factor 1) for scale: with the broker's
+	// default flush policy (acks come before any fsync: Kafka relies on
+	// replication) and with flush.messages=1 (fsync before the ack, as
+	// sluice's sync=always).
+	for _, c := range []struct{ name, flush string }{{"default-flush", ""}, {"flush-each", "1"}} {
+		b.Run("real-kafka/"+c.name+"/franz-go", func(b *testing.B) {
+			cl := realKafkaProducer(b, c.flush)
+			records := make([]*kgo.Record, 100)
+			closedLoop(b, func(req int) error {
+				recs := make([]*kgo.Record, len(records))
+				for j := range recs {
+					recs[j] = &kgo.Record{Key: fmt.Appendf(nil, "k%d", (req*100+j)%1000), Value: value}
+				}
+				return cl.ProduceSync(context.Background(), recs...).FirstErr()
+			})
+		})
+	}
+
 	b.Run("http-ingest/ndjson-100", func(b *testing.B) {
 		dir := b.TempDir()
 		b.Logf("fs=%s", fstype.Name(dir))
@@ -79,6 +99,44 @@ func BenchmarkProduce(b *testing.B) {
 		}
 		closedLoop(b, func(int) error { return post() })
 	})
+}
+
+// realKafkaProducer starts one real Kafka node (skipped when Java or the
+// Kafka jars are missing: scripts/deps/kafka.sh installs them), creates a
+// 6-partition topic (flush.messages=flush when set) and returns a franz-go
+// producer for it, warmed up.
+func realKafkaProducer(b *testing.B, flush string) *kgo.Client {
+	env, err := kafkacluster.Locate()
+	if err != nil {
+		b.Skipf("real Kafka not available (%v); scripts/deps/kafka.sh installs it", err)
+	}
+	ctx := context.Background()
+	c, err := kafkacluster.Start(ctx, kafkacluster.Options{Dir: b.TempDir(), Env: env})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	b.Logf("fs=%s, broker started in %v", fstype.Name(b.TempDir()), c.StartupTime.Round(time.Millisecond))
+	var configs map[string]string
+	if flush != "" {
+		configs = map[string]string{"flush.messages": flush}
+	}
+	if err := c.CreateTopic(ctx, "bench", 6, 1, configs); err != nil {
+		b.Fatal(err)
+	}
+	if err := c.WaitInSync(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.DefaultProduceTopic("bench"),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("warm up")}).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	return cl
 }
 
 // closedLoop sends b.N messages as requests of 100 from 8 workers, each
