@@ -46,6 +46,8 @@ func (s *Spool) Flush() error {
 }
 
 func (s *Spool) persistCursors(cursors []*Cursor) error {
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
 	type item struct {
 		c     *Cursor
 		data  []byte

@@ -144,9 +144,12 @@ type Spool struct {
 	opts   Options
 	log    *slog.Logger
 	lock   *os.File
-	id     string
-	epoch  uint32
-	rec    Recovery
+	// persistMu serializes cursor persistence (Flush and the background
+	// flush share the cursors' .tmp files).
+	persistMu sync.Mutex
+	id        string
+	epoch     uint32
+	rec       Recovery
 
 	wl *wal.Log // owned by the commit goroutine; TruncateFront from the flusher
 
