@@ -199,7 +199,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 				}
 			}
 			f.delivered(ok, okMsgs)
-			clear(msgs) // a dead letter may wait long: pin no bytes meanwhile
+			clear(msgs[:cap(msgs)]) // a dead letter may wait long: pin no bytes meanwhile
 			for i, it := range refused {
 				if !f.deadLetterRetrying(ctx, l, it, sink.Reason(refusedErr[i]), refusedErr[i].Error()) {
 					return false
@@ -211,7 +211,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 			batch, whole = retry, false
 			f.transient(retryErr)
 		case sink.IsPermanent(err):
-			clear(msgs)
+			clear(msgs[:cap(msgs)])
 			if len(batch) == 1 {
 				return f.deadLetterRetrying(ctx, l, batch[0], sink.Reason(err), err.Error())
 			}
@@ -223,7 +223,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 			f.transient(err)
 		}
 		batch = f.hold(l, batch, whole)
-		clear(msgs) // evicted messages' bytes must not stay reachable from here
+		clear(msgs[:cap(msgs)]) // evicted messages' bytes must not stay reachable from here
 		whole = false
 		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
 		if !sleepCtx(ctx, backoff/2+jitter) {
