@@ -125,6 +125,10 @@ type Acceptor interface {
 	// topic and spool sequence (what Accepted.First counts). meta is valid
 	// only during the call.
 	ScanMeta(since time.Time, fn func(seq uint64, topic string, meta []byte)) error
+	// LastSeq is the spool sequence of the last message spooled (0 =
+	// none): after a crash, what ScanMeta hands back may belong to an
+	// append whose tail was cut (never acknowledged).
+	LastSeq() uint64
 	// TopicInfo asks the first sink the topic is routed to that has
 	// partitions (PartitionCounter) for the topic's count upstream, and its
 	// record size limit when the sink knows one (MessageLimiter);
@@ -282,6 +286,9 @@ func (a *Agent) TopicInfo(ctx context.Context, topic string) (TopicInfo, error) 
 	}
 	return TopicInfo{}, ErrNoPartitions
 }
+
+// LastSeq implements Acceptor.
+func (a *Agent) LastSeq() uint64 { return a.sp.LastSeq() }
 
 // ScanMeta implements Acceptor.
 func (a *Agent) ScanMeta(since time.Time, fn func(seq uint64, topic string, meta []byte)) error {

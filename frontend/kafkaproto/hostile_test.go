@@ -163,6 +163,7 @@ func (funcAcceptor) TopicInfo(context.Context, string) (agent.TopicInfo, error) 
 }
 
 func (funcAcceptor) ScanMeta(time.Time, func(uint64, string, []byte)) error { return nil }
+func (funcAcceptor) LastSeq() uint64                                        { return 0 }
 
 func (f funcAcceptor) Check(topic string) error { return f.Routable(topic) }
 

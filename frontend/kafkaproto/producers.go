@@ -215,6 +215,7 @@ func encodeBatchMeta(partition int32, pid int64, epoch int16, firstSeq, count in
 // the sequence windows, and returns how many it found.
 func (p *producers) rebuild(acc agent.Acceptor, since time.Time) (int, error) {
 	n := 0
+	last := acc.LastSeq()
 	err := acc.ScanMeta(since, func(seq uint64, topic string, meta []byte) {
 		if len(meta) != 23 || meta[0] != batchMetaVersion {
 			return
@@ -224,6 +225,12 @@ func (p *producers) rebuild(acc agent.Acceptor, since time.Time) (int, error) {
 		epoch := int16(binary.BigEndian.Uint16(meta[13:]))
 		firstSeq := int32(binary.BigEndian.Uint32(meta[15:]))
 		count := int32(binary.BigEndian.Uint32(meta[19:]))
+		if count <= 0 || seq+uint64(count)-1 > last {
+			// The append of this batch was cut short by a crash (its
+			// tail is gone): it was never acknowledged, and its retry
+			// must be spooled, not taken for a duplicate.
+			return
+		}
 		pr := p.get(pid, epoch)
 		pr.mu.Lock()
 		pr.record(topicPartition{topic, partition}, epoch, firstSeq, count, int64(seq))
