@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluiceio/sluice/sink"
 )
@@ -37,7 +38,8 @@ func TestCatchUpDeadLettersCorruptRecord(t *testing.T) {
 		}
 		return nil
 	}}
-	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "mem", Sink: s}}})
+	// Short retries: the stuck topic must move soon after the sink takes it.
+	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}})
 	if r := do(t, "POST", ta.url+"/v1/topics/a", "", []byte("a-one"), nil); r.status != 202 {
 		t.Fatalf("push: %+v", r)
 	}
