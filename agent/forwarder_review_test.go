@@ -18,7 +18,7 @@ import (
 // (forwarder_spill.go catchUp) reads it again from the spool and queues it,
 // where prune dead-letters it a second time: two dead letters (two copies
 // on the dead-letter topic) for one message in one run.
-func TestReviewExpiredRecordOfSpilledLaneDeadLetteredTwice(t *testing.T) {
+func TestExpiredRecordOfSpilledLaneDeadLetteredOnce(t *testing.T) {
 	var failA atomic.Bool
 	failA.Store(true)
 	mem := &memSink{}

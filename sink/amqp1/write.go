@@ -451,7 +451,7 @@ func (op *writeOp) finish(took time.Duration) error {
 	if op.connFailed != nil && !w.closed.Load() {
 		w.dropConn(op.connFailed)
 	}
-	w.updateState(op.reached || delivered > 0, op.down, op.auth, op.cause)
+	w.health.Update(op.reached || delivered > 0, op.down, op.auth, op.cause)
 	w.metrics.Observe(&res)
 	switch {
 	case first == nil:

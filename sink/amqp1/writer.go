@@ -17,6 +17,7 @@ import (
 	amqp "github.com/Azure/go-amqp"
 
 	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/sink/internal/sinkmetrics"
 )
 
 // Errors returned by the Writer.
@@ -61,9 +62,7 @@ type Writer struct {
 	everConn  bool
 	settleLog bool
 
-	stateMu     sync.Mutex
-	brokerUp    int8 // -1 unknown, 0, 1
-	authFailing bool
+	health *sinkmetrics.Health
 }
 
 // connection is one AMQP connection with its session and sender links.
@@ -89,15 +88,15 @@ func New(o Options) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{
-		cfg:      cfg,
-		metrics:  newSinkMetrics(cfg.Metrics, cfg.Name),
-		log:      cfg.Logger.With(slog.String("sink", cfg.Name)),
-		enc:      newEncoder(),
-		sem:      make(chan struct{}, 1),
-		brokerUp: -1,
-		unknown:  unknownAddresses{first: map[string]time.Time{}},
-		probing:  map[string]bool{},
+		cfg:     cfg,
+		metrics: newSinkMetrics(cfg.Metrics, cfg.Name),
+		log:     cfg.Logger.With(slog.String("sink", cfg.Name)),
+		enc:     newEncoder(),
+		sem:     make(chan struct{}, 1),
+		unknown: unknownAddresses{first: map[string]time.Time{}},
+		probing: map[string]bool{},
 	}
+	w.health = sinkmetrics.NewHealth(w.metrics, w.log, "amqp1 broker", "amqp1", " (nothing is dead-lettered for it)")
 	w.closing, w.abort = context.WithCancel(context.Background())
 	w.metrics.SetAuthFailing(false)
 	sasl := "anonymous"
@@ -315,36 +314,6 @@ func (w *Writer) Close(ctx context.Context) error {
 		}
 	})
 	return w.closeErr
-}
-
-// updateState records what the last Write learnt about the broker, for the
-// gauges and the log. reached: the broker answered; down: it could not be
-// reached; auth: authentication or authorization failed.
-func (w *Writer) updateState(reached, down, auth bool, cause error) {
-	w.stateMu.Lock()
-	defer w.stateMu.Unlock()
-	switch {
-	case reached && w.brokerUp != 1:
-		if w.brokerUp == 0 {
-			w.log.Info("amqp1 broker reachable again")
-		}
-		w.brokerUp = 1
-		w.metrics.SetBrokerUp(true)
-	case down && !reached && w.brokerUp != 0:
-		w.log.Warn("amqp1 broker unreachable", slog.String("reason", sink.Reason(cause)), slog.Any("error", cause))
-		w.brokerUp = 0
-		w.metrics.SetBrokerUp(false)
-	}
-	switch {
-	case auth && !w.authFailing:
-		w.log.Error("amqp1 authentication or authorization failing; retrying (nothing is dead-lettered for it)", slog.Any("error", cause))
-		w.authFailing = true
-		w.metrics.SetAuthFailing(true)
-	case !auth && reached && w.authFailing:
-		w.log.Info("amqp1 authentication and authorization ok again")
-		w.authFailing = false
-		w.metrics.SetAuthFailing(false)
-	}
 }
 
 // unknownAddresses remembers since when each address has been unknown to

@@ -330,7 +330,7 @@ func (op *writeOp) finish(took time.Duration) error {
 	if op.reset {
 		w.resetMetadata()
 	}
-	w.updateState(op.reached || delivered > 0, op.down, op.auth, op.cause)
+	w.health.Update(op.reached || delivered > 0, op.down, op.auth, op.cause)
 	w.metrics.Observe(&res)
 
 	switch {

@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/sink/internal/sinkmetrics"
 )
 
 // Errors returned by the Writer.
@@ -50,9 +51,7 @@ type Writer struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stateMu     sync.Mutex
-	brokerUp    int8 // -1 unknown, 0, 1
-	authFailing bool
+	health *sinkmetrics.Health
 }
 
 // msgRef travels with each kafka-go message in WriterData: the partition
@@ -86,15 +85,15 @@ func New(o Options) (*Writer, error) {
 		cfg.TLS = cfg.TLS.Clone()
 	}
 	w := &Writer{
-		cfg:      cfg,
-		addr:     kafkago.TCP(cfg.Brokers...),
-		mech:     mech,
-		part:     newPartitioner(cfg.Partitioner),
-		conns:    conns,
-		metrics:  newSinkMetrics(cfg.Metrics, cfg.Name),
-		log:      cfg.Logger.With(slog.String("sink", cfg.Name)),
-		brokerUp: -1,
+		cfg:     cfg,
+		addr:    kafkago.TCP(cfg.Brokers...),
+		mech:    mech,
+		part:    newPartitioner(cfg.Partitioner),
+		conns:   conns,
+		metrics: newSinkMetrics(cfg.Metrics, cfg.Name),
+		log:     cfg.Logger.With(slog.String("sink", cfg.Name)),
 	}
+	w.health = sinkmetrics.NewHealth(w.metrics, w.log, "kafka brokers", "kafka", "")
 	w.bg, w.bgCancel = context.WithCancel(context.Background())
 	w.closing, w.abort = context.WithCancel(context.Background())
 	w.transport = w.newTransport(nil)
@@ -189,36 +188,6 @@ func (w *Writer) Close(ctx context.Context) error {
 // in flight finish on their connections.
 func (w *Writer) resetMetadata() {
 	w.transport.CloseIdleConnections()
-}
-
-// updateState records what the last Write learnt about the cluster, for the
-// gauges and the log. reached: a broker answered; down: it could not be
-// reached; auth: authentication or authorization failed.
-func (w *Writer) updateState(reached, down, auth bool, cause error) {
-	w.stateMu.Lock()
-	defer w.stateMu.Unlock()
-	switch {
-	case reached && w.brokerUp != 1:
-		if w.brokerUp == 0 {
-			w.log.Info("kafka brokers reachable again")
-		}
-		w.brokerUp = 1
-		w.metrics.SetBrokerUp(true)
-	case down && !reached && w.brokerUp != 0:
-		w.log.Warn("kafka brokers unreachable", slog.String("reason", sink.Reason(cause)), slog.Any("error", cause))
-		w.brokerUp = 0
-		w.metrics.SetBrokerUp(false)
-	}
-	switch {
-	case auth && !w.authFailing:
-		w.log.Error("kafka authentication or authorization failing; retrying", slog.Any("error", cause))
-		w.authFailing = true
-		w.metrics.SetAuthFailing(true)
-	case !auth && reached && w.authFailing:
-		w.log.Info("kafka authentication and authorization ok again")
-		w.authFailing = false
-		w.metrics.SetAuthFailing(false)
-	}
 }
 
 // confirmUnknown asks the cluster about one topic by name, bypassing the

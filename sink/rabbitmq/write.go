@@ -433,7 +433,7 @@ func (op *writeOp) finish(took time.Duration) error {
 		}
 	}
 	w.grace.routed(routed)
-	w.updateState(op.reached || res.Delivered > 0, op.down, op.auth, op.cause)
+	w.health.Update(op.reached || res.Delivered > 0, op.down, op.auth, op.cause)
 	w.metrics.Observe(&res)
 
 	switch {

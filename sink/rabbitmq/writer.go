@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/sink/internal/sinkmetrics"
 )
 
 // Errors returned by the Writer.
@@ -47,10 +48,9 @@ type Writer struct {
 	nextDial time.Time     // no connection attempt before this
 	dialErr  error         // why the last attempt failed
 
-	stateMu     sync.Mutex
-	brokerUp    int8 // -1 unknown, 0, 1
-	authFailing bool
-	blocked     bool
+	health  *sinkmetrics.Health
+	stateMu sync.Mutex // guards blocked
+	blocked bool
 }
 
 // New validates o and returns a Writer. It does not contact the broker:
@@ -65,8 +65,8 @@ func New(o Options) (*Writer, error) {
 		log:       cfg.Logger.With(slog.String("sink", cfg.Name)),
 		metrics:   newSinkMetrics(cfg.Metrics, cfg.Name),
 		exchanges: make(map[string]bool),
-		brokerUp:  -1,
 	}
+	w.health = sinkmetrics.NewHealth(w.metrics, w.log, "rabbitmq broker", "rabbitmq", "")
 	w.closing, w.abort = context.WithCancel(context.Background())
 	w.metrics.SetAuthFailing(false)
 	w.metrics.SetGauge(metricBlocked, false)
@@ -177,36 +177,5 @@ func (w *Writer) noteBlocked(on bool, reason string) {
 		w.log.Warn("rabbitmq broker blocks publishing (resource alarm); messages wait in the spool", slog.String("broker_reason", reason))
 	} else {
 		w.log.Info("rabbitmq broker unblocked publishing")
-	}
-}
-
-// updateState records what the last Write learnt about the broker, for
-// the gauges and the log. reached: the broker answered; down: it could not
-// be reached or the connection was lost; auth: authentication or
-// authorization failed.
-func (w *Writer) updateState(reached, down, auth bool, cause error) {
-	w.stateMu.Lock()
-	defer w.stateMu.Unlock()
-	switch {
-	case reached && w.brokerUp != 1:
-		if w.brokerUp == 0 {
-			w.log.Info("rabbitmq broker reachable again")
-		}
-		w.brokerUp = 1
-		w.metrics.SetBrokerUp(true)
-	case down && !reached && w.brokerUp != 0:
-		w.log.Warn("rabbitmq broker unreachable", slog.String("reason", sink.Reason(cause)), slog.Any("error", cause))
-		w.brokerUp = 0
-		w.metrics.SetBrokerUp(false)
-	}
-	switch {
-	case auth && !w.authFailing:
-		w.log.Error("rabbitmq authentication or authorization failing; retrying", slog.Any("error", cause))
-		w.authFailing = true
-		w.metrics.SetAuthFailing(true)
-	case !auth && reached && w.authFailing:
-		w.log.Info("rabbitmq authentication and authorization ok again")
-		w.authFailing = false
-		w.metrics.SetAuthFailing(false)
 	}
 }
