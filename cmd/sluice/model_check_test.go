@@ -114,7 +114,7 @@ func (m *model) checkAckDelivered(req *request) {
 
 // receivedIDs is sink → ids it received.
 func (m *model) receivedIDs() map[string]map[string]bool {
-	out := map[string]map[string]bool{"main": {}, "opt": {}, "arch": {}}
+	out := map[string]map[string]bool{"main": {}, "opt": {}, "arch": {}, modelQueue: m.queueAckedIDs()}
 	for _, d := range m.main.deliveries() {
 		out["main"][d.id] = true
 	}
@@ -253,9 +253,12 @@ func (m *model) checkpoint() {
 		}
 	}
 	m.checkAlive()
+	drained := m.queueDrain()
 	m.syncDeadLetters()
 	got := m.checkDeliveries()
-	m.checkFates(got, len(stuck) == 0)
+	got[modelQueue] = m.queueAckedIDs()
+	m.checkFates(got, len(stuck) == 0 && drained)
+	m.checkQueueStatus()
 	if len(stuck) == 0 {
 		m.checkTiny(got["main"])
 	}
@@ -459,6 +462,9 @@ func (m *model) checkCallbacks(got map[string]map[string]bool) {
 		r := m.byID[rep.ID]
 		if r == nil {
 			continue // a message whose outcome was unknown
+		}
+		if x := m.q.msgs[r.id]; (x == nil || !x.replayed) && slices.Contains([]string{"pending", "in_flight"}, rep.Sinks[modelQueue].Status) {
+			m.fail("callback-after-resolution", "callback report for %s says %q on the queue: a report is sent when every target resolved the message (the consumer acknowledged it or it was dead-lettered)", r.id, rep.Sinks[modelQueue].Status)
 		}
 		if rep.Status == "delivered" {
 			for _, s := range r.targets {

@@ -33,6 +33,7 @@ func (m *model) opFloodOpt() { m.floodBig("c") }
 func (m *model) opFloodCallback() { m.floodBig("a") }
 
 func (m *model) floodBig(topic string) {
+	m.queueDrain() // an unacknowledged queue message holds the spool as a stuck sink would
 	m.main.setMode(modeUp)
 	m.drainSinks("main")
 	if topic == "c" {
@@ -226,6 +227,9 @@ func (m *model) syncDeadLetters() []deadLetter {
 			m.identified[d.DLID] = true
 			m.identify(d)
 		}
+		if d.Sink == modelQueue {
+			m.queueDeadLetter(d)
+		}
 		m.dlSeen[k] = d.DLID
 		m.dlEver[k] = true
 	}
@@ -308,6 +312,9 @@ func (m *model) takeDeadLetters(action string) {
 		// be gone; the next listing shows those that are not.
 		for _, d := range pick {
 			delete(m.dlSeen, dlKey{d.ID, d.Sink})
+			if d.Sink == modelQueue && action == "replay" {
+				m.queueReplayed(d.ID, false)
+			}
 		}
 		return
 	}
@@ -321,6 +328,9 @@ func (m *model) takeDeadLetters(action string) {
 		delete(m.dlSeen, k)
 		if action == "replay" {
 			delete(m.dlEver, k) // it must be delivered or dead-lettered anew
+			if d.Sink == modelQueue {
+				m.queueReplayed(d.ID, true)
+			}
 		} else {
 			m.purgedSince++
 		}

@@ -65,6 +65,7 @@ func (m *model) stopped(last map[string]float64) {
 		m.droppedBase[s] += last[fmt.Sprintf(`sluice_dropped_total{sink=%q}`, s)]
 	}
 	m.weakenCallbacks()
+	m.queueStopped()
 	m.p = nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,8 @@ const (
 // msgRec is one message the model pushed.
 type msgRec struct {
 	token, topic string
+	key          string // Sluice-Key or the batch entry's key ("" = none)
+	ord          int    // push order: n-th message answered 2xx at its first spooling (0 = unknown: it had an unknown outcome)
 	targets      []string
 	id           string // the id the agent answered (acked only)
 	chained      bool
@@ -70,6 +73,9 @@ type model struct {
 	tiny    map[string]bool // ids of tiny-flood messages not yet seen delivered
 	nextTok int
 
+	q       *queueModel
+	ordNext int
+
 	dlSeen      map[dlKey]uint64 // dead letters listed and expected to stay listed
 	dlEver      map[dlKey]bool   // every dead letter ever listed
 	identified  map[uint64]bool  // dead letters with an unknown id, looked at once
@@ -94,7 +100,7 @@ func newModel(t *testing.T, seed uint64) *model {
 		t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cfg: modelConfigFor(seed),
 		dir: t.TempDir(), msgs: map[string]*msgRec{}, byID: map[string]*msgRec{}, tiny: map[string]bool{},
 		dlSeen: map[dlKey]uint64{}, dlEver: map[dlKey]bool{}, identified: map[uint64]bool{}, droppedBase: map[string]float64{},
-		droppedSeen: map[string]int{}, seen: map[string]int{},
+		droppedSeen: map[string]int{}, seen: map[string]int{}, q: newQueueModel(),
 	}
 	m.archDir = filepath.Join(m.dir, "arch")
 	var err error
@@ -138,7 +144,7 @@ func (m *model) newMsg(topic string, poison bool) (*msgRec, []byte) {
 // buildPush makes a random push of kind single, ndjson or batch.
 func (m *model) buildPush(kind string) *request {
 	req := &request{header: http.Header{}}
-	topic := m.pick("a", "a", "b", "b", "c", "d")
+	topic := m.pick("a", "a", "b", "b", "c", "d", "q", "q")
 	key := m.chance(0.5)
 	switch kind {
 	case "single", "ndjson":
@@ -160,7 +166,11 @@ func (m *model) buildPush(kind string) *request {
 		}
 		req.path = "/v1/topics/" + topic
 		if key {
-			req.header.Set("Sluice-Key", "k"+fmt.Sprint(m.rng.IntN(8)))
+			k := "k" + fmt.Sprint(m.rng.IntN(8))
+			req.header.Set("Sluice-Key", k)
+			for _, r := range req.msgs {
+				r.key = k
+			}
 		}
 	case "batch":
 		req.path = "/v1/messages"
@@ -175,11 +185,11 @@ func (m *model) buildPush(kind string) *request {
 			Messages []bm `json:"messages"`
 		}
 		for range 1 + m.rng.IntN(10) {
-			r, v := m.newMsg(m.pick("a", "b", "c", "d"), m.chance(0.1))
+			r, v := m.newMsg(m.pick("a", "b", "c", "d", "q"), m.chance(0.1))
 			e := bm{Topic: r.topic, Value: v}
 			if key {
 				k := "k" + fmt.Sprint(m.rng.IntN(8))
-				e.Key = &k
+				e.Key, r.key = &k, k
 			}
 			if m.chance(0.3) {
 				e.ID = fmt.Sprintf("relay.%d.%d", m.seed, m.nextTok)
@@ -268,6 +278,10 @@ func (m *model) record(req *request, rep pushReply) {
 			if r.id != "" && r.id != rep.IDs[i] && r.out == acked {
 				continue // an earlier answer already named it; the retry check above reported the change
 			}
+			if r.out == unsent || r.out == refused { // spooled now, after everything answered before
+				m.ordNext++
+				r.ord = m.ordNext
+			}
 			r.out, r.id = acked, rep.IDs[i]
 			m.byID[r.id] = r
 		}
@@ -309,6 +323,9 @@ func (m *model) push(req *request) pushReply {
 	m.checkRefusal(req, rep)
 	if rep.Status == "delivered" {
 		m.checkAckDelivered(req)
+	}
+	if req.header.Get("Sluice-Ack") == "delivered" && rep.code == http.StatusAccepted && !slices.Contains([]string{"delivered", "failed", "dropped", "pending"}, rep.Status) {
+		m.fail("ack-delivered-status", "%s answered status %q; Sluice-Ack: delivered answers delivered, failed, dropped or pending (timed out)", req.desc, rep.Status)
 	}
 	return rep
 }

@@ -94,6 +94,7 @@ type modelConfig struct {
 	optPolicy     string // backlog policy of the optional sink
 	appendTimeout string // SLUICE_SPOOL_APPEND_TIMEOUT; tiny = spool_timeout outcomes happen
 	tightDL       bool   // SLUICE_DEADLETTER_MAX_BYTES = SLUICE_MAX_MESSAGE_BYTES
+	ordered       bool   // SLUICE_JOBS_ORDERED: per-key ordering on the queue
 }
 
 // Sizes of the model's agent.
@@ -125,11 +126,13 @@ func modelConfigFor(seed uint64) modelConfig {
 		c.appendTimeout = "50ms"
 	}
 	c.tightDL = seed/2%2 == 1
+	c.ordered = (seed+seed/2)%2 == 0 // differs between consecutive seeds
 	return c
 }
 
-// topics and where they go: a → main, b → main + opt, c → opt, d → arch.
-var modelTargets = map[string][]string{"a": {"main"}, "b": {"main", "opt"}, "c": {"opt"}, "d": {"arch"}}
+// topics and where they go: a → main, b → main + opt, c → opt, d → arch +
+// the queue jobs, q → jobs.
+var modelTargets = map[string][]string{"a": {"main"}, "b": {"main", "opt"}, "c": {"opt"}, "d": {"arch", modelQueue}, "q": {modelQueue}}
 
 func (m *model) env() []string {
 	env := []string{
@@ -138,13 +141,15 @@ func (m *model) env() []string {
 		"SLUICE_SPOOL_SEGMENT_BYTES=" + strconv.Itoa(modelSegment),
 		"SLUICE_SPOOL_APPEND_TIMEOUT=" + m.cfg.appendTimeout,
 		"SLUICE_DRAIN_TIMEOUT=" + modelDrain.String(),
-		"SLUICE_SINKS=main,opt,arch",
+		"SLUICE_SINKS=main,opt,arch," + modelQueue,
 		"SLUICE_MAIN_TYPE=http", "SLUICE_MAIN_URL=" + m.main.url + "/v1/messages", "SLUICE_MAIN_TOPICS=a,b",
 		"SLUICE_MAIN_TIMEOUT=1s", "SLUICE_MAIN_RETRY_MIN=10ms", "SLUICE_MAIN_RETRY_MAX=200ms",
 		"SLUICE_OPT_TYPE=http", "SLUICE_OPT_URL=" + m.opt.url + "/v1/messages", "SLUICE_OPT_TOPICS=b,c",
 		"SLUICE_OPT_TIMEOUT=1s", "SLUICE_OPT_RETRY_MIN=10ms", "SLUICE_OPT_RETRY_MAX=200ms",
 		"SLUICE_OPT_MAX_BACKLOG_BYTES=" + strconv.Itoa(modelOptBacklog), "SLUICE_OPT_BACKLOG_POLICY=" + m.cfg.optPolicy,
 		"SLUICE_ARCH_TYPE=file", "SLUICE_ARCH_PATH=" + m.archDir, "SLUICE_ARCH_TOPICS=d",
+		"SLUICE_JOBS_TYPE=queue", "SLUICE_JOBS_TOPICS=d,q", "SLUICE_JOBS_VISIBILITY=" + modelQueueVis.String(),
+		"SLUICE_JOBS_MAX_ATTEMPTS=" + strconv.Itoa(modelQueueMaxAttempts), "SLUICE_JOBS_ORDERED=" + strconv.FormatBool(m.cfg.ordered),
 	}
 	if m.cfg.tightDL && !m.tightRefused {
 		env = append(env, "SLUICE_MAX_MESSAGE_BYTES="+strconv.Itoa(modelMaxMessage),
@@ -182,6 +187,9 @@ func (m *model) ops() []opKind {
 		{"idempotency.restart", 1, true, (*model).opIdemRestart},
 		{"flood.tiny", 0, true, (*model).opFloodTiny}, // ~10 s: once per seed
 		{"callback.control", 1, true, (*model).opControlCallback},
+		{"queue.work", 12, true, (*model).opQueueWork},
+		{"queue.crash", 3, true, (*model).opQueueCrash},
+		{"queue.stale", 3, true, (*model).opQueueStale},
 	}
 	if m.cfg.tightDL {
 		ops = append(ops, opKind{"push.maxpoison", 1, true, (*model).opMaxPoison})

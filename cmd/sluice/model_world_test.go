@@ -65,6 +65,9 @@ type cbReport struct {
 	DeliveryID string `json:"delivery_id"`
 	ID         string `json:"id"`
 	Status     string `json:"status"`
+	Sinks      map[string]struct {
+		Status string `json:"status"`
+	} `json:"sinks"`
 }
 
 func newReceiver(name string, callbacks bool) (*receiver, error) {
