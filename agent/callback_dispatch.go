@@ -140,9 +140,10 @@ type dispatcher struct {
 	perHost int // attempts in flight per host at most
 	max     int // owed reports held at most
 
-	live  int
-	order cbQueue   // live reports by store sequence (compaction)
-	sinks []cbQueue // per forwarder: reports waiting for it, by spool sequence
+	live    int
+	order   cbQueue    // live reports by store sequence (compaction)
+	targets []cbTarget // the forwarders, then the queues
+	sinks   []cbQueue  // per target: reports waiting for it, by spool sequence
 	// bySeq finds a waiting report by its message's spool sequence, for
 	// deliveries ahead of a cursor (a stuck topic holds it below).
 	bySeq    map[uint64]*cbReport
@@ -160,10 +161,28 @@ type dispatcher struct {
 	dropN   int
 }
 
+// cbTarget is a sink a report waits for: a forwarder (delivered) or a
+// queue (acknowledged by a consumer or dead-lettered). Either resolves
+// messages up to its cursor and, past it, some ahead of it.
+type cbTarget interface {
+	targetName() string
+	resolvedThrough() uint64       // every message up to here is resolved
+	resolvedAhead(seq uint64) bool // seq is resolved although above resolvedThrough
+	takeAhead() []uint64           // messages resolved ahead since the last call
+}
+
 func newDispatcher(cb *callbacks) *dispatcher {
+	var targets []cbTarget
+	for _, f := range cb.a.fwds {
+		targets = append(targets, f)
+	}
+	for _, q := range cb.a.queues {
+		targets = append(targets, q)
+	}
 	return &dispatcher{
 		cb: cb, workers: cb.workers, perHost: cb.perHost, max: cb.maxPending,
-		sinks:   make([]cbQueue, len(cb.a.fwds)),
+		targets: targets,
+		sinks:   make([]cbQueue, len(targets)),
 		hosts:   map[string]*cbHost{},
 		bySeq:   map[uint64]*cbReport{},
 		results: make(chan cbResult),
@@ -201,11 +220,11 @@ func (d *dispatcher) add(r *cbReport) {
 	d.live++
 	d.order.push(r, d.limit(), notDone)
 	d.cb.pending.Set(float64(d.live))
-	for i, f := range d.cb.a.fwds {
-		if r.targets != nil && !containsStr(r.targets, f.spec.Name) {
+	for i, f := range d.targets {
+		if r.targets != nil && !containsStr(r.targets, f.targetName()) {
 			continue // not a target, or a sink no longer configured: resolved
 		}
-		if f.cursor.Acked() < r.sid.Seq && !f.deliveredAhead(r.sid.Seq) {
+		if f.resolvedThrough() < r.sid.Seq && !f.resolvedAhead(r.sid.Seq) {
 			d.sinks[i].push(r, d.limit(), isWaiting)
 			r.waiting++
 			if i < 64 {
@@ -233,7 +252,7 @@ func containsStr(list []string, s string) bool {
 // takes the reports of messages it delivered ahead of its cursor: a report
 // whose last target delivered it is ready.
 func (d *dispatcher) acked() {
-	for i, f := range d.cb.a.fwds {
+	for i, f := range d.targets {
 		for _, seq := range f.takeAhead() {
 			if r := d.bySeq[seq]; r != nil && r.state == cbWaiting {
 				d.passed(r, i)
@@ -243,7 +262,7 @@ func (d *dispatcher) acked() {
 		if q.front(isWaiting) == nil {
 			continue
 		}
-		upTo := f.cursor.Acked()
+		upTo := f.resolvedThrough()
 		for r := q.front(isWaiting); r != nil && r.sid.Seq <= upTo; r = q.front(isWaiting) {
 			q.pop()
 			d.passed(r, i)

@@ -331,6 +331,12 @@ func (f *forwarder) deliveredAhead(seq uint64) bool {
 	return ok
 }
 
+// targetName, resolvedThrough and resolvedAhead make a forwarder a
+// cbTarget (with takeAhead).
+func (f *forwarder) targetName() string            { return f.spec.Name }
+func (f *forwarder) resolvedThrough() uint64       { return f.cursor.Acked() }
+func (f *forwarder) resolvedAhead(seq uint64) bool { return f.deliveredAhead(seq) }
+
 // takeAhead returns the deliveries ahead of the cursor since the last
 // call.
 func (f *forwarder) takeAhead() []uint64 {

@@ -108,6 +108,10 @@ type queue struct {
 	keys      map[string][]*qentry // ordered: unresolved messages per key, in order
 	held      int64
 	inFlight  int
+	// aheadNew lists messages resolved while an earlier one held the
+	// cursor below them, not yet taken by the callback dispatcher
+	// (takeAhead), at most aheadMax.
+	aheadNew  []uint64
 	dying     []*qentry
 	wake      chan struct{} // closed when messages become available
 	gen       uint64
@@ -214,6 +218,7 @@ func (q *queue) add(recs []spool.Record) {
 			delete(q.restoredAcked, r.ID.Seq)
 			if ep == r.ID.Epoch {
 				s.done = true
+				q.noteAheadLocked(s.seq) // resolved before a restart, maybe above an unresolved one
 				continue
 			}
 		}
@@ -314,6 +319,7 @@ func (q *queue) resolveLocked(e *qentry) {
 	}
 	e.state = -1
 	e.slot.done = true
+	q.noteAheadLocked(e.seq)
 	delete(q.entries, e.seq)
 	q.held -= int64(e.size)
 	if q.spec.Ordered && e.msg.Key != nil {
@@ -469,6 +475,7 @@ func (q *queue) ack(rs []receipt) ([]string, error) {
 	}
 	q.m.acked.Add(len(es))
 	q.advance()
+	q.a.records.notify() // also when resolved ahead of the cursor: statuses and reports wait for it
 	return out, nil
 }
 
@@ -599,6 +606,7 @@ func (q *queue) deadLetters(ctx context.Context) {
 	}
 	if len(dying) > 0 {
 		q.advance()
+		q.a.records.notify()
 	}
 }
 
@@ -689,6 +697,36 @@ func (q *queue) snapshot() logState {
 		}
 	}
 	return st
+}
+
+// noteAheadLocked tells the callback dispatcher that seq is resolved;
+// past aheadMax untaken, its report waits for the cursor instead.
+func (q *queue) noteAheadLocked(seq uint64) {
+	if len(q.aheadNew) < aheadMax {
+		q.aheadNew = append(q.aheadNew, seq)
+	}
+}
+
+// targetName, resolvedThrough, resolvedAhead and takeAhead make a queue a
+// cbTarget: a report of a message the queue takes waits until a consumer
+// acknowledged it or it was dead-lettered (or dropped by the backlog
+// policy, which moves the cursor).
+func (q *queue) targetName() string      { return q.spec.Name }
+func (q *queue) resolvedThrough() uint64 { return q.cursor.Acked() }
+
+func (q *queue) resolvedAhead(seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := q.slotLocked(seq)
+	return s != nil && s.done
+}
+
+func (q *queue) takeAhead() []uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	seqs := q.aheadNew
+	q.aheadNew = nil
+	return seqs
 }
 
 // stopPolling ends long polls (the agent is draining).
