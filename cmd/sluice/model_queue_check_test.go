@@ -11,9 +11,10 @@ import (
 // records tell the queue's view.
 
 // queueDrain is the consumer working until the queue is empty: it pulls
-// and acks everything, and waits out the leases and nack delays the model
-// knows of (receipts dropped by a crash, delays). False: the queue still
-// handed out messages after modelSettle.
+// and acks everything but poison messages, which it nacks (so they end as
+// dead letters), and waits out the leases and nack delays the model knows
+// of (receipts dropped by a crash, delays). False: the queue still handed
+// out messages after modelSettle.
 func (m *model) queueDrain() bool {
 	q := m.q
 	begin := time.Now()
@@ -21,7 +22,16 @@ func (m *model) queueDrain() bool {
 	for {
 		ls := m.queuePull(100, "300ms", 10*time.Second, true)
 		n += len(ls)
-		m.queueReceipts("ack", slices.Clone(q.held), "", 0)
+		var ack, nack []*qLease
+		for _, l := range q.held {
+			if l.m.r.poison {
+				nack = append(nack, l)
+			} else {
+				ack = append(ack, l)
+			}
+		}
+		m.queueReceipts("ack", ack, "", 0)
+		m.queueReceipts("nack", nack, "", 0)
 		if len(ls) == 0 {
 			end := q.horizon().Add(modelQueueSlack)
 			if time.Now().After(end) {
@@ -73,6 +83,7 @@ func (m *model) queueDeadLetter(d deadLetter) {
 		m.fail("queue-deadletter-after-max-attempts", "message %s dead-lettered (%s) after %d hand-outs the model saw (MAX_ATTEMPTS %d)", d.ID, d.Reason, x.handouts, modelQueueMaxAttempts)
 	}
 	x.fate, x.deadGen = qfDead, q.gen
+	q.stats.dead++
 	for _, l := range slices.Concat(q.held, q.dropped) {
 		if l.m == x {
 			l.over = true
@@ -95,6 +106,7 @@ func (m *model) queueReplayed(id string, known bool) {
 	if x.fate == qfAcked {
 		return
 	}
+	m.q.stats.replayed++
 	x.fate, x.replayed, x.out, x.attempt, x.handouts, x.notBefore = qfReady, true, false, 0, 0, time.Time{}
 	x.lastGen = m.q.gen
 	if !known {

@@ -99,6 +99,7 @@ type queueModel struct {
 	gen     int              // agent runs (bumped at each stop)
 	keyLast map[string]int   // ordered: per key, the highest push order handed out first
 	blind   bool             // a pull's answer was lost: hand-outs the model did not see
+	stats   struct{ handouts, redeliveries, acked, nacked, extended, stale, dead, replayed int }
 }
 
 func newQueueModel() *queueModel {
@@ -115,12 +116,29 @@ func (q *queueModel) qm(r *msgRec) *qMsg {
 	return x
 }
 
-// drop moves leases to the dropped list (bounded).
+// drop moves leases to the dropped list: every lease that may still run
+// (the horizon needs them) and the latest 200 that are over.
 func (q *queueModel) drop(ls ...*qLease) {
 	q.dropped = append(q.dropped, ls...)
-	if n := len(q.dropped); n > 200 {
-		q.dropped = append(q.dropped[:0], q.dropped[n-200:]...)
+	over := 0
+	for _, l := range q.dropped {
+		if l.over {
+			over++
+		}
 	}
+	if over <= 400 {
+		return
+	}
+	keep := q.dropped[:0]
+	for _, l := range q.dropped {
+		if !l.over || over <= 200 {
+			keep = append(keep, l)
+		} else {
+			over--
+		}
+	}
+	clear(q.dropped[len(keep):])
+	q.dropped = keep
 }
 
 // settleHeld moves leases that are over from held to dropped.
@@ -158,7 +176,7 @@ func (q *queueModel) horizon() time.Time {
 // queueStopped: the agent process ended; every lease with it.
 func (m *model) queueStopped() {
 	q := m.q
-	for _, l := range q.held {
+	for _, l := range slices.Concat(q.held, q.dropped) {
 		l.over = true
 	}
 	q.settleHeld()
@@ -320,6 +338,10 @@ func (m *model) handOut(w qWire, sent, got time.Time, vis time.Duration) *qLease
 	x.fate, x.out, x.notBefore = qfReady, true, time.Time{}
 	x.handouts++
 	x.attempt, x.lastGen = w.Attempt, q.gen
+	q.stats.handouts++
+	if w.Attempt > 1 {
+		q.stats.redeliveries++
+	}
 	return &qLease{m: x, receipt: w.Receipt, attempt: w.Attempt, sent: sent, got: got, vis: vis, gen: q.gen}
 }
 
@@ -393,10 +415,12 @@ func (m *model) queueReceipts(op string, ls []*qLease, field string, d time.Dura
 		}
 		if isStale {
 			wasStale++
+			q.stats.stale++
 			l.over = true
 			continue
 		}
 		took++
+		*map[string]*int{"ack": &q.stats.acked, "nack": &q.stats.nacked, "extend": &q.stats.extended}[op]++
 		switch op {
 		case "ack":
 			l.over = true
@@ -414,7 +438,10 @@ func (m *model) queueReceipts(op string, ls []*qLease, field string, d time.Dura
 		}
 	}
 	q.settleHeld()
-	m.logf("  %s %d receipts %s=%s → %d done, %d stale %v", op, len(ls), field, d, took, wasStale, stale)
+	if field != "" {
+		op += fmt.Sprintf(" (%s %s)", field, d)
+	}
+	m.logf("  %s %d receipts → %d done, %d stale %v", op, len(ls), took, wasStale, stale)
 }
 
 func receiptsOf(ls []*qLease) []string {
@@ -427,7 +454,8 @@ func receiptsOf(ls []*qLease) []string {
 
 // opQueueWork is one consumer round: a pull with a random max, wait and
 // visibility, then each held receipt is acked, nacked (now or later),
-// extended or kept; then the queue's view of some messages is checked.
+// extended or kept — a poison message always nacked, so that it reaches
+// MAX_ATTEMPTS; then the queue's view of some messages is checked.
 func (m *model) opQueueWork() {
 	q := m.q
 	vis, visSet := modelQueueVis, m.chance(0.6)
@@ -438,11 +466,13 @@ func (m *model) opQueueWork() {
 	var ack, nack, ext []*qLease
 	for _, l := range q.held {
 		switch n := m.rng.IntN(100); {
-		case n < 50:
-			ack = append(ack, l)
-		case n < 65:
+		case l.m.r.poison: // the consumer cannot process it: given back until it is dead-lettered
 			nack = append(nack, l)
-		case n < 75:
+		case n < 45:
+			ack = append(ack, l)
+		case n < 60:
+			nack = append(nack, l)
+		case n < 80:
 			ext = append(ext, l)
 		}
 	}
