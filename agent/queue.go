@@ -420,7 +420,7 @@ const (
 func (q *queue) findLocked(r receipt) (*qentry, string) {
 	e, ok := q.entries[r.seq]
 	if !ok || e.epoch != r.epoch {
-		if s := q.slotLocked(r.seq); r.seq <= q.cursor.Acked() || (s != nil && s.done && s.epoch == r.epoch) {
+		if s := q.slotLocked(r.seq); q.through.covers(r.seq, r.epoch) || r.seq <= q.cursor.Acked() || (s != nil && s.done && s.epoch == r.epoch) {
 			return nil, receiptDone
 		}
 		return nil, receiptLeaseLost
@@ -717,8 +717,10 @@ func (q *queue) resolvedThrough() uint64 { return q.cursor.Acked() }
 func (q *queue) resolvedAhead(seq uint64) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := q.slotLocked(seq)
-	return s != nil && s.done
+	if s := q.slotLocked(seq); s != nil {
+		return s.done
+	}
+	return seq <= q.through.seq // let go by advance, the cursor not acknowledged yet
 }
 
 func (q *queue) takeAhead() []uint64 {
@@ -741,12 +743,22 @@ func (q *queue) counts() (ready, inFlight int) {
 }
 
 // seqState is one message's state for the request record.
+//
+// A resolved message is found by its slot, or, once advance let the slot
+// go, by through, both under mu: the spool cursor is acknowledged after
+// the slots are let go, so between the two only through says it.
 func (q *queue) seqState(seq uint64) string {
 	q.mu.Lock()
 	e, ok := q.entries[seq]
 	st := -2
 	if ok {
 		st = e.state
+	}
+	resolved := false
+	if s := q.slotLocked(seq); s != nil {
+		resolved = s.done
+	} else {
+		resolved = seq <= q.through.seq
 	}
 	q.mu.Unlock()
 	switch {
@@ -756,12 +768,7 @@ func (q *queue) seqState(seq uint64) string {
 		return "pending"
 	case q.cursor.Dropped(seq):
 		return "dropped"
-	case q.cursor.Acked() >= seq:
-		return "delivered"
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if s := q.slotLocked(seq); s != nil && s.done {
+	case resolved || q.cursor.Acked() >= seq:
 		return "delivered"
 	}
 	return "pending"
