@@ -463,7 +463,7 @@ func (m *model) opQueueWork() {
 		vis = time.Duration(1+m.rng.IntN(3)) * time.Second
 	}
 	m.queuePull(1+m.rng.IntN(8), m.pick("0s", "200ms"), vis, visSet)
-	var ack, nack, ext []*qLease
+	var ack, nack, ext, keep []*qLease
 	for _, l := range q.held {
 		switch n := m.rng.IntN(100); {
 		case l.m.r.poison: // the consumer cannot process it: given back until it is dead-lettered
@@ -474,7 +474,12 @@ func (m *model) opQueueWork() {
 			nack = append(nack, l)
 		case n < 80:
 			ext = append(ext, l)
+		default:
+			keep = append(keep, l)
 		}
+	}
+	if len(ext) == 0 && len(keep) > 0 { // every round that keeps a receipt extends one
+		ext = keep[:1]
 	}
 	m.queueReceipts("ack", ack, "", 0)
 	switch n := m.rng.IntN(3); n {
