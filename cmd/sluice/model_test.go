@@ -16,9 +16,13 @@ import (
 // TestModel is the model-based test: a seeded random state machine drives
 // the real agent binary (real spool on disk, real HTTP, real signals)
 // through pushes of every kind, sink and callback-receiver failures, kill -9
-// and SIGTERM restarts, dead-letter replay and purge, and floods; it keeps a
-// model of what each message's fate may be and checks the invariants after
-// every step and at quiescent checkpoints (model_check_test.go). A failure
+// and SIGTERM restarts, dead-letter replay and purge, floods, and a local
+// work queue (sink jobs) whose consumer pulls, acks, nacks, extends,
+// crashes and acks stale receipts (model_queue_test.go); it keeps a model of
+// what each message's fate may be — on the queue: ready, leased to a
+// receipt, acked or dead-lettered — and checks the invariants after every
+// step and at quiescent checkpoints (model_check_test.go,
+// model_queue_check_test.go). A failure
 // prints the seed and the last operations; the same seed replays the same
 // operation sequence (timing, being real, varies).
 //
