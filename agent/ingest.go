@@ -475,8 +475,8 @@ func (a *Agent) waitDelivered(acc accepted, timeout time.Duration) string {
 			} else {
 				st = a.status(ids[next])
 			}
-			if st.Status == "pending" || st.Status == "unknown" {
-				break
+			if st.Status == "pending" || st.Status == "in_flight" || st.Status == "unknown" {
+				break // in_flight: leased by a queue's consumer, not resolved yet
 			}
 			if st.Status != "delivered" && status == "delivered" {
 				status = st.Status

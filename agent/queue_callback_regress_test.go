@@ -52,3 +52,34 @@ func TestQueueCallbackAfterResolution(t *testing.T) {
 		t.Fatalf("report of the dead letter: %+v", r)
 	}
 }
+
+// Sluice-Ack: delivered on a queue's topic waits for the queue to resolve
+// the message: a consumer leasing it meanwhile does not end the wait with
+// status "in_flight" (the reply says delivered, failed, dropped or
+// pending).
+func TestQueueAckDeliveredWaitsForTheLease(t *testing.T) {
+	dir := t.TempDir()
+	ta := startAgent(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}))
+	do(t, "POST", ta.url+"/v1/topics/t", "", []byte(`"first"`), nil)
+	var first []pulled
+	waitFor(t, "the first message", func() bool {
+		first = qcall(t, ta.url, "q", "pull", `{"wait":"1s"}`).Messages
+		return len(first) == 1
+	})
+	pulled := make(chan queueReply, 1)
+	go func() {
+		p := qcall(t, ta.url, "q", "pull", `{"wait":"10s"}`)
+		// The ack of the first message makes the agent look at statuses
+		// again while the second one is leased.
+		qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(first)})
+		pulled <- p
+	}()
+	time.Sleep(200 * time.Millisecond) // the pull waits
+	r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(`"x"`), map[string]string{"Sluice-Ack": "delivered", "Sluice-Timeout": "2s"})
+	if p := <-pulled; len(p.Messages) != 1 {
+		t.Fatalf("pull: %+v", p)
+	}
+	if r.status != 202 || r.ackStat != "pending" {
+		t.Fatalf("push with Sluice-Ack: delivered while the message is leased: %d %q, want 202 pending (timed out)", r.status, r.ackStat)
+	}
+}
