@@ -116,8 +116,9 @@ func (m *model) queueReplayed(id string, known bool) {
 
 // checkQueueStatus compares the queue's part of GET /v1/messages/{id}
 // with the model for the messages the consumer holds and a few others:
-// in_flight while a lease surely runs, delivered once acked (and never
-// before), failed with max_attempts once dead-lettered.
+// in_flight while a lease surely runs, pending while no lease may run and
+// it has attempts left, delivered once acked (and never before), failed
+// with max_attempts once dead-lettered.
 func (m *model) checkQueueStatus() {
 	q := m.q
 	var ids []string
@@ -138,6 +139,7 @@ func (m *model) checkQueueStatus() {
 		}
 		add(x)
 	}
+	before := time.Now()
 	st := m.statuses(ids)
 	at := time.Now()
 	for _, id := range ids {
@@ -147,9 +149,10 @@ func (m *model) checkQueueStatus() {
 		}
 		x := want[id]
 		js := s.Sinks[modelQueue]
-		live := false
-		for _, l := range q.held {
+		live, mayRun := false, false
+		for _, l := range slices.Concat(q.held, q.dropped) {
 			live = live || l.m == x && l.liveAt(at, q.gen)
+			mayRun = mayRun || l.m == x && !l.over && l.gen == q.gen && before.Before(l.latestEnd().Add(modelQueueSlack))
 		}
 		switch {
 		case s.code != http.StatusOK:
@@ -160,6 +163,8 @@ func (m *model) checkQueueStatus() {
 			m.fail("queue-status", "message %s is a dead letter of the queue (max_attempts); its queue status is %q (%q): %s", id, js.Status, js.Reason, s.raw)
 		case x.fate == qfReady && live && js.Status != "in_flight":
 			m.fail("queue-status", "message %s is surely leased (attempt %d); its queue status is %q: %s", id, x.attempt, js.Status, s.raw)
+		case x.fate == qfReady && !mayRun && x.attempt < modelQueueMaxAttempts && js.Status != "pending":
+			m.fail("queue-status", "message %s is not leased (no lease of it may run) and has attempts left (%d of %d); its queue status is %q: %s", id, x.attempt, modelQueueMaxAttempts, js.Status, s.raw)
 		case x.fate == qfReady && (js.Status == "delivered" || js.Status == "dropped"):
 			m.fail("queue-status", "message %s was not acknowledged by the consumer; its queue status is %q: %s", id, js.Status, s.raw)
 		}
