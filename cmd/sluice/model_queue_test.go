@@ -35,8 +35,11 @@ import (
 //     hand-out, or from before a restart) is listed in stale, with a reason,
 //     and never an error for the others of the call;
 //   - GET /v1/messages/{id} shows the queue's view: in_flight while a lease
-//     surely runs, delivered once acked, failed (max_attempts) once
-//     dead-lettered, never delivered before.
+//     surely runs, pending while none may run (attempts left), delivered
+//     once acked and never before, failed (max_attempts) once
+//     dead-lettered;
+//   - a callback report of a message on the queue is sent once the queue
+//     resolved it (model_check_test.go, checkCallbacks).
 
 // The queue's settings in the model's agent.
 const (
