@@ -481,9 +481,14 @@ func (m *model) opQueueWork() {
 			keep = append(keep, l)
 		}
 	}
-	if len(ext) == 0 && len(keep) > 0 { // every round that keeps a receipt extends one
+	switch { // every round with a receipt extends one
+	case len(ext) > 0:
+	case len(keep) > 0:
 		ext = keep[:1]
+	case len(ack) > 0:
+		ext = ack[:1] // extended, then acked
 	}
+	m.queueReceipts("extend", ext, "visibility", time.Duration(1+m.rng.IntN(3))*time.Second)
 	m.queueReceipts("ack", ack, "", 0)
 	switch n := m.rng.IntN(3); n {
 	case 0:
@@ -493,7 +498,6 @@ func (m *model) opQueueWork() {
 	default:
 		m.queueReceipts("nack", nack, "delay", time.Duration(200+m.rng.IntN(1000))*time.Millisecond)
 	}
-	m.queueReceipts("extend", ext, "visibility", time.Duration(1+m.rng.IntN(3))*time.Second)
 	m.checkQueueStatus()
 }
 
