@@ -18,6 +18,8 @@ FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 WORKDIR /src
 # Modules first: this layer stays cached until go.mod or go.sum change.
 COPY go.mod go.sum ./
+# tidwall/wal with one patch (third_party/tidwall/wal/PATCHES.md), by replace.
+COPY third_party/ third_party/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG TARGETOS

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -38,8 +39,14 @@ import (
 // at least once: a report may be sent again after a crash (the delivery_id
 // is stable, for de-duplication).
 type callbacks struct {
-	a          *Agent
-	cursor     *spool.Cursor // main spool: the copier's position
+	a      *Agent
+	cursor *spool.Cursor // main spool: the copier's position
+	// backlogEnd is the last record spooled before this start: copyLoop
+	// reads up to it in full. Past it, it reads only once asked is set,
+	// which ingest does before it appends a record with a callback: until
+	// then it moves the cursor past what is durable without reading it.
+	backlogEnd uint64
+	asked      atomic.Bool
 	store      *spool.Spool
 	storeCur   *spool.Cursor
 	guard      *callbackGuard
@@ -100,10 +107,12 @@ func newCallbacks(a *Agent, guard *callbackGuard) (*callbacks, error) {
 		}
 		return nil, fmt.Errorf("callbacks: store: %w", err)
 	}
+	// copyLoop keeps nothing of what it reads: encodeCBReport copies.
+	c.ReuseBuffer()
 	tr := &http.Transport{DialContext: guard.dial, MaxIdleConnsPerHost: callbackPerHost, IdleConnTimeout: 30 * time.Second}
 	set := o.Metrics
 	cb := &callbacks{
-		a: a, cursor: c, store: store, storeCur: sc, guard: guard,
+		a: a, cursor: c, backlogEnd: a.sp.LastSeq(), store: store, storeCur: sc, guard: guard,
 		attempts: o.CallbackAttempts, backoff: o.CallbackBackoff,
 		workers: callbackWorkers, perHost: callbackPerHost, maxPending: o.CallbackMaxPending,
 		log: a.log.With("component", "callbacks"),
@@ -161,12 +170,39 @@ func (cb *callbacks) close() error {
 	return cb.store.Close()
 }
 
+// skipUnasked acknowledges the main cursor up to the last durable record
+// without reading, when no record since start asked for a callback, then
+// waits for the next record. It returns false when ctx is done or the
+// spool closed.
+func (cb *callbacks) skipUnasked(ctx context.Context) bool {
+	// LastSeq before asked: a record with a callback that is durable by
+	// now had asked set before it was appended, so it is seen here.
+	last := cb.a.sp.LastSeq()
+	if cb.asked.Load() {
+		return true
+	}
+	if last > cb.cursor.Acked() {
+		if _, err := cb.cursor.SkipTo(last, false); err != nil {
+			cb.log.Error("callback cursor", "err", err)
+			return sleepCtx(ctx, time.Second)
+		}
+	}
+	err := cb.a.sp.WaitAfter(ctx, last)
+	return err == nil || (ctx.Err() == nil && !errors.Is(err, spool.ErrClosed))
+}
+
 // copyLoop reads the main spool and copies every record that asks for a
 // callback into the store, then acknowledges the main cursor. The only
 // waits are on the store's disk, never on a receiver.
 func (cb *callbacks) copyLoop(ctx context.Context) {
 	spoolID := cb.a.sp.SpoolID()
 	for ctx.Err() == nil {
+		if !cb.asked.Load() && cb.cursor.Acked() >= cb.backlogEnd {
+			if !cb.skipUnasked(ctx) {
+				return
+			}
+			continue
+		}
 		recs, err := cb.cursor.Read(ctx, 1000, 1<<20)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {

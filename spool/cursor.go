@@ -68,9 +68,17 @@ type Cursor struct {
 	inflight     []mark // records read and not acknowledged, ascending
 
 	// reader state, consumer goroutine only
-	f     *os.File
-	fpath string
+	f       *os.File
+	fpath   string
+	reuse   bool   // ReuseBuffer: records alias scratch until the next Read
+	scratch []byte // the read buffer Read reuses when reuse is set
 }
+
+// ReuseBuffer makes Read read into one buffer it keeps and reuses: the
+// Data of the records a Read returns stay valid only until the next Read on
+// this cursor. For consumers that copy what they keep (it saves a buffer
+// of about maxBytes per Read, and its zeroing).
+func (c *Cursor) ReuseBuffer() { c.reuse = true }
 
 type mark struct {
 	seq uint64

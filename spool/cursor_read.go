@@ -88,11 +88,17 @@ func (c *Cursor) readSegment(seg segment, pos int64, maxRecords, maxBytes int) (
 		}
 		c.f, c.fpath = f, seg.path
 	}
-	return readFrames(c.f, seg, pos, maxRecords, maxBytes)
+	var scratch *[]byte
+	if c.reuse {
+		scratch = &c.scratch
+	}
+	return readFrames(c.f, seg, pos, maxRecords, maxBytes, scratch)
 }
 
 // readFrames parses records of seg (open as f) from logical position pos.
-func readFrames(f *os.File, seg segment, pos int64, maxRecords, maxBytes int) ([]Record, []mark, int64, error) {
+// With scratch, it reads into *scratch (grown as needed, kept for the next
+// call), else into a new buffer the records own.
+func readFrames(f *os.File, seg segment, pos int64, maxRecords, maxBytes int, scratch *[]byte) ([]Record, []mark, int64, error) {
 	off := pos - seg.base
 	avail := seg.size - off
 	if avail <= 0 {
@@ -101,7 +107,16 @@ func readFrames(f *os.File, seg segment, pos int64, maxRecords, maxBytes int) ([
 	want := int64(maxBytes) + 64<<10
 	for {
 		n := min(avail, want)
-		buf := make([]byte, n)
+		var buf []byte
+		switch {
+		case scratch == nil || n > int64(maxBytes)+64<<10:
+			buf = make([]byte, n) // an outsized frame is not kept
+		case int64(cap(*scratch)) >= n:
+			buf = (*scratch)[:n]
+		default:
+			*scratch = make([]byte, n)
+			buf = *scratch
+		}
 		if _, err := f.ReadAt(buf, off); err != nil {
 			return nil, nil, pos, fmt.Errorf("read: %w", err)
 		}
@@ -182,7 +197,7 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		if err != nil {
 			return nil, err
 		}
-		recs, _, _, err := readFrames(f, seg, pos, maxRecords, maxBytes)
+		recs, _, _, err := readFrames(f, seg, pos, maxRecords, maxBytes, nil)
 		f.Close()
 		if err != nil {
 			return nil, err

@@ -18,6 +18,12 @@
 //	c, err := s.Cursor("kafka", spool.CursorOptions{})
 //	recs, err := c.Read(ctx, 1000, 1<<20)      // blocks for durable records
 //	err = c.Ack(recs[len(recs)-1].ID.Seq)
+//	c.ReuseBuffer()                            // records valid until the next Read
+//	err = s.WaitAfter(ctx, seq)                // a record above seq is durable
+//
+// A batch's buffer goes back to a pool once the commit goroutine has copied
+// it into the WAL's batch. The WAL is tidwall/wal v1.2.1 with one patch
+// (third_party/tidwall/wal/PATCHES.md); its on-disk format is upstream's.
 //
 // # On-disk layout
 //

@@ -61,7 +61,7 @@ type Batch struct {
 // NewBatch returns a batch with room for the given number of records of
 // the given total payload bytes.
 func NewBatch(records, bytes int) *Batch {
-	return &Batch{buf: make([]byte, 0, records*headerSize+bytes)}
+	return &Batch{buf: getBuf(records*headerSize + bytes)}
 }
 
 // Begin starts a record. It returns the batch's bytes followed by room for
@@ -260,6 +260,8 @@ func (c *committer) commit(reqs []*appendReq) {
 		if over := tailPos + pending + r.bytes - floor - s.opts.MaxBytes; over > 0 {
 			if s.opts.FullPolicy == Reject {
 				s.st.rejectedFull.Add(1)
+				putBuf(r.buf)
+				r.buf = nil
 				r.finish(appendRes{err: ErrFull})
 				continue
 			}
@@ -310,6 +312,9 @@ func (c *committer) commit(reqs []*appendReq) {
 			seq++
 			off += n
 		}
+		// c.batch holds copies now.
+		putBuf(r.buf)
+		r.buf = nil
 	}
 	created := len(touched) > 1
 

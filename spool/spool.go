@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -397,6 +398,29 @@ func (s *Spool) LastSeq() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last
+}
+
+// WaitAfter blocks until a record with a sequence above seq is durable
+// (readable by a cursor), ctx is done, or the spool closes (ErrClosed).
+func (s *Spool) WaitAfter(ctx context.Context, seq uint64) error {
+	for {
+		s.mu.Lock()
+		if s.closed.Load() {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if s.last > seq {
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.notify
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // FirstSeq is the sequence of the oldest record still on disk.

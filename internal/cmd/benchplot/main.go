@@ -1,13 +1,13 @@
 // Command benchplot renders the ingest cells of scripts/bench-matrix's
 // results.json as an SVG grouped bar chart: msgs/s (median, with a min–max
-// whisker) per cell, sluice's bars beside its ceilings (bare fasthttp, bare
-// fasthttp + write). Standard library only.
+// whisker) per cell, sluice's bars beside its ceilings (the durable-ack
+// ceiling, bare fasthttp, bare fasthttp + write). Standard library only.
 //
 //	benchplot -in docs/bench/results.json -out docs/bench/ingest.svg
 //
-// Three panels, each with its own linear scale: single 1 KiB messages by
-// connections, NDJSON batches by connections, and single messages at 64
-// connections by size.
+// Four panels, each with its own linear scale: single 1 KiB messages by
+// connections, NDJSON and JSON batches by size and connections, and single
+// messages at 64 connections by size.
 package main
 
 import (
@@ -107,12 +107,14 @@ var rules = []rule{
 		cat:   byConns,
 	},
 	{
-		title: "NDJSON batches, by connections",
+		title: "NDJSON batches, by size and connections",
 		match: func(c cell) bool { return c.Mode == "ndjson" },
-		cat: func(c cell) (int, string) {
-			_, l := byConns(c)
-			return c.Conns, fmt.Sprintf("%d × %s, %s", c.Batch, bytesLabel(c.Size), l)
-		},
+		cat:   bySizeAndConns,
+	},
+	{
+		title: "JSON batches (POST /v1/messages), by size and connections",
+		match: func(c cell) bool { return c.Mode == "json" },
+		cat:   bySizeAndConns,
 	},
 	{
 		title: "single messages at 64 connections, by size",
@@ -126,6 +128,11 @@ func byConns(c cell) (int, string) {
 		return 1, "1 conn"
 	}
 	return c.Conns, fmt.Sprintf("%d conns", c.Conns)
+}
+
+func bySizeAndConns(c cell) (int, string) {
+	_, l := byConns(c)
+	return c.Size<<16 + c.Conns, fmt.Sprintf("%d × %s, %s", c.Batch, bytesLabel(c.Size), l)
 }
 
 func bytesLabel(n int) string {
