@@ -14,6 +14,7 @@ import (
 type appendReq struct {
 	buf   []byte // envelopes, each header + payload, back to back
 	bytes int64  // on-disk bytes (frames)
+	lazy  bool   // SyncAlways: need not wait for an fsync of its own (AppendLazy)
 	res   appendRes
 	done  chan struct{} // closed by the commit goroutine once res is set
 }
@@ -50,12 +51,36 @@ func (s *Spool) Append(ctx context.Context, records ...[]byte) (ID, error) {
 	return s.AppendBatch(ctx, b)
 }
 
+// AppendLazy is Append for records whose durability may trail: they are
+// written (to the OS, so they survive a crash of the process) in the next
+// group commit like any others, but under SyncAlways that commit fsyncs
+// only when it also carries an ordinary append. Otherwise the records
+// become durable with the next ordinary append's fsync (an fsync covers
+// everything written to the file before it) or, at the latest, with a
+// sync SyncInterval after them. A machine crash may lose them; then it
+// loses every record after them too, never one before a record it keeps.
+// It returns once the records are written, not when they are durable.
+// Under SyncInterval and SyncNever it is Append.
+func (s *Spool) AppendLazy(ctx context.Context, records ...[]byte) (ID, error) {
+	size := 0
+	for _, r := range records {
+		size += len(r)
+	}
+	b := NewBatch(len(records), size)
+	for _, r := range records {
+		b.Add(r)
+	}
+	b.lazy = true
+	return s.AppendBatch(ctx, b)
+}
+
 // Batch lays records out for AppendBatch back to back, each after room for
 // its envelope header, so that a record is encoded once, in place, and the
 // spool writes those bytes without copying them again.
 type Batch struct {
-	buf []byte
-	n   int
+	buf  []byte
+	n    int
+	lazy bool
 }
 
 // NewBatch returns a batch with room for the given number of records of
@@ -121,7 +146,7 @@ func (s *Spool) submit(ctx context.Context, b *Batch, timeout <-chan time.Time) 
 	if disk > s.opts.MaxBytes {
 		return nil, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
 	}
-	req := &appendReq{buf: b.buf, bytes: disk, done: make(chan struct{})}
+	req := &appendReq{buf: b.buf, bytes: disk, lazy: b.lazy, done: make(chan struct{})}
 	b.buf, b.n = nil, 0
 
 	select {
@@ -180,7 +205,9 @@ func (s *Spool) commitLoop() {
 	defer s.wg.Done()
 	defer close(s.loopDone)
 	var tick <-chan time.Time
-	if s.opts.Sync == SyncInterval {
+	if s.opts.Sync != SyncNever {
+		// SyncAlways: for lazy appends no ordinary one covered
+		// (intervalSync does nothing when nothing is dirty).
 		t := time.NewTicker(s.opts.SyncInterval)
 		defer t.Stop()
 		tick = t.C
@@ -312,11 +339,22 @@ func (c *committer) commit(reqs []*appendReq) {
 		}
 	}
 	created := len(touched) > 1
+	// Under SyncAlways a commit of lazy appends only is not fsynced: the
+	// next ordinary commit's fsync, or the timer, covers it.
+	syncNow := false
+	if s.opts.Sync == SyncAlways {
+		for _, r := range accepted {
+			if !r.lazy {
+				syncNow = true
+				break
+			}
+		}
+	}
 
 	err := s.wl.WriteBatch(&c.batch)
-	if err == nil && s.opts.Sync == SyncAlways {
+	if err == nil && syncNow {
 		err = c.fsync()
-		if err == nil && created {
+		if err == nil && (created || c.newSegment) {
 			err = syncDir(s.walDir)
 		}
 	}
@@ -324,7 +362,9 @@ func (c *committer) commit(reqs []*appendReq) {
 		c.reply(accepted, c.fail(err))
 		return
 	}
-	if s.opts.Sync != SyncAlways {
+	if syncNow {
+		c.dirty, c.newSegment = false, false
+	} else if s.opts.Sync != SyncNever {
 		c.dirty = true
 		c.newSegment = c.newSegment || created
 	}
