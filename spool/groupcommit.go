@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tidwall/wal"
@@ -235,11 +236,15 @@ func (s *Spool) commitLoop() {
 			c.intervalSync()
 		case upTo := <-s.trunc:
 			c.truncate(upTo)
+		case r := <-s.syncReqs:
+			c.syncRound(nil, r)
 		case <-s.closing:
 			for {
 				select {
 				case r := <-s.appendCh:
 					r.finish(appendRes{err: ErrClosed})
+				case r := <-s.syncReqs:
+					r.run()
 				default:
 					return
 				}
@@ -353,7 +358,7 @@ func (c *committer) commit(reqs []*appendReq) {
 
 	err := s.wl.WriteBatch(&c.batch)
 	if err == nil && syncNow {
-		err = c.fsync()
+		err = c.syncRound(c.fsync, nil)
 		if err == nil && (created || c.newSegment) {
 			err = syncDir(s.walDir)
 		}
@@ -392,9 +397,86 @@ func (c *committer) commit(reqs []*appendReq) {
 	}
 }
 
+// syncReq is an fsync another spool (SyncVia) asks this one's commit
+// goroutine to run in its next round.
+type syncReq struct {
+	fn   func() error
+	err  error
+	done chan struct{}
+}
+
+func (r *syncReq) run() {
+	r.err = r.fn()
+	close(r.done)
+}
+
+// syncRound runs own (nil = none), first (nil = none) and every fsync
+// other spools asked for meanwhile, concurrently (so that one journal
+// commit of the file system tends to cover them all), and returns own's
+// error once all are done: one round, as one fsync of a single-threaded
+// server covers everything its loop took in.
+func (c *committer) syncRound(own func() error, first *syncReq) error {
+	var reqs []*syncReq
+	if first != nil {
+		reqs = append(reqs, first)
+	}
+more:
+	for {
+		select {
+		case r := <-c.s.syncReqs:
+			reqs = append(reqs, r)
+		default:
+			break more
+		}
+	}
+	if own == nil && len(reqs) > 0 {
+		r0 := reqs[0]
+		own, reqs = func() error { r0.run(); return nil }, reqs[1:]
+	}
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.run() }()
+	}
+	var err error
+	if own != nil {
+		err = own()
+	}
+	wg.Wait()
+	return err
+}
+
+// shareSync runs fn in the next round of s's commit goroutine, or itself
+// when s is closed.
+func (s *Spool) shareSync(fn func() error) error {
+	r := &syncReq{fn: fn, done: make(chan struct{})}
+	select {
+	case s.syncReqs <- r:
+	case <-s.loopDone:
+		return fn()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-s.loopDone:
+		select {
+		case <-r.done: // the loop ran it on its way out
+			return r.err
+		default: // sent after the loop's last look: never taken
+			return fn()
+		}
+	}
+}
+
 func (c *committer) fsync() error {
 	t0 := time.Now()
-	err := walSync(c.s.wl)
+	var err error
+	if via := c.s.opts.SyncVia; via != nil {
+		wl := c.s.wl
+		err = via.shareSync(func() error { return walSync(wl) })
+	} else {
+		err = walSync(c.s.wl)
+	}
 	d := time.Since(t0)
 	c.s.st.fsyncs.Add(1)
 	c.s.st.fsyncNanos.Add(uint64(d))
