@@ -53,7 +53,8 @@ type Options struct {
 	SegmentBytes int64
 	// Sync is the fsync policy. Default SyncAlways.
 	Sync SyncPolicy
-	// SyncInterval is the timer of SyncInterval. Default 100 ms.
+	// SyncInterval is the timer of SyncInterval, and under SyncAlways the
+	// longest a lazy append (AppendLazy) waits for an fsync. Default 100 ms.
 	SyncInterval time.Duration
 	// MaxBytes caps the backlog: the bytes between the slowest cursor and
 	// the tail. Default 1 GiB.
