@@ -308,17 +308,18 @@ func (a *Agent) registerQueueMetrics() {
 
 // QueueStats is one queue in Stats.
 type QueueStats struct {
-	Name            string    `json:"name"`
-	Topics          []string  `json:"topics"`
-	BacklogMessages uint64    `json:"backlog_messages"` // spool records not acknowledged by the queue's cursor (an upper bound of its depth)
-	BacklogBytes    int64     `json:"backlog_bytes"`
-	Ready           int       `json:"ready"`     // read into memory and not leased (available, delayed or waiting behind their key)
-	InFlight        int       `json:"in_flight"` // leased
-	Oldest          time.Time `json:"oldest,omitzero"`
-	Acked           uint64    `json:"acked_seq"`
-	Dropped         uint64    `json:"dropped"`
-	Redeliveries    uint64    `json:"redeliveries"`
-	ExpiredLeases   uint64    `json:"expired_leases"`
+	Name            string      `json:"name"`
+	Topics          []string    `json:"topics"`
+	BacklogMessages uint64      `json:"backlog_messages"` // spool records not acknowledged by the queue's cursor (an upper bound of its depth)
+	BacklogBytes    int64       `json:"backlog_bytes"`
+	Ready           int         `json:"ready"`     // read into memory and not leased (available, delayed or waiting behind their key)
+	InFlight        int         `json:"in_flight"` // leased
+	Oldest          time.Time   `json:"oldest,omitzero"`
+	Acked           uint64      `json:"acked_seq"`
+	Dropped         uint64      `json:"dropped"`
+	Redeliveries    uint64      `json:"redeliveries"`
+	ExpiredLeases   uint64      `json:"expired_leases"`
+	Log             spool.Stats `json:"log"` // the queue's own log of deliveries and acknowledgements: its commits and fsyncs
 }
 
 func (a *Agent) queueStats() []QueueStats {
@@ -329,7 +330,7 @@ func (a *Agent) queueStats() []QueueStats {
 		out = append(out, QueueStats{
 			Name: q.spec.Name, Topics: q.spec.Topics, BacklogMessages: b.Records, BacklogBytes: b.Bytes,
 			Ready: r, InFlight: f, Oldest: b.Oldest, Acked: q.cursor.Acked(), Dropped: q.cursor.DroppedTotal(),
-			Redeliveries: q.m.redeliveries.Get(), ExpiredLeases: q.m.expired.Get(),
+			Redeliveries: q.m.redeliveries.Get(), ExpiredLeases: q.m.expired.Get(), Log: q.spec.Log.Stats(),
 		})
 	}
 	return out

@@ -38,7 +38,11 @@ type queueLog struct {
 
 	// Attempt counts are written behind the pulls that make them (one
 	// writer, batching whatever piled up meanwhile): a pull does not wait
-	// for an fsync, and a crash loses at most the last few counts.
+	// for an fsync. The writer's appends are lazy (spool.AppendLazy):
+	// written at once, so that a crash of the process loses at most the
+	// last few counts, and made durable by the next acknowledgement's
+	// fsync (which carries the counts still queued as well) or the log's
+	// sync timer, so that they do not cost an fsync stream of their own.
 	pendMu  sync.Mutex
 	pending []attemptRec
 	kick    chan struct{}
@@ -295,7 +299,7 @@ func (l *queueLog) flushDeliveries(onErr func(error)) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	l.since.Add(1)
-	if _, err := l.sp.Append(context.Background(), encodeAttempts(qlogDelivered, recs, true)); err != nil {
+	if _, err := l.sp.AppendLazy(context.Background(), encodeAttempts(qlogDelivered, recs, true)); err != nil {
 		onErr(err)
 	}
 }

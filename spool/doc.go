@@ -47,7 +47,12 @@
 //     them (and the directory fsync when the commit created a segment);
 //     SyncInterval and SyncNever return once the OS has the bytes. One
 //     goroutine owns the WAL and writes everything that is waiting with one
-//     WriteBatch and one fsync.
+//     WriteBatch and one fsync. AppendLazy is the exception it names: its
+//     records are written at once but, under SyncAlways, fsynced with the
+//     next ordinary append or SyncInterval later; readers may see them
+//     before that. With Options.SyncVia a spool's fsyncs run in another
+//     spool's commit rounds, beside that spool's own; an append still
+//     returns after the fsync of its own file.
 //   - Readers never see a record before it is durable under the policy, and
 //     never a half-written one.
 //   - IDs (epoch, sequence) are unique forever for a spool: the epoch is

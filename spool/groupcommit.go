@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tidwall/wal"
@@ -14,6 +15,7 @@ import (
 type appendReq struct {
 	buf   []byte // envelopes, each header + payload, back to back
 	bytes int64  // on-disk bytes (frames)
+	lazy  bool   // SyncAlways: need not wait for an fsync of its own (AppendLazy)
 	res   appendRes
 	done  chan struct{} // closed by the commit goroutine once res is set
 }
@@ -50,12 +52,36 @@ func (s *Spool) Append(ctx context.Context, records ...[]byte) (ID, error) {
 	return s.AppendBatch(ctx, b)
 }
 
+// AppendLazy is Append for records whose durability may trail: they are
+// written (to the OS, so they survive a crash of the process) in the next
+// group commit like any others, but under SyncAlways that commit fsyncs
+// only when it also carries an ordinary append. Otherwise the records
+// become durable with the next ordinary append's fsync (an fsync covers
+// everything written to the file before it) or, at the latest, with a
+// sync SyncInterval after them. A machine crash may lose them; then it
+// loses every record after them too, never one before a record it keeps.
+// It returns once the records are written, not when they are durable.
+// Under SyncInterval and SyncNever it is Append.
+func (s *Spool) AppendLazy(ctx context.Context, records ...[]byte) (ID, error) {
+	size := 0
+	for _, r := range records {
+		size += len(r)
+	}
+	b := NewBatch(len(records), size)
+	for _, r := range records {
+		b.Add(r)
+	}
+	b.lazy = true
+	return s.AppendBatch(ctx, b)
+}
+
 // Batch lays records out for AppendBatch back to back, each after room for
 // its envelope header, so that a record is encoded once, in place, and the
 // spool writes those bytes without copying them again.
 type Batch struct {
-	buf []byte
-	n   int
+	buf  []byte
+	n    int
+	lazy bool
 }
 
 // NewBatch returns a batch with room for the given number of records of
@@ -121,7 +147,7 @@ func (s *Spool) submit(ctx context.Context, b *Batch, timeout <-chan time.Time) 
 	if disk > s.opts.MaxBytes {
 		return nil, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
 	}
-	req := &appendReq{buf: b.buf, bytes: disk, done: make(chan struct{})}
+	req := &appendReq{buf: b.buf, bytes: disk, lazy: b.lazy, done: make(chan struct{})}
 	b.buf, b.n = nil, 0
 
 	select {
@@ -180,7 +206,9 @@ func (s *Spool) commitLoop() {
 	defer s.wg.Done()
 	defer close(s.loopDone)
 	var tick <-chan time.Time
-	if s.opts.Sync == SyncInterval {
+	if s.opts.Sync != SyncNever {
+		// SyncAlways: for lazy appends no ordinary one covered
+		// (intervalSync does nothing when nothing is dirty).
 		t := time.NewTicker(s.opts.SyncInterval)
 		defer t.Stop()
 		tick = t.C
@@ -208,11 +236,15 @@ func (s *Spool) commitLoop() {
 			c.intervalSync()
 		case upTo := <-s.trunc:
 			c.truncate(upTo)
+		case r := <-s.syncReqs:
+			c.syncRound(nil, r)
 		case <-s.closing:
 			for {
 				select {
 				case r := <-s.appendCh:
 					r.finish(appendRes{err: ErrClosed})
+				case r := <-s.syncReqs:
+					r.run()
 				default:
 					return
 				}
@@ -317,11 +349,22 @@ func (c *committer) commit(reqs []*appendReq) {
 		r.buf = nil
 	}
 	created := len(touched) > 1
+	// Under SyncAlways a commit of lazy appends only is not fsynced: the
+	// next ordinary commit's fsync, or the timer, covers it.
+	syncNow := false
+	if s.opts.Sync == SyncAlways {
+		for _, r := range accepted {
+			if !r.lazy {
+				syncNow = true
+				break
+			}
+		}
+	}
 
 	err := s.wl.WriteBatch(&c.batch)
-	if err == nil && s.opts.Sync == SyncAlways {
-		err = c.fsync()
-		if err == nil && created {
+	if err == nil && syncNow {
+		err = c.syncRound(c.fsync, nil)
+		if err == nil && (created || c.newSegment) {
 			err = syncDir(s.walDir)
 		}
 	}
@@ -329,7 +372,9 @@ func (c *committer) commit(reqs []*appendReq) {
 		c.reply(accepted, c.fail(err))
 		return
 	}
-	if s.opts.Sync != SyncAlways {
+	if syncNow {
+		c.dirty, c.newSegment = false, false
+	} else if s.opts.Sync != SyncNever {
 		c.dirty = true
 		c.newSegment = c.newSegment || created
 	}
@@ -357,9 +402,86 @@ func (c *committer) commit(reqs []*appendReq) {
 	}
 }
 
+// syncReq is an fsync another spool (SyncVia) asks this one's commit
+// goroutine to run in its next round.
+type syncReq struct {
+	fn   func() error
+	err  error
+	done chan struct{}
+}
+
+func (r *syncReq) run() {
+	r.err = r.fn()
+	close(r.done)
+}
+
+// syncRound runs own (nil = none), first (nil = none) and every fsync
+// other spools asked for meanwhile, concurrently (so that one journal
+// commit of the file system tends to cover them all), and returns own's
+// error once all are done: one round, as one fsync of a single-threaded
+// server covers everything its loop took in.
+func (c *committer) syncRound(own func() error, first *syncReq) error {
+	var reqs []*syncReq
+	if first != nil {
+		reqs = append(reqs, first)
+	}
+more:
+	for {
+		select {
+		case r := <-c.s.syncReqs:
+			reqs = append(reqs, r)
+		default:
+			break more
+		}
+	}
+	if own == nil && len(reqs) > 0 {
+		r0 := reqs[0]
+		own, reqs = func() error { r0.run(); return nil }, reqs[1:]
+	}
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.run() }()
+	}
+	var err error
+	if own != nil {
+		err = own()
+	}
+	wg.Wait()
+	return err
+}
+
+// shareSync runs fn in the next round of s's commit goroutine, or itself
+// when s is closed.
+func (s *Spool) shareSync(fn func() error) error {
+	r := &syncReq{fn: fn, done: make(chan struct{})}
+	select {
+	case s.syncReqs <- r:
+	case <-s.loopDone:
+		return fn()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-s.loopDone:
+		select {
+		case <-r.done: // the loop ran it on its way out
+			return r.err
+		default: // sent after the loop's last look: never taken
+			return fn()
+		}
+	}
+}
+
 func (c *committer) fsync() error {
 	t0 := time.Now()
-	err := walSync(c.s.wl)
+	var err error
+	if via := c.s.opts.SyncVia; via != nil {
+		wl := c.s.wl
+		err = via.shareSync(func() error { return walSync(wl) })
+	} else {
+		err = walSync(c.s.wl)
+	}
 	d := time.Since(t0)
 	c.s.st.fsyncs.Add(1)
 	c.s.st.fsyncNanos.Add(uint64(d))

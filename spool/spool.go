@@ -54,7 +54,8 @@ type Options struct {
 	SegmentBytes int64
 	// Sync is the fsync policy. Default SyncAlways.
 	Sync SyncPolicy
-	// SyncInterval is the timer of SyncInterval. Default 100 ms.
+	// SyncInterval is the timer of SyncInterval, and under SyncAlways the
+	// longest a lazy append (AppendLazy) waits for an fsync. Default 100 ms.
 	SyncInterval time.Duration
 	// MaxBytes caps the backlog: the bytes between the slowest cursor and
 	// the tail. Default 1 GiB.
@@ -73,6 +74,17 @@ type Options struct {
 	// CursorSyncInterval is how often acknowledged cursor positions are
 	// persisted. A crash re-delivers at most this much. Default 50 ms.
 	CursorSyncInterval time.Duration
+	// SyncVia, if set, is a spool on the same file system whose commit
+	// goroutine runs this spool's WAL fsyncs, in the same round as its
+	// own (concurrently with it, so that one journal commit of the file
+	// system tends to cover both): a write of this spool waits for the
+	// next round of that one instead of starting a journal commit of its
+	// own beside it. Nothing is acknowledged earlier than before: an
+	// append still returns after the fsync of its own file. Once that
+	// spool is closed, this one fsyncs itself. Meant for SyncAlways
+	// spools beside a SyncAlways spool (a queue's log beside the main
+	// spool). Default nil: the spool fsyncs itself.
+	SyncVia *Spool
 	// OnFsync, if set, is called with the duration of every WAL fsync.
 	OnFsync func(time.Duration)
 	// Logger for recovery reports and disk errors. Default slog.Default().
@@ -158,6 +170,7 @@ type Spool struct {
 	trunc    chan uint64 // flusher → commit goroutine: truncate before this sequence
 	closing  chan struct{}
 	loopDone chan struct{} // closed when the commit goroutine has exited
+	syncReqs chan *syncReq // fsyncs of spools with SyncVia set to this one
 	wg       sync.WaitGroup
 	closed   atomic.Bool
 	closeMu  sync.Mutex
@@ -210,6 +223,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		trunc:    make(chan uint64, 1),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
+		syncReqs: make(chan *syncReq, 64),
 		notify:   make(chan struct{}),
 		cursors:  map[string]*Cursor{},
 	}

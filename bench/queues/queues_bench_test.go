@@ -155,6 +155,10 @@ func startServer(b *testing.B, addr string, cmd *exec.Cmd) {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		}
+		if os.Getenv("BENCH_SHOWLOG") != "" {
+			l, _ := os.ReadFile(logf.Name())
+			b.Logf("server log:\n%s", l)
+		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {

@@ -121,7 +121,7 @@ func runAgent() error {
 			s.Sink.Close(context.Background())
 		}
 	})
-	queues, err := buildQueues(c, log)
+	queues, err := buildQueues(c, log, sp)
 	if err != nil {
 		closeOpened()
 		return err
@@ -378,9 +378,17 @@ func secret(value, file, sinkName, setting string) (string, error) {
 }
 
 // buildQueues opens the log of every sink of type queue, under
-// <SPOOL_DIR>/queues/<name>, synced as the spool is.
-func buildQueues(c *config.Config, log *slog.Logger) ([]agent.QueueSpec, error) {
+// <SPOOL_DIR>/queues/<name>, synced as the spool is. Under
+// SPOOL_SYNC=always its fsyncs run in the spool's commit rounds, beside the
+// spool's own (spool.Options.SyncVia): an acknowledgement and the pushes
+// waiting meanwhile share one journal commit, as one fsync of Redis's
+// event loop covers its XACKs and XADDs.
+func buildQueues(c *config.Config, log *slog.Logger, sp *spool.Spool) ([]agent.QueueSpec, error) {
 	var qs []agent.QueueSpec
+	var via *spool.Spool
+	if spool.SyncPolicy(c.SpoolSync) == spool.SyncAlways {
+		via = sp
+	}
 	for _, sc := range c.SinkConfigs {
 		if sc.Type != "queue" {
 			continue
@@ -390,6 +398,7 @@ func buildQueues(c *config.Config, log *slog.Logger) ([]agent.QueueSpec, error) 
 			Sync:         spool.SyncPolicy(c.SpoolSync),
 			SyncInterval: c.SpoolSyncInterval,
 			MaxBytes:     256 << 20,
+			SyncVia:      via,
 			Logger:       log.With("spool", "queue-"+sc.Name),
 		})
 		if err != nil {
