@@ -41,6 +41,11 @@ type appendRes struct {
 // The records' bytes are copied before Append returns; the caller may reuse
 // them at once.
 func (s *Spool) Append(ctx context.Context, records ...[]byte) (ID, error) {
+	return s.AppendBatch(ctx, batchOf(records, false))
+}
+
+// batchOf copies records into a new batch.
+func batchOf(records [][]byte, lazy bool) *Batch {
 	size := 0
 	for _, r := range records {
 		size += len(r)
@@ -49,7 +54,8 @@ func (s *Spool) Append(ctx context.Context, records ...[]byte) (ID, error) {
 	for _, r := range records {
 		b.Add(r)
 	}
-	return s.AppendBatch(ctx, b)
+	b.lazy = lazy
+	return b
 }
 
 // AppendLazy is Append for records whose durability may trail: they are
@@ -63,16 +69,7 @@ func (s *Spool) Append(ctx context.Context, records ...[]byte) (ID, error) {
 // It returns once the records are written, not when they are durable.
 // Under SyncInterval and SyncNever it is Append.
 func (s *Spool) AppendLazy(ctx context.Context, records ...[]byte) (ID, error) {
-	size := 0
-	for _, r := range records {
-		size += len(r)
-	}
-	b := NewBatch(len(records), size)
-	for _, r := range records {
-		b.Add(r)
-	}
-	b.lazy = true
-	return s.AppendBatch(ctx, b)
+	return s.AppendBatch(ctx, batchOf(records, true))
 }
 
 // Batch lays records out for AppendBatch back to back, each after room for
