@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -153,6 +154,29 @@ func (a *Agent) holdBody(ctx *fasthttp.RequestCtx, b *bodyRes) bool {
 func (a *Agent) releaseBodyOf(b *bodyRes) {
 	a.inflight.Add(-b.n)
 	b.n = 0
+}
+
+// msgCost is the memory of one decoded message besides its bytes (which
+// the body holds): NDJSON reserves it as lines are split.
+const msgCost = int64(unsafe.Sizeof(Msg{}))
+
+// holdMore reserves n more bytes in MaxInflightBytes for the request being
+// handled: 503 spool_full while other requests hold the budget, 413 when
+// the request alone would need more than all of it.
+func (a *Agent) holdMore(ctx *fasthttp.RequestCtx, n int64) *apiError {
+	b, ok := ctx.UserValue(bodyKey).(*bodyRes)
+	if !ok {
+		return nil // not from the ingest handler (tests)
+	}
+	if b.n+n > a.opts.MaxInflightBytes {
+		return errorf(http.StatusRequestEntityTooLarge, "too_large",
+			"the request's messages need more than SLUICE_MAX_INFLIGHT_BYTES (%d bytes) in memory; send fewer per request", a.opts.MaxInflightBytes)
+	}
+	if !a.reserve(n) {
+		return errorf(http.StatusServiceUnavailable, "spool_full", "%v", errInflight)
+	}
+	b.n += n
+	return nil
 }
 
 // releaseBody releases the request's body early: the request must not use

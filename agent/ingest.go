@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -256,11 +257,18 @@ func (a *Agent) pushTopic(ctx *fasthttp.RequestCtx, topic string) *apiError {
 	}
 	var msgs []Msg
 	if bytes.EqualFold(bytes.TrimSpace(mt), []byte("application/x-ndjson")) {
-		// At most one message per line: one allocation, not a doubling run.
-		msgs = make([]Msg, 0, bytes.Count(body, []byte{'\n'})+1)
 		e := splitNDJSON(body, func(line []byte) *apiError {
 			if len(line) > a.opts.MaxMessageBytes {
 				return errorf(http.StatusRequestEntityTooLarge, "too_large", "line %d: %d bytes > %d", len(msgs)+1, len(line), a.opts.MaxMessageBytes)
+			}
+			if len(msgs) == cap(msgs) {
+				// A message costs a Msg besides its bytes: 100 times a
+				// two-byte line. Reserved before it is taken, as bodies are.
+				grow := max(cap(msgs), 64)
+				if e := a.holdMore(ctx, int64(grow)*msgCost); e != nil {
+					return e
+				}
+				msgs = slices.Grow(msgs, grow)
 			}
 			msgs = append(msgs, newMsg(line))
 			return nil
