@@ -51,7 +51,7 @@ type Config struct {
 	MaxRequestBytes  Bytes `split_words:"true" default:"16MiB" example:"32MiB" desc:"Largest request body (413 too_large above). At least SLUICE_MAX_MESSAGE_BYTES."`
 	MaxHeaderBytes   Bytes `split_words:"true" default:"16KiB" example:"32KiB" desc:"Largest request header block (431 headers_too_large above)."`
 	MaxHeaders       int   `split_words:"true" default:"64" example:"128" desc:"Most headers one message may carry (Sluice-Header-* or the JSON headers field)."`
-	MaxInflightBytes Bytes `split_words:"true" default:"64MiB" example:"128MiB" desc:"Request body bytes held in memory at once, over all connections. At least SLUICE_MAX_REQUEST_BYTES."`
+	MaxInflightBytes Bytes `split_words:"true" default:"64MiB" example:"128MiB" desc:"Request memory held at once, over all connections: bodies (gzip: decompressed), and NDJSON messages at about 224 bytes each besides their bytes. A request needing more than all of it is 413. At least SLUICE_MAX_REQUEST_BYTES."`
 	MaxConnections   int   `split_words:"true" default:"4096" example:"1024" desc:"Most concurrent connections on the ingest listener."`
 
 	AckTimeout    time.Duration `split_words:"true" default:"10s" example:"30s" desc:"Sluice-Timeout used when a Sluice-Ack: delivered push sets none."`
