@@ -29,16 +29,23 @@ func TestStuckTopicDoesNotCostOtherTopicsCallbacks(t *testing.T) {
 		t.Fatalf("push: %+v", r)
 	}
 	hdr := map[string]string{"Sluice-Callback": cbs.srv.URL + "/cb"}
+	// One push at a time, each waiting for its report: reports that are
+	// sent never pile up past the cap, while reports held behind the stuck
+	// topic do (the 9th push drops the oldest). A burst of pushes could
+	// outrun the sender and fill the cap by speed alone.
 	var ids []string
+	deadline := time.Now().Add(20 * time.Second) // liveness bound
 	for i := range 20 {
 		r := do(t, "POST", ta.url+"/v1/topics/ok", "", []byte(fmt.Sprint(i)), hdr)
 		if r.status != 202 {
 			t.Fatalf("push: %+v", r)
 		}
 		ids = append(ids, r.ids[0])
+		for !cbs.reported(r.ids[0]) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	waitFor(t, "healthy topic delivered", func() bool { return len(mem.messages()) == 20 })
-	deadline := time.Now().Add(10 * time.Second) // liveness bound
 	for len(cbs.byID()) < len(ids) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -109,6 +109,12 @@ func newCBServer(t *testing.T) *cbServer {
 	return s
 }
 
+// reported tells whether a report for the message id arrived.
+func (s *cbServer) reported(id string) bool {
+	_, ok := s.byID()[id]
+	return ok
+}
+
 func (s *cbServer) byID() map[string]Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
