@@ -149,7 +149,7 @@ func (a *Agent) route(ctx *fasthttp.RequestCtx) *apiError {
 		if !isJSON(ctx.Request.Header.ContentType()) {
 			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "/v1/messages takes application/json")
 		}
-		msgs, e := parseBatch(ctx.PostBody(), a.opts.MaxMessageBytes)
+		msgs, e := parseBatch(ctx.PostBody(), a.opts.MaxMessageBytes, func(n int64) *apiError { return a.holdMore(ctx, n) })
 		if e != nil {
 			return e
 		}

@@ -75,7 +75,7 @@ func FuzzParseBatch(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"topic":"t","key":"k","value":{"a":[1,2]},"headers":{"h":"v"},"id":"x-1"}]}`))
 	f.Add([]byte(`{"messages":[{"topic":"t","value_b64":"AAE="}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		msgs, e := parseBatch(body, 1<<20)
+		msgs, e := parseBatch(body, 1<<20, func(int64) *apiError { return nil })
 		if e != nil {
 			if e.status < 400 || e.code == "" {
 				t.Fatalf("bad error %+v", e)

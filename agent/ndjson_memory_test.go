@@ -89,3 +89,31 @@ func TestNDJSONMessagesAreReservedInTheInflightBudget(t *testing.T) {
 		t.Errorf("in-flight bytes after the accepted request: %d, want 0", n)
 	}
 }
+
+// The same for a JSON batch: its messages are reserved as they are decoded.
+func TestJSONBatchMessagesAreReservedInTheInflightBudget(t *testing.T) {
+	mem := &memSink{}
+	const budget = 8 << 20
+	ta := startAgent(t, t.TempDir(), Options{MaxInflightBytes: budget, Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
+	one := []byte(`{"topic":"t","value":1},`)
+	body := append([]byte(`{"messages":[`), bytes.Repeat(one, 40000)...)
+	body = append(body[:len(body)-1], "]}"...) // ~1 MB, 40,000 messages: ~9 MB of Msg
+	r := do(t, "POST", ta.url+"/v1/messages", "application/json", body, nil)
+	if r.status != 413 || !bytes.Contains(r.raw, []byte("SLUICE_MAX_INFLIGHT_BYTES")) {
+		t.Fatalf("batch of 40,000 messages: %d %s, want 413 naming SLUICE_MAX_INFLIGHT_BYTES", r.status, r.raw)
+	}
+	if n := ta.a.inflight.Load(); n != 0 {
+		t.Errorf("in-flight bytes after the request: %d, want 0", n)
+	}
+	small := append([]byte(`{"messages":[`), bytes.Repeat(one, 1000)...)
+	small = append(small[:len(small)-1], "]}"...)
+	if r := do(t, "POST", ta.url+"/v1/messages", "application/json", small, nil); r.status != 202 || len(r.ids) != 1000 {
+		t.Fatalf("batch of 1000: %d %.200s", r.status, r.raw)
+	}
+	// Field names match without regard to case, and the last repeated key
+	// counts, as with encoding/json.
+	if r := do(t, "POST", ta.url+"/v1/messages", "application/json",
+		[]byte(`{"messages":[{"topic":"t","value":1}],"Messages":[{"topic":"t","value":2},{"topic":"t","value":3}]}`), nil); r.status != 202 || len(r.ids) != 2 {
+		t.Fatalf("repeated key: %d %s", r.status, r.raw)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -114,69 +115,135 @@ func decodeStrict(body []byte, v any) error {
 	return nil
 }
 
-func parseBatch(body []byte, maxMessage int) ([]Msg, *apiError) {
+// parseBatch parses a /v1/messages body, one message at a time: hold
+// reserves the memory of each growth of the message slice before it is
+// taken (as NDJSON does), so a body of many small messages cannot take
+// many times its size in decoded structs.
+func parseBatch(body []byte, maxMessage int, hold func(n int64) *apiError) ([]Msg, *apiError) {
 	// encoding/json would replace invalid UTF-8 by U+FFFD: a key changed
 	// that way lands on another partition. JSON is UTF-8; binary goes in
 	// value_b64.
 	if !utf8.Valid(body) {
 		return nil, errorf(http.StatusBadRequest, "bad_request", "JSON batch is not valid UTF-8 (send binary values as value_b64)")
 	}
-	var req struct {
-		Messages []batchMessage `json:"messages"`
+	bad := func(err error) *apiError {
+		return errorf(http.StatusBadRequest, "bad_request", "invalid JSON batch: %v", err)
 	}
-	if err := decodeStrict(body, &req); err != nil {
-		return nil, errorf(http.StatusBadRequest, "bad_request", "invalid JSON batch: %v", err)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, bad(err)
 	}
-	if len(req.Messages) == 0 {
+	var out []Msg
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, bad(err)
+		}
+		// encoding/json matches field names without regard to case.
+		if k, _ := t.(string); !strings.EqualFold(k, "messages") {
+			return nil, bad(fmt.Errorf("json: unknown field %q", k))
+		}
+		out = out[:0] // a repeated key: the last one counts, as in encoding/json
+		if t, err = dec.Token(); err != nil {
+			return nil, bad(err)
+		}
+		if t == nil { // "messages": null
+			continue
+		}
+		if d, ok := t.(json.Delim); !ok || d != '[' {
+			return nil, bad(fmt.Errorf(`"messages" is not an array`))
+		}
+		for dec.More() {
+			var bm batchMessage
+			if err := dec.Decode(&bm); err != nil {
+				return nil, bad(err)
+			}
+			if len(out) == cap(out) {
+				grow := max(cap(out), 64)
+				if e := hold(int64(grow) * msgCost); e != nil {
+					return nil, e
+				}
+				out = slices.Grow(out, grow)
+			}
+			m, e := batchMsg(len(out), &bm, maxMessage)
+			if e != nil {
+				return nil, e
+			}
+			out = append(out, m)
+		}
+		if err := expectDelim(dec, ']'); err != nil {
+			return nil, bad(err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, bad(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, bad(errTrailing)
+	}
+	if len(out) == 0 {
 		return nil, errorf(http.StatusBadRequest, "bad_request", `"messages" is empty or missing`)
 	}
-	out := make([]Msg, len(req.Messages))
-	for i, bm := range req.Messages {
-		m := &out[i]
-		if !sink.ValidTopic(bm.Topic) {
-			return nil, errorf(http.StatusBadRequest, "bad_topic", "message %d: invalid topic %q (1-249 of [a-zA-Z0-9._-])", i, bm.Topic)
+	return out, nil
+}
+
+// expectDelim reads the next token, which must be d.
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if got, ok := t.(json.Delim); !ok || got != d {
+		return fmt.Errorf("want %q, got %v", rune(d), t)
+	}
+	return nil
+}
+
+// batchMsg checks and converts message i of a JSON batch.
+func batchMsg(i int, bm *batchMessage, maxMessage int) (Msg, *apiError) {
+	m := Msg{Topic: bm.Topic, Partition: sink.NoPartition}
+	if !sink.ValidTopic(bm.Topic) {
+		return m, errorf(http.StatusBadRequest, "bad_topic", "message %d: invalid topic %q (1-249 of [a-zA-Z0-9._-])", i, bm.Topic)
+	}
+	switch {
+	case bm.Value != nil && bm.ValueB64 != nil:
+		return m, errorf(http.StatusBadRequest, "bad_request", "message %d: both value and value_b64", i)
+	case bm.ValueB64 != nil:
+		v, err := base64.StdEncoding.DecodeString(*bm.ValueB64)
+		if err != nil {
+			return m, errorf(http.StatusBadRequest, "bad_request", "message %d: value_b64: %v", i, err)
 		}
-		m.Topic = bm.Topic
-		m.Partition = sink.NoPartition
-		switch {
-		case bm.Value != nil && bm.ValueB64 != nil:
-			return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: both value and value_b64", i)
-		case bm.ValueB64 != nil:
-			v, err := base64.StdEncoding.DecodeString(*bm.ValueB64)
-			if err != nil {
-				return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: value_b64: %v", i, err)
+		m.Value = v
+	case bm.Value != nil:
+		m.Value = bm.Value
+	default:
+		return m, errorf(http.StatusBadRequest, "bad_request", "message %d: value or value_b64 is required", i)
+	}
+	if len(m.Value) > maxMessage {
+		return m, errorf(http.StatusRequestEntityTooLarge, "too_large", "message %d: %d bytes > %d", i, len(m.Value), maxMessage)
+	}
+	if bm.Key != nil {
+		m.Key = []byte(*bm.Key)
+	}
+	if bm.ID != "" {
+		if !validID(bm.ID) {
+			return m, errorf(http.StatusBadRequest, "bad_request", "message %d: invalid id", i)
+		}
+		m.ID = bm.ID
+	}
+	if len(bm.Headers) > 0 {
+		names := make([]string, 0, len(bm.Headers))
+		for k := range bm.Headers {
+			if k == "" || strings.EqualFold(k, sink.IDHeader) {
+				return m, errorf(http.StatusBadRequest, "bad_request", "message %d: header name %q not allowed (use \"id\" to keep a sluice-id)", i, k)
 			}
-			m.Value = v
-		case bm.Value != nil:
-			m.Value = bm.Value
-		default:
-			return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: value or value_b64 is required", i)
+			names = append(names, k)
 		}
-		if len(m.Value) > maxMessage {
-			return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "message %d: %d bytes > %d", i, len(m.Value), maxMessage)
-		}
-		if bm.Key != nil {
-			m.Key = []byte(*bm.Key)
-		}
-		if bm.ID != "" {
-			if !validID(bm.ID) {
-				return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: invalid id", i)
-			}
-			m.ID = bm.ID
-		}
-		if len(bm.Headers) > 0 {
-			names := make([]string, 0, len(bm.Headers))
-			for k := range bm.Headers {
-				if k == "" || strings.EqualFold(k, sink.IDHeader) {
-					return nil, errorf(http.StatusBadRequest, "bad_request", "message %d: header name %q not allowed (use \"id\" to keep a sluice-id)", i, k)
-				}
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			for _, k := range names {
-				m.Headers = append(m.Headers, sink.Header{Key: k, Value: []byte(bm.Headers[k])})
-			}
+		sort.Strings(names)
+		for _, k := range names {
+			m.Headers = append(m.Headers, sink.Header{Key: k, Value: []byte(bm.Headers[k])})
 		}
 	}
-	return out, nil
+	return m, nil
 }
