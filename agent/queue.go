@@ -152,16 +152,8 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 // the lease timers and dead-lettering.
 func (q *queue) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); q.maintain(ctx) }()
-	go func() {
-		defer wg.Done()
-		q.qlog.writeDeliveries(ctx, func(err error) {
-			if !errors.Is(err, spool.ErrClosed) {
-				q.lg.Warn("queue log: deliveries not recorded (attempt counts may restart lower)", "err", err)
-			}
-		})
-	}()
 	go func() {
 		<-ctx.Done()
 		q.mu.Lock()
@@ -402,9 +394,13 @@ func (q *queue) take(max int, vis time.Duration) []lease {
 		for i, l := range out {
 			recs[i] = attemptRec{seq: l.e.seq, epoch: l.e.epoch, attempt: l.attempt}
 		}
-		// The attempt count is best effort: losing it re-delivers once
-		// more than MAX_ATTEMPTS at worst.
-		q.qlog.delivered(recs)
+		// Written before the pull is answered. When it cannot be (disk
+		// full, I/O error), the pull still goes out: after a restart the
+		// count restarts lower, so MAX_ATTEMPTS may be passed, never
+		// reached early.
+		if err := q.qlog.delivered(recs); err != nil && !errors.Is(err, spool.ErrClosed) {
+			q.lg.Warn("queue log: deliveries not recorded (attempt counts may restart lower)", "err", err)
+		}
 	}
 	return out
 }

@@ -36,16 +36,13 @@ type queueLog struct {
 	mu    sync.RWMutex
 	since atomic.Int64 // records appended since the last checkpoint
 
-	// Attempt counts are written behind the pulls that make them (one
-	// writer, batching whatever piled up meanwhile): a pull does not wait
-	// for an fsync. The writer's appends are lazy (spool.AppendLazy):
-	// written at once, so that a crash of the process loses at most the
-	// last few counts, and made durable by the next acknowledgement's
-	// fsync (which carries the counts still queued as well) or the log's
-	// sync timer, so that they do not cost an fsync stream of their own.
-	pendMu  sync.Mutex
-	pending []attemptRec
-	kick    chan struct{}
+	// Attempt counts are written before the pull that makes them is
+	// answered, without an fsync of their own (spool.AppendLazy): in the
+	// OS's hands, so a crash of the process loses none; made durable by the
+	// next acknowledgement's fsync (an fsync covers everything written to
+	// the file before it) or the log's sync timer, so that they do not cost
+	// an fsync stream of their own. A crash of the machine may lose the
+	// counts of the last sync interval.
 }
 
 // attemptRec is one message's entry in the log.
@@ -115,7 +112,7 @@ func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, l
 	if err != nil {
 		return nil, st, fmt.Errorf("queue log: %w", err)
 	}
-	l := &queueLog{sp: sp, cur: c, name: name, kick: make(chan struct{}, 1)}
+	l := &queueLog{sp: sp, cur: c, name: name}
 	if l.key, err = loadReceiptKey(filepath.Join(sp.Dir(), "receipt.key")); err != nil {
 		c.Release()
 		return nil, st, err
@@ -263,64 +260,25 @@ func encodeAttempts(typ byte, recs []attemptRec, withAttempt bool) []byte {
 	return b
 }
 
-// delivered queues attempt counts for the log writer.
-func (l *queueLog) delivered(recs []attemptRec) {
-	l.pendMu.Lock()
-	l.pending = append(l.pending, recs...)
-	l.pendMu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-}
-
-// writeDeliveries appends the queued attempt counts until ctx ends, and
-// once more then; onErr hears of each failed append.
-func (l *queueLog) writeDeliveries(ctx context.Context, onErr func(error)) {
-	for {
-		select {
-		case <-l.kick:
-		case <-ctx.Done():
-			l.flushDeliveries(onErr)
-			return
-		}
-		l.flushDeliveries(onErr)
-	}
-}
-
-func (l *queueLog) flushDeliveries(onErr func(error)) {
-	l.pendMu.Lock()
-	recs := l.pending
-	l.pending = nil
-	l.pendMu.Unlock()
-	if len(recs) == 0 {
-		return
-	}
+// delivered writes the attempt counts of a pull, to be answered next
+// (see queueLog).
+func (l *queueLog) delivered(recs []attemptRec) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	l.since.Add(1)
-	if _, err := l.sp.AppendLazy(context.Background(), encodeAttempts(qlogDelivered, recs, true)); err != nil {
-		onErr(err)
-	}
+	_, err := l.sp.AppendLazy(context.Background(), encodeAttempts(qlogDelivered, recs, true))
+	return err
 }
 
 // acked records messages as resolved, durably under the log's sync
 // policy, then runs apply (nil = nothing) before a checkpoint can start.
-// Attempt counts still queued go in the same append: whatever a consumer
-// saw before it acknowledged is on disk with the acknowledgement.
+// The attempt counts of the pulls a consumer saw are written before it,
+// and its fsync covers them.
 func (l *queueLog) acked(recs []attemptRec, apply func()) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	l.pendMu.Lock()
-	pend := l.pending
-	l.pending = nil
-	l.pendMu.Unlock()
-	batch := [][]byte{encodeAttempts(qlogAcked, recs, false)}
-	if len(pend) > 0 {
-		batch = [][]byte{encodeAttempts(qlogDelivered, pend, true), batch[0]}
-	}
-	l.since.Add(int64(len(batch)))
-	if _, err := l.sp.Append(context.Background(), batch...); err != nil {
+	l.since.Add(1)
+	if _, err := l.sp.Append(context.Background(), encodeAttempts(qlogAcked, recs, false)); err != nil {
 		return err
 	}
 	if apply != nil {
@@ -330,22 +288,13 @@ func (l *queueLog) acked(recs []attemptRec, apply func()) error {
 }
 
 // nacked records nack delays, durably under the log's sync policy, behind
-// the attempt counts still queued (among them the delivery each delay
-// follows).
+// the attempt counts of the deliveries they follow (written before their
+// pulls were answered).
 func (l *queueLog) nacked(recs []delayRec) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	l.pendMu.Lock()
-	pend := l.pending
-	l.pending = nil
-	l.pendMu.Unlock()
-	b := appendDelays([]byte{qlogNacked}, recs)
-	batch := [][]byte{b}
-	if len(pend) > 0 {
-		batch = [][]byte{encodeAttempts(qlogDelivered, pend, true), b}
-	}
-	l.since.Add(int64(len(batch)))
-	_, err := l.sp.Append(context.Background(), batch...)
+	l.since.Add(1)
+	_, err := l.sp.Append(context.Background(), appendDelays([]byte{qlogNacked}, recs))
 	return err
 }
 
