@@ -348,17 +348,22 @@ func (cb *callbacks) readTombstones(ctx context.Context) (map[uint64]bool, uint6
 }
 
 // reportBody renders the report of r as it stands now.
-func (cb *callbacks) reportBody(r *cbReport) (body []byte, deliveryID string) {
+// final is false while the message is not resolved (pending or in flight
+// again after a replay of its dead letter): such a report is not sent.
+func (cb *callbacks) reportBody(r *cbReport) (body []byte, deliveryID string, final bool) {
 	st := cb.a.statusAt(r.sid, r.id, r.targets) // a replay of its dead letter counts
+	if st.Status == "pending" || st.Status == "in_flight" {
+		return nil, "", false
+	}
 	rep := Report{DeliveryID: "cb-" + r.id, ID: r.id, Topic: r.topic, Status: st.Status, Sinks: st.Sinks,
-		Attempt: r.attempt, PushedAt: r.pushed, ReportedAt: time.Now().UTC()}
+		Attempt: r.attempt + 1, PushedAt: r.pushed, ReportedAt: time.Now().UTC()}
 	for _, s := range st.Sinks {
 		if s.Error != "" {
 			rep.Error = s.Error
 		}
 	}
 	body, _ = json.Marshal(rep)
-	return body, rep.DeliveryID
+	return body, rep.DeliveryID, true
 }
 
 // post makes one attempt.

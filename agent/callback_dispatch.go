@@ -166,9 +166,9 @@ type dispatcher struct {
 // messages up to its cursor and, past it, some ahead of it.
 type cbTarget interface {
 	targetName() string
-	resolvedThrough() uint64       // every message up to here is resolved
-	resolvedAhead(seq uint64) bool // seq is resolved although above resolvedThrough
-	takeAhead() []uint64           // messages resolved ahead since the last call
+	resolvedThrough() uint64         // every message up to here is resolved
+	resolvedAhead(sid spool.ID) bool // sid is resolved although above resolvedThrough
+	takeAhead() []uint64             // messages resolved ahead since the last call
 }
 
 func newDispatcher(cb *callbacks) *dispatcher {
@@ -224,7 +224,7 @@ func (d *dispatcher) add(r *cbReport) {
 		if r.targets != nil && !containsStr(r.targets, f.targetName()) {
 			continue // not a target, or a sink no longer configured: resolved
 		}
-		if f.resolvedThrough() < r.sid.Seq && !f.resolvedAhead(r.sid.Seq) {
+		if f.resolvedThrough() < r.sid.Seq && !f.resolvedAhead(r.sid) {
 			d.sinks[i].push(r, d.limit(), isWaiting)
 			r.waiting++
 			if i < 64 {
@@ -253,7 +253,11 @@ func containsStr(list []string, s string) bool {
 // whose last target delivered it is ready.
 func (d *dispatcher) acked() {
 	for i, f := range d.targets {
-		for _, seq := range f.takeAhead() {
+		ahead := f.takeAhead()
+		if i >= 64 {
+			ahead = nil // no waitMask bit to count it once: the cursor passes these
+		}
+		for _, seq := range ahead {
 			if r := d.bySeq[seq]; r != nil && r.state == cbWaiting {
 				d.passed(r, i)
 			}
@@ -318,11 +322,18 @@ func (d *dispatcher) dispatch(ctx context.Context) {
 }
 
 func (d *dispatcher) start(ctx context.Context, r *cbReport) {
+	body, deliveryID, final := d.cb.reportBody(r)
+	if !final {
+		// Its dead letter was replayed: the message is on its way again
+		// and the report waits for that outcome, without an attempt.
+		r.state, r.due = cbBackoff, time.Now().Add(max(d.cb.backoff, time.Second))
+		heap.Push(&d.retry, r)
+		return
+	}
 	r.state = cbSending
 	r.attempt++
 	r.host.inflight++
 	d.inflight++
-	body, deliveryID := d.cb.reportBody(r)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

@@ -333,9 +333,9 @@ func (f *forwarder) deliveredAhead(seq uint64) bool {
 
 // targetName, resolvedThrough and resolvedAhead make a forwarder a
 // cbTarget (with takeAhead).
-func (f *forwarder) targetName() string            { return f.spec.Name }
-func (f *forwarder) resolvedThrough() uint64       { return f.cursor.Acked() }
-func (f *forwarder) resolvedAhead(seq uint64) bool { return f.deliveredAhead(seq) }
+func (f *forwarder) targetName() string              { return f.spec.Name }
+func (f *forwarder) resolvedThrough() uint64         { return f.cursor.Acked() }
+func (f *forwarder) resolvedAhead(sid spool.ID) bool { return f.deliveredAhead(sid.Seq) }
 
 // takeAhead returns the deliveries ahead of the cursor since the last
 // call.

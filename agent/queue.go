@@ -119,6 +119,12 @@ type queue struct {
 	stopPolls chan struct{}
 	stopOnce  sync.Once
 
+	// afterDrop: messages a consumer acknowledged although a drop policy
+	// had skipped the cursor past them while the queue held them (seq ->
+	// epoch; the oldest forgotten past afterDropMax, and at a restart).
+	afterDrop      map[uint64]uint32
+	afterDropOrder []uint64
+
 	// State read back from the log for messages not read yet.
 	restoredAcked    map[uint64]uint32 // seq -> epoch
 	restoredAttempts map[uint64]attemptRec
@@ -638,6 +644,13 @@ func (q *queue) advance() {
 	if upTo > q.through.seq {
 		q.through = qpos{seq: upTo, epoch: q.slots[i-1].epoch}
 	}
+	if q.cursor.DroppedTotal() > 0 {
+		for _, sl := range q.slots[q.slotsHead:i] {
+			if q.cursor.Dropped(sl.seq) {
+				q.noteAfterDropLocked(sl)
+			}
+		}
+	}
 	clear(q.slots[q.slotsHead:i])
 	q.slotsHead = i
 	if q.slotsHead > 4096 && q.slotsHead > len(q.slots)/2 {
@@ -711,18 +724,24 @@ func (q *queue) counts() (ready, inFlight int) {
 // A resolved message is found by its slot, or, once advance let the slot
 // go, by through, both under mu: the spool cursor is acknowledged after
 // the slots are let go, so between the two only through says it.
-func (q *queue) seqState(seq uint64) string {
+func (q *queue) seqState(sid spool.ID) string {
+	seq := sid.Seq
 	q.mu.Lock()
 	e, ok := q.entries[seq]
+	if ok && e.epoch != sid.Epoch {
+		ok = false
+	}
 	st := -2
 	if ok {
 		st = e.state
 	}
-	resolved := false
-	if s := q.slotLocked(seq); s != nil {
-		resolved = s.done
+	held, resolved := false, false
+	if s := q.slotLocked(seq); s != nil && s.epoch == sid.Epoch {
+		held, resolved = true, s.done
+	} else if ep, found := q.afterDrop[seq]; found && ep == sid.Epoch {
+		held, resolved = true, true
 	} else {
-		resolved = seq <= q.through.seq
+		resolved = q.through.covers(seq, sid.Epoch)
 	}
 	q.mu.Unlock()
 	switch {
@@ -730,12 +749,30 @@ func (q *queue) seqState(seq uint64) string {
 		return "in_flight"
 	case ok:
 		return "pending"
+	case held && resolved:
+		return "delivered" // acknowledged, even if a drop policy skipped the cursor past it
 	case q.cursor.Dropped(seq):
 		return "dropped"
 	case resolved || q.cursor.Acked() >= seq:
 		return "delivered"
 	}
 	return "pending"
+}
+
+// afterDropMax bounds the memory of messages acknowledged after a drop
+// policy skipped them (queue.afterDrop).
+const afterDropMax = 65536
+
+func (q *queue) noteAfterDropLocked(sl *qslot) {
+	if q.afterDrop == nil {
+		q.afterDrop = map[uint64]uint32{}
+	}
+	q.afterDrop[sl.seq] = sl.epoch
+	q.afterDropOrder = append(q.afterDropOrder, sl.seq)
+	if len(q.afterDropOrder) > afterDropMax {
+		delete(q.afterDrop, q.afterDropOrder[0])
+		q.afterDropOrder = q.afterDropOrder[1:]
+	}
 }
 
 // slotLocked finds the slot of seq among those not yet acknowledged on the

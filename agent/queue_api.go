@@ -382,7 +382,7 @@ func (a *Agent) queueStatuses(sid spool.ID, targets []string, dead map[string]dl
 			out[q.spec.Name] = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
 			continue
 		}
-		out[q.spec.Name] = SinkStatus{Status: q.seqState(sid.Seq)}
+		out[q.spec.Name] = SinkStatus{Status: q.seqState(sid)}
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"github.com/sluiceio/sluice/spool"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +46,7 @@ func TestQueueStatusNeverBackToPending(t *testing.T) {
 			if seq == 0 {
 				continue
 			}
-			st := q.seqState(seq)
+			st := q.seqState(spool.ID{Epoch: ta.sp.Epoch(), Seq: seq})
 			if st == "delivered" {
 				seen = seq
 			} else if seen == seq {

@@ -20,9 +20,9 @@ import (
 // available (README: "Messages already read stay available"). A
 // Sluice-Callback report of such a message must still wait until the queue
 // resolves it (README: "sent once a consumer acknowledged the message, or
-// it was dead-lettered or dropped"), and must not say "pending" — but the
-// dispatcher takes the moved cursor (resolvedThrough) as resolution.
-func TestReviewQueueDropOldestReportsMessageStillQueued(t *testing.T) {
+// it was dead-lettered or dropped"), and must not say "pending": the
+// queue's resolvedThrough stays below the oldest message it holds.
+func TestQueueDropOldestDoesNotReportAMessageStillQueued(t *testing.T) {
 	cbs := newCBServer(t)
 	dir := t.TempDir()
 	opts := withQueues(t, dir, Options{CallbackBackoff: 5 * time.Millisecond},
@@ -85,15 +85,14 @@ func cutSpoolTail(t *testing.T, dir string, keep int) {
 // The queue's "through" position (checkpointed in its log) is compared with
 // its epoch where the queue hands messages out (qpos.covers: "a sequence
 // reused after a machine crash cut the spool's tail comes with a later
-// epoch than p's, so it is not covered"), but not where a message's status
-// is decided (seqState) or where a callback report waits (resolvedAhead):
-// both take seq <= through.seq alone. After a machine crash cut the spool's
-// unsynced tail (SPOOL_SYNC=interval) while the queue log's checkpoint
-// survived, a new message that reuses a sequence at or below through, and
-// that the queue has not read yet, reads "delivered": Sluice-Ack: delivered
-// answers delivered and its callback report says delivered although no
-// consumer ever had it.
-func TestReviewQueueThroughIgnoresEpochForStatus(t *testing.T) {
+// epoch than p's, so it is not covered"), and so is it where a message's
+// status is decided (seqState) and where a callback report waits
+// (resolvedAhead). After a machine crash cut the spool's unsynced tail
+// (SPOOL_SYNC=interval) while the queue log's checkpoint survived, a new
+// message that reuses a sequence at or below through, and that the queue
+// has not read yet, must not read "delivered" (Sluice-Ack: delivered, the
+// callback report) before a consumer had it.
+func TestQueueThroughComparesTheEpoch(t *testing.T) {
 	dir := t.TempDir()
 	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
 	ta := startAgentSpool(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}), so)
@@ -139,11 +138,10 @@ func TestReviewQueueThroughIgnoresEpochForStatus(t *testing.T) {
 
 // The other half of the drop_oldest trim: the message the trim skipped
 // stays in the queue's memory and is handed out; a consumer acknowledges
-// it; its request record then says "dropped" (cursor.Dropped is asked
-// before the queue's own resolution), although the README promises
-// delivered for an acknowledged message and dropped only for messages the
-// policy evicted.
-func TestReviewQueueDropOldestAckedReadsDropped(t *testing.T) {
+// it; its request record then says "delivered" (README: delivered for an
+// acknowledged message, dropped only for messages the policy evicted),
+// though the cursor's drop ranges hold it.
+func TestQueueDropOldestAckedReadsDelivered(t *testing.T) {
 	dir := t.TempDir()
 	opts := withQueues(t, dir, Options{},
 		QueueSpec{Name: "q", Topics: []string{"t"}, MaxBacklogBytes: 4096, BacklogPolicy: "drop_oldest"})
@@ -173,13 +171,12 @@ func TestReviewQueueDropOldestAckedReadsDropped(t *testing.T) {
 	}
 }
 
-// A report is final (Report.Status: "delivered, failed or dropped"). The
-// report of a queue message that was dead-lettered is rendered at each
-// attempt; when the callback receiver was down and the dead letter is
-// replayed into the queue before an attempt gets through, the report that
-// is finally sent says "pending" — and none follows once the replayed
-// message is acknowledged.
-func TestReviewQueueReportAfterReplaySaysPending(t *testing.T) {
+// A report is final (Report.Status: "delivered, failed or dropped"). When
+// the callback receiver was down and a queue message's dead letter is
+// replayed into the queue before an attempt got through, the report waits
+// for the replayed message's outcome: none is sent while it is pending,
+// and the one sent after the ack says delivered.
+func TestQueueReportAfterReplayWaitsForTheOutcome(t *testing.T) {
 	cbs := newCBServer(t)
 	cbs.mu.Lock()
 	cbs.fail = 1 << 30 // the receiver is down
@@ -197,45 +194,31 @@ func TestReviewQueueReportAfterReplaySaysPending(t *testing.T) {
 	cbs.mu.Lock()
 	cbs.fail = 0 // the receiver is back
 	cbs.mu.Unlock()
+	time.Sleep(1500 * time.Millisecond) // past the report's first deferral (not a timing claim)
+	if r, ok := cbs.byID()[id]; ok {
+		t.Fatalf("report of %s sent while the replayed message waits in the queue: %+v", id, r)
+	}
+	var got []pulled
+	waitFor(t, "the replayed message pulled", func() bool {
+		got = qcall(t, ta.url, "q", "pull", `{}`).Messages
+		return len(got) == 1
+	})
+	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(got)}); r.status != 200 || r.Acked != 1 {
+		t.Fatalf("ack: %+v", r)
+	}
 	waitFor(t, "the report", func() bool { _, ok := cbs.byID()[id]; return ok })
-	if r := cbs.byID()[id]; r.Status != "delivered" && r.Status != "failed" && r.Status != "dropped" {
-		t.Fatalf("report of %s: status %q (sinks %+v): not a final status", id, r.Status, r.Sinks)
-	}
-}
-
-// A queue removed from the configuration keeps its cursor (DESIGN: "A
-// cursor whose sink disappeared from the config is kept ... until removed
-// explicitly"), and the message stays unresolved in the spool; its report
-// is sent at the next start anyway, with a status that is not final.
-func TestReviewQueueRemovedFromConfigReportsAtOnce(t *testing.T) {
-	cbs := newCBServer(t)
-	dir := t.TempDir()
-	mem := &memSink{}
-	ta := startAgent(t, dir, withQueues(t, dir, Options{CallbackBackoff: 5 * time.Millisecond,
-		Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink(), Topics: []string{"other"}}}},
-		QueueSpec{Name: "q", Topics: []string{"t"}}))
-	id := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(`"m"`), map[string]string{"Sluice-Callback": cbs.srv.URL + "/cb"}).ids[0]
-	time.Sleep(500 * time.Millisecond)
-	if _, sent := cbs.byID()[id]; sent {
-		t.Fatal("report before the queue resolved the message")
-	}
-	ta.stop(t)
-	ta = startAgent(t, dir, Options{CallbackBackoff: 5 * time.Millisecond,
-		Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink(), Topics: []string{"other"}}}})
-	time.Sleep(time.Second)
-	if r, sent := cbs.byID()[id]; sent {
-		t.Fatalf("report of %s sent with its queue gone from the config and the message unresolved: status %q sinks %+v", id, r.Status, r.Sinks)
+	if r := cbs.byID()[id]; r.Status != "delivered" {
+		t.Fatalf("report of %s: status %q (sinks %+v), want delivered", id, r.Status, r.Sinks)
 	}
 }
 
 // The dispatcher remembers which targets passed a report in a 64-bit mask
-// (waitMask, "if i < 64"); a target at index 64 or above is counted
-// without it. Queues come after the forwarders in d.targets, so with 64
-// sinks a queue is such a target: a message it acknowledged ahead of an
-// earlier one is passed once through takeAhead and once more when the
-// cursor moves past it, and its report goes out while another target (a
-// sink that never delivered it) is still pending.
-func TestReviewQueueReportPassedTwiceBeyond64Targets(t *testing.T) {
+// (waitMask, "if i < 64"); a target at index 64 or above has no bit, so
+// only its cursor passes a report (not takeAhead). Queues come after the
+// forwarders in d.targets, so with 64 sinks a queue is such a target: a
+// message it acknowledged ahead of an earlier one must be passed once, and
+// its report wait for the other target (a sink that never delivered it).
+func TestQueueReportPassedOnceBeyond64Targets(t *testing.T) {
 	cbs := newCBServer(t)
 	dir := t.TempDir()
 	down := &memSink{}
@@ -269,8 +252,8 @@ func TestReviewQueueReportPassedTwiceBeyond64Targets(t *testing.T) {
 
 // The spool-wide cap with drop_oldest (SPOOL_FULL_POLICY) skips the queue's
 // cursor the same way: the queue keeps handing out the message it had read,
-// while its report has gone out already, status pending.
-func TestReviewQueueSpoolDropOldestReportsMessageStillQueued(t *testing.T) {
+// and its report waits for the queue.
+func TestQueueSpoolDropOldestDoesNotReportAMessageStillQueued(t *testing.T) {
 	cbs := newCBServer(t)
 	dir := t.TempDir()
 	so := spool.Options{MaxBytes: 64 << 10, SegmentBytes: 16 << 10, FullPolicy: spool.DropOldest}

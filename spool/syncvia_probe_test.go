@@ -17,7 +17,7 @@ import (
 // (SyncVia) fail only that spool's appends: while every fsync of main's
 // file fails, the log's appends, run in the same rounds, all succeed and
 // read back after a reopen.
-func TestReviewSyncViaOtherSpoolsFailuresStayTheirs(t *testing.T) {
+func TestSyncViaOtherSpoolsFailuresStayTheirs(t *testing.T) {
 	mainDir, logDir := t.TempDir(), t.TempDir()
 	main := openT(t, mainDir, Options{Sync: SyncAlways})
 	log := openT(t, logDir, Options{Sync: SyncAlways, SyncVia: main})
@@ -74,7 +74,7 @@ func TestReviewSyncViaOtherSpoolsFailuresStayTheirs(t *testing.T) {
 // Closing the spool whose rounds carry the fsyncs, while the other spool
 // appends (ordinary and lazy) from several goroutines, stalls nothing: every
 // append returns, without an error, and every one reads back.
-func TestReviewSyncViaCloseUnderLoad(t *testing.T) {
+func TestSyncViaCloseUnderLoad(t *testing.T) {
 	mainDir, logDir := t.TempDir(), t.TempDir()
 	main := openT(t, mainDir, Options{Sync: SyncAlways})
 	log := openT(t, logDir, Options{Sync: SyncAlways, SyncVia: main})
