@@ -34,17 +34,31 @@ func (m *model) queueDrain() bool {
 		m.queueReceipts("nack", nack, "", 0)
 		if len(ls) == 0 {
 			end := q.horizon().Add(modelQueueSlack)
-			if time.Now().After(end) {
+			// Drained means the queue also read the whole spool: after a
+			// restart its reader goes through every record from its
+			// cursor on (other topics' too) before it hands out the last
+			// ones.
+			if time.Now().After(end) && m.queueDepth() == 0 {
 				m.logf("  queue drained: %d messages in %s", n, time.Since(begin).Round(time.Millisecond))
 				return true
 			}
-			time.Sleep(min(time.Until(end), time.Second))
+			time.Sleep(max(min(time.Until(end), time.Second), 50*time.Millisecond))
 		}
 		if time.Since(begin) > modelSettle {
 			m.fail("queue-drains", "the queue still hands out messages after %s of pulling and acking everything (%d so far)", modelSettle, n)
 			return false
 		}
 	}
+}
+
+// queueDepth is the queue's unacknowledged spool records (its cursor's
+// backlog, sluice_queue_depth), -1 when the metrics cannot be read.
+func (m *model) queueDepth() float64 {
+	mt, err := scrape(m.p)
+	if err != nil {
+		return -1
+	}
+	return mt[`sluice_queue_depth{queue="jobs"}`]
 }
 
 // queueAckedIDs is the ids the consumer acknowledged.
