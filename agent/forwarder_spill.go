@@ -130,7 +130,9 @@ func (f *forwarder) catchUp(ctx context.Context) {
 // when full), on its own goroutine: a reader waiting for memory or a lane
 // stuck on a dead sink never suspends a policy.
 func (f *forwarder) policies(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	// Often enough that a sink's drop_oldest cap trims its backlog before
+	// a fast producer fills the spool's cap (1 s let ~30 MB through).
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {

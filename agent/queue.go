@@ -545,9 +545,9 @@ func (q *queue) maintain(ctx context.Context) {
 		}
 		q.expire(time.Now())
 		q.deadLetters(ctx)
+		q.enforceBacklog() // every tick: see forwarder.policies
 		if time.Since(last) > time.Second {
 			last = time.Now()
-			q.enforceBacklog()
 			if err := q.qlog.maybeCompact(q.snapshot); err != nil && !errors.Is(err, spool.ErrClosed) {
 				q.lg.Warn("queue log compaction failed; retrying", "err", err)
 			}

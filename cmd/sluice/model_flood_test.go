@@ -84,7 +84,7 @@ func (m *model) floodBig(topic string) {
 		} else {
 			refusedRun++
 			if refusedRun == 1 {
-				m.logf("  flood %s refused after %d MiB accepted: %d %s", topic, accepted>>20, rep.code, rep.Code)
+				m.logf("  flood %s refused after %d MiB accepted: %d %s (%s)", topic, accepted>>20, rep.code, rep.Code, rep.Error)
 				m.checkDropOldest(topic, rep)
 			}
 		}

@@ -228,6 +228,7 @@ type pushReply struct {
 	IDs     []string `json:"ids"`
 	Status  string   `json:"status"`
 	Code    string   `json:"code"`
+	Error   string   `json:"error"`
 	Replay  bool
 	errText string
 }
