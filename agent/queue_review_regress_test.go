@@ -43,9 +43,7 @@ func TestQueueDropOldestDoesNotReportAMessageStillQueued(t *testing.T) {
 	// The first message is still handed out: it was not dropped.
 	var got []pulled
 	waitFor(t, "the first message pulled", func() bool {
-		for _, m := range qcall(t, ta.url, "q", "pull", `{"max":10}`).Messages {
-			got = append(got, m)
-		}
+		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":10}`).Messages...)
 		for _, m := range got {
 			if m.ID == first {
 				return true
