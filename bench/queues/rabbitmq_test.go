@@ -85,7 +85,10 @@ func BenchmarkRabbitMQ(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			defer ch.Close()
+			// Not closed here: Channel.Close waits for the server while
+			// deliveries nobody reads any more block the connection's
+			// reader (the run hung here). The connection's close at the
+			// end of the benchmark ends the channel.
 			if err := ch.Qos(batch, 0, false); err != nil {
 				return err
 			}
