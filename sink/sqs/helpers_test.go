@@ -90,8 +90,15 @@ func drain(t testing.TB, c *sqs.Client, url string) []sink.Message {
 			out = append(out, dm)
 			del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
 		}
-		if _, err := c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &url, Entries: del}); err != nil {
+		// A message left undeleted would stay in flight and, in a FIFO
+		// queue, hold back the rest of its group: drain would end short.
+		d, err := c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &url, Entries: del})
+		if err != nil {
 			t.Fatalf("delete: %v", err)
+		}
+		if len(d.Failed) > 0 {
+			f := d.Failed[0]
+			t.Fatalf("delete: %d of %d entries failed, first: %s %s", len(d.Failed), len(del), aws.ToString(f.Code), aws.ToString(f.Message))
 		}
 	}
 	return out

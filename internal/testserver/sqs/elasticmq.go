@@ -85,7 +85,9 @@ func Start(t testing.TB, o Options) *Server {
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
-			t.Logf("elasticmq log (last lines):\n%s", tail(s.log.String(), 30))
+			// Its INFO lines (one per queue created) would push the
+			// test's own failure out of a truncated CI excerpt.
+			t.Logf("elasticmq log (last lines but INFO):\n%s", tail(withoutInfo(s.log.String()), 15))
 		}
 	})
 	return s
@@ -205,6 +207,17 @@ func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Logs returns what the server printed since its last start.
 func (s *Server) Logs() string { return s.log.String() }
+
+// withoutInfo drops the log's INFO lines.
+func withoutInfo(s string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if !strings.Contains(line, " INFO ") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
 
 func tail(s string, n int) string {
 	var lines []string
