@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,10 +77,15 @@ func (s *Spool) AppendLazy(ctx context.Context, records ...[]byte) (ID, error) {
 // its envelope header, so that a record is encoded once, in place, and the
 // spool writes those bytes without copying them again.
 type Batch struct {
-	buf  []byte
-	n    int
-	lazy bool
+	buf   []byte
+	n     int
+	lazy  bool
+	spent bool // given to AppendBatch: its records are the spool's now
 }
+
+// errSpentBatch: a batch passed to AppendBatch a second time (after an
+// error, say) would otherwise read as an empty batch, appended at once.
+var errSpentBatch = errors.New("spool: batch already passed to AppendBatch; build a new one")
 
 // NewBatch returns a batch with room for the given number of records of
 // the given total payload bytes.
@@ -123,6 +129,9 @@ func (s *Spool) AppendBatch(ctx context.Context, b *Batch) (ID, error) {
 // goroutine. An error means the records were not queued and never will be
 // written. A nil request (and nil error) is an empty batch.
 func (s *Spool) submit(ctx context.Context, b *Batch, timeout <-chan time.Time) (*appendReq, error) {
+	if b.spent {
+		return nil, errSpentBatch
+	}
 	if b.n == 0 {
 		return nil, nil
 	}
@@ -145,7 +154,7 @@ func (s *Spool) submit(ctx context.Context, b *Batch, timeout <-chan time.Time) 
 		return nil, fmt.Errorf("%w: request of %d bytes exceeds the spool cap", ErrTooLarge, disk)
 	}
 	req := &appendReq{buf: b.buf, bytes: disk, lazy: b.lazy, done: make(chan struct{})}
-	b.buf, b.n = nil, 0
+	b.buf, b.n, b.spent = nil, 0, true
 
 	select {
 	case s.appendCh <- req:

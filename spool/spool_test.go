@@ -909,6 +909,26 @@ func TestAppendBatchEncodedInPlace(t *testing.T) {
 	}
 }
 
+// A batch the spool took (appended, or queued before a timeout) is not
+// taken again: a second AppendBatch is an error, not an empty success that
+// a caller retrying after a timeout would read as written.
+func TestAppendBatchTwiceIsAnError(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	c, _ := s.Cursor("a", CursorOptions{})
+	b := NewBatch(1, 8)
+	b.Add(payload(1))
+	if _, err := s.AppendBatch(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.AppendBatch(context.Background(), b); !errors.Is(err, errSpentBatch) {
+		t.Fatalf("second AppendBatch of one batch: %v %v, want errSpentBatch", id, err)
+	}
+	if got := readAll(t, c, 1); len(got) != 1 {
+		t.Fatalf("read %d records", len(got))
+	}
+	readNone(t, c)
+}
+
 // ReadFrom re-reads any range by sequence, across segments, without a
 // cursor; after a truncation it starts at the oldest record left.
 func TestReadFrom(t *testing.T) {
