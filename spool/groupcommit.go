@@ -611,6 +611,14 @@ func (c *committer) truncate(upTo uint64) {
 	if s.wl == nil {
 		return
 	}
+	// Two flushes may ask for the same truncation before it ran: the
+	// second finds it done.
+	s.mu.Lock()
+	done := upTo <= s.segs[0].first
+	s.mu.Unlock()
+	if done {
+		return
+	}
 	t0 := time.Now()
 	if err := s.wl.TruncateFront(upTo); err != nil {
 		// tidwall marks the handle corrupt after a partial truncation;

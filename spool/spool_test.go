@@ -871,6 +871,35 @@ func TestInterruptedTidwallTruncation(t *testing.T) {
 	}
 }
 
+// A truncation asked for twice before it ran (two flushes in a row) runs
+// once: the second request finds it done and neither rewrites the first
+// segment again nor counts.
+func TestTruncationAskedTwiceRunsOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 3})
+	c, _ := s.Cursor("a", CursorOptions{})
+	n := fillSegments(t, s, 8)
+	recs := readAll(t, c, n)
+	c.Ack(recs[len(recs)-1].ID.Seq)
+	s.mu.Lock()
+	upTo := s.segs[len(s.segs)-2].last
+	s.mu.Unlock()
+	s.trunc <- upTo
+	s.trunc <- upTo // taken only once the first is being run
+	waitForState(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.segs[0].first == upTo && len(s.trunc) == 0
+	}, func() any { return s.Stats() })
+	appendN(t, s, n, 1) // a round trip through the commit goroutine: the second request has run
+	if st := s.Stats(); st.Truncations != 1 {
+		t.Fatalf("truncations %d, want 1: %+v", st.Truncations, st)
+	}
+	if rep, err := Verify(dir); err != nil || !rep.Recovery.Clean() {
+		t.Fatalf("verify: %v %+v", err, rep.Recovery)
+	}
+}
+
 // Records encoded in place with Begin/End read back byte for byte, empty
 // ones included; a batch with one oversized record spools nothing.
 func TestAppendBatchEncodedInPlace(t *testing.T) {
