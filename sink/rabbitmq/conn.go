@@ -118,8 +118,10 @@ func (c *connection) watch(w *Writer, closes chan *amqp.Error, blocks chan amqp.
 				blocks = nil
 				continue
 			}
-			c.setBlocked(b.Active, b.Reason)
+			// The gauge first: a Write that fails because the
+			// connection is blocked finds the gauge already saying why.
 			w.noteBlocked(b.Active, b.Reason)
+			c.setBlocked(b.Active, b.Reason)
 		case e, ok := <-closes:
 			var err error = errConnLost
 			if ok && e != nil {
