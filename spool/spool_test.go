@@ -471,12 +471,19 @@ func waitForState(t *testing.T, cond func() bool, state func() any) {
 	}
 }
 
-func TestBatchedTruncation(t *testing.T) {
+// readSegments opens a spool of 1 KiB segments truncated in batches of
+// three, fills eight segments and reads every record through cursor "a".
+func readSegments(t *testing.T) (string, *Spool, *Cursor, []Record) {
+	t.Helper()
 	dir := t.TempDir()
 	s := openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 3})
 	c, _ := s.Cursor("a", CursorOptions{})
-	n := fillSegments(t, s, 8)
-	recs := readAll(t, c, n)
+	return dir, s, c, readAll(t, c, fillSegments(t, s, 8))
+}
+
+func TestBatchedTruncation(t *testing.T) {
+	dir, s, c, recs := readSegments(t)
+	n := len(recs)
 	// Passing two segments is not enough.
 	s.mu.Lock()
 	twoSegs := s.segs[1].last
@@ -875,11 +882,8 @@ func TestInterruptedTidwallTruncation(t *testing.T) {
 // once: the second request finds it done and neither rewrites the first
 // segment again nor counts.
 func TestTruncationAskedTwiceRunsOnce(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir, Options{SegmentBytes: 1024, TruncateSegments: 3})
-	c, _ := s.Cursor("a", CursorOptions{})
-	n := fillSegments(t, s, 8)
-	recs := readAll(t, c, n)
+	dir, s, c, recs := readSegments(t)
+	n := len(recs)
 	c.Ack(recs[len(recs)-1].ID.Seq)
 	s.mu.Lock()
 	upTo := s.segs[len(s.segs)-2].last
