@@ -152,7 +152,9 @@ func netHTTPPost(url string) poster {
 
 // fastHTTPPost posts with fasthttp's client (SLUICE_BENCH_CLIENT=fasthttp):
 // a leaner HTTP client, as go-redis is for Redis, so that less of the two
-// shared cores goes to the benchmark's own side.
+// shared cores goes to the benchmark's own side. fasthttp takes no
+// context: the callers check theirs between calls, and a pull waits at
+// most its 1 s.
 func fastHTTPPost(addr string) poster {
 	hc := &fasthttp.HostClient{Addr: addr, MaxConns: producers + consumers}
 	return func(ctx context.Context, path, ctype string, body []byte, out any) error {
