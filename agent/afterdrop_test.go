@@ -3,6 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -72,5 +76,73 @@ func TestDeliveredAfterDropSurvivesARestart(t *testing.T) {
 	}
 	if st := getStatus(t, ta, dropped); st.Status != "dropped" {
 		t.Fatalf("dropped message after a restart: %+v", st)
+	}
+}
+
+// Guarantee 5 and decision (e) across a restart: a message delivered while
+// another topic held the sink's cursor below it reads delivered, and still
+// does after a restart, also when a backlog cap then drops it before the
+// forwarder sends it again (the delivered-ahead set is kept in the spool
+// directory, written within 50 ms of each delivery and at shutdown).
+func TestDeliveredAheadSurvivesARestartAndADrop(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	var got []string
+	first := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
+		if msgs[0].Topic == "slow" { // stuck: holds the cursor below what follows
+			once.Do(func() { close(started) })
+			return errTransient
+		}
+		mu.Lock()
+		for _, m := range msgs {
+			got = append(got, m.ID)
+		}
+		mu.Unlock()
+		return nil
+	}}
+	dir := t.TempDir()
+	spec := SinkSpec{Name: "s", MaxBacklogBytes: 4096, BacklogPolicy: "drop_oldest"}
+	spec.Sink = first
+	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{spec}})
+	do(t, "POST", ta.url+"/v1/topics/slow", "", []byte("slow"), nil)
+	<-started
+	ahead := do(t, "POST", ta.url+"/v1/topics/other", "", []byte("ahead"), nil).ids[0]
+	waitFor(t, "the delivery", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(got, ahead)
+	})
+	if st := getStatus(t, ta, ahead); st.Status != "delivered" {
+		t.Fatalf("delivered while the cursor was held below it: %+v", st)
+	}
+	_, sid, _ := parseID(ahead)
+	path := filepath.Join(ta.a.sp.Dir(), AheadFilePrefix+"s")
+	waitFor(t, "the delivered-ahead log", func() bool { // before any shutdown: what a kill -9 finds
+		b, _ := os.ReadFile(path)
+		return bytes.Contains(b, fmt.Appendf(nil, "%d %d\n", sid.Seq, sid.Epoch))
+	})
+	ta.stop(t)
+
+	// Now nothing gets through, and pushes past the cap drop the oldest,
+	// the delivered message among them.
+	spec.Sink = funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	ta = startAgent(t, dir, Options{Sinks: []SinkSpec{spec}})
+	if st := getStatus(t, ta, ahead); st.Status != "delivered" {
+		t.Fatalf("delivered ahead of the cursor, status after a restart: %+v", st)
+	}
+	var later []string
+	for range 20 {
+		later = append(later, do(t, "POST", ta.url+"/v1/topics/fill", "", bytes.Repeat([]byte("x"), 1000), nil).ids...)
+	}
+	waitFor(t, "the drop", func() bool { return ta.a.fwds[0].cursor.Dropped(sid.Seq) })
+	if st := getStatus(t, ta, ahead); st.Status != "delivered" {
+		t.Fatalf("delivered before the restart, dropped after it: status %+v", st)
+	}
+	if st := getStatus(t, ta, later[0]); st.Status != "dropped" { // the oldest push since: never delivered
+		t.Fatalf("a message dropped for good: %+v", st)
 	}
 }

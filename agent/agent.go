@@ -205,9 +205,8 @@ type Agent struct {
 	inflight  atomic.Int64
 	res       reservations // body.go
 
-	afterDrop    []*afterDropLog // afterdrop.go
-	controlToken string          // control.go
-	dlStuck      stuckLanes      // deadletter_stuck.go
+	controlToken string     // control.go
+	dlStuck      stuckLanes // deadletter_stuck.go
 
 	statusCalls atomic.Int64 // statusOf evaluations (dispatch cost, for tests)
 
@@ -308,11 +307,9 @@ func New(o Options) (*Agent, error) {
 		}
 		fw := newForwarder(a, spec, c)
 		a.fwds = append(a.fwds, fw)
-		l, err := fw.openAfterDrop() // afterdrop.go
-		if err != nil {
+		if err := fw.openLogs(); err != nil { // afterdrop.go
 			return nil, fmt.Errorf("sink %s: %w", spec.Name, err)
 		}
-		a.afterDrop = append(a.afterDrop, l)
 	}
 	for _, spec := range o.Queues {
 		if err := ValidateGlobs(spec.Topics); err != nil {
@@ -469,8 +466,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cancel()
 	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close(), a.records.closeKept())
-	for _, l := range a.afterDrop {
-		errs = append(errs, l.close())
+	for _, f := range a.fwds {
+		errs = append(errs, f.closeLogs())
 	}
 	for _, q := range a.queues {
 		errs = append(errs, q.qlog.close())

@@ -59,12 +59,14 @@ type forwarder struct {
 	// afterDrop remembers records delivered although a backlog policy had
 	// dropped them while their batch was being written, so their status
 	// says delivered (bounded).
-	afterDrop *boundedMap[uint64, struct{}]
+	afterDrop    *seqSet
+	afterDropLog *seqLog // afterdrop.go
 	// ahead remembers records delivered while a spilled lane held the
 	// cursor below them (the most recent aheadMax), so their status says
 	// delivered before the cursor passes them; nothing depends on it for
 	// delivery itself.
-	ahead *boundedMap[uint64, struct{}]
+	ahead    *seqSet
+	aheadLog *seqLog
 	// aheadNew lists deliveries ahead of the cursor not yet taken by the
 	// callback dispatcher (takeAhead), at most aheadMax.
 	aheadNew []uint64
@@ -90,8 +92,8 @@ func newForwarder(a *Agent, spec SinkSpec, c *spool.Cursor) *forwarder {
 	f := &forwarder{
 		a: a, spec: spec, cursor: c, lanes: map[string]*lane{}, intern: interner{},
 		log: a.log.With("sink", spec.Name), budget: defaultForwarderBudget,
-		afterDrop: newBoundedMap[uint64, struct{}](4096), corruptSeen: newBoundedMap[uint64, bool](4096),
-		ahead:   newBoundedMap[uint64, struct{}](aheadMax),
+		afterDrop: newBoundedMap[uint64, uint32](4096), corruptSeen: newBoundedMap[uint64, bool](4096),
+		ahead:   newBoundedMap[uint64, uint32](aheadMax),
 		ackedTo: c.Acked(),
 	}
 	f.readUpTo, f.floor = f.ackedTo, f.ackedTo
@@ -208,7 +210,7 @@ func (f *forwarder) decode(r spool.Record) *item {
 	m := &f.scratch
 	if r.Corrupt || decodeMsgInterned(r.Data, m, &f.intern) != nil {
 		id := formatID(sp.SpoolID(), r.ID)
-		return &item{seq: r.ID.Seq, id: id, raw: r.Data, corrupt: true, msg: sink.Message{ID: id, Topic: corruptLane}}
+		return &item{seq: r.ID.Seq, epoch: r.ID.Epoch, id: id, raw: r.Data, corrupt: true, msg: sink.Message{ID: id, Topic: corruptLane}}
 	}
 	if !m.targets(f.spec.Name) {
 		return nil
@@ -219,7 +221,7 @@ func (f *forwarder) decode(r spool.Record) *item {
 	if id == "" {
 		id = formatID(sp.SpoolID(), r.ID)
 	}
-	return &item{seq: r.ID.Seq, id: id, raw: r.Data, msg: m.toSink(id)}
+	return &item{seq: r.ID.Seq, epoch: r.ID.Epoch, id: id, raw: r.Data, msg: m.toSink(id)}
 }
 
 // take accounts a new item that shares rb's memory. f.mu held.
@@ -322,20 +324,19 @@ func (f *forwarder) heldBytes() int64 {
 // remembers (about 64 bytes each).
 const aheadMax = 1 << 16
 
-// deliveredAhead reports whether seq was delivered although the cursor
+// deliveredAhead reports whether sid was delivered although the cursor
 // has not passed it yet (a spilled lane holds it below).
-func (f *forwarder) deliveredAhead(seq uint64) bool {
+func (f *forwarder) deliveredAhead(sid spool.ID) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.ahead.get(seq)
-	return ok
+	return has(f.ahead, sid)
 }
 
 // targetName, resolvedThrough and resolvedAhead make a forwarder a
 // cbTarget (with takeAhead).
 func (f *forwarder) targetName() string              { return f.spec.Name }
 func (f *forwarder) resolvedThrough() uint64         { return f.cursor.Acked() }
-func (f *forwarder) resolvedAhead(sid spool.ID) bool { return f.deliveredAhead(sid.Seq) }
+func (f *forwarder) resolvedAhead(sid spool.ID) bool { return f.deliveredAhead(sid) }
 
 // takeAhead returns the deliveries ahead of the cursor since the last
 // call.
@@ -347,13 +348,12 @@ func (f *forwarder) takeAhead() []uint64 {
 	return seqs
 }
 
-// deliveredAfterDrop reports whether seq was delivered although a backlog
+// deliveredAfterDrop reports whether sid was delivered although a backlog
 // policy dropped it.
-func (f *forwarder) deliveredAfterDrop(seq uint64) bool {
+func (f *forwarder) deliveredAfterDrop(sid spool.ID) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.afterDrop.get(seq)
-	return ok
+	return has(f.afterDrop, sid)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

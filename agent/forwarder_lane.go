@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/spool"
 )
 
 type item struct {
 	seq    uint64
+	epoch  uint32
 	queued time.Time
 	id     string
 	raw    []byte // the stored record, for dead letters
@@ -366,34 +368,38 @@ func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
 		}
 	}
 	f.mu.Lock()
+	var afterDrop []spool.ID
 	for _, it := range batch {
 		if it.dropped {
 			// A backlog policy dropped it while it was being written:
 			// it was delivered all the same, and its status says so.
-			f.afterDrop.put(it.seq, struct{}{})
+			afterDrop = append(afterDrop, spool.ID{Seq: it.seq, Epoch: it.epoch})
 			f.m.deliveredAfterDrop.Inc()
 		}
 		it.done = true
 		f.release(it)
 	}
+	f.afterDropLog.add(afterDrop)
 	// What another lane holds the cursor below is remembered as
-	// delivered, for its status, until the cursor passes it.
-	ahead := false
+	// delivered, for its status, until the cursor passes it (and across
+	// a restart: the forwarder may not send it again before a backlog
+	// cap drops it).
+	var ahead []spool.ID
 	if lo := f.lowestUnresolved(); lo != 0 {
 		for _, it := range batch {
 			if it.seq > lo {
-				f.ahead.put(it.seq, struct{}{})
+				ahead = append(ahead, spool.ID{Seq: it.seq, Epoch: it.epoch})
 				if len(f.aheadNew) < aheadMax {
 					f.aheadNew = append(f.aheadNew, it.seq)
 				}
-				ahead = true
 			}
 		}
 	}
+	f.aheadLog.add(ahead)
 	f.cond.Broadcast()
 	f.mu.Unlock()
 	f.m.delivered.Add(len(batch))
-	if ahead {
+	if len(ahead) > 0 {
 		f.a.records.notify() // Sluice-Ack: delivered waiters, callbacks
 	}
 }

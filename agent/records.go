@@ -15,11 +15,10 @@ import (
 // boundedMap is a map that forgets its oldest keys past a fixed size:
 // memory stays bounded at any push rate, and grows only as keys come.
 type boundedMap[K comparable, V any] struct {
-	m     map[K]V
-	ring  []K
-	next  int
-	max   int
-	onPut func(K, V) // when set, told of every put (persistence)
+	m    map[K]V
+	ring []K
+	next int
+	max  int
 }
 
 func newBoundedMap[K comparable, V any](size int) *boundedMap[K, V] {
@@ -37,9 +36,6 @@ func (b *boundedMap[K, V]) put(k K, v V) {
 		}
 	}
 	b.m[k] = v
-	if b.onPut != nil {
-		b.onPut(k, v)
-	}
 }
 
 func (b *boundedMap[K, V]) get(k K) (V, bool) {
@@ -288,11 +284,11 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		switch d, isDead := dead[f.spec.Name]; {
 		case isDead:
 			ss = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
-		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid.Seq) && !f.deliveredAhead(sid.Seq):
+		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid) && !f.deliveredAhead(sid):
 			ss.Status = "dropped"
 		case f.cursor.Acked() >= sid.Seq && a.dl.mayHaveForgotten(f.spec.Name, sid.Seq):
 			ss = forgottenStatus() // never a false delivered (deadletter_forgotten.go)
-		case f.cursor.Acked() >= sid.Seq || f.deliveredAhead(sid.Seq):
+		case f.cursor.Acked() >= sid.Seq || f.deliveredAhead(sid):
 			ss.Status = "delivered"
 			if dv, ok := a.records.delivery(id, f.spec.Name); ok {
 				ss.Partition, ss.Offset = &dv.partition, &dv.offset
