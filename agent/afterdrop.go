@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -16,23 +15,26 @@ import (
 )
 
 // Two sets of a forwarder outlive a restart, so that a status that said
-// delivered does not turn into dropped or pending:
+// delivered does not turn into dropped, pending or failed:
 //
 //   - delivered-after-drop (decision (e)): messages a backlog policy
 //     dropped while their batch was being written, and which were
 //     delivered all the same;
 //   - delivered-ahead (guarantee 5): messages delivered while another
 //     topic held the sink's cursor below them. After a restart the
-//     forwarder sends them again; should a backlog cap drop them first,
-//     they were still delivered.
+//     forwarder does not send them again, and a backlog cap that drops
+//     them leaves them delivered.
 //
-// Each is kept in SPOOL_DIR/<prefix><sink>, one "seq epoch" a line
-// (appended, not fsynced: a process crash keeps what was written), read
-// back at start and rewritten from the set once it holds twice what the
-// set can. The after-drop log is written at each such delivery; the ahead
-// log, which takes most deliveries of a sink with several topics, within
-// aheadLogInterval of each delivery and at shutdown: a kill -9 can lose
-// that much, as it can of the cursor's position.
+// Each is kept in SPOOL_DIR/<prefix><sink>, one "seq epoch\n" a line,
+// oldest first (appended, not fsynced: a process crash keeps what was
+// written), read back at start and rewritten from the set once it holds
+// twice what the set can. The after-drop log is written at each such
+// delivery; the ahead log, which takes most deliveries of a sink with
+// several topics, within aheadLogInterval of each delivery and at
+// shutdown: a kill -9 can lose that much, as it can of the cursor's
+// position. Only whole lines of two numbers count: a line cut short is
+// ignored. After a failed write (a full disk) nothing is appended until a
+// rewrite from the set succeeds, tried at most every seqLogRetry.
 
 // AfterDropFilePrefix and AheadFilePrefix start the names of a sink's
 // delivered-after-drop and delivered-ahead logs in the spool directory.
@@ -45,70 +47,65 @@ const (
 // written to the ahead log (with those that follow it).
 const aheadLogInterval = 50 * time.Millisecond
 
-// seqSet is a bounded set of spool records: sequence -> epoch (0: any,
-// from a log written before epochs were kept).
+// seqLogRetry spaces the rewrites of a log whose last write failed.
+const seqLogRetry = time.Second
+
+// seqSet is a bounded set of spool records: sequence -> epoch.
 type seqSet = boundedMap[uint64, uint32]
 
 // has reports whether sid is in s.
 func has(s *seqSet, sid spool.ID) bool {
 	ep, ok := s.get(sid.Seq)
-	return ok && (ep == 0 || ep == sid.Epoch)
+	return ok && ep == sid.Epoch
 }
 
-// seqLog keeps a seqSet in a file. The set is guarded by its owner's lock
-// (f.mu), held by every caller of load and add; mu guards the file and
-// the lines not written yet, so that the timer's flush needs only mu.
+// seqLog keeps a seqSet in a file. mu, the set's owner's lock, guards the
+// set and the log; the timer's flush takes it too.
 type seqLog struct {
 	path     string
 	set      *seqSet
+	mu       *sync.Mutex
 	interval time.Duration // 0: written at once
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	file    *os.File // opened at the first write
+	file    *os.File // opened at the first append
 	lines   int      // in the file
 	pending []byte   // lines not written yet
 	timer   *time.Timer
 	closed  bool
+	// broken: the last write failed, the file may end in a torn line:
+	// nothing is appended until a rewrite succeeds.
+	broken   bool
+	lastTry  time.Time // of a rewrite while broken
+	rewrites int       // attempted
 }
 
-// openSeqLog reads the log at path into set, leaving out the records skip
-// says are of no use any more, and rewrites the file from the set.
-// Caller holds the set's lock.
-func openSeqLog(path string, set *seqSet, interval time.Duration, lg *slog.Logger, skip func(seq uint64) bool) (*seqLog, error) {
-	l := &seqLog{path: path, set: set, interval: interval, log: lg}
-	fh, err := os.Open(path)
+// openSeqLog reads the log at path into set, oldest first, leaving out
+// what skip says is of no use any more, and rewrites the file from the
+// set. Caller holds mu.
+func openSeqLog(path string, set *seqSet, mu *sync.Mutex, interval time.Duration, lg *slog.Logger, skip func(spool.ID) bool) (*seqLog, error) {
+	l := &seqLog{path: path, set: set, mu: mu, interval: interval, log: lg}
+	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if err == nil {
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			seqS, epS, two := bytes.Cut(sc.Bytes(), []byte(" "))
-			seq, err := strconv.ParseUint(string(seqS), 10, 64)
-			var ep uint64
-			if err == nil && two {
-				ep, err = strconv.ParseUint(string(epS), 10, 32)
-			}
-			if err == nil && !skip(seq) { // a torn line is skipped
-				set.put(seq, uint32(ep))
-			}
-		}
-		err = sc.Err()
-		fh.Close()
-		if err != nil {
-			return nil, err
+	b = b[:bytes.LastIndexByte(b, '\n')+1] // whole lines only
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte("\n"))
+		seqS, epS, two := bytes.Cut(line, []byte(" "))
+		seq, err1 := strconv.ParseUint(string(seqS), 10, 64)
+		ep, err2 := strconv.ParseUint(string(epS), 10, 32)
+		id := spool.ID{Seq: seq, Epoch: uint32(ep)}
+		if two && err1 == nil && err2 == nil && seq > 0 && ep > 0 && !skip(id) {
+			set.put(id.Seq, id.Epoch)
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.rewriteLocked(); err != nil {
-		lg.Warn("cannot rewrite "+filepath.Base(path), "err", err)
-	}
+	l.rewriteLocked()
 	return l, nil
 }
 
-// add puts ids into the set and the log. Caller holds the set's lock.
+// add puts ids into the set and the log. Caller holds mu.
 func (l *seqLog) add(ids []spool.ID) {
 	if len(ids) == 0 {
 		return
@@ -116,28 +113,37 @@ func (l *seqLog) add(ids []spool.ID) {
 	for _, id := range ids {
 		l.set.put(id.Seq, id.Epoch)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
 		return
 	}
-	if l.lines+len(ids) >= 2*l.set.max {
-		if err := l.rewriteLocked(); err != nil { // the set holds ids already
-			l.log.Warn("cannot rewrite "+filepath.Base(l.path)+"; these messages may read dropped after a restart", "err", err)
+	if !l.broken { // else the rewrite writes the set
+		for _, id := range ids {
+			l.pending = appendSeqLine(l.pending, id.Seq, id.Epoch)
 		}
+	}
+	if l.interval <= 0 && !l.broken {
+		l.flushLocked()
 		return
 	}
-	for _, id := range ids {
-		l.pending = strconv.AppendUint(l.pending, id.Seq, 10)
-		l.pending = append(l.pending, ' ')
-		l.pending = append(strconv.AppendUint(l.pending, uint64(id.Epoch), 10), '\n')
+	l.armLocked()
+}
+
+func appendSeqLine(b []byte, seq uint64, ep uint32) []byte {
+	b = append(strconv.AppendUint(b, seq, 10), ' ')
+	return append(strconv.AppendUint(b, uint64(ep), 10), '\n')
+}
+
+// armLocked makes sure a flush is coming: after the interval, or, while
+// broken, when the next rewrite may be tried.
+func (l *seqLog) armLocked() {
+	if l.timer != nil {
+		return
 	}
-	switch {
-	case l.interval <= 0:
-		l.flushLocked()
-	case l.timer == nil:
-		l.timer = time.AfterFunc(l.interval, l.flush)
+	d := l.interval
+	if l.broken {
+		d = max(d, time.Until(l.lastTry.Add(seqLogRetry)))
 	}
+	l.timer = time.AfterFunc(d, l.flush)
 }
 
 func (l *seqLog) flush() {
@@ -147,8 +153,26 @@ func (l *seqLog) flush() {
 	l.flushLocked()
 }
 
+// flushLocked appends what is pending, or rewrites the file when it grew
+// to twice the set or the last write failed.
 func (l *seqLog) flushLocked() {
-	if len(l.pending) == 0 || l.closed {
+	if l.closed {
+		return
+	}
+	if l.broken {
+		if time.Since(l.lastTry) < seqLogRetry {
+			l.armLocked()
+			return
+		}
+		l.rewriteLocked()
+		return
+	}
+	if len(l.pending) == 0 {
+		return
+	}
+	n := bytes.Count(l.pending, []byte("\n"))
+	if l.lines+n >= 2*l.set.max {
+		l.rewriteLocked() // the set holds what is pending
 		return
 	}
 	var err error
@@ -156,49 +180,71 @@ func (l *seqLog) flushLocked() {
 		l.file, err = os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	}
 	if err == nil {
-		_, err = l.file.Write(l.pending)
-		l.lines += bytes.Count(l.pending, []byte("\n"))
+		_, err = l.file.Write(l.pending) // a short write returns an error
 	}
 	l.pending = l.pending[:0]
 	if err != nil {
-		l.log.Warn("cannot write "+filepath.Base(l.path)+"; these messages may read dropped after a restart", "err", err)
+		l.breakLocked(err)
+		return
 	}
+	l.lines += n
 }
 
-// rewriteLocked replaces the log with the set (which holds what is
-// pending too). The set's lock and mu held.
-func (l *seqLog) rewriteLocked() error {
-	var b []byte
-	for seq, ep := range l.set.m {
-		b = append(strconv.AppendUint(b, seq, 10), ' ')
-		b = append(strconv.AppendUint(b, uint64(ep), 10), '\n')
+// breakLocked stops appending after a failed write: the file may end in a
+// torn line. A rewrite from the set mends it.
+func (l *seqLog) breakLocked(err error) {
+	if !l.broken {
+		l.log.Warn("cannot write "+filepath.Base(l.path)+"; until it can be rewritten, messages it should keep may read dropped or pending after a restart", "err", err)
 	}
+	l.broken, l.lastTry = true, time.Now()
 	l.pending = l.pending[:0]
+	l.armLocked()
+}
+
+// rewriteLocked replaces the file with the set, oldest first; on failure
+// the log is broken until a later rewrite succeeds.
+func (l *seqLog) rewriteLocked() {
+	l.rewrites++
+	b := make([]byte, 0, 24*len(l.set.m))
+	l.set.each(func(seq uint64, ep uint32) { b = appendSeqLine(b, seq, ep) })
+	tmp := l.path + ".tmp"
+	err := os.WriteFile(tmp, b, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, l.path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		l.breakLocked(fmt.Errorf("%s: %w", filepath.Base(l.path), err))
+		return
+	}
 	if l.file != nil {
 		l.file.Close()
 		l.file = nil
 	}
-	tmp := l.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(l.path), err)
+	if l.broken {
+		l.log.Info(filepath.Base(l.path) + " rewritten after a failed write")
 	}
-	if err := os.Rename(tmp, l.path); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(l.path), err)
-	}
-	l.lines = len(l.set.m)
-	return nil
+	l.broken, l.pending, l.lines = false, l.pending[:0], len(l.set.m)
 }
 
 // close writes what is pending and closes the file (after the forwarder
-// stopped).
+// stopped). Caller holds mu.
 func (l *seqLog) close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
 	if l.timer != nil {
 		l.timer.Stop()
 		l.timer = nil
 	}
+	if l.broken {
+		l.lastTry = time.Time{} // one more try
+	}
 	l.flushLocked()
+	if l.timer != nil { // broken still
+		l.timer.Stop()
+		l.timer = nil
+	}
 	l.closed = true
 	if l.file == nil {
 		return nil
@@ -215,23 +261,40 @@ func (f *forwarder) openLogs() error {
 	defer f.mu.Unlock()
 	dir := f.a.sp.Dir()
 	var err error
-	f.afterDropLog, err = openSeqLog(filepath.Join(dir, AfterDropFilePrefix+f.spec.Name), f.afterDrop, 0, f.log,
-		func(uint64) bool { return false })
+	f.afterDropLog, err = openSeqLog(filepath.Join(dir, AfterDropFilePrefix+f.spec.Name), f.afterDrop, &f.mu, 0, f.log,
+		func(spool.ID) bool { return false })
 	if err != nil {
 		return err
 	}
+	// Below the cursor, an ahead delivery is of no use any more, unless
+	// the cursor got past it by a drop.
 	acked := f.cursor.Acked()
-	f.aheadLog, err = openSeqLog(filepath.Join(dir, AheadFilePrefix+f.spec.Name), f.ahead, aheadLogInterval, f.log,
-		func(seq uint64) bool { return seq <= acked }) // the cursor says delivered
+	f.aheadLog, err = openSeqLog(filepath.Join(dir, AheadFilePrefix+f.spec.Name), f.ahead, &f.mu, aheadLogInterval, f.log,
+		func(id spool.ID) bool { return id.Seq <= acked && !f.cursor.Dropped(id.Seq) })
 	return err
 }
 
 // closeLogs closes both logs.
 func (f *forwarder) closeLogs() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var errs []error
 	for _, l := range []*seqLog{f.afterDropLog, f.aheadLog} {
 		if l != nil {
 			errs = append(errs, l.close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveStatusLogs removes the delivered-after-drop and delivered-ahead
+// logs of sink name from the spool directory dir, with its cursor: a sink
+// added again under that name starts afresh.
+func RemoveStatusLogs(dir, name string) error {
+	var errs []error
+	for _, p := range []string{AfterDropFilePrefix, AheadFilePrefix} {
+		if err := os.Remove(filepath.Join(dir, p+name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -242,7 +242,9 @@ func (f *forwarder) prune(ctx context.Context, l *lane, batch []*item) []*item {
 	keep := batch[:0:0]
 	f.mu.Lock()
 	for _, it := range batch {
-		if it.dropped {
+		// Delivered ahead of the cursor before a restart (or read again
+		// since): not sent again, and never dead-lettered.
+		if it.dropped || has(f.ahead, spool.ID{Seq: it.seq, Epoch: it.epoch}) {
 			it.done = true
 			f.release(it)
 			continue

@@ -38,6 +38,16 @@ func (b *boundedMap[K, V]) put(k K, v V) {
 	b.m[k] = v
 }
 
+// each calls fn for every entry, oldest first.
+func (b *boundedMap[K, V]) each(fn func(K, V)) {
+	for i := range b.ring {
+		k := b.ring[(b.next+i)%len(b.ring)]
+		if v, ok := b.m[k]; ok {
+			fn(k, v)
+		}
+	}
+}
+
 func (b *boundedMap[K, V]) get(k K) (V, bool) {
 	v, ok := b.m[k]
 	return v, ok
