@@ -260,9 +260,13 @@ func (f *forwarder) openLogs() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	dir := f.a.sp.Dir()
+	// Every entry names an earlier open of this spool; one of this open's
+	// epoch or later is from another spool that was in this directory
+	// (removed and created again), whose epochs started over.
+	epoch := f.a.sp.Epoch()
+	stale := func(id spool.ID) bool { return id.Epoch >= epoch }
 	var err error
-	f.afterDropLog, err = openSeqLog(filepath.Join(dir, AfterDropFilePrefix+f.spec.Name), f.afterDrop, &f.mu, 0, f.log,
-		func(spool.ID) bool { return false })
+	f.afterDropLog, err = openSeqLog(filepath.Join(dir, AfterDropFilePrefix+f.spec.Name), f.afterDrop, &f.mu, 0, f.log, stale)
 	if err != nil {
 		return err
 	}
@@ -270,8 +274,17 @@ func (f *forwarder) openLogs() error {
 	// the cursor got past it by a drop.
 	acked := f.cursor.Acked()
 	f.aheadLog, err = openSeqLog(filepath.Join(dir, AheadFilePrefix+f.spec.Name), f.ahead, &f.mu, aheadLogInterval, f.log,
-		func(id spool.ID) bool { return id.Seq <= acked && !f.cursor.Dropped(id.Seq) })
+		func(id spool.ID) bool { return stale(id) || id.Seq <= acked && !f.cursor.Dropped(id.Seq) })
 	return err
+}
+
+// closeStatusLogs closes every forwarder's logs.
+func (a *Agent) closeStatusLogs() error {
+	var errs []error
+	for _, f := range a.fwds {
+		errs = append(errs, f.closeLogs())
+	}
+	return errors.Join(errs...)
 }
 
 // closeLogs closes both logs.

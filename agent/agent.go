@@ -283,6 +283,7 @@ func New(o Options) (*Agent, error) {
 	defer func() {
 		if !ok { // the caller closes Spool and DeadLetter, not this
 			st.close()
+			a.closeStatusLogs()
 		}
 	}()
 	var sinkNames []string
@@ -367,12 +368,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	ln, err := listen(a.opts.Listen)
 	if err != nil {
+		a.closeStatusLogs()
 		return fmt.Errorf("ingest listen: %w", err)
 	}
 	var adminLn net.Listener
 	if a.opts.AdminListen != "-" {
 		if adminLn, err = listen(a.opts.AdminListen); err != nil {
 			ln.Close()
+			a.closeStatusLogs()
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
@@ -465,10 +468,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
+	errs = append(errs, a.closeStatusLogs()) // while the spool directory is still locked
 	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close(), a.records.closeKept())
-	for _, f := range a.fwds {
-		errs = append(errs, f.closeLogs())
-	}
 	for _, q := range a.queues {
 		errs = append(errs, q.qlog.close())
 	}

@@ -201,6 +201,7 @@ func (f *forwarder) send(ctx context.Context, l *lane, batch []*item, top bool) 
 				}
 			}
 			f.delivered(ok, okMsgs)
+			f.advance()             // what was delivered below the first failure is done
 			clear(msgs[:cap(msgs)]) // a dead letter may wait long: pin no bytes meanwhile
 			for i, it := range refused {
 				if !f.deadLetterRetrying(ctx, l, it, sink.Reason(refusedErr[i]), refusedErr[i].Error()) {
