@@ -290,10 +290,18 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		if targets != nil && !slices.Contains(targets, f.spec.Name) {
 			continue
 		}
+		born := sid.Seq <= f.cursor.Born() // written before the sink's cursor was created
+		if born && targets == nil {
+			continue // a record gone from the spool, older than the sink
+		}
 		ss := SinkStatus{Status: "pending"}
 		switch d, isDead := dead[f.spec.Name]; {
 		case isDead:
 			ss = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
+		case born:
+			// It names the sink, so a cursor of that name was removed
+			// (its backlog given up) before the sink was added again.
+			ss.Status = "dropped"
 		case f.cursor.Dropped(sid.Seq) && !f.deliveredAfterDrop(sid) && !f.deliveredAhead(sid):
 			ss.Status = "dropped"
 		case f.cursor.Acked() >= sid.Seq && a.dl.mayHaveForgotten(f.spec.Name, sid.Seq):

@@ -77,3 +77,31 @@ func TestStaleAheadLogOfARecreatedSpoolSkipsNothing(t *testing.T) {
 			lost, AheadFilePrefix+"s", aheadFile)
 	}
 }
+
+// A sink removed (its cursor removed at start with OrphanCursors "remove",
+// its backlog given up) and added again under the same name gets a new
+// cursor at the spool's end. The given-up backlog it never received reads
+// dropped for it, not delivered (the cursor is past it, but was born after
+// it); the other sink's status is untouched.
+func TestSinkAddedAgainReadsItsGivenUpBacklogDropped(t *testing.T) {
+	stuck := funcSink{write: func(ctx context.Context, msgs []sink.Message) error { return errTransient }}
+	ok := funcSink{write: func(ctx context.Context, msgs []sink.Message) error { return nil }}
+	dir := t.TempDir()
+	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "a", Sink: stuck}, {Name: "b", Sink: ok}}})
+	id := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("x"), nil).ids[0]
+	waitFor(t, "b delivered", func() bool { return getStatus(t, ta, id).Sinks["b"].Status == "delivered" })
+	ta.stop(t)
+
+	ta = startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "b", Sink: ok}}, OrphanCursors: "remove"})
+	ta.stop(t)
+
+	ta = startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "a", Sink: stuck}, {Name: "b", Sink: ok}}})
+	st := getStatus(t, ta, id)
+	if st.Sinks["a"].Status != "dropped" || st.Sinks["b"].Status != "delivered" || st.Status != "dropped" {
+		t.Fatalf("sink a never received %s (its backlog was given up), sink b did: status %+v", id, st)
+	}
+	later := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("y"), nil).ids[0]
+	if st := getStatus(t, ta, later); st.Sinks["a"].Status != "pending" {
+		t.Fatalf("a push after the sink was added again: %+v", st)
+	}
+}

@@ -60,12 +60,15 @@ type Cursor struct {
 	dirty        bool
 	dropped      []Range // most recent drops, bounded
 	droppedTotal uint64
-	inUse        bool
-	reset        bool // the file was missing or torn at open
-	next         uint64
-	nextPos      int64
-	gen          uint64 // bumped when Skip or Rewind moves the read position
-	inflight     []mark // records read and not acknowledged, ascending
+	// born: the records up to here were in the spool before this cursor
+	// was created (0 when created at the oldest record, or unknown).
+	born     uint64
+	inUse    bool
+	reset    bool // the file was missing or torn at open
+	next     uint64
+	nextPos  int64
+	gen      uint64 // bumped when Skip or Rewind moves the read position
+	inflight []mark // records read and not acknowledged, ascending
 
 	// reader state, consumer goroutine only
 	f       *os.File
@@ -117,7 +120,7 @@ func (s *Spool) Cursor(name string, o CursorOptions) (*Cursor, error) {
 		c.acked = s.segs[0].first - 1
 		c.ackPos.Store(s.segs[0].base)
 	} else {
-		c.acked = s.last
+		c.acked, c.born = s.last, s.last
 		c.ackPos.Store(s.tailPos)
 	}
 	c.next, c.nextPos = c.acked+1, c.ackPos.Load()
@@ -263,6 +266,15 @@ func (c *Cursor) Rewind() {
 	s.mu.Unlock()
 }
 
+// Born is the last sequence the spool held before this cursor was
+// created at its tail: it never saw the records up to it. 0 when the
+// cursor started at the oldest record (or its file was lost).
+func (c *Cursor) Born() uint64 {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.born
+}
+
 // Acked is the last acknowledged sequence.
 func (c *Cursor) Acked() uint64 {
 	c.s.mu.Lock()
@@ -393,13 +405,15 @@ func (s *Spool) timeAtLocked(pos int64) time.Time {
 	return time.Unix(0, int64(binary.LittleEndian.Uint64(h[vn+16:])))
 }
 
-// Cursor file: "SLC1", acked u64, dropped total u64, n u32, n × (from,to
-// u64), CRC32C of everything before it.
+// Cursor file: "SLC2", acked u64, dropped total u64, born u64, n u32, n ×
+// (from,to u64), CRC32C of everything before it. "SLC1" files (no born)
+// are read as born 0.
 func (c *Cursor) encodeLocked() []byte {
-	b := make([]byte, 0, 28+16*len(c.dropped))
-	b = append(b, "SLC1"...)
+	b := make([]byte, 0, 36+16*len(c.dropped))
+	b = append(b, "SLC2"...)
 	b = binary.LittleEndian.AppendUint64(b, c.acked)
 	b = binary.LittleEndian.AppendUint64(b, c.droppedTotal)
+	b = binary.LittleEndian.AppendUint64(b, c.born)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.dropped)))
 	for _, r := range c.dropped {
 		b = binary.LittleEndian.AppendUint64(b, r.From)
@@ -411,6 +425,7 @@ func (c *Cursor) encodeLocked() []byte {
 type cursorState struct {
 	acked        uint64
 	droppedTotal uint64
+	born         uint64
 	dropped      []Range
 }
 
@@ -418,7 +433,7 @@ var errTornCursor = errors.New("torn cursor file")
 
 func decodeCursor(b []byte) (cursorState, error) {
 	var st cursorState
-	if len(b) < 28 || string(b[:4]) != "SLC1" {
+	if len(b) < 28 || (string(b[:4]) != "SLC1" && string(b[:4]) != "SLC2") {
 		return st, errTornCursor
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
@@ -427,12 +442,19 @@ func decodeCursor(b []byte) (cursorState, error) {
 	}
 	st.acked = binary.LittleEndian.Uint64(b[4:])
 	st.droppedTotal = binary.LittleEndian.Uint64(b[12:])
-	n := int(binary.LittleEndian.Uint32(b[20:]))
-	if len(body) != 24+16*n {
+	h := 20
+	if string(b[:4]) == "SLC2" {
+		if len(body) < 32 {
+			return st, errTornCursor
+		}
+		st.born, h = binary.LittleEndian.Uint64(b[20:]), 28
+	}
+	n := int(binary.LittleEndian.Uint32(b[h:]))
+	if len(body) != h+4+16*n {
 		return st, errTornCursor
 	}
 	for i := 0; i < n; i++ {
-		p := 24 + 16*i
+		p := h + 4 + 16*i
 		st.dropped = append(st.dropped, Range{binary.LittleEndian.Uint64(b[p:]), binary.LittleEndian.Uint64(b[p+8:])})
 	}
 	return st, nil
@@ -486,7 +508,7 @@ func (s *Spool) loadCursors() error {
 		if err != nil {
 			return fmt.Errorf("spool: cursor %s: %w", name, err)
 		}
-		c.acked, c.droppedTotal, c.dropped = st.acked, st.droppedTotal, st.dropped
+		c.acked, c.droppedTotal, c.dropped, c.born = st.acked, st.droppedTotal, st.dropped, st.born
 		if !c.dirty {
 			c.persisted = st.acked
 		}

@@ -63,7 +63,11 @@
 //     re-delivers what was acknowledged since. A cursor file that is
 //     missing or torn restarts that cursor at the oldest record, reported.
 //     Cursors the agent no longer opens are kept (and hold their records)
-//     until RemoveCursor.
+//     until RemoveCursor. A cursor created at the tail remembers the last
+//     record before it (Born): it never saw those. Cursor files are
+//     "SLC2"; "SLC1" files of earlier versions are read (born 0). An
+//     earlier version finds an "SLC2" file torn and restarts that cursor
+//     at the oldest record (re-delivery, never a skip).
 //   - Only segments that every cursor has passed, as persisted, are
 //     truncated — in batches of TruncateSegments, never the tail. The last
 //     of a batch keeps its last record (tidwall/wal rewrites the segment

@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -1006,5 +1007,53 @@ func TestReadFrom(t *testing.T) {
 	got, err := s.ReadFrom(1, 1, 1<<20)
 	if err != nil || len(got) != 1 || got[0].ID.Seq != front {
 		t.Fatalf("after truncation: %+v %v, front %d", got, err, front)
+	}
+}
+
+// A cursor created at the tail remembers the last record it was born
+// after, across a restart; one created on an empty spool or at the oldest
+// record has seen everything (0). A cursor file of the previous format
+// ("SLC1", no born) is read whole, born 0.
+func TestCursorBornAtTheTail(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	early, _ := s.Cursor("early", CursorOptions{})
+	appendN(t, s, 0, 10)
+	late, _ := s.Cursor("late", CursorOptions{})
+	oldest, _ := s.Cursor("oldest", CursorOptions{FromOldest: true})
+	if early.Born() != 0 || late.Born() != 10 || oldest.Born() != 0 {
+		t.Fatalf("born: early %d, late %d, oldest %d", early.Born(), late.Born(), oldest.Born())
+	}
+	appendN(t, s, 10, 5)
+	readAll(t, late, 5)
+	late.Ack(15)
+	s.Close()
+
+	// The previous format, written by hand: acked 7, 3 dropped in [2,4].
+	b := []byte("SLC1")
+	for _, v := range []uint64{7, 3} {
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	b = binary.LittleEndian.AppendUint32(b, 1)
+	b = binary.LittleEndian.AppendUint64(b, 2)
+	b = binary.LittleEndian.AppendUint64(b, 4)
+	b = binary.LittleEndian.AppendUint32(b, crc(b))
+	if err := os.WriteFile(filepath.Join(dir, "cursors", "early.cursor"), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openT(t, dir, Options{})
+	late, _ = s.Cursor("late", CursorOptions{})
+	early, _ = s.Cursor("early", CursorOptions{})
+	if late.Born() != 10 || late.Acked() != 15 {
+		t.Fatalf("after a restart: late born %d, acked %d", late.Born(), late.Acked())
+	}
+	if early.Born() != 0 || early.Acked() != 7 || early.DroppedTotal() != 3 || !early.Dropped(3) || early.Dropped(5) {
+		t.Fatalf("SLC1 file: born %d, acked %d, dropped %d", early.Born(), early.Acked(), early.DroppedTotal())
+	}
+	for _, i := range s.Cursors() {
+		if i.Reset {
+			t.Fatalf("cursor %s was reset", i.Name)
+		}
 	}
 }
