@@ -271,10 +271,14 @@ func (f *forwarder) openLogs() error {
 		return err
 	}
 	// Below the cursor, an ahead delivery is of no use any more, unless
-	// the cursor got past it by a drop.
-	acked := f.cursor.Acked()
+	// the cursor got past it by a drop, or was created past it (a sink
+	// added again under a removed cursor's name: what the sink delivered
+	// before still reads delivered).
+	acked, born := f.cursor.Acked(), f.cursor.Born()
 	f.aheadLog, err = openSeqLog(filepath.Join(dir, AheadFilePrefix+f.spec.Name), f.ahead, &f.mu, aheadLogInterval, f.log,
-		func(id spool.ID) bool { return stale(id) || id.Seq <= acked && !f.cursor.Dropped(id.Seq) })
+		func(id spool.ID) bool {
+			return stale(id) || id.Seq <= acked && id.Seq > born && !f.cursor.Dropped(id.Seq)
+		})
 	return err
 }
 
@@ -295,19 +299,6 @@ func (f *forwarder) closeLogs() error {
 	for _, l := range []*seqLog{f.afterDropLog, f.aheadLog} {
 		if l != nil {
 			errs = append(errs, l.close())
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// RemoveStatusLogs removes the delivered-after-drop and delivered-ahead
-// logs of sink name from the spool directory dir, with its cursor: a sink
-// added again under that name starts afresh.
-func RemoveStatusLogs(dir, name string) error {
-	var errs []error
-	for _, p := range []string{AfterDropFilePrefix, AheadFilePrefix} {
-		if err := os.Remove(filepath.Join(dir, p+name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -523,9 +523,6 @@ func (a *Agent) orphans() error {
 			if err := a.sp.RemoveCursor(ci.Name); err != nil {
 				return fmt.Errorf("remove orphan cursor %s: %w", ci.Name, err)
 			}
-			if err := RemoveStatusLogs(a.sp.Dir(), ci.Name); err != nil {
-				a.log.Warn("cannot remove the status logs of a removed cursor", "cursor", ci.Name, "err", err)
-			}
 			a.log.Warn("spool cursor of a sink that is no longer configured removed; its backlog is given up (SLUICE_SPOOL_ORPHAN_CURSORS=remove)",
 				"cursor", ci.Name, "backlog_messages", ci.Backlog.Records, "backlog_bytes", ci.Backlog.Bytes)
 		default:

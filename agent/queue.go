@@ -751,7 +751,7 @@ func (q *queue) seqState(sid spool.ID) string {
 		return "pending"
 	case held && resolved:
 		return "delivered" // acknowledged, even if a drop policy skipped the cursor past it
-	case q.cursor.Dropped(seq):
+	case q.cursor.Dropped(seq), !resolved && seq <= q.cursor.Born():
 		return "dropped"
 	case resolved || q.cursor.Acked() >= seq:
 		return "delivered"

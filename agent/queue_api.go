@@ -378,6 +378,9 @@ func (a *Agent) queueStatuses(sid spool.ID, targets []string, dead map[string]dl
 		if targets != nil && !containsString(targets, q.spec.Name) {
 			continue
 		}
+		if targets == nil && sid.Seq <= q.cursor.Born() {
+			continue // a record gone from the spool, older than the queue
+		}
 		if d, ok := dead[q.spec.Name]; ok {
 			out[q.spec.Name] = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
 			continue

@@ -298,7 +298,7 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 		switch d, isDead := dead[f.spec.Name]; {
 		case isDead:
 			ss = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
-		case born:
+		case born && !f.deliveredAhead(sid) && !f.deliveredAfterDrop(sid):
 			// It names the sink, so a cursor of that name was removed
 			// (its backlog given up) before the sink was added again.
 			ss.Status = "dropped"

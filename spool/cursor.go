@@ -501,6 +501,9 @@ func (s *Spool) loadCursors() error {
 				"cursor", name, "acked", st.acked, "last", s.last)
 			st.acked, c.dirty = s.last, true
 		}
+		if st.born > s.last { // records up to born were lost with the cut tail
+			st.born, c.dirty = s.last, true
+		}
 		if st.acked+1 < first {
 			st.acked = first - 1
 		}

@@ -267,9 +267,6 @@ func spoolCmd(args []string) error {
 		if err := sp.RemoveCursor(args[2]); err != nil {
 			return err
 		}
-		if err := agent.RemoveStatusLogs(sp.Dir(), args[2]); err != nil {
-			return err
-		}
 		fmt.Printf("cursor %s removed\n", args[2])
 		return nil
 	}
