@@ -785,7 +785,11 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 		}
 		ids = append(ids, do(t, "POST", ta.url+"/v1/topics/"+topic, "", []byte(fmt.Sprint(i)), map[string]string{"Sluice-Key": "k"}).ids...)
 	}
-	waitFor(t, "dead letters", func() bool { return getStatus(t, ta, ids[5]).Status == "failed" })
+	// Topics a and b are separate lanes: the last push failing says
+	// nothing of the other lane's.
+	waitFor(t, "dead letters", func() bool {
+		return getStatus(t, ta, ids[4]).Status == "failed" && getStatus(t, ta, ids[5]).Status == "failed"
+	})
 	list := func(q string) (int, []DeadLetter) {
 		var v struct {
 			Total       int

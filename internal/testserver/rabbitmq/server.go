@@ -430,9 +430,10 @@ func (s *Server) Pause(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The signal is delivered asynchronously: wait until the node's VM is
-	// stopped, so that nothing is answered after Pause returns.
-	if err := sigstop.Wait(p.pid, 10*time.Second); err != nil {
+	// The signal is delivered asynchronously: wait until the node's VM (a
+	// child of the start script, in its process group) is stopped, so that
+	// nothing is answered after Pause returns.
+	if err := sigstop.WaitGroup(p.pid, 10*time.Second); err != nil {
 		t.Fatalf("rabbitmq: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 )
 
@@ -27,6 +28,56 @@ func Wait(pid int, timeout time.Duration) error {
 		time.Sleep(2 * time.Millisecond)
 	}
 	return nil
+}
+
+// WaitGroup is Wait for every process of process group pgid (a server
+// started by a script that runs the server as its child, stopped with
+// kill(-pgid)): it returns once each of them is stopped.
+func WaitGroup(pgid int, timeout time.Duration) error {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task", pgid)); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		all := true
+		for _, pid := range group(pgid) {
+			all = all && stopped(pid)
+		}
+		if all {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process group %d not stopped %v after SIGSTOP", pgid, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// group lists the processes of process group pgid (at least pgid itself,
+// so that a group whose leader is gone does not count as stopped).
+func group(pgid int) []int {
+	pids := []int{pgid}
+	des, _ := os.ReadDir("/proc")
+	for _, de := range des {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil || pid == pgid {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := bytes.Fields(stat[i+1:])
+		if len(f) >= 3 && string(f[2]) == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // stopped reports whether every thread of process pid is stopped.
