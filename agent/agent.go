@@ -308,7 +308,7 @@ func New(o Options) (*Agent, error) {
 		}
 		fw := newForwarder(a, spec, c)
 		a.fwds = append(a.fwds, fw)
-		if err := fw.openLogs(); err != nil { // afterdrop.go
+		if err := fw.openLogs(); err != nil { // statuslog.go
 			return nil, fmt.Errorf("sink %s: %w", spec.Name, err)
 		}
 	}

@@ -60,7 +60,7 @@ type forwarder struct {
 	// dropped them while their batch was being written, so their status
 	// says delivered (bounded).
 	afterDrop    *seqSet
-	afterDropLog *seqLog // afterdrop.go
+	afterDropLog *seqLog // statuslog.go
 	// ahead remembers records delivered while a spilled lane held the
 	// cursor below them (the most recent aheadMax), so their status says
 	// delivered before the cursor passes them; nothing depends on it for
