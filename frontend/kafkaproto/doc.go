@@ -27,14 +27,15 @@
 //     restarts (blocks reserved in a state file). Per producer and
 //     partition the last five batches are remembered: a retried batch is
 //     answered with its original offset, a gap with
-//     OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch with
-//     INVALID_PRODUCER_EPOCH. Each idempotent batch's producer id, epoch and
+//     OUT_OF_ORDER_SEQUENCE_NUMBER, an epoch older than the partition's
+//     with INVALID_PRODUCER_EPOCH; sequences wrap past MaxInt32 to 0. Each idempotent batch's producer id, epoch and
 //     sequences are stored with its first message (agent.Message.Meta), and
 //     Serve rebuilds the windows from the last Options.ProducerStateAge of
 //     the spool before it accepts connections: a batch retried across a
 //     kill -9 of sluice is still recognised. A producer without state (older
 //     than that, or evicted past MaxProducers) starts a new window with
-//     whatever sequence it sends, as Kafka does for expired producer state.
+//     whatever sequence it sends, as Kafka does for expired producer state;
+//     a producer whose batch is being spooled is never evicted.
 //   - Transactions are refused: a transactional InitProducerId, Produce or
 //     FindCoordinator gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, a batch
 //     with the transactional or control bit INVALID_TXN_STATE. Consumers get
@@ -50,8 +51,8 @@
 //     partition named twice in one request: INVALID_REQUEST; a topic no
 //     sink takes: UNKNOWN_TOPIC_OR_PARTITION.
 //
-// Hostile input: Produce frames over MaxProduceBytes (100 MiB), other
-// requests over 256 KiB, malformed requests, unknown APIs and versions,
+// Hostile input: Produce frames over MaxProduceBytes (100 MiB), Metadata
+// requests over 256 KiB, other requests over 16 KiB, malformed requests, unknown APIs and versions,
 // and a Metadata request whose answer would list more than 65,536
 // partitions close the connection; a corrupt batch (CRC32C, lengths,
 // magic, offset deltas, codec) is refused with CORRUPT_MESSAGE;

@@ -199,10 +199,16 @@ func (r *produceRun) flush() {
 func (s *Server) spool(todo []*pending) {
 	// Lock each idempotent producer of the request (in id order: no lock
 	// cycles) over check, append and record.
-	var locked []*producer
+	var locked, got []*producer
+	defer func() { // after the unlocks below (deferred later, run first)
+		for _, pr := range got {
+			s.pids.release(pr)
+		}
+	}()
 	for _, p := range todo {
 		if b := p.batch; b.producerID >= 0 {
-			p.producer = s.pids.get(b.producerID, b.producerEpoch)
+			p.producer = s.pids.get(b.producerID)
+			got = append(got, p.producer)
 			if !containsProducer(locked, p.producer) {
 				locked = append(locked, p.producer)
 			}

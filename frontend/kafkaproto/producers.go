@@ -42,9 +42,12 @@ type producers struct {
 type producer struct {
 	mu       sync.Mutex
 	id       int64
-	epoch    int16
 	lastUsed time.Time
-	parts    map[topicPartition]*seqWindow
+	// users counts the gets not yet released (producers.mu): a producer
+	// in use is never evicted, or a retry of a batch being spooled would
+	// find a fresh producer and be appended twice.
+	users int
+	parts map[topicPartition]*seqWindow
 }
 
 type topicPartition struct {
@@ -115,9 +118,10 @@ func (p *producers) newID() (int64, error) {
 	return id, nil
 }
 
-// get returns the state of producer id, creating it with epoch when it is
-// unknown (a producer from before a restart, or one evicted).
-func (p *producers) get(id int64, epoch int16) *producer {
+// get returns the state of producer id, creating it when it is unknown (a
+// producer from before a restart, or one evicted). Every get is paired
+// with a release.
+func (p *producers) get(id int64) *producer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := p.byID[id]
@@ -125,20 +129,29 @@ func (p *producers) get(id int64, epoch int16) *producer {
 		if len(p.byID) >= p.max {
 			p.evictLocked()
 		}
-		pr = &producer{id: id, epoch: epoch, parts: map[topicPartition]*seqWindow{}}
+		pr = &producer{id: id, parts: map[topicPartition]*seqWindow{}}
 		p.byID[id] = pr
 	}
 	pr.lastUsed = time.Now() // under p.mu: evictLocked reads it
+	pr.users++
 	return pr
 }
 
-// evictLocked forgets the least recently used producer. A later batch of
-// it is accepted with whatever sequence it carries (as Kafka does for a
-// producer whose state expired).
+// release ends a get.
+func (p *producers) release(pr *producer) {
+	p.mu.Lock()
+	pr.users--
+	p.mu.Unlock()
+}
+
+// evictLocked forgets the least recently used producer not in use. A
+// later batch of it is accepted with whatever sequence it carries (as
+// Kafka does for a producer whose state expired). When every producer is
+// in use, none is forgotten: the table holds more than max for a while.
 func (p *producers) evictLocked() {
 	var oldest *producer
 	for _, pr := range p.byID {
-		if oldest == nil || pr.lastUsed.Before(oldest.lastUsed) {
+		if pr.users == 0 && (oldest == nil || pr.lastUsed.Before(oldest.lastUsed)) {
 			oldest = pr
 		}
 	}
@@ -152,10 +165,10 @@ func (p *producers) evictLocked() {
 // before (dup true, its offset), errStaleEpoch or errOutOfOrder. Call with
 // pr.mu held.
 func (pr *producer) check(tp topicPartition, epoch int16, firstSeq, count int32) (dup bool, offset int64, err error) {
-	if epoch < pr.epoch {
+	w := pr.parts[tp]
+	if w != nil && epoch < w.epoch { // epochs are per partition, as in Kafka
 		return false, 0, errStaleEpoch
 	}
-	w := pr.parts[tp]
 	if w == nil || epoch != w.epoch {
 		// Unknown partition state: any sequence starts it. A new epoch
 		// restarts sequences at 0 for partitions seen before.
@@ -179,9 +192,6 @@ func (pr *producer) check(tp topicPartition, epoch int16, firstSeq, count int32)
 // record notes an appended batch (after check returned nil for it). Call
 // with pr.mu held.
 func (pr *producer) record(tp topicPartition, epoch int16, firstSeq, count int32, offset int64) {
-	if epoch > pr.epoch {
-		pr.epoch = epoch
-	}
 	w := pr.parts[tp]
 	if w == nil || w.epoch != epoch {
 		w = &seqWindow{epoch: epoch}
@@ -231,18 +241,20 @@ func (p *producers) rebuild(acc agent.Acceptor, since time.Time) (int, error) {
 			// must be spooled, not taken for a duplicate.
 			return
 		}
-		pr := p.get(pid, epoch)
+		pr := p.get(pid)
 		pr.mu.Lock()
 		pr.record(topicPartition{topic, partition}, epoch, firstSeq, count, int64(seq))
 		pr.mu.Unlock()
+		p.release(pr)
 		n++
 	})
 	return n, err
 }
 
-// seqAdd adds count to a sequence, wrapping at MaxInt32 as Kafka does.
+// seqAdd adds count to a sequence, wrapping past MaxInt32 to 0 as Kafka
+// does (MaxInt32 is itself a sequence).
 func seqAdd(seq, count int32) int32 {
-	return int32((int64(seq) + int64(count)) % math.MaxInt32)
+	return int32((int64(seq) + int64(count)) & math.MaxInt32)
 }
 
 // atomicWrite writes a file durably: temp file, fsync, rename, directory

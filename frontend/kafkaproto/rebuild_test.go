@@ -42,7 +42,7 @@ func TestRebuildSkipsBatchCutByACrash(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("rebuild: %d batches, %v; want 1", n, err)
 	}
-	pr := p.get(5, 0)
+	pr := p.get(5)
 	tp := topicPartition{"t", 0}
 	if dup, _, err := pr.check(tp, 0, 0, 5); !dup || err != nil {
 		t.Fatalf("the whole batch: dup=%v err=%v, want a duplicate", dup, err)
