@@ -80,11 +80,11 @@ type Options struct {
 // before it reads their elements, so a hostile frame can claim as many
 // elements as it has bytes left, each decoded into a struct of up to a few
 // hundred bytes (measured: a Fetch v4 frame built so allocates 137 times
-// its size, 275 under the race detector; a Metadata v4 frame 49 and 82). Such frames are held to a size
-// (Metadata, which may name many topics, to maxControlBytes; the others
-// to maxSmallControlBytes) and charged to the in-flight budget at
-// controlExpansion times their size, with room for the request versions
-// not measured.
+// its size, 275 under the race detector; a Metadata v4 frame 49 and 82).
+// Such frames are held to a size (Metadata, which may name many topics, to
+// maxControlBytes; the others to maxSmallControlBytes) and charged to the
+// in-flight budget at controlExpansion times their size, with room for the
+// request versions not measured.
 const (
 	maxControlBytes      = 256 << 10
 	maxSmallControlBytes = 16 << 10
