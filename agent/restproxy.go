@@ -256,18 +256,30 @@ func (a *Agent) rpOutcome(st Status, timeout time.Duration, r *rpResult) {
 			}
 		}
 	case "failed", "dropped":
+		// Sinks first (their reasons map to Kafka's errors), then queues.
+		names := make([]string, 0, len(a.fwds)+len(a.queues))
 		for _, f := range a.fwds {
-			ss, ok := st.Sinks[f.spec.Name]
+			names = append(names, f.spec.Name)
+		}
+		for _, q := range a.queues {
+			names = append(names, q.spec.Name)
+		}
+		for i, name := range names {
+			kind := "sink"
+			if i >= len(a.fwds) {
+				kind = "queue"
+			}
+			ss, ok := st.Sinks[name]
 			switch {
 			case !ok:
 			case ss.Status == "failed" && ss.Reason == "invalid_partition":
-				r.err = rpErrorf(http.StatusNotFound, rpPartitionNotFound, "failed", "Partition not found. (sluice: sink %s: %s)", f.spec.Name, ss.Error)
+				r.err = rpErrorf(http.StatusNotFound, rpPartitionNotFound, "failed", "Partition not found. (sluice: sink %s: %s)", name, ss.Error)
 			case ss.Status == "failed" && ss.Reason == "unknown_topic":
-				r.err = rpErrorf(http.StatusNotFound, rpTopicNotFound, "failed", "Topic not found. (sluice: sink %s: %s)", f.spec.Name, ss.Error)
+				r.err = rpErrorf(http.StatusNotFound, rpTopicNotFound, "failed", "Topic not found. (sluice: sink %s: %s)", name, ss.Error)
 			case ss.Status == "failed":
-				r.err = rpErrorf(http.StatusInternalServerError, rpKafkaError, "failed", "Kafka error: sink %s dead-lettered the record (%s): %s", f.spec.Name, ss.Reason, ss.Error)
+				r.err = rpErrorf(http.StatusInternalServerError, rpKafkaError, "failed", "Kafka error: %s %s dead-lettered the record (%s): %s", kind, name, ss.Reason, ss.Error)
 			case ss.Status == "dropped":
-				r.err = rpErrorf(http.StatusInternalServerError, rpKafkaError, "dropped", "Kafka error: sink %s dropped the record (backlog policy drop_oldest)", f.spec.Name)
+				r.err = rpErrorf(http.StatusInternalServerError, rpKafkaError, "dropped", "Kafka error: %s %s dropped the record (backlog policy drop_oldest)", kind, name)
 			}
 			if r.err != nil {
 				return

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -68,6 +69,14 @@ func (a *Agent) restProxyV2(ctx *fasthttp.RequestCtx, rest, method string) *rpEr
 			return rpErrorf(http.StatusNotFound, rpPartitionNotFound, "bad_request", "Partition not found.")
 		}
 		partition = int32(p)
+	}
+	// A body of empty records costs far more decoded than its size: the
+	// records (the decoder's slice at twice its final size while it
+	// grows) and their messages are reserved in the in-flight budget
+	// before decoding, as the native batch's messages are.
+	n := topArrayElems(ctx.PostBody())
+	if e := a.holdMore(ctx, n*(2*int64(unsafe.Sizeof(v2Record{}))+msgCost)); e != nil {
+		return rpFromNative(e)
 	}
 	var req v2Request
 	if e := rpDecode(ctx.PostBody(), &req); e != nil {
@@ -145,3 +154,43 @@ func v2Data(v json.RawMessage, binary bool, i int, field string) ([]byte, *rpErr
 }
 
 // v3 produce: request and response as in kafka-rest's entities/v3.
+
+// topArrayElems is an upper bound of the elements of the arrays that are
+// members of body's top-level object (a v2 request's records), found
+// without decoding: the commas directly inside each such array, plus one.
+// Strings are skipped.
+func topArrayElems(body []byte) int64 {
+	var n int64
+	depth, inArray := 0, false // inArray: the container at depth 2 is an array
+	inStr, esc := false, false
+	for _, c := range body {
+		switch {
+		case inStr:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			depth++
+			if depth == 2 {
+				inArray = c == '['
+				if inArray {
+					n++
+				}
+			}
+		case c == '}' || c == ']':
+			depth--
+		case c == ',':
+			if depth == 2 && inArray {
+				n++
+			}
+		}
+	}
+	return n
+}
