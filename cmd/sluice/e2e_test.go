@@ -101,10 +101,24 @@ func (p *proc) controlRequest(method, path string) (*http.Request, error) {
 // chosen here) and waits for /readyz.
 func start(t *testing.T, env ...string) *proc {
 	t.Helper()
-	listen, admin := freePort(t), freePort(t)
+	// freePort's port is free when it returns, not when the agent binds
+	// it: another test's outgoing connection may take it meanwhile. The
+	// agent then exits at once; it is started again on other ports.
+	for try := 1; ; try++ {
+		if p, inUse := startOn(t, freePort(t), freePort(t), env, try < 3); !inUse {
+			return p
+		}
+	}
+}
+
+// startOn starts the agent on listen and admin and waits until it is
+// ready; with retry set, an agent that exits because an address is in use
+// is reported (inUse) instead of failing the test.
+func startOn(t *testing.T, listen, admin string, env []string, retry bool) (p *proc, inUse bool) {
+	t.Helper()
 	cmd := exec.Command(binary, "run")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "SLUICE_LISTEN=" + listen, "SLUICE_ADMIN_LISTEN=" + admin, "SLUICE_LOG_FORMAT=text"}, env...)
-	p := &proc{cmd: cmd, url: "http://" + listen, admin: "http://" + admin, stderr: &syncbuf.Buffer{}, exited: make(chan error, 1)}
+	p = &proc{cmd: cmd, url: "http://" + listen, admin: "http://" + admin, stderr: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,11 +136,15 @@ func start(t *testing.T, env ...string) *proc {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return p
+				return p, false
 			}
 		}
 		select {
 		case err := <-p.exited:
+			if retry && strings.Contains(p.logs(), "address already in use") {
+				p.exited <- err
+				return nil, true
+			}
 			t.Fatalf("agent exited: %v\n%s", err, p.logs())
 		default:
 		}
@@ -522,5 +540,18 @@ func TestE2EDeadletterCLI(t *testing.T) {
 	}
 	if o := run("deadletter", "list"); !strings.Contains(o, `"total": 0`) {
 		t.Fatalf("after purge: %s", o)
+	}
+}
+
+// start's retry: an agent whose address is taken exits at once, and
+// startOn reports that instead of failing the test.
+func TestStartReportsAnAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if p, inUse := startOn(t, ln.Addr().String(), freePort(t), []string{"SLUICE_SPOOL_DIR=" + t.TempDir()}, true); !inUse || p != nil {
+		t.Fatalf("an agent on a taken address: inUse=%v", inUse)
 	}
 }

@@ -94,6 +94,20 @@ func (m *model) checkRefusal(req *request, rep pushReply) {
 		}
 		detail = append(detail, fmt.Sprintf("%s backlog %.1f MiB", s, b/(1<<20)))
 	}
+	// A spool full of a healthy sink's backlog (a flood it has not drained
+	// yet) refuses every topic: back-pressure, not a stuck sink taking
+	// the others' room.
+	if total := mt["sluice_spool_backlog_bytes_total"]; total >= 0.9*float64(modelSpoolMax) {
+		largest, most := "", 0.0
+		for _, s := range []string{"main", "opt", "arch"} {
+			if b := mt[fmt.Sprintf(`sluice_spool_backlog_bytes{sink=%q}`, s)]; b > most {
+				largest, most = s, b
+			}
+		}
+		if largest != "" && m.sinkHealthy(largest) && most >= total/2 {
+			return
+		}
+	}
 	m.fail("healthy-topic-accepted", "%s refused 503 spool_full although its sinks are healthy (%s); spool backlog total %.1f MiB of %d MiB; opt receiver %s (policy %s), callback receiver %s",
 		req.desc, strings.Join(detail, ", "), mt["sluice_spool_backlog_bytes_total"]/(1<<20), modelSpoolMax>>20, m.opt.getMode(), m.cfg.optPolicy, m.cb.getMode())
 }
