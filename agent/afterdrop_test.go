@@ -85,34 +85,15 @@ func TestDeliveredAfterDropSurvivesARestart(t *testing.T) {
 // forwarder sends it again (the delivered-ahead set is kept in the spool
 // directory, written within 50 ms of each delivery and at shutdown).
 func TestDeliveredAheadSurvivesARestartAndADrop(t *testing.T) {
-	started := make(chan struct{})
-	var once sync.Once
-	var mu sync.Mutex
-	var got []string
-	first := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
-		if msgs[0].Topic == "slow" { // stuck: holds the cursor below what follows
-			once.Do(func() { close(started) })
-			return errTransient
-		}
-		mu.Lock()
-		for _, m := range msgs {
-			got = append(got, m.ID)
-		}
-		mu.Unlock()
-		return nil
-	}}
+	mem := &memSink{}
+	started := mem.stuckOn("slow")
 	dir := t.TempDir()
-	spec := SinkSpec{Name: "s", MaxBacklogBytes: 4096, BacklogPolicy: "drop_oldest"}
-	spec.Sink = first
+	spec := SinkSpec{Name: "s", Sink: mem.sink(), MaxBacklogBytes: 4096, BacklogPolicy: "drop_oldest"}
 	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{spec}})
 	do(t, "POST", ta.url+"/v1/topics/slow", "", []byte("slow"), nil)
 	<-started
 	ahead := do(t, "POST", ta.url+"/v1/topics/other", "", []byte("ahead"), nil).ids[0]
-	waitFor(t, "the delivery", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Contains(got, ahead)
-	})
+	waitFor(t, "the delivery", func() bool { return slices.Contains(mem.ids(), ahead) })
 	if st := getStatus(t, ta, ahead); st.Status != "delivered" {
 		t.Fatalf("delivered while the cursor was held below it: %+v", st)
 	}

@@ -70,6 +70,31 @@ func (m *memSink) setFail(f func(msgs []sink.Message) error) {
 	m.mu.Unlock()
 }
 
+// stuckOn makes every write of topic fail transiently (a stuck topic,
+// which holds the sink's cursor below what other topics deliver); the
+// channel is closed at the first such write.
+func (m *memSink) stuckOn(topic string) <-chan struct{} {
+	started := make(chan struct{})
+	var once sync.Once
+	m.setFail(func(msgs []sink.Message) error {
+		if msgs[0].Topic == topic {
+			once.Do(func() { close(started) })
+			return errTransient
+		}
+		return nil
+	})
+	return started
+}
+
+// ids lists the ids of what was delivered, in order.
+func (m *memSink) ids() []string {
+	var ids []string
+	for _, msg := range m.messages() {
+		ids = append(ids, msg.ID)
+	}
+	return ids
+}
+
 type testAgent struct {
 	a      *Agent
 	url    string

@@ -2,11 +2,9 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,24 +63,10 @@ func TestAheadDeliveryPassedByADropStaysDeliveredAfterARestart(t *testing.T) {
 // max age set at the restart: it would have been dead-lettered expired
 // and read failed, and a replay would have delivered it twice).
 func TestAheadDeliveryIsNeitherSentAgainNorDeadLetteredAfterARestart(t *testing.T) {
-	started := make(chan struct{})
-	var once sync.Once
-	var mu sync.Mutex
-	var got []string
-	s := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
-		if msgs[0].Topic == "slow" {
-			once.Do(func() { close(started) })
-			return errTransient
-		}
-		mu.Lock()
-		for _, m := range msgs {
-			got = append(got, m.ID)
-		}
-		mu.Unlock()
-		return nil
-	}}
+	mem := &memSink{}
+	started := mem.stuckOn("slow")
 	dir := t.TempDir()
-	spec := SinkSpec{Name: "s", Sink: s}
+	spec := SinkSpec{Name: "s", Sink: mem.sink()}
 	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{spec}})
 	do(t, "POST", ta.url+"/v1/topics/slow", "", []byte("slow"), nil)
 	<-started
@@ -102,10 +86,8 @@ func TestAheadDeliveryIsNeitherSentAgainNorDeadLetteredAfterARestart(t *testing.
 	if st := getStatus(t, ta, ahead); st.Status != "delivered" {
 		t.Fatalf("the sink received %s, status after the restart: %+v", ahead, st)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n := len(got); n != 1 {
-		t.Fatalf("the sink received %d messages (%v), want the one delivered before the restart", n, got)
+	if got := mem.ids(); len(got) != 1 {
+		t.Fatalf("the sink received %d messages (%v), want the one delivered before the restart", len(got), got)
 	}
 }
 
@@ -123,21 +105,10 @@ func mustSeq(t *testing.T, id string) uint64 {
 // with that sequence, which the sink never received, reads pending after
 // the restart.
 func TestTornAheadLogLineIsNotADelivery(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	s := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
-		if msgs[0].Topic == "never" {
-			return errTransient
-		}
-		mu.Lock()
-		for _, m := range msgs {
-			got = append(got, m.ID)
-		}
-		mu.Unlock()
-		return nil
-	}}
+	mem := &memSink{}
+	mem.stuckOn("never")
 	dir := t.TempDir()
-	opts := Options{Sinks: []SinkSpec{{Name: "s", Sink: s}}}
+	opts := Options{Sinks: []SinkSpec{{Name: "s", Sink: mem.sink()}}}
 	ta := startAgent(t, dir, opts)
 	var ids []string
 	for range 3 {
@@ -155,9 +126,7 @@ func TestTornAheadLogLineIsNotADelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	ta = startAgent(t, dir, opts)
-	mu.Lock()
-	n := len(got)
-	mu.Unlock()
+	n := len(mem.ids())
 	if st := getStatus(t, ta, ids[1]); st.Status != "pending" {
 		t.Fatalf("the sink never received %s (%d messages received), status %+v", ids[1], n, st)
 	}
