@@ -145,7 +145,8 @@ type Recovery struct {
 	Segments        int
 	FirstSeq        uint64 // first sequence present (LastSeq+1 when empty)
 	LastSeq         uint64
-	TailCutBytes    int64        // torn, zero-filled or garbage bytes cut from the tail
+	TailCutBytes    int64        // torn or garbage bytes cut from the tail
+	ZeroFillBytes   int64        // zeros a segment ended with: room written ahead of its records (Options.Sync), cut, not damage
 	Quarantined     []Quarantine // damaged framing in closed segments
 	CorruptRecords  []uint64     // payload CRC failures found in the tail segment
 	RemovedTemp     int          // leftover temporary files of interrupted writes
@@ -235,6 +236,20 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 		size := int64(len(data))
 		if tail {
 			rec.CorruptRecords = append(rec.CorruptRecords, r.corrupt...)
+		}
+		zeros := r.validEnd < size && allZero(data[r.validEnd:])
+		if zeros && (tail || r.badAt >= 0 && w.segs[i+1].first == sf.first+r.count) {
+			// Room zero-filled ahead of the records (see Options.Sync)
+			// that a crash left in place, or the previous tail's, should
+			// a crash have come between its cut and the next segment.
+			rec.ZeroFillBytes += size - r.validEnd
+			if !dryRun {
+				if err := cutFile(sf.path, r.validEnd); err != nil {
+					return nil, rec, err
+				}
+			}
+			size = r.validEnd
+		} else if tail {
 			if r.validEnd < size {
 				rec.TailCutBytes = size - r.validEnd
 				if !dryRun {
@@ -282,6 +297,15 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 		rec.FirstSeq = 1
 	}
 	return segs, rec, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // cutFile truncates path to size and makes that durable.

@@ -97,6 +97,16 @@ type Options struct {
 	// Perms represents the datafiles modes and permission bits
 	DirPerms  os.FileMode
 	FilePerms os.FileMode
+	// ZeroFill (sluice) writes zeros ahead of the tail segment's end, this
+	// many bytes at a time (up to the segment size plus 64 KiB), so that
+	// the file's blocks and size are settled before entries are written
+	// over them: an fsync after an append then writes the data blocks
+	// only, not the inode and the block bitmaps with them. A segment is
+	// cut back to its entries when it is closed or cycled. After a crash
+	// the tail may end with zeros, which this package would read as empty
+	// entries: the caller cuts them before Open. Binary format only.
+	// Default 0: off.
+	ZeroFill int
 }
 
 // DefaultOptions for Open().
@@ -122,6 +132,8 @@ type Log struct {
 	firstIndex uint64      // index of the first entry in log
 	lastIndex  uint64      // index of the last entry in log
 	sfile      *os.File    // tail segment file handle
+	zend       int64       // sluice: the tail file's size while zero-filled past its entries
+	zfail      bool        // sluice: zero-filling the tail failed; not tried again before the next segment
 	wbatch     Batch       // reusable write batch
 	scache     tinylru.LRU // segment entries cache
 }
@@ -286,7 +298,7 @@ func (l *Log) load() error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.sfile.Seek(0, 2); err != nil {
+	if l.zend, err = l.sfile.Seek(0, 2); err != nil {
 		return err
 	}
 	// Load the last segment entries
@@ -315,6 +327,9 @@ func (l *Log) Close() error {
 			return ErrCorrupt
 		}
 		return ErrClosed
+	}
+	if err := l.cutZeros(); err != nil {
+		return err
 	}
 	if err := l.sfile.Sync(); err != nil {
 		return err
@@ -353,6 +368,9 @@ func (l *Log) appendEntry(dst []byte, index uint64, data []byte) (out []byte,
 
 // Cycle the old segment for a new segment.
 func (l *Log) cycle() error {
+	if err := l.cutZeros(); err != nil {
+		return err
+	}
 	if err := l.sfile.Sync(); err != nil {
 		return err
 	}
@@ -375,7 +393,49 @@ func (l *Log) cycle() error {
 	if err != nil {
 		return err
 	}
+	l.zend, l.zfail = 0, false
 	l.segments = append(l.segments, s)
+	return nil
+}
+
+// zeroFill (sluice) makes sure the tail file is zero-filled past end, the
+// end of the entries about to be written from from on (see
+// Options.ZeroFill). It is an optimization: when it fails (a full disk),
+// the file is cut back and the segment is written the ordinary way.
+func (l *Log) zeroFill(from, end int64) {
+	if l.opts.ZeroFill <= 0 || l.zfail || end <= l.zend {
+		return
+	}
+	target := end + int64(l.opts.ZeroFill)
+	if limit := int64(l.opts.SegmentSize) + 64<<10; target > limit {
+		target = limit
+	}
+	if target <= end {
+		return
+	}
+	if _, err := l.sfile.WriteAt(make([]byte, target-end), end); err != nil {
+		l.zfail = true
+		size := from
+		if l.zend > size {
+			size = l.zend
+		}
+		if l.sfile.Truncate(size) != nil {
+			l.zend = target // cut when the segment is closed
+		}
+		return
+	}
+	l.zend = target
+}
+
+// cutZeros (sluice) cuts the tail file back to its entries.
+func (l *Log) cutZeros() error {
+	s := l.segments[len(l.segments)-1]
+	if n := int64(len(s.ebuf)); l.zend > n {
+		if err := l.sfile.Truncate(n); err != nil {
+			return err
+		}
+		l.zend = n
+	}
 	return nil
 }
 
@@ -495,6 +555,7 @@ func (l *Log) writeBatch(b *Batch) error {
 		datas = datas[b.entries[i].size:]
 	}
 	if len(s.ebuf)-mark > 0 {
+		l.zeroFill(int64(mark), int64(len(s.ebuf)))
 		if _, err := l.sfile.Write(s.ebuf[mark:]); err != nil {
 			return err
 		}
@@ -853,6 +914,7 @@ func (l *Log) truncateFront(index uint64) (err error) {
 			err = errors.New("invalid seek")
 			return err
 		}
+		l.zend, l.zfail = n, false
 		// Load the last segment entries
 		if err = l.loadSegmentEntries(s); err != nil {
 			return err
@@ -958,6 +1020,7 @@ func (l *Log) truncateBack(index uint64) (err error) {
 		err = errors.New("invalid seek")
 		return err
 	}
+	l.zend, l.zfail = n, false
 	s.path = newName
 	l.segments = append([]*segment{}, l.segments[:segIdx+1]...)
 	l.lastIndex = index
