@@ -219,7 +219,8 @@ func (s *Spool) commitLoop() {
 		defer t.Stop()
 		tick = t.C
 	}
-	c := committer{s: s}
+	c := committer{s: s, gather: time.NewTimer(time.Hour)}
+	c.gather.Stop()
 	reqs := make([]*appendReq, 0, 256)
 	for {
 		select {
@@ -236,6 +237,8 @@ func (s *Spool) commitLoop() {
 					break more
 				}
 			}
+			reqs = c.gatherMore(reqs, bytes)
+			c.answered = len(reqs)
 			c.commit(reqs)
 			clear(reqs)
 		case <-tick:
@@ -267,9 +270,54 @@ type committer struct {
 	dirty      bool // written since the last interval sync
 	newSegment bool // a segment was created since the last directory sync
 	lastRetry  time.Time
+
+	// Gathering (SyncAlways): writers answered by a commit tend to come
+	// back at once with their next append, while the appends that queued
+	// up during that commit's fsync wait for the next one. Committing
+	// those alone splits the writers into two groups that take turns,
+	// each waiting for the other's fsync before its own. So a commit that
+	// starts with fewer appends than the previous one answered plus those
+	// that queued up meanwhile waits for the rest, at most about one
+	// fsync's time (gatherWait): by then a fresh fsync
+	// would have served them. A lone writer never waits.
+	answered, queued int
+	lastFsync        time.Duration
+	gather           *time.Timer
+}
+
+// gatherWait is how long a commit waits for more appends at most, given
+// the last fsync's duration: as long, up to a millisecond. Tests replace
+// it.
+var gatherWait = func(lastFsync time.Duration) time.Duration { return min(lastFsync, time.Millisecond) }
+
+// gatherMore waits for appends to join reqs (see committer.answered),
+// until as many are in as the last round had or about one fsync passed.
+func (c *committer) gatherMore(reqs []*appendReq, bytes int64) []*appendReq {
+	s := c.s
+	want := c.answered + c.queued
+	if s.opts.Sync != SyncAlways || len(reqs) >= want || c.lastFsync <= 0 {
+		return reqs
+	}
+	s.st.gathers.Add(1)
+	c.gather.Reset(gatherWait(c.lastFsync))
+	defer c.gather.Stop()
+	for len(reqs) < want && bytes < int64(s.opts.MaxCommitBytes) {
+		select {
+		case r := <-s.appendCh:
+			reqs = append(reqs, r)
+			bytes += r.bytes
+		case <-c.gather.C:
+			s.st.gatherTimeouts.Add(1)
+			return reqs
+		case <-s.closing:
+			return reqs
+		}
+	}
+	return reqs
 }
 
 func (c *committer) reply(reqs []*appendReq, err error) {
+	c.queued = len(c.s.appendCh)
 	for _, r := range reqs {
 		r.finish(appendRes{err: err})
 	}
@@ -403,6 +451,9 @@ func (c *committer) commit(reqs []*appendReq) {
 	s.st.commits.Add(1)
 	s.st.records.Add(uint64(seq - 1 - last))
 	s.st.bytes.Add(uint64(pending))
+	// Counted before anyone is answered: an answered writer's next
+	// append is not one that queued up meanwhile.
+	c.queued = len(s.appendCh)
 	for i, r := range accepted {
 		r.finish(appendRes{first: c.firsts[i]})
 	}
@@ -489,6 +540,7 @@ func (c *committer) fsync() error {
 		err = walSync(c.s.wl)
 	}
 	d := time.Since(t0)
+	c.lastFsync = d
 	c.s.st.fsyncs.Add(1)
 	c.s.st.fsyncNanos.Add(uint64(d))
 	if c.s.opts.OnFsync != nil {

@@ -13,6 +13,7 @@ type stats struct {
 	quarantines, corruptions   atomic.Uint64
 	truncations, truncateNanos atomic.Uint64
 	cursorResets               atomic.Uint64
+	gathers, gatherTimeouts    atomic.Uint64
 }
 
 // Stats are counters since Open plus the current shape of the spool.
@@ -32,6 +33,8 @@ type Stats struct {
 	Truncations    uint64
 	TruncateTime   time.Duration // total
 	CursorResets   uint64        // cursors restarted at the oldest record
+	Gathers        uint64        // commits that waited for the writers of the round before (SyncAlways)
+	GatherTimeouts uint64        // of those, how many stopped waiting before all came
 
 	Segments     int
 	DiskBytes    int64
@@ -45,21 +48,23 @@ type Stats struct {
 // Stats returns a snapshot.
 func (s *Spool) Stats() Stats {
 	st := Stats{
-		Appended:      s.st.records.Load(),
-		AppendedBytes: s.st.bytes.Load(),
-		Commits:       s.st.commits.Load(),
-		Fsyncs:        s.st.fsyncs.Load(),
-		FsyncTime:     time.Duration(s.st.fsyncNanos.Load()),
-		RejectedFull:  s.st.rejectedFull.Load(),
-		Dropped:       s.st.dropped.Load(),
-		WriteErrors:   s.st.writeErrors.Load(),
-		Repairs:       s.st.repairs.Load(),
-		Quarantines:   s.st.quarantines.Load(),
-		Corruptions:   s.st.corruptions.Load(),
-		Truncations:   s.st.truncations.Load(),
-		TruncateTime:  time.Duration(s.st.truncateNanos.Load()),
-		CursorResets:  s.st.cursorResets.Load(),
-		MaxBytes:      s.opts.MaxBytes,
+		Appended:       s.st.records.Load(),
+		AppendedBytes:  s.st.bytes.Load(),
+		Commits:        s.st.commits.Load(),
+		Fsyncs:         s.st.fsyncs.Load(),
+		FsyncTime:      time.Duration(s.st.fsyncNanos.Load()),
+		RejectedFull:   s.st.rejectedFull.Load(),
+		Dropped:        s.st.dropped.Load(),
+		WriteErrors:    s.st.writeErrors.Load(),
+		Repairs:        s.st.repairs.Load(),
+		Quarantines:    s.st.quarantines.Load(),
+		Corruptions:    s.st.corruptions.Load(),
+		Truncations:    s.st.truncations.Load(),
+		TruncateTime:   time.Duration(s.st.truncateNanos.Load()),
+		CursorResets:   s.st.cursorResets.Load(),
+		Gathers:        s.st.gathers.Load(),
+		GatherTimeouts: s.st.gatherTimeouts.Load(),
+		MaxBytes:       s.opts.MaxBytes,
 	}
 	if st.Commits > 0 {
 		st.MeanCommitSize = float64(st.Appended) / float64(st.Commits)
