@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,9 @@ func BenchmarkSluice(b *testing.B) {
 		"SLUICE_SINKS", "jobs", "SLUICE_JOBS_TYPE", "queue", "SLUICE_LOG_LEVEL", "warn")
 	pprofAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	cmd.Env = append(cmd.Env, "PPROF_LISTEN="+pprofAddr)
+	// SLUICE_BENCH_ENV: more of the agent's environment, space-separated
+	// NAME=value pairs (e.g. GOMAXPROCS=4).
+	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("SLUICE_BENCH_ENV"))...)
 	startServer(b, addr, cmd)
 	if out := os.Getenv("SLUICE_BENCH_PPROF"); out != "" {
 		profile(b, pprofAddr, out)
