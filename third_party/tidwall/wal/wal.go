@@ -413,7 +413,11 @@ func (l *Log) zeroFill(from, end int64) {
 	if target <= end {
 		return
 	}
-	if _, err := l.sfile.WriteAt(make([]byte, target-end), end); err != nil {
+	var err error
+	for off := end; off < target && err == nil; off += int64(len(zeros)) {
+		_, err = l.sfile.WriteAt(zeros[:min64(int64(len(zeros)), target-off)], off)
+	}
+	if err != nil {
 		l.zfail = true
 		size := from
 		if l.zend > size {
@@ -425,6 +429,16 @@ func (l *Log) zeroFill(from, end int64) {
 		return
 	}
 	l.zend = target
+}
+
+// zeros is what zeroFill writes, a piece at a time: no allocation.
+var zeros [64 << 10]byte
+
+func min64(a, b int64) int64 {
+	if a < b {
+		return a
+	}
+	return b
 }
 
 // cutZeros (sluice) cuts the tail file back to its entries.
