@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/spool"
@@ -144,8 +145,15 @@ func (f *forwarder) stop() {
 }
 
 // recordOverhead is what one record of a read buffer costs besides its
-// bytes (its spool.Record and cursor mark).
-const recordOverhead = 96
+// bytes: its spool.Record and cursor mark (96), and the item it is decoded
+// into with the item's id string and lane queue slot (itemOverhead). With
+// one-byte messages the item is most of it: counting the record alone let
+// 16 MiB of budget hold 60 MiB of items.
+const recordOverhead = 96 + itemOverhead
+
+// itemOverhead is an item's struct (rounded up to its allocation size
+// class) plus its id string and queue slot.
+const itemOverhead = int64(unsafe.Sizeof(item{})+63)&^63 + 64
 
 // readBuf is one Read's buffer: items decoded from it share its memory, so
 // it is held, and counted, until the last of them lets go.
