@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -146,7 +147,7 @@ type Recovery struct {
 	FirstSeq        uint64 // first sequence present (LastSeq+1 when empty)
 	LastSeq         uint64
 	TailCutBytes    int64        // torn or garbage bytes cut from the tail
-	ZeroFillBytes   int64        // zeros a segment ended with: room written ahead of its records (Options.Sync), cut, not damage
+	ZeroFillBytes   int64        // zeros a segment ended with where the previous run's zero-fill could have left them (SyncAlways): cut, not damage
 	Quarantined     []Quarantine // damaged framing in closed segments
 	CorruptRecords  []uint64     // payload CRC failures found in the tail segment
 	RemovedTemp     int          // leftover temporary files of interrupted writes
@@ -184,7 +185,7 @@ const markEvery = 128
 // truncation like tidwall would, removes temporary files, quarantines
 // damaged framing in closed segments and cuts the tail at its last valid
 // entry. It returns the segments that remain.
-func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, error) {
+func recoverWAL(dir, quarantineDir string, dryRun bool, zf zeroFillRule) ([]segment, Recovery, error) {
 	var rec Recovery
 	w, err := listWAL(dir)
 	if err != nil {
@@ -227,6 +228,9 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 	var buf []byte // one buffer for every segment: start-up memory stays at one segment
 	for i, sf := range w.segs {
 		data, err := readFileInto(buf, sf.path)
+		if dryRun && errors.Is(err, os.ErrNotExist) {
+			continue // a live spool truncated it meanwhile
+		}
 		if err != nil {
 			return nil, rec, fmt.Errorf("read segment %s: %w", filepath.Base(sf.path), err)
 		}
@@ -237,11 +241,10 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 		if tail {
 			rec.CorruptRecords = append(rec.CorruptRecords, r.corrupt...)
 		}
-		zeros := r.validEnd < size && allZero(data[r.validEnd:])
-		if zeros && (tail || r.badAt >= 0 && w.segs[i+1].first == sf.first+r.count) {
+		if zf.room(data, r.validEnd) && (tail || r.badAt >= 0 && w.segs[i+1].first == sf.first+r.count) {
 			// Room zero-filled ahead of the records (see Options.Sync)
-			// that a crash left in place, or the previous tail's, should
-			// a crash have come between its cut and the next segment.
+			// that a crash left in place (or a closed segment's, should
+			// its cut not have been durable).
 			rec.ZeroFillBytes += size - r.validEnd
 			if !dryRun {
 				if err := cutFile(sf.path, r.validEnd); err != nil {
@@ -299,6 +302,47 @@ func recoverWAL(dir, quarantineDir string, dryRun bool) ([]segment, Recovery, er
 	return segs, rec, nil
 }
 
+// zeroFillRule says what zero-filled room the run that wrote a spool could
+// have left at the end of a segment: the tidwall/wal copy fills fill bytes
+// past the end of a commit's records, at most to limit. Zeros that could
+// not have come from there (a run that did not zero-fill, a size that no
+// fill gives) are a torn tail, as before.
+type zeroFillRule struct {
+	fill, limit int64
+}
+
+// zeroFillSlack is how far past the segment size the tidwall/wal copy
+// zero-fills (its limit: SegmentSize + 64 KiB).
+const zeroFillSlack = 64 << 10
+
+// room reports whether data[end:] is zero-filled room: all zeros, and the
+// file's size what a fill made it, the limit or fill past the end of some
+// record at or before end.
+func (zf zeroFillRule) room(data []byte, end int64) bool {
+	size := int64(len(data))
+	if zf.fill <= 0 || end >= size || !allZero(data[end:]) {
+		return false
+	}
+	if size == zf.limit {
+		return true
+	}
+	at := size - zf.fill
+	if at < 0 || at > end {
+		return false
+	}
+	for off := int64(0); off < at; {
+		_, n, st := nextFrame(data[off:end])
+		if st != frameOK {
+			return false
+		}
+		off += int64(n)
+		if off > at {
+			return false
+		}
+	}
+	return true
+}
+
 func allZero(b []byte) bool {
 	for _, c := range b {
 		if c != 0 {
@@ -353,10 +397,13 @@ func readFileInto(buf []byte, path string) ([]byte, error) {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := io.ReadFull(f, buf); err != nil {
+	// A live tail shrinks when it is cycled or closed (its zero-filled
+	// room is cut): what is there is what counts.
+	m, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, err
 	}
-	return buf, nil
+	return buf[:m], nil
 }
 
 // chunk reads the part of seg that holds record seq: from the sparse index

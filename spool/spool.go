@@ -201,6 +201,15 @@ type meta struct {
 	ID      string   `json:"id"`
 	Epoch   uint32   `json:"epoch"`
 	Cursors []string `json:"cursors"`
+	// How this open zero-fills its tail (SyncAlways): what recovery may
+	// take for zero-filled room after a crash. Absent: none.
+	ZeroFill     int64 `json:"zero_fill,omitempty"`
+	SegmentBytes int64 `json:"segment_bytes,omitempty"`
+}
+
+// zeroFillRule is what the run that wrote m could have zero-filled.
+func (m meta) zeroFillRule() zeroFillRule {
+	return zeroFillRule{fill: m.ZeroFill, limit: m.SegmentBytes + zeroFillSlack}
 }
 
 // Open opens or creates the spool in dir. It takes an exclusive lock on the
@@ -265,6 +274,7 @@ func (s *Spool) open() error {
 		m.ID = hex.EncodeToString(b[:])
 	}
 	m.Version = 1
+	prev := m.zeroFillRule() // the run before this one, crashed or not
 	m.Epoch++
 	s.id, s.epoch = m.ID, m.Epoch
 	s.registry = m.Cursors
@@ -281,7 +291,7 @@ func (s *Spool) open() error {
 		}
 	}
 
-	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false)
+	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, prev)
 	if err != nil {
 		return fmt.Errorf("spool: recover: %w", err)
 	}
@@ -370,7 +380,8 @@ func readMeta(path string) (meta, error) {
 func (s *Spool) writeMeta() error {
 	names := append([]string(nil), s.registry...)
 	sort.Strings(names)
-	b, _ := json.Marshal(meta{Version: 1, ID: s.id, Epoch: s.epoch, Cursors: names})
+	b, _ := json.Marshal(meta{Version: 1, ID: s.id, Epoch: s.epoch, Cursors: names,
+		ZeroFill: int64(zeroFill(s.opts.Sync)), SegmentBytes: s.opts.SegmentBytes})
 	return atomicWrite(filepath.Join(s.dir, "meta"), b)
 }
 

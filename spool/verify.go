@@ -41,20 +41,24 @@ type Report struct {
 // Verify reads a spool directory without writing to it — safe against the
 // directory of a running agent — and reports what Open's recovery would do,
 // the segments and the cursors. Segments of a live spool may grow while
-// they are read: a partial record at the tail then shows as a tail cut.
+// they are read (a partial record at the tail then shows as a tail cut),
+// shrink (a tail's zero-filled room cut when it is cycled) or go (front
+// truncation: left out).
 func Verify(dir string) (Report, error) {
 	r := Report{Dir: dir}
 	if _, err := os.Stat(dir); err != nil {
 		return r, err
 	}
 	r.Live = isLocked(dir)
+	var zf zeroFillRule
 	if m, err := readMeta(filepath.Join(dir, "meta")); err == nil {
 		r.ID, r.Epoch = m.ID, m.Epoch
+		zf = m.zeroFillRule()
 		for _, n := range m.Cursors {
 			r.Cursors = append(r.Cursors, CursorReport{Name: n})
 		}
 	}
-	segs, rec, err := recoverWAL(filepath.Join(dir, "wal"), "", true)
+	segs, rec, err := recoverWAL(filepath.Join(dir, "wal"), "", true, zf)
 	if err != nil {
 		return r, err
 	}

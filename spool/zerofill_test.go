@@ -129,9 +129,9 @@ func TestTornRecordInZeroFilledTail(t *testing.T) {
 	}
 }
 
-// Sealed segments are cut to their records when the next one starts, and
-// a sealed segment that still ends with zeros (a crash between the cut and
-// the next segment's first fsync) loses nothing and is not quarantined.
+// Sealed segments are cut to their records when the next one starts; a
+// sealed segment that still ends with zero-filled room (should its cut not
+// have been durable) loses nothing and is not quarantined.
 func TestSealedSegmentsHoldOnlyRecords(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{SegmentBytes: 64 << 10})
@@ -145,15 +145,13 @@ func TestSealedSegmentsHoldOnlyRecords(t *testing.T) {
 		}
 	}
 	s.Close()
-	f, err := os.OpenFile(sealed[0].path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	limit := int64(64<<10) + zeroFillSlack // as far as a fill goes
+	if err := os.Truncate(sealed[0].path, limit); err != nil {
 		t.Fatal(err)
 	}
-	f.Write(make([]byte, 10000))
-	f.Close()
 	s = openT(t, dir, Options{SegmentBytes: 64 << 10})
 	rec := s.Recovery()
-	if len(rec.Quarantined) != 0 || rec.ZeroFillBytes != 10000 || !rec.Clean() {
+	if len(rec.Quarantined) != 0 || rec.ZeroFillBytes != limit-sealed[0].size || !rec.Clean() {
 		t.Fatalf("recovery: %+v", rec)
 	}
 	c, _ := s.Cursor("r", CursorOptions{FromOldest: true})
@@ -170,4 +168,44 @@ func encodeFrame(epoch uint32, seq uint64, unixNano int64, payload []byte) []byt
 	putHeader(e, epoch, unixNano, e[headerSize:])
 	sealHeader(e, seq)
 	return append(binary.AppendUvarint(nil, uint64(len(e))), e...)
+}
+
+// Zero-filled room is what a fill gives: the fill size past the end of a
+// commit's records (or up to the limit). A crash copy of a spool with
+// large segments ends exactly there and recovers clean; zeros of any
+// other size are a torn tail, reported as before.
+func TestZeroFillRoomHasTheFillsSize(t *testing.T) {
+	src := t.TempDir()
+	s := openT(t, src, Options{SegmentBytes: 8 << 20})
+	appendN(t, s, 0, 20)
+	logical := s.Stats().DiskBytes
+	crashed := t.TempDir()
+	copyDir(t, src, crashed)
+	seg := filepath.Join(crashed, "wal", segmentName(1))
+	fi, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() >= int64(8<<20) || fi.Size() <= logical {
+		t.Fatalf("tail is %d bytes on disk, records %d: want a fill past the first record", fi.Size(), logical)
+	}
+	odd := t.TempDir()
+	copyDir(t, crashed, odd)
+	if err := os.Truncate(filepath.Join(odd, "wal", segmentName(1)), fi.Size()-1); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := openT(t, crashed, Options{SegmentBytes: 8 << 20})
+	if rec := s2.Recovery(); !rec.Clean() || rec.ZeroFillBytes != fi.Size()-logical {
+		t.Fatalf("crash copy: %+v (records end at %d, file %d)", rec, logical, fi.Size())
+	}
+	s3 := openT(t, odd, Options{SegmentBytes: 8 << 20})
+	if rec := s3.Recovery(); rec.Clean() || rec.TailCutBytes != fi.Size()-1-logical || rec.ZeroFillBytes != 0 {
+		t.Fatalf("zeros of another size: %+v", rec)
+	}
+	for _, sp := range []*Spool{s2, s3} {
+		if sp.LastSeq() != 20 {
+			t.Fatalf("last seq %d, want 20", sp.LastSeq())
+		}
+	}
 }

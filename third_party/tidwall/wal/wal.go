@@ -329,6 +329,9 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	if err := l.cutZeros(); err != nil {
+		// sluice: the caller cuts what is left; the handle must not leak.
+		l.sfile.Close()
+		l.closed = true
 		return err
 	}
 	if err := l.sfile.Sync(); err != nil {
