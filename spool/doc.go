@@ -22,13 +22,15 @@
 //	err = s.WaitAfter(ctx, seq)                // a record above seq is durable
 //
 // A batch's buffer goes back to a pool once the commit goroutine has copied
-// it into the WAL's batch. The WAL is tidwall/wal v1.2.1 with one patch
-// (third_party/tidwall/wal/PATCHES.md); its on-disk format is upstream's.
+// it into the WAL's batch. The WAL is tidwall/wal v1.2.1 with two patches
+// (third_party/tidwall/wal/PATCHES.md); the on-disk format of its closed
+// segments is upstream's.
 //
 // # On-disk layout
 //
 //	DIR/LOCK                 flock: one process per spool
-//	DIR/meta                 JSON: random spool id, open epoch, cursor registry
+//	DIR/meta                 JSON: random spool id, open epoch, cursor registry,
+//	                         how this open zero-fills (zero_fill, segment_bytes)
 //	DIR/reserve              64 KiB released to open on a full disk
 //	DIR/wal/<20-digit seq>   tidwall/wal segments, named by first sequence
 //	DIR/cursors/<name>.cursor  acknowledged sequence + recent drops, CRC32C
@@ -39,6 +41,14 @@
 // CRC32C of the payload, CRC32C of the header — and the payload. The
 // sequence equals the WAL index. Metadata files are written with temp
 // file, fsync, rename, directory fsync.
+//
+// Under SyncAlways the open tail segment is zero-filled ahead of its
+// records (1 MiB past the end of a commit's records at a time, at most to
+// SegmentBytes + 64 KiB), so that each commit's fsync writes over blocks
+// the file already has: on ext4 that is two device writes instead of
+// three. The zeros are cut when the segment is cycled or the spool closed;
+// after a crash, recovery cuts them (Recovery.ZeroFillBytes). A live spool
+// takes up to SegmentBytes + 64 KiB more disk than its records.
 //
 // # Guarantees
 //
@@ -78,7 +88,12 @@
 // # Failures
 //
 //   - Torn, zero-filled or garbage tail (crash mid-write): Open cuts the last
-//     segment at its last valid entry and reports the bytes cut.
+//     segment at its last valid entry and reports the bytes cut, except
+//     zeros where the previous open's zero-fill could have left them (meta
+//     says how it filled; the file's size is what a fill gives): those are
+//     room, reported apart and not as damage. Under SyncAlways, records of
+//     AppendLazy (never promised durable) that a machine crash lost inside
+//     that room read as room too.
 //   - Damaged framing inside a closed segment: Open moves the rest of that
 //     segment to quarantine/, counts the sequences lost, and keeps the
 //     records before and after it.
