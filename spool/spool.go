@@ -162,6 +162,11 @@ type Spool struct {
 	opts   Options
 	log    *slog.Logger
 	lock   *os.File
+	// fill is the zero-fill rule meta records: the previous open's until
+	// recovery has run under it, then this open's. filling is how far
+	// ahead this open zero-fills (0: not at all).
+	fill    zeroFillRule
+	filling int64
 	// persistMu serializes cursor persistence (Flush and the background
 	// flush share the cursors' .tmp files).
 	persistMu sync.Mutex
@@ -274,7 +279,10 @@ func (s *Spool) open() error {
 		m.ID = hex.EncodeToString(b[:])
 	}
 	m.Version = 1
-	prev := m.zeroFillRule() // the run before this one, crashed or not
+	// Until recovery has run, meta keeps the rule of the run that wrote
+	// the segments: an open that dies before then must not make the next
+	// one judge them by its own.
+	s.fill = m.zeroFillRule()
 	m.Epoch++
 	s.id, s.epoch = m.ID, m.Epoch
 	s.registry = m.Cursors
@@ -291,9 +299,20 @@ func (s *Spool) open() error {
 		}
 	}
 
-	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, prev)
+	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, s.fill)
 	if err != nil {
 		return fmt.Errorf("spool: recover: %w", err)
+	}
+	// The segments hold no room now: this open's rule from here on.
+	prev := s.fill
+	s.fill = zeroFillRule{fill: int64(zeroFill(s.opts.Sync)), limit: s.opts.SegmentBytes + zeroFillSlack}
+	if err := s.writeMeta(); err != nil {
+		// Meta still names the previous rule; this open appends without
+		// zero-fill rather than leave room meta does not describe.
+		s.log.Warn("spool: cannot record the zero-fill rule in meta; appending without zero-fill", "err", err)
+		s.fill = prev
+	} else {
+		s.filling = s.fill.fill
 	}
 	s.rec = rec
 	if !rec.Clean() {
@@ -337,7 +356,7 @@ func (s *Spool) openWAL() error {
 		AllowEmpty:       true,
 		DirPerms:         0o750,
 		FilePerms:        0o640,
-		ZeroFill:         zeroFill(s.opts.Sync),
+		ZeroFill:         int(s.filling),
 	})
 	if err != nil {
 		return fmt.Errorf("spool: open wal: %w", classify(err))
@@ -380,8 +399,11 @@ func readMeta(path string) (meta, error) {
 func (s *Spool) writeMeta() error {
 	names := append([]string(nil), s.registry...)
 	sort.Strings(names)
-	b, _ := json.Marshal(meta{Version: 1, ID: s.id, Epoch: s.epoch, Cursors: names,
-		ZeroFill: int64(zeroFill(s.opts.Sync)), SegmentBytes: s.opts.SegmentBytes})
+	m := meta{Version: 1, ID: s.id, Epoch: s.epoch, Cursors: names}
+	if s.fill.fill > 0 {
+		m.ZeroFill, m.SegmentBytes = s.fill.fill, s.fill.limit-zeroFillSlack
+	}
+	b, _ := json.Marshal(m)
 	return atomicWrite(filepath.Join(s.dir, "meta"), b)
 }
 
