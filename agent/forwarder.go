@@ -232,13 +232,32 @@ func (f *forwarder) decode(r spool.Record) *item {
 	return &item{seq: r.ID.Seq, epoch: r.ID.Epoch, id: id, raw: r.Data, msg: m.toSink(id)}
 }
 
-// take accounts a new item that shares rb's memory. f.mu held.
+// take accounts a new item that shares rb's memory, and what its decoded
+// headers cost beyond it. f.mu held.
 func (f *forwarder) take(it *item, rb *readBuf) {
 	it.buf = rb
+	extra := headersOverhead(it.msg.Headers)
+	rb.bytes += extra
 	if rb.refs == 0 {
 		f.held += rb.bytes
+	} else {
+		f.held += extra
 	}
 	rb.refs++
+}
+
+// headersOverhead is what decoded headers cost besides the record's bytes
+// (their values share those): the slice (grown by append) and a string per
+// key. A message may carry any number of headers of a few bytes each.
+func headersOverhead(hs []sink.Header) int64 {
+	if len(hs) == 0 {
+		return 0
+	}
+	n := int64(cap(hs)) * int64(unsafe.Sizeof(sink.Header{}))
+	for _, h := range hs {
+		n += int64(len(h.Key)) + 8
+	}
+	return n
 }
 
 // release lets go of an item's read buffer. f.mu held; the caller
