@@ -198,14 +198,32 @@ func (f *forwarder) dispatch(ctx context.Context, recs []spool.Record, wg *sync.
 // empty, so it is nobody's topic.
 const corruptLane = ""
 
-// lane returns the lane of topic, started on first use. f.mu held.
+// laneCost is what a live lane costs besides the items it holds: its
+// goroutine's stack, the lane, a stuck lane's evicted item and timers
+// (measured: 116 MiB for 10,000 stuck topics).
+const laneCost = 12 << 10
+
+// lane returns the lane of topic, started on first use. f.mu held. A lane
+// is charged to the read-ahead budget while it runs: one lane per topic,
+// and a lane that is stuck (a broker down) or hung lives until its sink
+// moves, so a backlog spread over many topics would otherwise have the
+// reader start lanes without bound. Past the budget the reader waits, as
+// it does for held records.
 func (f *forwarder) lane(ctx context.Context, topic string, wg *sync.WaitGroup) *lane {
 	l := f.lanes[topic]
 	if l == nil {
 		l = &lane{topic: topic}
 		f.lanes[topic] = l
+		f.held += laneCost
 		wg.Add(1)
-		go func() { defer wg.Done(); f.runLane(ctx, l) }()
+		go func() {
+			defer wg.Done()
+			f.runLane(ctx, l)
+			f.mu.Lock()
+			f.held -= laneCost
+			f.cond.Broadcast()
+			f.mu.Unlock()
+		}()
 	}
 	return l
 }
