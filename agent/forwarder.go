@@ -49,14 +49,15 @@ type forwarder struct {
 	ackMu   sync.Mutex // orders cursor acks against drop detection
 	ackedTo uint64     // what advance acknowledged; ackMu
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	lanes    map[string]*lane
-	readUpTo uint64 // every record up to here is resolved or in a lane
-	floor    uint64 // records up to here were dropped by a backlog policy
-	held     int64  // bytes held in memory: read buffers
-	spilled  int    // lanes spilled
-	stopped  bool
+	mu        sync.Mutex
+	cond      *sync.Cond
+	lanes     map[string]*lane
+	readUpTo  uint64 // every record up to here is resolved or in a lane
+	floor     uint64 // records up to here were dropped by a backlog policy
+	held      int64  // bytes held in memory: read buffers, running lanes
+	lanesHeld int64  // of held, what running lanes cost (laneCost each)
+	spilled   int    // lanes spilled
+	stopped   bool
 	// afterDrop remembers records delivered although a backlog policy had
 	// dropped them while their batch was being written, so their status
 	// says delivered (bounded).
@@ -208,19 +209,23 @@ const laneCost = 12 << 10
 // and a lane that is stuck (a broker down) or hung lives until its sink
 // moves, so a backlog spread over many topics would otherwise have the
 // reader start lanes without bound. Past the budget the reader waits, as
-// it does for held records.
+// it does for held records. The catch-up reader does not count them: the
+// lanes it refills are what gives their charge back (a lane ends once it
+// caught up and idles).
 func (f *forwarder) lane(ctx context.Context, topic string, wg *sync.WaitGroup) *lane {
 	l := f.lanes[topic]
 	if l == nil {
 		l = &lane{topic: topic}
 		f.lanes[topic] = l
 		f.held += laneCost
+		f.lanesHeld += laneCost
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			f.runLane(ctx, l)
 			f.mu.Lock()
 			f.held -= laneCost
+			f.lanesHeld -= laneCost
 			f.cond.Broadcast()
 			f.mu.Unlock()
 		}()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,4 +78,46 @@ func TestStuckTopicsStayInTheReadAheadBudget(t *testing.T) {
 		t.Fatalf("%d stuck topics of one-byte messages keep %d MiB alive (accounted %d MiB, budget %d MiB)",
 			stuck, grown>>20, f.heldBytes()>>20, f.budget>>20)
 	}
+}
+
+// Lanes charged to the budget must not keep the catch-up reader from
+// refilling them: once a sink that failed for thousands of topics is back,
+// their lanes (spilled while stuck) wait for the catch-up reader, and only
+// a lane that caught up ends and gives its charge back. Everything pushed
+// is delivered.
+func TestManyStuckTopicsAllCatchUpWhenTheSinkIsBack(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var delivered atomic.Int64
+	s := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
+		if down.Load() {
+			return errors.New("broker down")
+		}
+		delivered.Add(int64(len(msgs)))
+		return nil
+	}}
+	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: s,
+		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}})
+	f := ta.a.fwds[0]
+	const topics, each = 3000, 3
+	recs := make([][]byte, 0, 1000)
+	for r := range each {
+		for i := 0; i < topics; i += 1000 {
+			recs = recs[:0]
+			for j := range 1000 {
+				recs = append(recs, appendMsg(nil, &Msg{Time: time.Now().UnixNano(), Partition: sink.NoPartition,
+					Topic: fmt.Sprintf("t%d", i+j), Sinks: []string{"mem"}, Value: []byte{byte('a' + r)}}))
+			}
+			if _, err := ta.sp.Append(context.Background(), recs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "the lanes fill the budget", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.held > f.budget
+	})
+	down.Store(false)
+	waitFor(t, "everything delivered", func() bool { return delivered.Load() == topics*each })
 }
