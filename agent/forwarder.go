@@ -209,9 +209,9 @@ const laneCost = 12 << 10
 // and a lane that is stuck (a broker down) or hung lives until its sink
 // moves, so a backlog spread over many topics would otherwise have the
 // reader start lanes without bound. Past the budget the reader waits, as
-// it does for held records. The catch-up reader does not count them: the
-// lanes it refills are what gives their charge back (a lane ends once it
-// caught up and idles).
+// it does for held records. The catch-up reader goes on one pass at a
+// time when lanes alone fill the budget: the lanes it refills are what
+// gives their charge back (a lane ends once it caught up and idles).
 func (f *forwarder) lane(ctx context.Context, topic string, wg *sync.WaitGroup) *lane {
 	l := f.lanes[topic]
 	if l == nil {

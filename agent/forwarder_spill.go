@@ -9,8 +9,8 @@ import (
 // from the lowest record such a lane let go of, once for all of them, and
 // queues each lane's records from its spill point up to where the reader
 // is; a lane it reaches the reader with stops spilling. It waits, like the
-// reader, while the forwarder holds its budget in records (not in lanes:
-// see lane).
+// reader, while the forwarder holds its budget, except when running lanes
+// alone fill it (see lane): then one pass at a time.
 func (f *forwarder) catchUp(ctx context.Context) {
 	type target struct {
 		l   *lane
@@ -22,7 +22,10 @@ func (f *forwarder) catchUp(ctx context.Context) {
 		var targets map[string]target
 		for !f.stopped {
 			from, targets = 0, nil
-			if f.spilled > 0 && f.held-f.lanesHeld <= f.budget {
+			// Lanes that spilled give their charge back only once they
+			// caught up: a pass may go when the whole budget allows it,
+			// or when no records are held at all (lanes alone fill it).
+			if f.spilled > 0 && (f.held <= f.budget || f.held == f.lanesHeld) {
 				for name, l := range f.lanes {
 					if !l.spilled || l.stuck || len(l.queue) >= f.spec.BatchMessages {
 						continue

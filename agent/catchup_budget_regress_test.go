@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluiceio/sluice/sink"
+)
+
+// README guarantee 7: "A forwarder holds at most 16 MiB of what it read, one
+// read past it (read buffers, ... and 12 KiB per running lane ... counted as
+// held)". When running lanes (topics that were stuck and spilled) fill the
+// budget, the catch-up reader refills them one pass at a time; looking at
+// records only, it refilled them with up to another full budget: about
+// twice the budget.
+func TestCatchUpStaysInTheBudgetWhenLanesFillIt(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var delivered atomic.Int64
+	s := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
+		if down.Load() {
+			return errors.New("broker down")
+		}
+		time.Sleep(300 * time.Microsecond) // a slow but healthy broker
+		delivered.Add(int64(len(msgs)))
+		return nil
+	}}
+	const batch = 128
+	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: s, BatchMessages: batch,
+		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}})
+	f := ta.a.fwds[0]
+	// First a backlog on 1,200 topics, which get stuck (their lanes spill,
+	// so the reader reads past them); then one message on each of 800 more
+	// topics, whose lanes push the running lanes past the budget.
+	const old, each, fresh = 1200, 12, 800
+	val := make([]byte, 1500)
+	appendAll := func(recs [][]byte) {
+		for len(recs) > 0 {
+			n := min(len(recs), 500)
+			if _, err := ta.sp.Append(context.Background(), recs[:n]...); err != nil {
+				t.Fatal(err)
+			}
+			recs = recs[n:]
+		}
+	}
+	var recs [][]byte
+	for r := range each {
+		for i := range old {
+			recs = append(recs, appendMsg(nil, &Msg{Time: time.Now().UnixNano(), Partition: sink.NoPartition,
+				Topic: fmt.Sprintf("t%d", i), Sinks: []string{"mem"}, Value: append([]byte{byte('a' + r)}, val...)}))
+		}
+	}
+	appendAll(recs)
+	waitForwarder(t, f, 60*time.Second, "the reader read the backlog", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.readUpTo == old*each
+	}, func() string { return "" })
+	recs = recs[:0]
+	for i := range fresh {
+		recs = append(recs, appendMsg(nil, &Msg{Time: time.Now().UnixNano(), Partition: sink.NoPartition,
+			Topic: fmt.Sprintf("t%d", old+i), Sinks: []string{"mem"}, Value: []byte{'x'}}))
+	}
+	appendAll(recs)
+	const total = old*each + fresh
+	waitFor(t, "the lanes fill the budget", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.held > f.budget
+	})
+	var maxHeld, maxRecs atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.mu.Lock()
+			h, r := f.held, f.held-f.lanesHeld
+			f.mu.Unlock()
+			if h > maxHeld.Load() {
+				maxHeld.Store(h)
+			}
+			if r > maxRecs.Load() {
+				maxRecs.Store(r)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	down.Store(false)
+	waitForwarder(t, f, 120*time.Second, "everything delivered", func() bool { return delivered.Load() == total },
+		func() string { return fmt.Sprintf("delivered %d of %d", delivered.Load(), total) })
+	close(stop)
+	<-done
+	// One read past the budget: its bytes, and at worst a new lane and an
+	// item for each of its records.
+	oneRead := int64(f.spec.BatchBytes) + int64(f.spec.BatchMessages)*(laneCost+recordOverhead)
+	t.Logf("max held %d MiB (records %d MiB); budget %d MiB, one read at most %d MiB",
+		maxHeld.Load()>>20, maxRecs.Load()>>20, f.budget>>20, oneRead>>20)
+	if maxHeld.Load() > f.budget+oneRead {
+		t.Fatalf("the forwarder held %d MiB, past its %d MiB budget by more than one read (%d MiB)",
+			maxHeld.Load()>>20, f.budget>>20, oneRead>>20)
+	}
+}
+
+// waitForwarder waits for cond with a generous deadline, logging the
+// forwarder's state now and then, and its state when it gives up.
+func waitForwarder(t *testing.T, f *forwarder, d time.Duration, what string, cond func() bool, extra func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	last := time.Now()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %s; %s", what, forwarderState(f), extra())
+		}
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			t.Logf("waiting for %s: %s; %s", what, forwarderState(f), extra())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func forwarderState(f *forwarder) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var stuck, spilled, queued, batch int
+	for _, l := range f.lanes {
+		if l.stuck {
+			stuck++
+		}
+		if l.spilled {
+			spilled++
+		}
+		queued += len(l.queue)
+		if l.batch != nil {
+			batch++
+		}
+	}
+	return fmt.Sprintf("held %d KiB (lanes %d KiB) budget %d KiB, lanes %d stuck %d spilled %d (f.spilled %d) queued %d batches %d readUpTo %d floor %d acked %d",
+		f.held>>10, f.lanesHeld>>10, f.budget>>10, len(f.lanes), stuck, spilled, f.spilled, queued, batch, f.readUpTo, f.floor, f.cursor.Acked())
+}
