@@ -122,8 +122,12 @@ func (f *forwarder) run(ctx context.Context) {
 		for f.held > f.budget && !f.stopped {
 			f.cond.Wait()
 		}
+		// Each record of a read may start a lane (a new topic): read no
+		// more records than the budget has room for lanes, so one read
+		// past the budget stays small whatever BATCH_MESSAGES is.
+		n := min(f.spec.BatchMessages, int(max((f.budget-f.held)/laneCost, 1)))
 		f.mu.Unlock()
-		recs, err := f.cursor.Read(ctx, f.spec.BatchMessages, f.spec.BatchBytes)
+		recs, err := f.cursor.Read(ctx, n, f.spec.BatchBytes)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {
 				return

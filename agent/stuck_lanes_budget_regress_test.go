@@ -121,3 +121,39 @@ func TestManyStuckTopicsAllCatchUpWhenTheSinkIsBack(t *testing.T) {
 	down.Store(false)
 	waitFor(t, "everything delivered", func() bool { return delivered.Load() == topics*each })
 }
+
+// One read may start a lane per record: with a large BATCH_MESSAGES, one
+// read of one-byte messages on new topics would start thousands of lanes
+// past the budget at once. Reads take no more records than the budget has
+// room for lanes.
+func TestOneReadStartsNoMoreLanesThanTheBudgetHolds(t *testing.T) {
+	hung := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: hung, BatchMessages: 20_000}}})
+	f := ta.a.fwds[0]
+	const topics = 20_000
+	recs := make([][]byte, 0, topics)
+	for i := range topics {
+		recs = append(recs, appendMsg(nil, &Msg{Time: time.Now().UnixNano(), Partition: sink.NoPartition,
+			Topic: fmt.Sprintf("t%d", i), Sinks: []string{"mem"}, Value: []byte{'x'}}))
+	}
+	if _, err := ta.sp.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	var lanes int
+	waitFor(t, "the reader stopped over the budget", func() bool {
+		f.mu.Lock()
+		r0 := f.readUpTo
+		f.mu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		lanes = len(f.lanes)
+		return f.held > f.budget && f.readUpTo == r0
+	})
+	if max := 2 * int(f.budget/laneCost); lanes > max {
+		t.Fatalf("%d lanes started, the budget holds %d: one read started them past it", lanes, max/2)
+	}
+}
