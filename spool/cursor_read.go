@@ -149,6 +149,12 @@ func readFrames(f *os.File, seg segment, pos int64, maxRecords, maxBytes int, sc
 				// Published bytes that do not parse as a frame.
 				return nil, nil, pos, ErrCorrupt
 			}
+			if scratch == nil && p < len(buf)/2 {
+				// The records hold their buffer alive: a few small ones
+				// (maxRecords reached) must not keep a whole read's
+				// buffer, up to maxBytes, behind them.
+				recs = compact(recs, buf[:p])
+			}
 			return recs, marks, pos + int64(p), nil
 		}
 		// One frame larger than the buffer: read exactly that frame.
@@ -158,6 +164,20 @@ func readFrames(f *os.File, seg segment, pos int64, maxRecords, maxBytes int, sc
 		}
 		want = int64(vn) + int64(size)
 	}
+}
+
+// compact moves the records' payloads, which all lie in used, into a
+// buffer of used's size.
+func compact(recs []Record, used []byte) []Record {
+	nb := make([]byte, len(used))
+	copy(nb, used)
+	base := cap(used) // a payload's offset in used is cap(used) - cap(payload)
+	for i := range recs {
+		d := recs[i].Data
+		off := base - cap(d)
+		recs[i].Data = nb[off : off+len(d) : off+len(d)]
+	}
+	return recs
 }
 
 // ReadFrom returns up to maxRecords durable records (about maxBytes of
