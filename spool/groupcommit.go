@@ -278,8 +278,8 @@ type committer struct {
 	// each waiting for the other's fsync before its own. So a commit that
 	// starts with fewer appends than the previous one answered plus those
 	// that queued up meanwhile waits for the rest, at most about one
-	// fsync's time (gatherWait): by then a fresh fsync
-	// would have served them. A lone writer never waits.
+	// fsync's time (gatherWait): by then a fresh fsync would have served
+	// them. A lone writer never waits.
 	answered, queued int
 	lastFsync        time.Duration
 	gather           *time.Timer
