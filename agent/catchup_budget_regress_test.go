@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -18,17 +17,7 @@ import (
 // records only, it refilled them with up to another full budget: about
 // twice the budget.
 func TestCatchUpStaysInTheBudgetWhenLanesFillIt(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	var delivered atomic.Int64
-	s := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
-		if down.Load() {
-			return errors.New("broker down")
-		}
-		time.Sleep(300 * time.Microsecond) // a slow but healthy broker
-		delivered.Add(int64(len(msgs)))
-		return nil
-	}}
+	s, down, delivered := downSink(300 * time.Microsecond) // back, slow but healthy
 	const batch = 128
 	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: s, BatchMessages: batch,
 		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}})

@@ -86,16 +86,7 @@ func TestStuckTopicsStayInTheReadAheadBudget(t *testing.T) {
 // a lane that caught up ends and gives its charge back. Everything pushed
 // is delivered.
 func TestManyStuckTopicsAllCatchUpWhenTheSinkIsBack(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	var delivered atomic.Int64
-	s := funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
-		if down.Load() {
-			return errors.New("broker down")
-		}
-		delivered.Add(int64(len(msgs)))
-		return nil
-	}}
+	s, down, delivered := downSink(0)
 	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: s,
 		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}})
 	f := ta.a.fwds[0]
@@ -156,4 +147,20 @@ func TestOneReadStartsNoMoreLanesThanTheBudgetHolds(t *testing.T) {
 	if max := 2 * int(f.budget/laneCost); lanes > max {
 		t.Fatalf("%d lanes started, the budget holds %d: one read started them past it", lanes, max/2)
 	}
+}
+
+// downSink is a sink whose broker is down until down is cleared; then each
+// write takes slow and counts its messages in delivered.
+func downSink(slow time.Duration) (s funcSink, down *atomic.Bool, delivered *atomic.Int64) {
+	down, delivered = new(atomic.Bool), new(atomic.Int64)
+	down.Store(true)
+	s = funcSink{write: func(ctx context.Context, msgs []sink.Message) error {
+		if down.Load() {
+			return errors.New("broker down")
+		}
+		time.Sleep(slow)
+		delivered.Add(int64(len(msgs)))
+		return nil
+	}}
+	return s, down, delivered
 }

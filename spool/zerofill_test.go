@@ -65,12 +65,7 @@ func TestNoZeroFillWithoutSyncAlways(t *testing.T) {
 // place: recovery cuts them without calling it damage, keeps every
 // record, and appends go on, zero-filled again.
 func TestCrashWithZeroFilledTail(t *testing.T) {
-	src := t.TempDir()
-	s := openT(t, src, Options{SegmentBytes: 256 << 10})
-	ids := appendN(t, s, 0, 20)
-	logical := s.Stats().DiskBytes
-	dir := t.TempDir()
-	copyDir(t, src, dir) // while open: the zeros are in the copy
+	s, dir, ids, logical := crashCopy(t, 256<<10)
 	if _, size := tailFile(t, s); size <= logical {
 		t.Fatalf("tail not zero-filled: %d bytes, records %d", size, logical)
 	}
@@ -103,12 +98,7 @@ func TestCrashWithZeroFilledTail(t *testing.T) {
 // A record torn inside the zero-filled room (a machine crash in the middle
 // of a write) is damage, reported as before, and cut with the zeros.
 func TestTornRecordInZeroFilledTail(t *testing.T) {
-	src := t.TempDir()
-	s := openT(t, src, Options{SegmentBytes: 256 << 10})
-	appendN(t, s, 0, 20)
-	logical := s.Stats().DiskBytes
-	dir := t.TempDir()
-	copyDir(t, src, dir)
+	_, dir, _, logical := crashCopy(t, 256<<10)
 	seg := filepath.Join(dir, "wal", segmentName(1))
 	frame := encodeFrame(1, 21, 0, []byte("a record the crash tore in half"))
 	f, err := os.OpenFile(seg, os.O_WRONLY, 0)
@@ -175,12 +165,7 @@ func encodeFrame(epoch uint32, seq uint64, unixNano int64, payload []byte) []byt
 // large segments ends exactly there and recovers clean; zeros of any
 // other size are a torn tail, reported as before.
 func TestZeroFillRoomHasTheFillsSize(t *testing.T) {
-	src := t.TempDir()
-	s := openT(t, src, Options{SegmentBytes: 8 << 20})
-	appendN(t, s, 0, 20)
-	logical := s.Stats().DiskBytes
-	crashed := t.TempDir()
-	copyDir(t, src, crashed)
+	_, crashed, _, logical := crashCopy(t, 8<<20)
 	seg := filepath.Join(crashed, "wal", segmentName(1))
 	fi, err := os.Stat(seg)
 	if err != nil {
@@ -208,4 +193,17 @@ func TestZeroFillRoomHasTheFillsSize(t *testing.T) {
 			t.Fatalf("last seq %d, want 20", sp.LastSeq())
 		}
 	}
+}
+
+// crashCopy appends 20 records to a spool of the given segment size and
+// copies its directory while it is open, as a kill -9 leaves it: the open
+// spool, the copy, the records' ids and where the records end.
+func crashCopy(t *testing.T, segmentBytes int64) (*Spool, string, []ID, int64) {
+	t.Helper()
+	src := t.TempDir()
+	s := openT(t, src, Options{SegmentBytes: segmentBytes})
+	ids := appendN(t, s, 0, 20)
+	dir := t.TempDir()
+	copyDir(t, src, dir)
+	return s, dir, ids, s.Stats().DiskBytes
 }
