@@ -257,31 +257,13 @@ func (a *Agent) rpOutcome(st Status, timeout time.Duration, r *rpResult) {
 		}
 	case "failed", "dropped":
 		// Sinks first (their reasons map to Kafka's errors), then queues.
-		names := make([]string, 0, len(a.fwds)+len(a.queues))
 		for _, f := range a.fwds {
-			names = append(names, f.spec.Name)
+			if r.err = rpTargetError(st, "sink", f.spec.Name); r.err != nil {
+				return
+			}
 		}
 		for _, q := range a.queues {
-			names = append(names, q.spec.Name)
-		}
-		for i, name := range names {
-			kind := "sink"
-			if i >= len(a.fwds) {
-				kind = "queue"
-			}
-			ss, ok := st.Sinks[name]
-			switch {
-			case !ok:
-			case ss.Status == "failed" && ss.Reason == "invalid_partition":
-				r.err = rpErrorf(http.StatusNotFound, rpPartitionNotFound, "failed", "Partition not found. (sluice: sink %s: %s)", name, ss.Error)
-			case ss.Status == "failed" && ss.Reason == "unknown_topic":
-				r.err = rpErrorf(http.StatusNotFound, rpTopicNotFound, "failed", "Topic not found. (sluice: sink %s: %s)", name, ss.Error)
-			case ss.Status == "failed":
-				r.err = rpErrorf(http.StatusInternalServerError, rpKafkaError, "failed", "Kafka error: %s %s dead-lettered the record (%s): %s", kind, name, ss.Reason, ss.Error)
-			case ss.Status == "dropped":
-				r.err = rpErrorf(http.StatusInternalServerError, rpKafkaError, "dropped", "Kafka error: %s %s dropped the record (backlog policy drop_oldest)", kind, name)
-			}
-			if r.err != nil {
+			if r.err = rpTargetError(st, "queue", q.spec.Name); r.err != nil {
 				return
 			}
 		}
@@ -289,6 +271,24 @@ func (a *Agent) rpOutcome(st Status, timeout time.Duration, r *rpResult) {
 		r.err = rpErrorf(http.StatusInternalServerError, rpRetriable, "pending",
 			"Retriable Kafka error: not acknowledged by every sink within %s; the record stays spooled and will be delivered (sluice id %s)", timeout, st.ID)
 	}
+}
+
+// rpTargetError is the error a record failed or dropped by sink or queue
+// name answers with, nil when that target neither failed nor dropped it.
+func rpTargetError(st Status, kind, name string) *rpError {
+	ss, ok := st.Sinks[name]
+	switch {
+	case !ok:
+	case ss.Status == "failed" && ss.Reason == "invalid_partition":
+		return rpErrorf(http.StatusNotFound, rpPartitionNotFound, "failed", "Partition not found. (sluice: %s %s: %s)", kind, name, ss.Error)
+	case ss.Status == "failed" && ss.Reason == "unknown_topic":
+		return rpErrorf(http.StatusNotFound, rpTopicNotFound, "failed", "Topic not found. (sluice: %s %s: %s)", kind, name, ss.Error)
+	case ss.Status == "failed":
+		return rpErrorf(http.StatusInternalServerError, rpKafkaError, "failed", "Kafka error: %s %s dead-lettered the record (%s): %s", kind, name, ss.Reason, ss.Error)
+	case ss.Status == "dropped":
+		return rpErrorf(http.StatusInternalServerError, rpKafkaError, "dropped", "Kafka error: %s %s dropped the record (backlog policy drop_oldest)", kind, name)
+	}
+	return nil
 }
 
 // v2 produce: request and response as in kafka-rest's entities/v2.
