@@ -436,6 +436,11 @@ func TestE2EStatusDrainAndSpoolTools(t *testing.T) {
 	if err != nil || !strings.Contains(outp, "live=true") || !strings.Contains(outp, "nothing to repair") {
 		t.Fatalf("verify: %v\n%s", err, outp)
 	}
+	// The live tail is zero-filled ahead of its records (SPOOL_SYNC=always):
+	// room, not damage.
+	if !strings.Contains(outp, "zero-filled room past the records") {
+		t.Fatalf("verify of a live SYNC=always spool shows no zero-filled room:\n%s", outp)
+	}
 	outp, err = run("spool", "inspect", sp, "2")
 	if err != nil || !strings.Contains(outp, "topic=t") || !strings.Contains(outp, `value="b"`) {
 		t.Fatalf("inspect: %v\n%s", err, outp)

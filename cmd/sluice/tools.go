@@ -286,6 +286,9 @@ func printReport(w io.Writer, r spool.Report) {
 			fmt.Fprintf(w, "  quarantine %s from offset %d: %d bytes, %d records lost\n", q.Segment, q.Offset, q.Bytes, q.LostRecords)
 		}
 	}
+	if rec.ZeroFillBytes > 0 {
+		fmt.Fprintf(w, "zero-filled room past the records: %d bytes (SPOOL_SYNC=always writes it ahead; cut at open, not damage)\n", rec.ZeroFillBytes)
+	}
 	for _, s := range r.Segments {
 		fmt.Fprintf(w, "segment %s  seq %d..%d  %s\n", s.Name, s.First, s.Last, human(s.Bytes))
 	}
