@@ -25,6 +25,7 @@
 package queues
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -33,12 +34,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -68,6 +73,7 @@ func run(b *testing.B, s system) {
 	var cwg sync.WaitGroup
 	errs := make(chan error, producers+consumers)
 	b.ResetTimer()
+	srv0, cli0, dev0 := serverCPU(), clientCPU(), deviceWrites()
 	t0 := time.Now()
 	for c := range consumers {
 		cwg.Add(1)
@@ -112,6 +118,7 @@ func run(b *testing.B, s system) {
 	}
 	// The last batch's ack is not timed: at most one batch per consumer.
 	elapsed := time.Since(t0)
+	srvCPU, cliCPU, devW := serverCPU()-srv0, clientCPU()-cli0, deviceWrites()-dev0
 	b.StopTimer()
 	pwg.Wait()
 	cancel()
@@ -124,7 +131,77 @@ func run(b *testing.B, s system) {
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	// CPU per message, server and benchmark process (producers and
+	// consumers): on a machine with few cores, what a round trip waits
+	// for besides the disk.
+	b.ReportMetric(float64(srvCPU.Microseconds())/float64(n), "srv-cpu-µs/msg")
+	b.ReportMetric(float64(cliCPU.Microseconds())/float64(n), "cli-cpu-µs/msg")
+	// Writes the data's block device completed (every process's), per
+	// message: what the fsyncs cost the disk.
+	b.ReportMetric(float64(devW)/float64(n), "dev-writes/msg")
 	b.ReportMetric(0, "ns/op")
+}
+
+// dataDir is the directory the server under test keeps its data in.
+var dataDir string
+
+// deviceWrites is the number of writes the block device holding dataDir
+// completed, from /sys/dev/block/MAJOR:MINOR/stat (its fifth field).
+func deviceWrites() int64 {
+	var st syscall.Stat_t
+	if dataDir == "" || syscall.Stat(dataDir, &st) != nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/stat", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 5 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[4], 10, 64)
+	return n
+}
+
+// serverGroup is the process group of the server under test.
+var serverGroup int
+
+// serverCPU is the user and system CPU time of every process in the
+// server's process group (RabbitMQ runs more than one), from /proc.
+func serverCPU() time.Duration {
+	ents, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces): state is 3,
+		// pgrp 5, utime 14, stime 15.
+		i := bytes.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(st[i+1:]))
+		if len(f) < 13 || f[2] != strconv.Itoa(serverGroup) {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// clientCPU is this process's user and system CPU time.
+func clientCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func freePort(b *testing.B) int {
@@ -145,6 +222,7 @@ func startServer(b *testing.B, addr string, cmd *exec.Cmd) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	serverGroup = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	b.Cleanup(func() {
@@ -208,6 +286,7 @@ func fsType(dir string) string {
 }
 
 func logFS(b *testing.B, dir string) {
+	dataDir = dir
 	if t := fsType(dir); t == "tmpfs" {
 		b.Fatalf("%s is on tmpfs: fsync is free there, the numbers would mean nothing", dir)
 	} else {

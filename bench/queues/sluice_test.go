@@ -216,6 +216,7 @@ func logStats(b *testing.B, admin string) {
 	defer resp.Body.Close()
 	type sp struct {
 		Appended, Commits, Fsyncs uint64
+		Gathers, GatherTimeouts   uint64
 		FsyncTime                 time.Duration
 	}
 	var st struct {
@@ -232,8 +233,9 @@ func logStats(b *testing.B, admin string) {
 		if s.Commits == 0 || s.Fsyncs == 0 {
 			return
 		}
-		b.Logf("%s: %d records, %d commits (%.2f records each), %d fsyncs (mean %s)", what, s.Appended, s.Commits,
-			float64(s.Appended)/float64(s.Commits), s.Fsyncs, (s.FsyncTime / time.Duration(s.Fsyncs)).Round(time.Microsecond))
+		b.Logf("%s: %d records, %d commits (%.2f records each; %d waited for writers, %d of them gave up), %d fsyncs (mean %s)",
+			what, s.Appended, s.Commits, float64(s.Appended)/float64(s.Commits), s.Gathers, s.GatherTimeouts,
+			s.Fsyncs, (s.FsyncTime / time.Duration(s.Fsyncs)).Round(time.Microsecond))
 	}
 	f("spool", st.Spool)
 	f("queue log", st.Queues[0].Log)
