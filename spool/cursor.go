@@ -70,6 +70,13 @@ type Cursor struct {
 	gen      uint64 // bumped when Skip or Rewind moves the read position
 	inflight []mark // records read and not acknowledged, ascending
 
+	// persisting, guarded by s.persistMu: the file open for in-place
+	// writes of its slots (nil: the next persist writes a whole file), the
+	// slot holding the last durable state, and its generation.
+	pf    *os.File
+	pslot int
+	pgen  uint64
+
 	// reader state, consumer goroutine only
 	f       *os.File
 	fpath   string
@@ -124,10 +131,10 @@ func (s *Spool) Cursor(name string, o CursorOptions) (*Cursor, error) {
 		c.ackPos.Store(s.tailPos)
 	}
 	c.next, c.nextPos = c.acked+1, c.ackPos.Load()
-	if err := atomicWrite(s.cursorPath(name), c.encodeLocked()); err != nil {
+	if err := atomicWrite(s.cursorPath(name), cursorImage(1, c.stateLocked())); err != nil {
 		return nil, fmt.Errorf("spool: create cursor: %w", err)
 	}
-	c.persisted = c.acked
+	c.persisted, c.pgen = c.acked, 1
 	s.registry = append(s.registry, name)
 	if err := s.writeMeta(); err != nil {
 		return nil, fmt.Errorf("spool: register cursor: %w", err)
@@ -163,6 +170,10 @@ func (c *Cursor) closeFile() {
 // RemoveCursor deletes a cursor that is not open. Its records become
 // eligible for truncation.
 func (s *Spool) RemoveCursor(name string) error {
+	// persistMu first (as persistCursors takes it): a persist that took
+	// this cursor before it was removed would write its file back.
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.cursors[name]
@@ -172,6 +183,7 @@ func (s *Spool) RemoveCursor(name string) error {
 	if c.inUse {
 		return fmt.Errorf("%w: %s", ErrCursorOpen, name)
 	}
+	c.closePersist()
 	if err := os.Remove(s.cursorPath(name)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("spool: remove cursor: %w", err)
 	}
@@ -405,21 +417,54 @@ func (s *Spool) timeAtLocked(pos int64) time.Time {
 	return time.Unix(0, int64(binary.LittleEndian.Uint64(h[vn+16:])))
 }
 
-// Cursor file: "SLC2", acked u64, dropped total u64, born u64, n u32, n ×
-// (from,to u64), CRC32C of everything before it. "SLC1" files (no born)
-// are read as born 0.
-func (c *Cursor) encodeLocked() []byte {
-	b := make([]byte, 0, 36+16*len(c.dropped))
-	b = append(b, "SLC2"...)
-	b = binary.LittleEndian.AppendUint64(b, c.acked)
-	b = binary.LittleEndian.AppendUint64(b, c.droppedTotal)
-	b = binary.LittleEndian.AppendUint64(b, c.born)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.dropped)))
-	for _, r := range c.dropped {
+// Cursor files. "SLC3" (this version): two slots of cursorSlot bytes,
+// each "SLC3", a generation u64, acked u64, dropped total u64, born u64,
+// n u32, n × (from,to u64), and a CRC32C of everything before it in the
+// slot. The valid slot with the higher generation holds the state. A
+// persist writes the other slot in place and fdatasyncs the file: an
+// overwrite of blocks the file already has, without a new file, a rename
+// or a directory fsync (on ext4 two device writes instead of two journal
+// commits, every CursorSyncInterval, beside the WAL's fsyncs). A crash in
+// the middle of it leaves the slot it did not touch whole. A file is
+// written whole (temp file, rename, directory fsync) when a cursor is
+// created, at its first persist after an Open, and after a failed write.
+//
+// Earlier versions wrote "SLC2" (the same fields without generation or
+// slots) and "SLC1" (no born): both are read. An earlier version finds an
+// "SLC3" file torn and restarts that cursor at the oldest record
+// (re-delivery, never a skip).
+const (
+	cursorSlot     = 4096
+	cursorFileSize = 2 * cursorSlot
+)
+
+// stateLocked is the cursor's state to persist.
+func (c *Cursor) stateLocked() cursorState {
+	return cursorState{acked: c.acked, droppedTotal: c.droppedTotal, born: c.born, dropped: slices.Clone(c.dropped)}
+}
+
+// encodeSlot is one slot of an "SLC3" file holding st at generation gen.
+func encodeSlot(gen uint64, st cursorState) []byte {
+	b := make([]byte, 0, 44+16*len(st.dropped))
+	b = append(b, "SLC3"...)
+	b = binary.LittleEndian.AppendUint64(b, gen)
+	b = binary.LittleEndian.AppendUint64(b, st.acked)
+	b = binary.LittleEndian.AppendUint64(b, st.droppedTotal)
+	b = binary.LittleEndian.AppendUint64(b, st.born)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(st.dropped)))
+	for _, r := range st.dropped {
 		b = binary.LittleEndian.AppendUint64(b, r.From)
 		b = binary.LittleEndian.AppendUint64(b, r.To)
 	}
 	return binary.LittleEndian.AppendUint32(b, crc(b))
+}
+
+// cursorImage is a whole "SLC3" file: st in slot 0 at generation gen, slot
+// 1 empty.
+func cursorImage(gen uint64, st cursorState) []byte {
+	img := make([]byte, cursorFileSize)
+	copy(img, encodeSlot(gen, st))
+	return img
 }
 
 type cursorState struct {
@@ -427,11 +472,58 @@ type cursorState struct {
 	droppedTotal uint64
 	born         uint64
 	dropped      []Range
+	gen          uint64 // generation of the slot it was read from ("SLC3")
 }
 
 var errTornCursor = errors.New("torn cursor file")
 
+// decodeCursor reads a cursor file of any version.
 func decodeCursor(b []byte) (cursorState, error) {
+	if len(b) == cursorFileSize {
+		var best cursorState
+		found := false
+		for slot := range 2 {
+			st, err := decodeSlot(b[slot*cursorSlot : (slot+1)*cursorSlot])
+			if err == nil && (!found || st.gen > best.gen) {
+				best, found = st, true
+			}
+		}
+		if !found {
+			return best, errTornCursor
+		}
+		return best, nil
+	}
+	return decodeOld(b)
+}
+
+// decodeSlot reads one slot of an "SLC3" file.
+func decodeSlot(b []byte) (cursorState, error) {
+	var st cursorState
+	if string(b[:4]) != "SLC3" {
+		return st, errTornCursor
+	}
+	const h = 36 // magic, gen, acked, dropped total, born
+	n := int(binary.LittleEndian.Uint32(b[h:]))
+	if n > (len(b)-h-8)/16 {
+		return st, errTornCursor
+	}
+	end := h + 4 + 16*n
+	if crc(b[:end]) != binary.LittleEndian.Uint32(b[end:]) {
+		return st, errTornCursor
+	}
+	st.gen = binary.LittleEndian.Uint64(b[4:])
+	st.acked = binary.LittleEndian.Uint64(b[12:])
+	st.droppedTotal = binary.LittleEndian.Uint64(b[20:])
+	st.born = binary.LittleEndian.Uint64(b[28:])
+	for i := range n {
+		p := h + 4 + 16*i
+		st.dropped = append(st.dropped, Range{binary.LittleEndian.Uint64(b[p:]), binary.LittleEndian.Uint64(b[p+8:])})
+	}
+	return st, nil
+}
+
+// decodeOld reads the "SLC2" and "SLC1" files of earlier versions.
+func decodeOld(b []byte) (cursorState, error) {
 	var st cursorState
 	if len(b) < 28 || (string(b[:4]) != "SLC1" && string(b[:4]) != "SLC2") {
 		return st, errTornCursor
@@ -512,6 +604,7 @@ func (s *Spool) loadCursors() error {
 			return fmt.Errorf("spool: cursor %s: %w", name, err)
 		}
 		c.acked, c.droppedTotal, c.dropped, c.born = st.acked, st.droppedTotal, st.dropped, st.born
+		c.pgen = st.gen
 		if !c.dirty {
 			c.persisted = st.acked
 		}

@@ -33,14 +33,19 @@
 //	                         how this open zero-fills (zero_fill, segment_bytes)
 //	DIR/reserve              64 KiB released to open on a full disk
 //	DIR/wal/<20-digit seq>   tidwall/wal segments, named by first sequence
-//	DIR/cursors/<name>.cursor  acknowledged sequence + recent drops, CRC32C
+//	DIR/cursors/<name>.cursor  two 4 KiB slots, each a generation, the
+//	                         acknowledged sequence + recent drops, CRC32C
 //	DIR/quarantine/          damaged bytes set aside by recovery
 //
 // Every WAL entry is a tidwall/wal frame (uvarint length) holding a 36-byte
 // envelope — magic, version, epoch, sequence, append time, payload length,
 // CRC32C of the payload, CRC32C of the header — and the payload. The
 // sequence equals the WAL index. Metadata files are written with temp
-// file, fsync, rename, directory fsync.
+// file, fsync, rename, directory fsync. A cursor file is written so once
+// per Open (and after a failed write); its later persists write the slot
+// that does not hold the last durable state in place and fdatasync: no
+// journal commit on ext4, every CursorSyncInterval, beside the WAL's
+// fsyncs. A crash in the middle of one leaves the other slot whole.
 //
 // Under SyncAlways the open tail segment is zero-filled ahead of its
 // records (1 MiB past the end of a commit's records at a time, at most to
@@ -75,9 +80,9 @@
 //     Cursors the agent no longer opens are kept (and hold their records)
 //     until RemoveCursor. A cursor created at the tail remembers the last
 //     record before it (Born): it never saw those. Cursor files are
-//     "SLC2"; "SLC1" files of earlier versions are read (born 0). An
-//     earlier version finds an "SLC2" file torn and restarts that cursor
-//     at the oldest record (re-delivery, never a skip).
+//     "SLC3"; "SLC2" and "SLC1" (born 0) files of earlier versions are
+//     read. An earlier version finds an "SLC3" file torn and restarts that
+//     cursor at the oldest record (re-delivery, never a skip).
 //   - Only segments that every cursor has passed, as persisted, are
 //     truncated — in batches of TruncateSegments, never the tail. The last
 //     of a batch keeps its last record (tidwall/wal rewrites the segment

@@ -50,14 +50,14 @@ func (s *Spool) persistCursors(cursors []*Cursor) error {
 	defer s.persistMu.Unlock()
 	type item struct {
 		c     *Cursor
-		data  []byte
-		acked uint64
+		st    cursorState
+		whole bool // written as a new file: durable with the directory fsync
 	}
 	var items []item
 	s.mu.Lock()
 	for _, c := range cursors {
-		if c.dirty {
-			items = append(items, item{c, c.encodeLocked(), c.acked})
+		if c.dirty && s.cursors[c.name] == c { // not removed meanwhile
+			items = append(items, item{c: c, st: c.stateLocked()})
 			c.dirty = false
 		}
 	}
@@ -66,37 +66,89 @@ func (s *Spool) persistCursors(cursors []*Cursor) error {
 		return nil
 	}
 	var errs []error
-	var done []item
-	for _, it := range items {
-		name := s.cursorPath(it.c.name)
-		if err := writeFileSync(name+".tmp", it.data); err != nil {
+	ok := make([]bool, len(items))
+	renamed := false
+	for i := range items {
+		it := &items[i]
+		var err error
+		it.whole, err = it.c.persist(s.cursorPath(it.c.name), it.st)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("cursor %s: %w", it.c.name, err))
 			continue
 		}
-		if err := os.Rename(name+".tmp", name); err != nil {
-			errs = append(errs, fmt.Errorf("cursor %s: %w", it.c.name, classify(err)))
-			continue
-		}
-		done = append(done, it)
+		ok[i], renamed = true, renamed || it.whole
 	}
-	if err := syncDir(filepath.Join(s.dir, "cursors")); err != nil {
-		errs = append(errs, err)
-		done = nil
+	if renamed {
+		if err := syncDir(filepath.Join(s.dir, "cursors")); err != nil {
+			errs = append(errs, err)
+			for i, it := range items {
+				if it.whole { // not durable: written whole again next time
+					ok[i] = false
+					it.c.closePersist()
+				}
+			}
+		}
 	}
 	s.mu.Lock()
-	for _, it := range items {
-		ok := false
-		for _, d := range done {
-			ok = ok || d.c == it.c
-		}
-		if ok {
-			it.c.persisted = max(it.c.persisted, it.acked)
+	for i, it := range items {
+		if ok[i] {
+			it.c.persisted = max(it.c.persisted, it.st.acked)
 		} else {
 			it.c.dirty = true
 		}
 	}
 	s.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// persist makes st the cursor's durable state at path (s.persistMu held).
+// With its file open from an earlier persist, it writes the slot that
+// does not hold the last durable state and fdatasyncs; otherwise, or after
+// a failure, it writes a whole new file (whole: durable once the caller
+// has fsynced the directory).
+func (c *Cursor) persist(path string, st cursorState) (whole bool, err error) {
+	gen := c.pgen + 1
+	if c.pf != nil {
+		slot := 1 - c.pslot
+		_, err = c.pf.WriteAt(encodeSlot(gen, st), int64(slot*cursorSlot))
+		if err == nil {
+			err = fdatasync(c.pf)
+		}
+		if err != nil {
+			// What the slot holds now is unknown, and so is what the page
+			// cache will write of it after a failed fsync: start over with
+			// a whole file.
+			c.closePersist()
+			return false, classify(err)
+		}
+		c.pslot, c.pgen = slot, gen
+		return false, nil
+	}
+	tmp := path + ".tmp"
+	if err := writeFileSync(tmp, cursorImage(gen, st)); err != nil {
+		os.Remove(tmp)
+		return true, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return true, classify(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		// Durable all the same (after the directory fsync); the next
+		// persist writes a whole file again.
+		return true, nil
+	}
+	c.pf, c.pslot, c.pgen = f, 0, gen
+	return true, nil
+}
+
+// closePersist closes the file persist writes in place (s.persistMu held).
+func (c *Cursor) closePersist() {
+	if c.pf != nil {
+		c.pf.Close()
+		c.pf = nil
+	}
 }
 
 // scheduleTruncate asks for a front truncation when at least

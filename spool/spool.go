@@ -441,9 +441,12 @@ func (s *Spool) Close() error {
 	if err := s.persistCursors(cursors); err != nil {
 		errs = append(errs, err)
 	}
+	s.persistMu.Lock()
 	for _, c := range cursors {
 		c.closeFile()
+		c.closePersist()
 	}
+	s.persistMu.Unlock()
 	if s.wl != nil { // nil while a disk failure keeps it from reopening
 		if err := s.wl.Sync(); err != nil && s.diskErr == nil {
 			errs = append(errs, classify(err))
