@@ -142,6 +142,9 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 		entries: map[uint64]*qentry{}, keys: map[string][]*qentry{},
 		wake: make(chan struct{}), stopPolls: make(chan struct{}), intern: interner{},
 	}
+	// add copies what it keeps of each record: the reader's buffer can be
+	// reused.
+	c.ReuseBuffer()
 	q.cond = sync.NewCond(&q.mu)
 	q.m = newQueueMetrics(a.m.set, spec.Name)
 	ql, st, err := openQueueLog(spec.Log, spec.Name, c.Acked())

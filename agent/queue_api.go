@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -113,7 +115,15 @@ func (q *queue) servePull(ctx *fasthttp.RequestCtx, a *Agent, req *queueRequest)
 		}
 	}
 	got := q.pull(a, max, req.Wait.d, vis)
-	b := make([]byte, 0, 256)
+	size := 16
+	for _, l := range got {
+		size += leaseSize(l)
+	}
+	bp, _ := pullBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b := slices.Grow((*bp)[:0], size)
 	b = append(b, `{"messages":[`...)
 	for i, l := range got {
 		if i > 0 {
@@ -124,8 +134,26 @@ func (q *queue) servePull(ctx *fasthttp.RequestCtx, a *Agent, req *queueRequest)
 	b = append(b, "]}\n"...)
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(b)
+	ctx.SetBody(b) // a copy, into fasthttp's pooled buffer
+	if cap(b) <= 1<<20 {
+		*bp = b
+		pullBufs.Put(bp)
+	}
 	return nil
+}
+
+// pullBufs holds the buffers pull replies are rendered in.
+var pullBufs sync.Pool
+
+// leaseSize is about what appendLease takes for l (a capacity: escapes
+// can take more).
+func leaseSize(l lease) int {
+	m := &l.e.msg
+	n := 160 + len(l.e.id) + len(l.receipt) + len(m.Topic) + 2*len(m.Key) + base64.StdEncoding.EncodedLen(len(m.Value))
+	for _, h := range m.Headers {
+		n += 16 + 2*(len(h.Key)+len(h.Value))
+	}
+	return n
 }
 
 // pull takes up to max messages, waiting up to wait for the first one. At

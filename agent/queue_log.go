@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"sync"
@@ -30,6 +31,7 @@ type queueLog struct {
 	cur  *spool.Cursor
 	name string
 	key  []byte
+	macs sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key, for reuse
 
 	// Appends hold mu for reading; a checkpoint holds it for writing, so
 	// that it sees every append that came before it applied in memory.
@@ -371,11 +373,18 @@ func (l *queueLog) receipt(epoch uint32, seq uint64, attempt uint32, gen uint64)
 }
 
 func (l *queueLog) mac(b []byte) []byte {
-	h := hmac.New(sha256.New, l.key)
+	h, _ := l.macs.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, l.key)
+	}
+	h.Reset()
 	h.Write([]byte(l.name))
 	h.Write([]byte{0})
 	h.Write(b)
-	return h.Sum(nil)[:receiptMACBytes]
+	var sum [sha256.Size]byte
+	out := h.Sum(sum[:0])[:receiptMACBytes]
+	l.macs.Put(h)
+	return out
 }
 
 // parseReceipt verifies a receipt of this queue.
