@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -473,6 +474,13 @@ type cursorState struct {
 	born         uint64
 	dropped      []Range
 	gen          uint64 // generation of the slot it was read from ("SLC3")
+	// durable is the acked sequence the disk surely holds: with both
+	// slots valid, the lower of the two. The newer slot may be one whose
+	// fdatasync failed and that the page cache still shows to a process
+	// started again without a reboot (Linux keeps such pages, marked
+	// clean, and never writes them); the older one was written before a
+	// successful fdatasync.
+	durable uint64
 }
 
 var errTornCursor = errors.New("torn cursor file")
@@ -482,18 +490,26 @@ func decodeCursor(b []byte) (cursorState, error) {
 	if len(b) == cursorFileSize {
 		var best cursorState
 		found := false
+		durable := uint64(math.MaxUint64)
 		for slot := range 2 {
 			st, err := decodeSlot(b[slot*cursorSlot : (slot+1)*cursorSlot])
-			if err == nil && (!found || st.gen > best.gen) {
+			if err != nil {
+				continue
+			}
+			durable = min(durable, st.acked)
+			if !found || st.gen > best.gen {
 				best, found = st, true
 			}
 		}
 		if !found {
 			return best, errTornCursor
 		}
+		best.durable = durable
 		return best, nil
 	}
-	return decodeOld(b)
+	st, err := decodeOld(b)
+	st.durable = st.acked
+	return st, err
 }
 
 // decodeSlot reads one slot of an "SLC3" file.
@@ -606,7 +622,10 @@ func (s *Spool) loadCursors() error {
 		c.acked, c.droppedTotal, c.dropped, c.born = st.acked, st.droppedTotal, st.dropped, st.born
 		c.pgen = st.gen
 		if !c.dirty {
-			c.persisted = st.acked
+			// Truncation goes by what the disk surely holds; until the
+			// first persist (a whole file) makes the rest durable.
+			c.persisted = min(st.acked, st.durable)
+			c.dirty = c.persisted < st.acked
 		}
 		c.ackPos.Store(pos)
 		c.next, c.nextPos = c.acked+1, pos

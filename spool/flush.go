@@ -48,6 +48,9 @@ func (s *Spool) Flush() error {
 func (s *Spool) persistCursors(cursors []*Cursor) error {
 	s.persistMu.Lock()
 	defer s.persistMu.Unlock()
+	if s.persistDone {
+		return ErrClosed
+	}
 	type item struct {
 		c     *Cursor
 		st    cursorState

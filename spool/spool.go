@@ -169,10 +169,11 @@ type Spool struct {
 	filling int64
 	// persistMu serializes cursor persistence (Flush and the background
 	// flush share the cursors' .tmp files).
-	persistMu sync.Mutex
-	id        string
-	epoch     uint32
-	rec       Recovery
+	persistMu   sync.Mutex
+	persistDone bool // guarded by persistMu: Close has persisted for the last time
+	id          string
+	epoch       uint32
+	rec         Recovery
 
 	wl *wal.Log // owned by the commit goroutine; TruncateFront from the flusher
 
@@ -446,6 +447,7 @@ func (s *Spool) Close() error {
 		c.closeFile()
 		c.closePersist()
 	}
+	s.persistDone = true // the lock goes with Close: no cursor file is written after it
 	s.persistMu.Unlock()
 	if s.wl != nil { // nil while a disk failure keeps it from reopening
 		if err := s.wl.Sync(); err != nil && s.diskErr == nil {
