@@ -423,9 +423,9 @@ func (s *Spool) timeAtLocked(pos int64) time.Time {
 // n u32, n × (from,to u64), and a CRC32C of everything before it in the
 // slot. The valid slot with the higher generation holds the state. A
 // persist writes the other slot in place and fdatasyncs the file: an
-// overwrite of blocks the file already has, without a new file, a rename
-// or a directory fsync (on ext4 two device writes instead of two journal
-// commits, every CursorSyncInterval, beside the WAL's fsyncs). A crash in
+// overwrite of blocks the file already has, without a new file, a rename,
+// a directory fsync or any metadata write, every CursorSyncInterval,
+// beside the WAL's fsyncs. A crash in
 // the middle of it leaves the slot it did not touch whole. A file is
 // written whole (temp file, rename, directory fsync) when a cursor is
 // created, at its first persist after an Open, and after a failed write.

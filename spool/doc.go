@@ -44,11 +44,11 @@
 // file, fsync, rename, directory fsync. A cursor file is written so once
 // per Open (and after a failed write); its later persists write the slot
 // that does not hold the last durable state in place and fdatasync: no
-// journal commit on ext4, every CursorSyncInterval, beside the WAL's
-// fsyncs. A crash in the middle of one leaves the other slot whole. The
-// newer slot may be one whose fdatasync failed, still in the page cache of
-// a machine that did not reboot: at Open a cursor starts at the newer
-// slot, but truncation goes by the older one until the first persist.
+// metadata write, every CursorSyncInterval, beside the WAL's fsyncs. A
+// crash in the middle of one leaves the other slot whole. The newer slot
+// may be one whose fdatasync failed, still in the page cache of a machine
+// that did not reboot: at Open a cursor starts at the newer slot, but
+// truncation goes by the older one until the first persist.
 //
 // Under SyncAlways the open tail segment is zero-filled ahead of its
 // records (1 MiB past the end of a commit's records at a time, at most to

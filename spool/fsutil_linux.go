@@ -7,7 +7,7 @@ import (
 
 // fdatasync flushes f's data and the metadata needed to read it back, not
 // its timestamps: after an overwrite of blocks the file already has, no
-// journal commit on ext4.
+// metadata write.
 func fdatasync(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
