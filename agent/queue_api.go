@@ -78,7 +78,9 @@ func (a *Agent) routeQueues(ctx *fasthttp.RequestCtx, rest, method string) *apiE
 		return methodNotAllowed(ctx, "POST")
 	}
 	var req queueRequest
-	if body := bytes.TrimSpace(ctx.PostBody()); len(body) > 0 {
+	// JSON's whitespace only: bytes.TrimSpace would also take \v, \f and
+	// Unicode spaces around a document, which make it malformed.
+	if body := bytes.Trim(ctx.PostBody(), " \t\r\n"); len(body) > 0 {
 		// The body is JSON whatever its Content-Type says (curl -d sends
 		// application/x-www-form-urlencoded).
 		// A body with more after its document is malformed, refused
