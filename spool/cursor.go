@@ -425,10 +425,10 @@ func (s *Spool) timeAtLocked(pos int64) time.Time {
 // persist writes the other slot in place and fdatasyncs the file: an
 // overwrite of blocks the file already has, without a new file, a rename,
 // a directory fsync or any metadata write, every CursorSyncInterval,
-// beside the WAL's fsyncs. A crash in
-// the middle of it leaves the slot it did not touch whole. A file is
-// written whole (temp file, rename, directory fsync) when a cursor is
-// created, at its first persist after an Open, and after a failed write.
+// beside the WAL's fsyncs. A crash in the middle of it leaves the slot it
+// did not touch whole. A file is written whole (temp file, rename,
+// directory fsync) when a cursor is created, at its first persist after an
+// Open, and after a failed write.
 //
 // Earlier versions wrote "SLC2" (the same fields without generation or
 // slots) and "SLC1" (no born): both are read. An earlier version finds an
