@@ -48,6 +48,14 @@ type Options struct {
 	// AcceptorParams is appended to the AMQP acceptor's URL parameters,
 	// starting with ';'.
 	AcceptorParams string
+	// StaticUsers makes the login module read its users file once
+	// (reload=false), for tests that do not call SetPassword or Revoke.
+	// With reload on, Artemis 2.40's properties login module now and then
+	// fails a valid login under concurrent checks (security-invalidation-
+	// interval is 0 here, so every send is checked), and the broker
+	// refuses that one message (amqp:unauthorized-access) while it
+	// accepts the next ones in flight.
+	StaticUsers bool
 	// Heap is the JVM's -Xmx. Default DefaultHeap.
 	Heap string
 	// TLS adds a second AMQP acceptor, with TLS, on TLSPort: its

@@ -93,10 +93,12 @@ const managementXML = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 </management-context>
 `
 
+// loginConfig is the JAAS configuration; %t is whether the login module
+// reloads its users file when it changes (Options.StaticUsers).
 const loginConfig = `activemq {
    org.apache.activemq.artemis.spi.core.security.jaas.PropertiesLoginModule required
        debug=false
-       reload=true
+       reload=%t
        org.apache.activemq.jaas.properties.user="artemis-users.properties"
        org.apache.activemq.jaas.properties.role="artemis-roles.properties";
 };
@@ -150,7 +152,7 @@ func writeInstance(dir string, port, tlsPort int, o Options, caFile *string) err
 	files := map[string]string{
 		"broker.xml":        x,
 		"bootstrap.xml":     fmt.Sprintf(bootstrapXML, filepath.Join(etc, "broker.xml")),
-		"login.config":      loginConfig,
+		"login.config":      fmt.Sprintf(loginConfig, !o.StaticUsers),
 		"management.xml":    managementXML,
 		"log4j2.properties": log4j2,
 	}
