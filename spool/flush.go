@@ -127,14 +127,8 @@ func (c *Cursor) persist(path string, st cursorState) (whole bool, err error) {
 		c.pslot, c.pgen = slot, gen
 		return false, nil
 	}
-	tmp := path + ".tmp"
-	if err := writeFileSync(tmp, cursorImage(gen, st)); err != nil {
-		os.Remove(tmp)
+	if err := replaceFile(path, cursorImage(gen, st)); err != nil {
 		return true, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return true, classify(err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {

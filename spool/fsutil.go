@@ -80,6 +80,15 @@ func writeFileSync(name string, data []byte) error {
 
 // atomicWrite replaces name with data: temp file, fsync, rename, fsync dir.
 func atomicWrite(name string, data []byte) error {
+	if err := replaceFile(name, data); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(name))
+}
+
+// replaceFile replaces name with data by a temp file, fsynced, renamed
+// over it. Durable once the caller has fsynced the directory.
+func replaceFile(name string, data []byte) error {
 	tmp := name + ".tmp"
 	if err := writeFileSync(tmp, data); err != nil {
 		os.Remove(tmp)
@@ -89,7 +98,7 @@ func atomicWrite(name string, data []byte) error {
 		os.Remove(tmp)
 		return classify(err)
 	}
-	return syncDir(filepath.Dir(name))
+	return nil
 }
 
 // lockDir takes an exclusive, non-blocking flock on dir/LOCK. The lock is
