@@ -25,12 +25,7 @@ func inPlaceFile(s *Spool, c *Cursor) *os.File {
 // setup: cursor "a" from oldest, 10 records, acks 1 and 2 persisted (whole
 // file, then one in-place write): c.pf is open.
 func slotsSetup(t *testing.T, o Options) (string, *Spool, *Cursor) {
-	dir := t.TempDir()
-	o.CursorSyncInterval = time.Hour
-	s := openT(t, dir, o)
-	c, _ := s.Cursor("a", CursorOptions{FromOldest: true})
-	appendN(t, s, 0, 10)
-	readAll(t, c, 10)
+	dir, s, c := readCursor(t, o)
 	for i := uint64(1); i <= 2; i++ {
 		c.Ack(i)
 		if err := s.Flush(); err != nil {
@@ -40,6 +35,19 @@ func slotsSetup(t *testing.T, o Options) (string, *Spool, *Cursor) {
 	if inPlaceFile(s, c) == nil {
 		t.Fatal("no in-place file after two persists")
 	}
+	return dir, s, c
+}
+
+// readCursor opens a spool (cursors persisted only by Flush) with cursor
+// "a" from the oldest record, which has read all 10 records appended.
+func readCursor(t *testing.T, o Options) (string, *Spool, *Cursor) {
+	t.Helper()
+	dir := t.TempDir()
+	o.CursorSyncInterval = time.Hour
+	s := openT(t, dir, o)
+	c, _ := s.Cursor("a", CursorOptions{FromOldest: true})
+	appendN(t, s, 0, 10)
+	readAll(t, c, 10)
 	return dir, s, c
 }
 
@@ -111,11 +119,7 @@ func TestCursorFdatasyncFailureKeepsPersisted(t *testing.T) {
 // The directory fsync of the whole-file path fails (EMFILE on opening the
 // directory): the whole file is not counted as durable.
 func TestCursorDirFsyncFailureIsNotDurable(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir, Options{CursorSyncInterval: time.Hour})
-	c, _ := s.Cursor("a", CursorOptions{FromOldest: true})
-	appendN(t, s, 0, 10)
-	readAll(t, c, 10)
+	_, s, c := readCursor(t, Options{})
 	c.Ack(4)
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
