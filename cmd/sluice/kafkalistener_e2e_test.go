@@ -210,6 +210,35 @@ func TestE2EKafkaListenerGoClients(t *testing.T) {
 	}
 }
 
+// TestE2EKafkaListenerDoesNotAskForTheToken: with SLUICE_AUTH_TOKEN set
+// for the HTTP listener, the Kafka listener still takes a producer that
+// presents nothing, and the agent warns about it at start-up; without a
+// token there is no warning.
+func TestE2EKafkaListenerDoesNotAskForTheToken(t *testing.T) {
+	_, broker := newKfake(t, kfake.SeedTopics(1, "events"))
+	const warning = "the Kafka listener does not ask for SLUICE_AUTH_TOKEN"
+	plain, _ := startListener(t, broker, "events=1")
+	if strings.Contains(plain.logs(), warning) {
+		t.Errorf("warning without a token:\n%s", plain.logs())
+	}
+	p, kl := startListener(t, broker, "events=1", "SLUICE_AUTH_TOKEN=s3cret")
+	if !strings.Contains(p.logs(), warning) {
+		t.Errorf("no warning with a token:\n%s", p.logs())
+	}
+	code, _, err := push(p.url, "events", []byte("over http"), "text/plain")
+	if err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("HTTP push without the token: %d %v, want 401", code, err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kl), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("over kafka")}).FirstErr(); err != nil {
+		t.Fatalf("Kafka produce without credentials: %v", err)
+	}
+}
+
 // TestE2EKafkaListenerOutageAndKill9: with the upstream cluster down, an
 // idempotent franz-go producer keeps getting acks from the listener; sluice
 // is killed with SIGKILL mid-stream and restarted on the same

@@ -140,6 +140,10 @@ func runAgent() error {
 		}
 		defer kl.Close()
 		frontEnds = append(frontEnds, kl)
+		if c.AuthToken != "" {
+			log.Warn("the Kafka listener does not ask for SLUICE_AUTH_TOKEN: any process that reaches its loopback address can produce without it",
+				"listen_kafka", c.ListenKafka)
+		}
 	}
 	drainTimeout := c.DrainTimeout
 	if drainTimeout == 0 {
