@@ -132,7 +132,7 @@ func Start(t testing.TB, o Options) *Broker {
 	if o.Heap == "" {
 		o.Heap = DefaultHeap
 	}
-	b := &Broker{Home: home(), Dir: t.TempDir(), Port: freePort(t), opts: o, users: map[string]string{}, revoked: map[string]bool{}}
+	b := &Broker{Home: home(), Dir: t.TempDir(), Port: pickPort(t), opts: o, users: map[string]string{}, revoked: map[string]bool{}}
 	for u, p := range o.Users {
 		b.users[u] = p
 	}
@@ -140,10 +140,7 @@ func Start(t testing.TB, o Options) *Broker {
 		if _, err := exec.LookPath("keytool"); err != nil {
 			testenv.Missing(t, "keytool (for a TLS broker)", "apt-get install -y default-jdk-headless")
 		}
-		b.TLSPort = freePort(t)
-	}
-	if err := writeInstance(b.Dir, b.Port, b.TLSPort, o, &b.CAFile); err != nil {
-		t.Fatalf("artemis: write instance: %v", err)
+		b.TLSPort = pickPort(t)
 	}
 	t.Cleanup(func() {
 		b.stop(syscall.SIGKILL)
@@ -151,8 +148,22 @@ func Start(t testing.TB, o Options) *Broker {
 			t.Logf("artemis log (tail):\n%s", b.LogTail(4000))
 		}
 	})
-	b.start(t)
-	return b
+	// freePort's port is free when it returns, not when the broker binds
+	// it: another test may take it meanwhile. The broker then exits at
+	// start-up; it is started again on other ports.
+	for try := 1; ; try++ {
+		if err := writeInstance(b.Dir, b.Port, b.TLSPort, o, &b.CAFile); err != nil {
+			t.Fatalf("artemis: write instance: %v", err)
+		}
+		if b.start(t, try < 3) {
+			return b
+		}
+		t.Logf("artemis: port %d or %d taken before the broker bound it; starting again on other ports", b.Port, b.TLSPort)
+		b.Port = pickPort(t)
+		if o.TLS {
+			b.TLSPort = pickPort(t)
+		}
+	}
 }
 
 // TLSAddr is the TLS acceptor's host:port (Options.TLS).
@@ -181,7 +192,10 @@ func (b *Broker) Pid() int {
 	return b.cmd.Process.Pid
 }
 
-func (b *Broker) start(t testing.TB) {
+// start starts the broker and waits until its AMQP port answers. With
+// bindRetry set, a broker that exits at start-up because an acceptor's
+// port is taken is reported (false) instead of failing the test.
+func (b *Broker) start(t testing.TB, bindRetry bool) bool {
 	t.Helper()
 	b.mu.Lock()
 	if b.cmd != nil {
@@ -193,6 +207,7 @@ func (b *Broker) start(t testing.TB) {
 		b.mu.Unlock()
 		t.Fatal(err)
 	}
+	logStart, _ := logf.Seek(0, io.SeekEnd)
 	etc := filepath.Join(b.Dir, "etc")
 	cmd := exec.Command("java",
 		"-Xms64m", "-Xmx"+b.opts.Heap, "-XX:+UseSerialGC", "-Xss512k",
@@ -232,13 +247,19 @@ func (b *Broker) start(t testing.TB) {
 	for {
 		if amqpAnswers(b.Addr()) {
 			b.StartupTime = time.Since(began)
-			return
+			return true
 		}
 		select {
 		case <-exited:
 			b.mu.Lock()
 			b.cmd = nil
 			b.mu.Unlock()
+			if bindRetry {
+				if log, err := os.ReadFile(logf.Name()); err == nil && int64(len(log)) >= logStart &&
+					bytes.Contains(log[logStart:], []byte("Failed to bind acceptor")) {
+					return false
+				}
+			}
 			t.Fatalf("artemis exited during start-up:\n%s", b.LogTail(4000))
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -288,7 +309,7 @@ func (b *Broker) Kill(t testing.TB) {
 // Restart starts a stopped broker again: same instance, journal and port.
 func (b *Broker) Restart(t testing.TB) {
 	t.Helper()
-	b.start(t)
+	b.start(t, false)
 }
 
 // Pause stops the broker JVM with SIGSTOP: connections stay open and
@@ -397,6 +418,10 @@ func (b *Broker) LogTail(n int) string {
 	}
 	return string(data)
 }
+
+// pickPort picks the broker's ports (a test replaces it to hand out a
+// taken one).
+var pickPort = freePort
 
 // freePort returns a loopback port nobody listens on right now.
 func freePort(t testing.TB) int {

@@ -17,6 +17,13 @@ const keystorePassword = "sluice-test"
 func writeKeystore(dir string) (keystore, caPEM string, err error) {
 	keystore = filepath.Join(dir, "etc", "broker.p12")
 	caPEM = filepath.Join(dir, "etc", "broker-ca.pem")
+	// Written again when a start is retried on other ports: keytool will
+	// not add an alias the keystore already has.
+	for _, f := range []string{keystore, caPEM} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return "", "", err
+		}
+	}
 	gen := exec.Command("keytool", "-genkeypair", "-alias", "broker", "-keyalg", "EC", "-groupname", "secp256r1",
 		"-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost", "-validity", "2",
 		"-storetype", "PKCS12", "-keystore", keystore, "-storepass", keystorePassword, "-keypass", keystorePassword)
