@@ -100,10 +100,18 @@ type batchMessage struct {
 // errTrailing: a JSON body holds more than its one document.
 var errTrailing = errors.New("trailing data after the JSON object")
 
-// decodeStrict decodes body as exactly one JSON document into v, refusing
+// errNotObject: a request body is a JSON document other than an object.
+// encoding/json would decode null into the request as if the body were
+// empty.
+var errNotObject = errors.New("the body is not a JSON object")
+
+// decodeStrict decodes body as exactly one JSON object into v, refusing
 // unknown fields and anything after the document (json.Decoder reads the
 // first document only, and More does not see a stray '}' or ']').
 func decodeStrict(body []byte, v any) error {
+	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) > 0 && b[0] != '{' {
+		return errNotObject
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
