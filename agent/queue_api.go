@@ -221,7 +221,8 @@ func appendLease(b []byte, l lease) []byte {
 }
 
 // isRawJSON reports whether v can be embedded as a JSON member and read
-// back byte for byte.
+// back byte for byte, by readers with a nesting limit too
+// (jsonenc.MaxValueDepth).
 func isRawJSON(v []byte) bool {
 	if len(v) == 0 {
 		return false
@@ -234,7 +235,7 @@ func isRawJSON(v []byte) bool {
 	case ' ', '\t', '\r', '\n':
 		return false
 	}
-	return utf8.Valid(v) && json.Valid(v)
+	return utf8.Valid(v) && json.Valid(v) && jsonenc.Shallow(v)
 }
 
 type staleReceipt struct {

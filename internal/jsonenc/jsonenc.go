@@ -58,3 +58,44 @@ func AppendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// MaxValueDepth is how deeply a message value may nest arrays and objects
+// to be written into a JSON body as itself ("value"); a deeper one goes
+// the other way (value_b64, or a JSON string in the file sink). Readers
+// limit nesting (Ruby's JSON to 100, Python's to its recursion limit of
+// about 1,000, Go's to 10,000) and the body around a value adds levels of
+// its own: a value past a reader's limit would make the whole body, its
+// batch-mates included, unreadable.
+const MaxValueDepth = 64
+
+// Shallow reports whether the JSON document v nests arrays and objects at
+// most MaxValueDepth deep. v must be valid JSON.
+func Shallow(v []byte) bool {
+	if len(v) <= 2*MaxValueDepth+1 { // deeper takes two bytes a level
+		return true
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			if depth++; depth > MaxValueDepth {
+				return false
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return true
+}

@@ -3,6 +3,7 @@ package jsonenc
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -56,4 +57,62 @@ func TestAppendString(t *testing.T) {
 			t.Errorf("%s decodes to %q (%v), want %q", want, back, err, in)
 		}
 	}
+}
+
+// depth is the deepest nesting of the JSON document v, by encoding/json's
+// tokens.
+func depth(t *testing.T, v []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	d, max := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return max
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			if d++; d > max {
+				max = d
+			}
+		case json.Delim(']'), json.Delim('}'):
+			d--
+		}
+	}
+}
+
+func TestShallow(t *testing.T) {
+	nest := func(n int, inner string) string {
+		return strings.Repeat(`{"a":[`, n/2) + strings.Repeat("[", n%2) + inner + strings.Repeat("]", n%2) + strings.Repeat("]}", n/2)
+	}
+	cases := map[string]bool{
+		`1`:                        true,
+		nest(MaxValueDepth, `1`):   true,
+		nest(MaxValueDepth+1, `1`): false,
+		// Brackets in strings do not nest, escaped quotes do not end them.
+		nest(MaxValueDepth, `"[[[{{{\"[[["`):                    true,
+		`["` + strings.Repeat("[", 200) + `"]`:                  true,
+		strings.Repeat("[", 10000) + strings.Repeat("]", 10000): false,
+	}
+	for in, want := range cases {
+		if got := Shallow([]byte(in)); got != want {
+			t.Errorf("Shallow(%.60q…, depth %d) = %v, want %v", in, depth(t, []byte(in)), got, want)
+		}
+		if want != (depth(t, []byte(in)) <= MaxValueDepth) {
+			t.Errorf("case %.60q: depth %d disagrees with the expectation", in, depth(t, []byte(in)))
+		}
+	}
+}
+
+func FuzzShallow(f *testing.F) {
+	for _, s := range []string{`[[1]]`, `{"a":{"b":[1,"]"]}}`, `"\"["`, strings.Repeat("[", 65) + strings.Repeat("]", 65)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if !json.Valid(v) {
+			return
+		}
+		if got, want := Shallow(v), depth(t, v) <= MaxValueDepth; got != want {
+			t.Fatalf("Shallow(%q) = %v, encoding/json's depth %d", v, got, depth(t, v))
+		}
+	})
 }

@@ -28,7 +28,8 @@
 //
 // value is the message bytes themselves when they are a JSON document that
 // is valid UTF-8, is not a JSON string, has no leading or trailing
-// whitespace and contains no CR or LF byte: {"b":1,"a":[1.50,"\u00e9"]} is
+// whitespace, contains no CR or LF byte and nests arrays and objects at
+// most 64 deep (jsonenc.MaxValueDepth): {"b":1,"a":[1.50,"\u00e9"]} is
 // written exactly so, byte for byte. Otherwise, when the bytes are valid
 // UTF-8, value is a JSON string holding them as text. So a string-typed
 // value always means "these characters are the message", and any other type

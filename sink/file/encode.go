@@ -60,8 +60,9 @@ func AppendRecord(dst []byte, m *sink.Message) []byte {
 // embeddable reports whether v can be copied into the line verbatim as the
 // "value" field: a valid UTF-8 JSON document that is not a JSON string (so
 // that a string-typed "value" always means "these are the text bytes"),
-// without surrounding whitespace (decoders drop it) and without CR or LF
-// (they would end the NDJSON line).
+// without surrounding whitespace (decoders drop it), without CR or LF
+// (they would end the NDJSON line), nested at most jsonenc.MaxValueDepth
+// deep.
 func embeddable(v []byte) bool {
 	if len(v) == 0 {
 		return false
@@ -93,7 +94,7 @@ func embeddable(v []byte) bool {
 			return false
 		}
 	}
-	return utf8.Valid(v) && json.Valid(v)
+	return utf8.Valid(v) && json.Valid(v) && jsonenc.Shallow(v)
 }
 
 // isNumber reports whether v is exactly one JSON number:

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sluiceio/sluice/internal/jsonenc"
 	"github.com/sluiceio/sluice/sink"
 )
 
@@ -315,7 +316,8 @@ func FuzzEmbeddable(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {
 		want := len(v) > 0 && utf8.Valid(v) && json.Valid(v) && v[0] != '"' &&
-			!bytes.ContainsAny(v, "\r\n") && bytes.TrimSpace(v)[0] == v[0] && v[len(v)-1] != ' ' && v[len(v)-1] != '\t'
+			!bytes.ContainsAny(v, "\r\n") && bytes.TrimSpace(v)[0] == v[0] && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' &&
+			jsonenc.Shallow(v)
 		if got := embeddable(v); got != want {
 			t.Fatalf("embeddable(%q) = %v, want %v", v, got, want)
 		}

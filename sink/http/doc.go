@@ -28,7 +28,9 @@
 //	                   UTF-8 without leading or trailing whitespace: {"b":1,"a":[1.50,"\u00e9"]}
 //	                   is sent byte for byte, and a receiving sluice stores exactly those bytes
 //	value_b64  string  instead of value for everything else (text, binary, empty, JSON with
-//	                   surrounding whitespace): base64, standard alphabet, padded
+//	                   surrounding whitespace, JSON nesting arrays and objects more than 64
+//	                   deep, which readers with a lower limit than Go's would refuse with the
+//	                   whole batch): base64, standard alphabet, padded
 //	headers    object  header name → value as JSON strings, in message order; absent when none
 //	id         string  sink.Message.ID, so a receiving sluice keeps the sluice-id (chaining)
 //

@@ -24,6 +24,10 @@ func TestRawJSON(t *testing.T) {
 		`{"a":1}{"b":2}`:              false,
 		"\"\xff\"":                    false, // JSON-valid to Go, but not UTF-8
 		`{"a":`:                       false,
+		// Nested deeper than jsonenc.MaxValueDepth: readers with a
+		// lower limit than Go's would refuse the whole batch.
+		strings.Repeat("[", 64) + strings.Repeat("]", 64): true,
+		strings.Repeat("[", 65) + strings.Repeat("]", 65): false,
 	}
 	for in, want := range cases {
 		if got := rawJSON([]byte(in)); got != want {
