@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -120,10 +121,12 @@ type queue struct {
 	stopOnce  sync.Once
 
 	// afterDrop: messages a consumer acknowledged although a drop policy
-	// had skipped the cursor past them while the queue held them (seq ->
-	// epoch; the oldest forgotten past afterDropMax, and at a restart).
-	afterDrop      map[uint64]uint32
-	afterDropOrder []uint64
+	// had skipped the cursor past them while the queue held them (the
+	// oldest forgotten past afterDropMax), kept across restarts in
+	// afterDropLog (SPOOL_DIR/delivered-after-drop.<queue>), as a
+	// forwarder keeps its own.
+	afterDrop    *seqSet
+	afterDropLog *seqLog
 
 	// State read back from the log for messages not read yet.
 	restoredAcked    map[uint64]uint32 // seq -> epoch
@@ -154,7 +157,27 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 	q.qlog = ql
 	q.restoredAcked, q.restoredAttempts, q.restoredDelays, q.through = st.acked, st.attempts, st.delays, st.through
 	q.gen = randUint64()
+	q.afterDrop = newBoundedMap[uint64, uint32](afterDropMax)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// An entry of this open's epoch or later is from another spool that
+	// was in this directory (removed and created again).
+	epoch := a.sp.Epoch()
+	q.afterDropLog, err = openSeqLog(filepath.Join(a.sp.Dir(), AfterDropFilePrefix+spec.Name), q.afterDrop, &q.mu, 0, q.lg,
+		func(id spool.ID) bool { return id.Epoch >= epoch })
+	if err != nil {
+		ql.close()
+		return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
+	}
 	return q, nil
+}
+
+// closeLogs closes the queue's log and its delivered-after-drop log.
+func (q *queue) closeLogs() error {
+	q.mu.Lock()
+	err := q.afterDropLog.close()
+	q.mu.Unlock()
+	return errors.Join(err, q.qlog.close())
 }
 
 // run reads the queue's messages from the spool until ctx ends, and runs
@@ -425,15 +448,27 @@ const (
 func (q *queue) findLocked(r receipt) (*qentry, string) {
 	e, ok := q.entries[r.seq]
 	if !ok || e.epoch != r.epoch {
-		if s := q.slotLocked(r.seq); q.through.covers(r.seq, r.epoch) || r.seq <= q.cursor.Acked() || (s != nil && s.done && s.epoch == r.epoch) {
+		s := q.slotLocked(r.seq)
+		ep, restored := q.restoredAcked[r.seq]
+		if q.through.covers(r.seq, r.epoch) || r.seq <= q.cursor.Acked() || (s != nil && s.done && s.epoch == r.epoch) || (restored && ep == r.epoch) {
 			return nil, receiptDone
 		}
 		return nil, receiptLeaseLost
 	}
-	if e.state != qLeased || e.gen != r.gen || e.attempt != r.attempt {
+	if e.gen != r.gen || e.attempt != r.attempt {
 		return nil, receiptLeaseLost
 	}
-	return e, receiptOK
+	switch e.state {
+	case qLeased:
+		return e, receiptOK
+	case qAcking:
+		// This lease's ack is being made durable: the receipt repeated in
+		// the same call, or an ack retried while the first is written.
+		// Should that write fail, the first call gets the error and the
+		// message is handed out again when its lease ends.
+		return nil, receiptDone
+	}
+	return nil, receiptLeaseLost
 }
 
 // ack resolves the leased messages of rs durably. It returns the outcome
@@ -726,7 +761,9 @@ func (q *queue) counts() (ready, inFlight int) {
 //
 // A resolved message is found by its slot, or, once advance let the slot
 // go, by through, both under mu: the spool cursor is acknowledged after
-// the slots are let go, so between the two only through says it.
+// the slots are let go, so between the two only through says it. One
+// acknowledged before a restart and not read again yet is in the acks the
+// queue log gave back (restoredAcked).
 func (q *queue) seqState(sid spool.ID) string {
 	seq := sid.Seq
 	q.mu.Lock()
@@ -741,7 +778,11 @@ func (q *queue) seqState(sid spool.ID) string {
 	held, resolved := false, false
 	if s := q.slotLocked(seq); s != nil && s.epoch == sid.Epoch {
 		held, resolved = true, s.done
-	} else if ep, found := q.afterDrop[seq]; found && ep == sid.Epoch {
+	} else if has(q.afterDrop, sid) {
+		held, resolved = true, true
+	} else if ep, found := q.restoredAcked[seq]; found && ep == sid.Epoch {
+		// Acknowledged before a restart, not read again yet (the reader
+		// may be held at its cap below it for as long as consumers take).
 		held, resolved = true, true
 	} else {
 		resolved = q.through.covers(seq, sid.Epoch)
@@ -767,15 +808,7 @@ func (q *queue) seqState(sid spool.ID) string {
 const afterDropMax = 65536
 
 func (q *queue) noteAfterDropLocked(sl *qslot) {
-	if q.afterDrop == nil {
-		q.afterDrop = map[uint64]uint32{}
-	}
-	q.afterDrop[sl.seq] = sl.epoch
-	q.afterDropOrder = append(q.afterDropOrder, sl.seq)
-	if len(q.afterDropOrder) > afterDropMax {
-		delete(q.afterDrop, q.afterDropOrder[0])
-		q.afterDropOrder = q.afterDropOrder[1:]
-	}
+	q.afterDropLog.add([]spool.ID{{Seq: sl.seq, Epoch: sl.epoch}})
 }
 
 // slotLocked finds the slot of seq among those not yet acknowledged on the
