@@ -150,7 +150,7 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 	c.ReuseBuffer()
 	q.cond = sync.NewCond(&q.mu)
 	q.m = newQueueMetrics(a.m.set, spec.Name)
-	ql, st, err := openQueueLog(spec.Log, spec.Name, c.Acked())
+	ql, st, err := openQueueLog(spec.Log, spec.Name, c.Acked(), a.sp.Epoch())
 	if err != nil {
 		return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
 	}

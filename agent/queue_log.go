@@ -108,7 +108,13 @@ func newLogState() logState {
 // compactEvery is how many records the log takes before a checkpoint.
 const compactEvery = 10000
 
-func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, logState, error) {
+// openQueueLog opens a queue's log and reads back its state above
+// spoolAcked, the queue's cursor in the spool whose open has epoch epoch.
+// Entries of that epoch or later are of another spool that was in the
+// directory (removed and created again, its epochs started over): they
+// are let go, and a checkpoint without them is written, so that they do
+// not come back at the next open.
+func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64, epoch uint32) (*queueLog, logState, error) {
 	st := newLogState()
 	c, err := sp.Cursor("state", spool.CursorOptions{FromOldest: true})
 	if err != nil {
@@ -139,25 +145,44 @@ func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64) (*queueLog, l
 		}
 	}
 	c.Rewind()
-	for s := range st.acked {
-		if s <= spoolAcked {
+	stale := false
+	for s, ep := range st.acked {
+		if ep >= epoch {
+			stale = true
+		}
+		if s <= spoolAcked || ep >= epoch {
 			delete(st.acked, s)
 		}
 	}
-	for s := range st.attempts {
-		if s <= spoolAcked {
+	for s, r := range st.attempts {
+		if r.epoch >= epoch {
+			stale = true
+		}
+		if s <= spoolAcked || r.epoch >= epoch {
 			delete(st.attempts, s)
 		}
 	}
-	for s := range st.delays {
-		if s <= spoolAcked {
+	for s, r := range st.delays {
+		if r.epoch >= epoch {
+			stale = true
+		}
+		if s <= spoolAcked || r.epoch >= epoch {
 			delete(st.delays, s)
 		}
 	}
-	if st.through.seq <= spoolAcked {
+	if st.through.epoch >= epoch {
+		stale = true
+	}
+	if st.through.seq <= spoolAcked || st.through.epoch >= epoch {
 		st.through = qpos{}
 	}
 	l.since.Store(int64(n))
+	if stale {
+		if err := l.compact(func() logState { return st }); err != nil {
+			c.Release()
+			return nil, st, fmt.Errorf("queue log: checkpoint without another spool's entries: %w", err)
+		}
+	}
 	return l, st, nil
 }
 
