@@ -471,7 +471,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	errs = append(errs, a.closeStatusLogs()) // while the spool directory is still locked
 	errs = append(errs, a.sp.Close(), a.dl.close(), a.cb.close(), a.idemSt.close(), a.records.closeKept())
 	for _, q := range a.queues {
-		errs = append(errs, q.closeLogs())
+		errs = append(errs, q.qlog.close())
 	}
 	if adminLn != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -66,6 +66,9 @@ type qslot struct {
 	seq   uint64
 	epoch uint32
 	done  bool
+	// resolved: done by this queue (acknowledged or dead-lettered), not
+	// because the record is another sink's: only these go into afterDrop.
+	resolved bool
 }
 
 type qentry struct {
@@ -172,14 +175,6 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 	return q, nil
 }
 
-// closeLogs closes the queue's log and its delivered-after-drop log.
-func (q *queue) closeLogs() error {
-	q.mu.Lock()
-	err := q.afterDropLog.close()
-	q.mu.Unlock()
-	return errors.Join(err, q.qlog.close())
-}
-
 // run reads the queue's messages from the spool until ctx ends, and runs
 // the lease timers and dead-lettering.
 func (q *queue) run(ctx context.Context) {
@@ -241,7 +236,7 @@ func (q *queue) add(recs []spool.Record) {
 		if ep, ok := q.restoredAcked[r.ID.Seq]; ok {
 			delete(q.restoredAcked, r.ID.Seq)
 			if ep == r.ID.Epoch {
-				s.done = true
+				s.done, s.resolved = true, true
 				q.noteAheadLocked(s.seq) // resolved before a restart, maybe above an unresolved one
 				continue
 			}
@@ -342,7 +337,7 @@ func (q *queue) resolveLocked(e *qentry) {
 		}
 	}
 	e.state = -1
-	e.slot.done = true
+	e.slot.done, e.slot.resolved = true, true
 	q.noteAheadLocked(e.seq)
 	delete(q.entries, e.seq)
 	q.held -= int64(e.size)
@@ -684,7 +679,7 @@ func (q *queue) advance() {
 	}
 	if q.cursor.DroppedTotal() > 0 {
 		for _, sl := range q.slots[q.slotsHead:i] {
-			if q.cursor.Dropped(sl.seq) {
+			if sl.resolved && q.cursor.Dropped(sl.seq) {
 				q.noteAfterDropLocked(sl)
 			}
 		}

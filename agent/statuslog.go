@@ -282,11 +282,19 @@ func (f *forwarder) openLogs() error {
 	return err
 }
 
-// closeStatusLogs closes every forwarder's logs.
+// closeStatusLogs closes every forwarder's logs and every queue's
+// delivered-after-drop log: at shutdown while the spool directory is still
+// locked, and when New or Run fails (a broken log's retry timer would
+// write on).
 func (a *Agent) closeStatusLogs() error {
 	var errs []error
 	for _, f := range a.fwds {
 		errs = append(errs, f.closeLogs())
+	}
+	for _, q := range a.queues {
+		q.mu.Lock()
+		errs = append(errs, q.afterDropLog.close())
+		q.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
