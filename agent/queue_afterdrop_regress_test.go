@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/sluiceio/sluice/spool"
 )
 
 // The queue's delivered-after-drop log is closed with the forwarders'
@@ -17,32 +15,13 @@ import (
 // (statuslog_leak_regress_test.go), and at shutdown before the spool's
 // lock is released. Found by review.
 
-// brokenQueueAfterDropDir is brokenAheadLogDir for queue q's
-// delivered-after-drop log: its .tmp is a non-empty directory, so the
-// rewrite at open fails and arms the retry timer.
-func brokenQueueAfterDropDir(t *testing.T, dir string) (sp, dl *spool.Spool, blocker string) {
-	t.Helper()
-	var err error
-	if sp, err = spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet()}); err != nil {
-		t.Fatal(err)
-	}
-	if dl, err = spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest}); err != nil {
-		t.Fatal(err)
-	}
-	blocker = filepath.Join(sp.Dir(), AfterDropFilePrefix+"q.tmp")
-	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return sp, dl, blocker
-}
-
 // New fails after queue q opened its delivered-after-drop log (a later
 // queue has a bad glob). The failed New must not leave q's retry timer
 // running, to write into a spool directory the caller has closed and
 // unlocked.
 func TestFailedNewClosesTheQueueAfterDropLog(t *testing.T) {
 	dir := t.TempDir()
-	sp, dl, blocker := brokenQueueAfterDropDir(t, dir)
+	sp, dl, blocker := brokenLogDir(t, dir, AfterDropFilePrefix+"q")
 	o := withQueues(t, dir, Options{Spool: sp, DeadLetter: dl, Logger: quiet(), Listen: "127.0.0.1:0", AdminListen: "-"},
 		QueueSpec{Name: "q"}, QueueSpec{Name: "r", Topics: []string{"["}})
 	if _, err := New(o); err == nil {
@@ -67,7 +46,7 @@ func TestFailedNewClosesTheQueueAfterDropLog(t *testing.T) {
 // queue's delivered-after-drop log, as it closes the forwarders' logs.
 func TestFailedRunClosesTheQueueAfterDropLog(t *testing.T) {
 	dir := t.TempDir()
-	sp, dl, blocker := brokenQueueAfterDropDir(t, dir)
+	sp, dl, blocker := brokenLogDir(t, dir, AfterDropFilePrefix+"q")
 	defer os.RemoveAll(blocker)
 	o := withQueues(t, dir, Options{Spool: sp, DeadLetter: dl, Logger: quiet(), Listen: "256.0.0.1:1", AdminListen: "-"}, QueueSpec{Name: "q"})
 	a, err := New(o)
@@ -101,7 +80,7 @@ func TestFailedRunClosesTheQueueAfterDropLog(t *testing.T) {
 // stopping agent must not overwrite it.
 func TestQueueAfterDropLogIsClosedBeforeTheSpoolUnlocks(t *testing.T) {
 	dir := t.TempDir()
-	sp, dl, blocker := brokenQueueAfterDropDir(t, dir)
+	sp, dl, blocker := brokenLogDir(t, dir, AfterDropFilePrefix+"q")
 	ta := startAgent(t, dir, withQueues(t, dir, Options{Spool: sp, DeadLetter: dl}, QueueSpec{Name: "q"}))
 	q := ta.a.queues[0]
 	rewrites := func() int { q.mu.Lock(); defer q.mu.Unlock(); return q.afterDropLog.rewrites }

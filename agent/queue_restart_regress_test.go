@@ -112,50 +112,6 @@ func TestQueueAckedAheadReadsDeliveredAfterRestart(t *testing.T) {
 	}
 }
 
-// The drop_oldest trim moves the queue's cursor past a message it holds;
-// a consumer acknowledges it and its record reads delivered
-// (TestQueueDropOldestAckedReadsDelivered), and still does after a
-// restart: the queue keeps such messages in its delivered-after-drop log,
-// as a forwarder does. Before, they were in memory only, the queue log's
-// ack record is below the cursor and let go at open, and the record read
-// dropped.
-func TestQueueDropSkippedAckedStaysDeliveredAfterRestart(t *testing.T) {
-	dir := t.TempDir()
-	opts := func() Options {
-		return withQueues(t, dir, Options{},
-			QueueSpec{Name: "q", Topics: []string{"t"}, MaxBacklogBytes: 4096, BacklogPolicy: "drop_oldest"})
-	}
-	ta := startAgent(t, dir, opts())
-	first := pushKey(t, ta.url, "t", "", `"first"`)
-	q := ta.a.queues[0]
-	waitFor(t, "the queue reads it", func() bool { r, _ := q.counts(); return r == 1 })
-	big := `"` + strings.Repeat("x", 1500) + `"`
-	for range 6 {
-		pushKey(t, ta.url, "t", "", big)
-	}
-	waitFor(t, "the trim past the first message", func() bool { return q.cursor.DroppedTotal() > 0 })
-	var m *pulled
-	waitFor(t, "the first message pulled", func() bool {
-		for _, x := range qcall(t, ta.url, "q", "pull", `{"max":10}`).Messages {
-			if x.ID == first {
-				m = &x
-			}
-		}
-		return m != nil
-	})
-	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": []string{m.Receipt}}); r.status != 200 || r.Acked != 1 {
-		t.Fatalf("ack: %+v", r)
-	}
-	if st := getStatus(t, ta, first); st.Sinks["q"].Status != "delivered" {
-		t.Fatalf("before the restart: %+v", st)
-	}
-	ta.stop(t)
-	ta = startAgent(t, dir, opts())
-	if st := getStatus(t, ta, first); st.Sinks["q"].Status != "delivered" {
-		t.Fatalf("after a restart, %s (handed out and acknowledged) reads %q (%+v), want delivered", first, st.Sinks["q"].Status, st)
-	}
-}
-
 // Guarantee 3 at the edge of a lease: consumers ack or extend right around
 // the moment their 1 s leases expire (the maintenance tick runs every
 // 50 ms), while other consumers pull. Whatever wins, an ack answered as

@@ -11,11 +11,11 @@ import (
 	"github.com/sluiceio/sluice/spool"
 )
 
-// brokenAheadLogDir opens a spool in dir whose delivered-ahead log of
-// sink s cannot be rewritten (its .tmp is a non-empty directory: the
-// WriteFile fails, and so does the Remove), so that openSeqLog leaves the
-// log broken with its retry timer armed.
-func brokenAheadLogDir(t *testing.T, dir string) (sp, dl *spool.Spool, blocker string) {
+// brokenLogDir opens a spool in dir whose status log named log cannot be
+// rewritten (its .tmp is a non-empty directory: the WriteFile fails, and
+// so does the Remove), so that openSeqLog leaves the log broken with its
+// retry timer armed.
+func brokenLogDir(t *testing.T, dir, log string) (sp, dl *spool.Spool, blocker string) {
 	t.Helper()
 	var err error
 	if sp, err = spool.Open(filepath.Join(dir, "spool"), spool.Options{Logger: quiet()}); err != nil {
@@ -24,7 +24,7 @@ func brokenAheadLogDir(t *testing.T, dir string) (sp, dl *spool.Spool, blocker s
 	if dl, err = spool.Open(filepath.Join(dir, "deadletter"), spool.Options{Logger: quiet(), FullPolicy: spool.DropOldest}); err != nil {
 		t.Fatal(err)
 	}
-	blocker = filepath.Join(sp.Dir(), AheadFilePrefix+"s.tmp")
+	blocker = filepath.Join(sp.Dir(), log+".tmp")
 	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func brokenAheadLogDir(t *testing.T, dir string) (sp, dl *spool.Spool, blocker s
 // and unlocked, maybe for another agent.
 func TestFailedNewClosesTheStatusLogs(t *testing.T) {
 	dir := t.TempDir()
-	sp, dl, blocker := brokenAheadLogDir(t, dir)
+	sp, dl, blocker := brokenLogDir(t, dir, AheadFilePrefix+"s")
 	_, err := New(Options{Spool: sp, DeadLetter: dl, Logger: quiet(), Listen: "127.0.0.1:0", AdminListen: "-",
 		Sinks: []SinkSpec{{Name: "s", Sink: (&memSink{}).sink()}, {Name: strings.Repeat("x", MaxSinkNameBytes+1), Sink: (&memSink{}).sink()}}})
 	if err == nil {
@@ -61,7 +61,7 @@ func TestFailedNewClosesTheStatusLogs(t *testing.T) {
 // runs on after Run returned.
 func TestFailedRunClosesTheStatusLogs(t *testing.T) {
 	dir := t.TempDir()
-	sp, dl, blocker := brokenAheadLogDir(t, dir)
+	sp, dl, blocker := brokenLogDir(t, dir, AheadFilePrefix+"s")
 	a, err := New(Options{Spool: sp, DeadLetter: dl, Logger: quiet(), Listen: "256.0.0.1:1", AdminListen: "-",
 		Sinks: []SinkSpec{{Name: "s", Sink: (&memSink{}).sink()}}})
 	if err != nil {
