@@ -96,8 +96,19 @@ func Start(t testing.TB, o Options) *Server {
 }
 
 // Launch starts a node; the caller calls Shutdown. For package-wide nodes
-// (TestMain); tests use Start.
+// (TestMain); tests use Start. freePorts's ports are free when it returns,
+// not when the node binds them: another test may take one meanwhile. The
+// node then exits at start-up; it is started again on other ports.
 func Launch(o Options) (*Server, error) {
+	for try := 1; ; try++ {
+		s, err := launch(o)
+		if err == nil || try == 3 || !strings.Contains(err.Error(), "eaddrinuse") {
+			return s, err
+		}
+	}
+}
+
+func launch(o Options) (*Server, error) {
 	bin := os.Getenv("SLUICE_RABBITMQ_BIN")
 	if bin == "" {
 		bin = DefaultBinDir
@@ -150,7 +161,7 @@ func (s *Server) prepare(o Options) error {
 	if err := os.WriteFile(filepath.Join(home, ".erlang.cookie"), []byte(strings.ToUpper(hex.EncodeToString(cookie[:]))), 0o400); err != nil {
 		return err
 	}
-	ports, err := freePorts(3)
+	ports, err := pickPorts(3)
 	if err != nil {
 		return err
 	}
@@ -209,6 +220,10 @@ func (s *Server) prepare(o Options) error {
 	}
 	return nil
 }
+
+// pickPorts picks the node's ports (a test replaces it to hand out a
+// taken one).
+var pickPorts = freePorts
 
 // freePorts returns n distinct free loopback ports.
 func freePorts(n int) ([]int, error) {
