@@ -77,11 +77,20 @@ func Start(t testing.TB, o Options) *Server {
 	if _, err := exec.LookPath("java"); err != nil {
 		testenv.Missing(t, "java", "install a Java 17 runtime (scripts/deps/sqs.sh)")
 	}
-	s := &Server{t: t, dir: t.TempDir(), port: FreePort(t), opts: o}
-	if err := s.writeConfig(); err != nil {
-		t.Fatal(err)
+	s := &Server{t: t, dir: t.TempDir(), port: pickPort(t), opts: o}
+	// FreePort's port is free when it returns, not when the server binds
+	// it: another test may take it meanwhile. ElasticMQ then logs that the
+	// bind failed and waits; it is killed and started on another port.
+	for try := 1; ; try++ {
+		if err := s.writeConfig(); err != nil {
+			t.Fatal(err)
+		}
+		if s.start(try < 3) {
+			break
+		}
+		t.Logf("elasticmq: port %d taken before the server bound it; starting again on another port", s.port)
+		s.port = pickPort(t)
 	}
-	s.start()
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
@@ -92,6 +101,10 @@ func Start(t testing.TB, o Options) *Server {
 	})
 	return s
 }
+
+// pickPort picks the server's port (a test replaces it to hand out a
+// taken one).
+var pickPort = FreePort
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
@@ -124,7 +137,10 @@ func (s *Server) writeConfig() error {
 	return os.WriteFile(filepath.Join(s.dir, "elasticmq.conf"), []byte(b.String()), 0o644)
 }
 
-func (s *Server) start() {
+// start starts the server and waits until it is up. With bindRetry set,
+// a server that cannot bind its port is killed and reported (false)
+// instead of failing the test.
+func (s *Server) start(bindRetry bool) bool {
 	t := s.t
 	t.Helper()
 	s.log = &syncbuf.Buffer{}
@@ -141,6 +157,10 @@ func (s *Server) start() {
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(startLimit)
 	for !strings.Contains(s.log.String(), "started in") {
+		if bindRetry && strings.Contains(s.log.String(), "Bind failed") {
+			s.Kill()
+			return false
+		}
 		select {
 		case <-s.done:
 			t.Fatalf("elasticmq exited during start-up:\n%s", tail(s.log.String(), 30))
@@ -151,6 +171,7 @@ func (s *Server) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
 
 // Endpoint is the server's base URL, for the SDK's BaseEndpoint.
@@ -189,7 +210,7 @@ func (s *Server) Restart() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.start()
+	s.start(false)
 }
 
 // Pause stops the server's process (SIGSTOP): connections stay open and
