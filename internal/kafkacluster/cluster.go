@@ -1,6 +1,7 @@
 package kafkacluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,8 +66,42 @@ type Cluster struct {
 }
 
 // Start formats and starts a cluster and waits until every broker is
-// registered with the controller.
+// registered with the controller. freePort's ports are free when it
+// returns, not when a node binds them: another test may take one
+// meanwhile. The node then exits at start-up; the cluster is started
+// again, in fresh node directories, on other ports.
 func Start(ctx context.Context, o Options) (*Cluster, error) {
+	for try := 1; ; try++ {
+		c, err := start(ctx, o)
+		if err == nil {
+			return c, nil
+		}
+		if try == 3 || c == nil || !c.bindFailed() {
+			return nil, err
+		}
+		for _, n := range c.nodes {
+			if err := os.RemoveAll(n.dir); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// bindFailed reports whether a node failed to bind one of its ports.
+func (c *Cluster) bindFailed() bool {
+	for _, n := range c.nodes {
+		for _, f := range []string{"server.log", "stdout.log"} {
+			if b, err := os.ReadFile(filepath.Join(n.dir, f)); err == nil && bytes.Contains(b, []byte("Address already in use")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// start is one try of Start. On failure after the nodes were set up it
+// returns the closed cluster too, for bindFailed.
+func start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Dir == "" {
 		return nil, errors.New("kafkacluster: Options.Dir is required")
 	}
@@ -93,7 +128,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	for i := 1; i <= o.Nodes; i++ {
 		n := &Node{c: c, ID: i, dir: filepath.Join(o.Dir, fmt.Sprintf("node-%d", i))}
 		var err error
-		if n.Addr, err = freePort(); err != nil {
+		if n.Addr, err = pickPort(); err != nil {
 			return nil, err
 		}
 		if n.ControllerAddr, err = freePort(); err != nil {
@@ -130,14 +165,14 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	for _, n := range c.nodes {
 		if err := n.launch(); err != nil {
 			c.Close()
-			return nil, err
+			return c, err
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	if err := c.waitBrokers(wctx, o.Nodes); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("kafkacluster: start: %w\n%s", err, c.Logs(40))
+		return c, fmt.Errorf("kafkacluster: start: %w\n%s", err, c.Logs(40))
 	}
 	c.StartupTime = time.Since(start)
 	return c, nil
@@ -255,6 +290,10 @@ func quietLog4j(home string) string {
 	}
 	return p
 }
+
+// pickPort picks the nodes' ports (a test replaces it to hand out a taken
+// one).
+var pickPort = freePort
 
 // freePort returns a loopback address nothing listens on right now.
 func freePort() (string, error) {

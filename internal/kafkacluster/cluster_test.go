@@ -2,6 +2,7 @@ package kafkacluster
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 )
@@ -10,15 +11,34 @@ import (
 // it with the Java client, finds the leader and the active controller, and
 // restarts the node after kill -9 with its data. (The three-node cluster
 // is exercised by the kafka_real_* tests in cmd/sluice, which start one
-// per run: two at once would be six JVMs on a 2-core CI machine.)
+// per run: two at once would be six JVMs on a 2-core CI machine.) The
+// first port picked for the node is taken, as when another test's
+// connection takes it before the node binds it: Start starts the node
+// again on another port.
 func TestOneNode(t *testing.T) {
 	env := Require(t)
 	ctx := context.Background()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	picks := 0
+	pickPort = func() (string, error) {
+		if picks++; picks == 1 {
+			return taken.Addr().String(), nil
+		}
+		return freePort()
+	}
+	defer func() { pickPort = freePort }()
 	c, err := Start(ctx, Options{Nodes: 1, Dir: t.TempDir(), Env: env, HeapMB: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	if c.Node(1).Addr == taken.Addr().String() || picks != 2 {
+		t.Fatalf("node on %s after %d picks; %s was taken", c.Node(1).Addr, picks, taken.Addr())
+	}
 	t.Logf("one node up in %v", c.StartupTime.Round(time.Millisecond))
 	if err := c.CreateTopic(ctx, "t", 3, 0, map[string]string{"max.message.bytes": "10000"}); err != nil {
 		t.Fatal(err)
