@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sluiceio/sluice/agent"
+	"github.com/sluiceio/sluice/internal/freeport"
 	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/sink/file"
 )
@@ -47,12 +48,7 @@ func TestMain(m *testing.M) {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", freeport.Port(t))
 }
 
 type proc struct {

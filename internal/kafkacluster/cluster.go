@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/freeport"
 )
 
 // Defaults for the zero values of Options.
@@ -66,8 +67,8 @@ type Cluster struct {
 }
 
 // Start formats and starts a cluster and waits until every broker is
-// registered with the controller. freePort's ports are free when it
-// returns, not when a node binds them: another test may take one
+// registered with the controller. A freeport port is free when it is
+// picked, not when a node binds it: another test may take it
 // meanwhile. The node then exits at start-up; the cluster is started
 // again, in fresh node directories, on other ports.
 func Start(ctx context.Context, o Options) (*Cluster, error) {
@@ -131,14 +132,14 @@ func start(ctx context.Context, o Options) (*Cluster, error) {
 		if n.Addr, err = pickPort(); err != nil {
 			return nil, err
 		}
-		if n.ControllerAddr, err = freePort(); err != nil {
+		if n.ControllerAddr, err = freeport.Addr(); err != nil {
 			return nil, err
 		}
 		if o.Security != nil {
-			if n.SASLAddr, err = freePort(); err != nil {
+			if n.SASLAddr, err = freeport.Addr(); err != nil {
 				return nil, err
 			}
-			if n.SSLAddr, err = freePort(); err != nil {
+			if n.SSLAddr, err = freeport.Addr(); err != nil {
 				return nil, err
 			}
 		}
@@ -293,17 +294,7 @@ func quietLog4j(home string) string {
 
 // pickPort picks the nodes' ports (a test replaces it to hand out a taken
 // one).
-var pickPort = freePort
-
-// freePort returns a loopback address nothing listens on right now.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+var pickPort = freeport.Addr
 
 func execCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, name, args...)

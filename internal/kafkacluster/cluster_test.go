@@ -2,9 +2,11 @@ package kafkacluster
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/freeport"
 )
 
 // TestOneNode starts one combined node, creates a topic, writes and reads
@@ -18,26 +20,16 @@ import (
 func TestOneNode(t *testing.T) {
 	env := Require(t)
 	ctx := context.Background()
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	picks := 0
-	pickPort = func() (string, error) {
-		if picks++; picks == 1 {
-			return taken.Addr().String(), nil
-		}
-		return freePort()
-	}
-	defer func() { pickPort = freePort }()
+	taken := freeport.Take(t)
+	pickPort = taken.Addr
+	defer func() { pickPort = freeport.Addr }()
 	c, err := Start(ctx, Options{Nodes: 1, Dir: t.TempDir(), Env: env, HeapMB: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	if c.Node(1).Addr == taken.Addr().String() || picks != 2 {
-		t.Fatalf("node on %s after %d picks; %s was taken", c.Node(1).Addr, picks, taken.Addr())
+	if c.Node(1).Addr == fmt.Sprintf("127.0.0.1:%d", taken.Port) || taken.Picks != 2 {
+		t.Fatalf("node on %s after %d picks; port %d was taken", c.Node(1).Addr, taken.Picks, taken.Port)
 	}
 	t.Logf("one node up in %v", c.StartupTime.Round(time.Millisecond))
 	if err := c.CreateTopic(ctx, "t", 3, 0, map[string]string{"max.message.bytes": "10000"}); err != nil {

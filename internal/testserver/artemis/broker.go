@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/internal/freeport"
 	"github.com/sluiceio/sluice/internal/testenv"
 	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
@@ -148,7 +149,7 @@ func Start(t testing.TB, o Options) *Broker {
 			t.Logf("artemis log (tail):\n%s", b.LogTail(4000))
 		}
 	})
-	// freePort's port is free when it returns, not when the broker binds
+	// A freeport port is free when it is picked, not when the broker binds
 	// it: another test may take it meanwhile. The broker then exits at
 	// start-up; it is started again on other ports.
 	for try := 1; ; try++ {
@@ -421,15 +422,4 @@ func (b *Broker) LogTail(n int) string {
 
 // pickPort picks the broker's ports (a test replaces it to hand out a
 // taken one).
-var pickPort = freePort
-
-// freePort returns a loopback port nobody listens on right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+var pickPort = freeport.Port

@@ -1,8 +1,9 @@
 package artemis
 
 import (
-	"net"
 	"testing"
+
+	"github.com/sluiceio/sluice/internal/freeport"
 )
 
 // TestStartRetriesOnATakenPort: when the port picked for the broker is
@@ -10,23 +11,12 @@ import (
 // starts it again on another port instead of failing the test.
 func TestStartRetriesOnATakenPort(t *testing.T) {
 	Require(t)
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	takenPort := taken.Addr().(*net.TCPAddr).Port
-	picks := 0
-	pickPort = func(t testing.TB) int {
-		if picks++; picks == 1 {
-			return takenPort
-		}
-		return freePort(t)
-	}
-	defer func() { pickPort = freePort }()
+	taken := freeport.Take(t)
+	pickPort = taken.Pick
+	defer func() { pickPort = freeport.Port }()
 	b := Start(t, Options{})
-	if b.Port == takenPort || picks != 2 {
-		t.Fatalf("broker on port %d after %d picks; the taken port was %d", b.Port, picks, takenPort)
+	if b.Port == taken.Port || taken.Picks != 2 {
+		t.Fatalf("broker on port %d after %d picks; the taken port was %d", b.Port, taken.Picks, taken.Port)
 	}
 	b.Dial(t, "admin", "admin") // answers on the new port
 }

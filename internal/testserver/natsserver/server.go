@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluiceio/sluice/internal/freeport"
 	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
@@ -91,7 +92,7 @@ func Start(t testing.TB, o Options) *Server {
 		}
 	})
 	for attempt := 0; ; attempt++ {
-		s.port = freePort(t)
+		s.port = freeport.Port(t)
 		err := s.start()
 		if err == nil {
 			return s
@@ -363,16 +364,6 @@ func (s *Server) adminOpts(extra ...nats.Option) []nats.Option {
 		opts = append(opts, nats.Secure(insecureTLS()))
 	}
 	return append(opts, extra...)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(n int) string {

@@ -21,6 +21,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/sluiceio/sluice/internal/freeport"
 	"github.com/sluiceio/sluice/internal/testenv"
 	"github.com/sluiceio/sluice/internal/testserver/sigstop"
 )
@@ -96,8 +97,8 @@ func Start(t testing.TB, o Options) *Server {
 }
 
 // Launch starts a node; the caller calls Shutdown. For package-wide nodes
-// (TestMain); tests use Start. freePorts's ports are free when it returns,
-// not when the node binds them: another test may take one meanwhile. The
+// (TestMain); tests use Start. A freeport port is free when it is picked,
+// not when the node binds it: another test may take it meanwhile. The
 // node then exits at start-up; it is started again on other ports.
 func Launch(o Options) (*Server, error) {
 	for try := 1; ; try++ {
@@ -223,27 +224,7 @@ func (s *Server) prepare(o Options) error {
 
 // pickPorts picks the node's ports (a test replaces it to hand out a
 // taken one).
-var pickPorts = freePorts
-
-// freePorts returns n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+var pickPorts = freeport.Ports
 
 // start spawns the node and waits until it is ready.
 func (s *Server) start() error {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/internal/freeport"
 	"github.com/sluiceio/sluice/internal/syncbuf"
 	"github.com/sluiceio/sluice/internal/testenv"
 	"github.com/sluiceio/sluice/internal/testserver/sigstop"
@@ -78,7 +79,7 @@ func Start(t testing.TB, o Options) *Server {
 		testenv.Missing(t, "java", "install a Java 17 runtime (scripts/deps/sqs.sh)")
 	}
 	s := &Server{t: t, dir: t.TempDir(), port: pickPort(t), opts: o}
-	// FreePort's port is free when it returns, not when the server binds
+	// A freeport port is free when it is picked, not when the server binds
 	// it: another test may take it meanwhile. ElasticMQ then logs that the
 	// bind failed and waits; it is killed and started on another port.
 	for try := 1; ; try++ {
@@ -104,18 +105,7 @@ func Start(t testing.TB, o Options) *Server {
 
 // pickPort picks the server's port (a test replaces it to hand out a
 // taken one).
-var pickPort = FreePort
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+var pickPort = freeport.Port
 
 func (s *Server) writeConfig() error {
 	var b strings.Builder

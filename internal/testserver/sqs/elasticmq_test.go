@@ -3,6 +3,8 @@ package sqsserver
 import (
 	"net"
 	"testing"
+
+	"github.com/sluiceio/sluice/internal/freeport"
 )
 
 // TestStartRetriesOnATakenPort: when the port picked for ElasticMQ is
@@ -10,23 +12,12 @@ import (
 // server logs that the bind failed and waits; Start kills it and starts it
 // again on another port instead of failing the test after a minute.
 func TestStartRetriesOnATakenPort(t *testing.T) {
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	takenPort := taken.Addr().(*net.TCPAddr).Port
-	picks := 0
-	pickPort = func(t testing.TB) int {
-		if picks++; picks == 1 {
-			return takenPort
-		}
-		return FreePort(t)
-	}
-	defer func() { pickPort = FreePort }()
+	taken := freeport.Take(t)
+	pickPort = taken.Pick
+	defer func() { pickPort = freeport.Port }()
 	s := Start(t, Options{})
-	if s.port == takenPort || picks != 2 {
-		t.Fatalf("server on port %d after %d picks; the taken port was %d", s.port, picks, takenPort)
+	if s.port == taken.Port || taken.Picks != 2 {
+		t.Fatalf("server on port %d after %d picks; the taken port was %d", s.port, taken.Picks, taken.Port)
 	}
 	c, err := net.Dial("tcp", s.Endpoint()[len("http://"):])
 	if err != nil {
