@@ -97,7 +97,7 @@ func (p *proc) controlRequest(method, path string) (*http.Request, error) {
 // chosen here) and waits for /readyz.
 func start(t *testing.T, env ...string) *proc {
 	t.Helper()
-	// freePort's port is free when it returns, not when the agent binds
+	// A freeport port is free when it is picked, not when the agent binds
 	// it: another test's outgoing connection may take it meanwhile. The
 	// agent then exits at once; it is started again on other ports.
 	for try := 1; ; try++ {

@@ -91,8 +91,11 @@ func Start(t testing.TB, o Options) *Server {
 			t.Logf("nats-server log:\n%s", s.Logs())
 		}
 	})
+	// A freeport port is free when it is picked, not when the server binds
+	// it: another test may take it meanwhile. The server then exits at
+	// start-up; it is started again on another port.
 	for attempt := 0; ; attempt++ {
-		s.port = freeport.Port(t)
+		s.port = pickPort(t)
 		err := s.start()
 		if err == nil {
 			return s
@@ -102,6 +105,10 @@ func Start(t testing.TB, o Options) *Server {
 		}
 	}
 }
+
+// pickPort picks the server's port (a test replaces it to hand out a
+// taken one).
+var pickPort = freeport.Port
 
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
