@@ -286,8 +286,13 @@ func New(o Options) (*Agent, error) {
 			a.closeStatusLogs()
 		}
 	}()
+	// Every name a dead letter can be for: sinks and queues (a discard at
+	// the log's cap raises each one's forgotten watermark).
 	var sinkNames []string
 	for _, spec := range o.Sinks {
+		sinkNames = append(sinkNames, spec.Name)
+	}
+	for _, spec := range o.Queues {
 		sinkNames = append(sinkNames, spec.Name)
 	}
 	dl, err := openDeadLetters(o.DeadLetter, a.m, o.Logger, sinkNames, o.Spool, a.seqOfID)

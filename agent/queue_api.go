@@ -416,7 +416,13 @@ func (a *Agent) queueStatuses(sid spool.ID, targets []string, dead map[string]dl
 			out[q.spec.Name] = SinkStatus{Status: "failed", Reason: d.reason, Error: d.err}
 			continue
 		}
-		out[q.spec.Name] = SinkStatus{Status: q.seqState(sid)}
+		ss := SinkStatus{Status: q.seqState(sid)}
+		if ss.Status == "delivered" && a.dl.mayHaveForgotten(q.spec.Name, sid.Seq) {
+			// A dead letter of it may have been forgotten: never a false
+			// delivered (deadletter_forgotten.go), as for sinks.
+			ss = forgottenStatus()
+		}
+		out[q.spec.Name] = ss
 	}
 }
 
