@@ -345,6 +345,18 @@ func (s *Spool) open() error {
 	if li, _ := s.wl.LastIndex(); li != s.last {
 		return fmt.Errorf("spool: wal reports last index %d, segments end at %d: %w", li, s.last, ErrCorrupt)
 	}
+	// Epochs only rise. With meta unreadable or gone and the WAL kept,
+	// this open's epoch goes above its last record's, so that what is kept
+	// by (sequence, epoch) beside the spool (queue logs, status logs) still
+	// tells these records from those of a spool recreated in place, which
+	// starts again at epoch 1 with no records.
+	if r, err := s.Get(s.last); err == nil && r.ID.Epoch >= s.epoch {
+		s.log.Warn("spool: meta's epoch is below the last record's; continuing above it", "meta_epoch", s.epoch, "record_epoch", r.ID.Epoch)
+		s.epoch = r.ID.Epoch + 1
+		if err := s.writeMeta(); err != nil {
+			return fmt.Errorf("spool: persist epoch: %w", err)
+		}
+	}
 	return s.loadCursors()
 }
 
