@@ -69,6 +69,7 @@ type qslot struct {
 	// resolved: done by this queue (acknowledged or dead-lettered), not
 	// because the record is another sink's: only these go into afterDrop.
 	resolved bool
+	noted    bool // in afterDrop
 }
 
 type qentry struct {
@@ -130,6 +131,7 @@ type queue struct {
 	// forwarder keeps its own.
 	afterDrop    *seqSet
 	afterDropLog *seqLog
+	droppedSeen  uint64 // the cursor's DroppedTotal at the last look for them
 
 	// State read back from the log for messages not read yet.
 	restoredAcked    map[uint64]uint32 // seq -> epoch
@@ -338,6 +340,9 @@ func (q *queue) resolveLocked(e *qentry) {
 	}
 	e.state = -1
 	e.slot.done, e.slot.resolved = true, true
+	if q.cursor.DroppedTotal() > 0 {
+		q.noteAfterDropLocked(e.slot) // acknowledged after a drop skipped it
+	}
 	q.noteAheadLocked(e.seq)
 	delete(q.entries, e.seq)
 	q.held -= int64(e.size)
@@ -573,12 +578,14 @@ func (q *queue) maintain(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			q.noteDroppedResolved()
 			return
 		case <-t.C:
 		}
 		q.expire(time.Now())
 		q.deadLetters(ctx)
 		q.enforceBacklog() // every tick: see forwarder.policies
+		q.noteDroppedResolved()
 		if time.Since(last) > time.Second {
 			last = time.Now()
 			if err := q.qlog.maybeCompact(q.snapshot); err != nil && !errors.Is(err, spool.ErrClosed) {
@@ -676,13 +683,6 @@ func (q *queue) advance() {
 	upTo := q.slots[i-1].seq
 	if upTo > q.through.seq {
 		q.through = qpos{seq: upTo, epoch: q.slots[i-1].epoch}
-	}
-	if q.cursor.DroppedTotal() > 0 {
-		for _, sl := range q.slots[q.slotsHead:i] {
-			if sl.resolved && q.cursor.Dropped(sl.seq) {
-				q.noteAfterDropLocked(sl)
-			}
-		}
 	}
 	clear(q.slots[q.slotsHead:i])
 	q.slotsHead = i
@@ -802,8 +802,35 @@ func (q *queue) seqState(sid spool.ID) string {
 // policy skipped them (queue.afterDrop).
 const afterDropMax = 65536
 
+// noteAfterDropLocked keeps sl in afterDrop, once, if the queue resolved
+// it and a drop policy skipped the cursor past it.
 func (q *queue) noteAfterDropLocked(sl *qslot) {
+	if sl.noted || !sl.resolved || !q.cursor.Dropped(sl.seq) {
+		return
+	}
+	sl.noted = true
 	q.afterDropLog.add([]spool.ID{{Seq: sl.seq, Epoch: sl.epoch}})
+}
+
+// noteDroppedResolved runs after a drop (the cursor's DroppedTotal moved
+// since the last look): every message the queue already resolved that the
+// drop skipped goes into afterDrop now, not when the cursor's
+// acknowledgement reaches it (an unresolved message below may hold that
+// back past a restart, and the queue log lets go of acknowledgements at or
+// below the cursor at the next start; the drop moved the cursor past
+// them). Later resolutions of skipped messages note themselves
+// (resolveLocked).
+func (q *queue) noteDroppedResolved() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	d := q.cursor.DroppedTotal()
+	if d == q.droppedSeen {
+		return
+	}
+	q.droppedSeen = d
+	for _, sl := range q.slots[q.slotsHead:] {
+		q.noteAfterDropLocked(sl)
+	}
 }
 
 // slotLocked finds the slot of seq among those not yet acknowledged on the
