@@ -59,7 +59,7 @@ type Cursor struct {
 	acked        uint64
 	persisted    uint64
 	dirty        bool
-	dropped      []Range // most recent drops, bounded
+	dropped      []Range // drops, oldest first: the last maxDroppedRanges-1 exact, the first over all older ones
 	droppedTotal uint64
 	// born: the records up to here were in the spool before this cursor
 	// was created (0 when created at the oldest record, or unknown).
@@ -303,8 +303,11 @@ func (c *Cursor) DroppedTotal() uint64 {
 	return c.droppedTotal
 }
 
-// Dropped reports whether seq was skipped by a drop policy, as far as the
-// cursor's bounded memory of recent drops reaches (it is persisted).
+// Dropped reports whether seq was skipped by a drop policy (persisted).
+// The cursor keeps its recent drops exactly; older ones are merged into
+// one range with what lies between them, so a record there that was
+// delivered between two old drops also reads as dropped. A dropped record
+// never reads as not dropped.
 func (c *Cursor) Dropped(seq uint64) bool {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
@@ -363,7 +366,11 @@ func (c *Cursor) skipLocked(seq uint64, pos int64, counted bool) uint64 {
 			c.dropped = append(c.dropped, Range{c.acked + 1, seq})
 		}
 		if len(c.dropped) > maxDroppedRanges {
-			c.dropped = c.dropped[len(c.dropped)-maxDroppedRanges:]
+			// The oldest two become one range over both and what lies
+			// between: a record delivered there may read dropped, a
+			// dropped one never delivered (forgetting the oldest did that).
+			c.dropped[1].From = c.dropped[0].From
+			c.dropped = slices.Delete(c.dropped, 0, 1)
 		}
 		c.droppedTotal += n
 		c.s.st.dropped.Add(n)
