@@ -141,6 +141,13 @@ func (a *Agent) seqOfID(id string) uint64 {
 
 // forgottenStatus is a sink's status for an acknowledged message whose
 // dead letter may have been forgotten.
+// dropForgottenStatus is the status of a message among a cursor's older
+// drops, merged (spool.Cursor.DropForgotten), with no other word of it.
+func dropForgottenStatus() SinkStatus {
+	return SinkStatus{Status: "unknown", Reason: "drop_forgotten",
+		Error: "among the older drops of a backlog policy, which are no longer told apart from what was delivered between them: delivered or dropped"}
+}
+
 func forgottenStatus() SinkStatus {
 	return SinkStatus{Status: "unknown", Reason: "deadletter_forgotten",
 		Error: "acknowledged by the sink, but the dead-letter record of this message may have been discarded (dead-letter index or log full): delivered or dead-lettered"}

@@ -792,6 +792,8 @@ func (q *queue) seqState(sid spool.ID) string {
 		return "delivered" // acknowledged, even if a drop policy skipped the cursor past it
 	case q.cursor.Dropped(seq), !resolved && seq <= q.cursor.Born():
 		return "dropped"
+	case q.cursor.DropForgotten(seq):
+		return "unknown" // dropForgottenStatus: never a false delivered, nor a false dropped
 	case resolved || q.cursor.Acked() >= seq:
 		return "delivered"
 	}
@@ -805,7 +807,7 @@ const afterDropMax = 65536
 // noteAfterDropLocked keeps sl in afterDrop, once, if the queue resolved
 // it and a drop policy skipped the cursor past it.
 func (q *queue) noteAfterDropLocked(sl *qslot) {
-	if sl.noted || !sl.resolved || !q.cursor.Dropped(sl.seq) {
+	if sl.noted || !sl.resolved || !q.cursor.Dropped(sl.seq) && !q.cursor.DropForgotten(sl.seq) {
 		return
 	}
 	sl.noted = true

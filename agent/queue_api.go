@@ -417,6 +417,9 @@ func (a *Agent) queueStatuses(sid spool.ID, targets []string, dead map[string]dl
 			continue
 		}
 		ss := SinkStatus{Status: q.seqState(sid)}
+		if ss.Status == "unknown" {
+			ss = dropForgottenStatus()
+		}
 		if ss.Status == "delivered" && a.dl.mayHaveForgotten(q.spec.Name, sid.Seq) {
 			// A dead letter of it may have been forgotten: never a false
 			// delivered (deadletter_forgotten.go), as for sinks.

@@ -6,12 +6,14 @@ import (
 	"time"
 )
 
-// A message a drop_oldest cap skipped reads dropped also after 16 later,
-// separate drops (the cursor's exact memory of drops; older ones are
-// merged, spool.TestOldDropsAreMergedNotForgotten). Before (found by
-// review), the oldest range was let go and X, never handed out after the
-// restart and never acknowledged, read delivered: the cursor is past it.
-func TestQueueDroppedMessageReadsDroppedAfterSixteenMoreDrops(t *testing.T) {
+// A message a drop_oldest cap skipped never reads delivered, also after 16
+// later, separate drops: the cursor's older drops are merged
+// (spool.TestOldDropsAreMergedNotForgotten) and X reads unknown
+// (drop_forgotten). Before (found by review), the oldest range was let go
+// and X, never handed out after the restart and never acknowledged, read
+// delivered: the cursor is past it. The latest drop's message, acknowledged
+// after the drop, reads delivered.
+func TestQueueDroppedMessageNeverReadsDeliveredAfterSixteenMoreDrops(t *testing.T) {
 	dir := t.TempDir()
 	mem := &memSink{}
 	opts := func() Options {
@@ -38,8 +40,10 @@ func TestQueueDroppedMessageReadsDroppedAfterSixteenMoreDrops(t *testing.T) {
 	if st := getStatus(t, ta, x); st.Sinks["q"].Status != "dropped" {
 		t.Fatalf("setup: X reads %+v after the restart, want dropped", st)
 	}
+	var last string
 	for k := 1; k <= 16; k++ {
 		y := pushKey(t, ta.url, "t", "", `"Y"`)
+		last = y
 		big(ta)
 		waitFor(t, "Y dropped", func() bool { return q.cursor.Dropped(mustSeq(t, y)) })
 		var m []pulled
@@ -49,7 +53,10 @@ func TestQueueDroppedMessageReadsDroppedAfterSixteenMoreDrops(t *testing.T) {
 		}
 		waitFor(t, "the queue's cursor at the end", func() bool { return q.cursor.Acked() == ta.a.sp.LastSeq() })
 	}
-	if st := getStatus(t, ta, x); st.Sinks["q"].Status != "dropped" {
-		t.Fatalf("X, dropped by the cap and never acknowledged, reads %q after 16 later drops: %+v", st.Sinks["q"].Status, st)
+	if st := getStatus(t, ta, x).Sinks["q"]; st.Status != "unknown" || st.Reason != "drop_forgotten" {
+		t.Fatalf("X, dropped by the cap and never acknowledged, reads %+v after 16 later drops", st)
+	}
+	if st := getStatus(t, ta, last).Sinks["q"]; st.Status != "delivered" {
+		t.Fatalf("the last Y, acknowledged after its drop, reads %+v", st)
 	}
 }

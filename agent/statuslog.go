@@ -277,7 +277,7 @@ func (f *forwarder) openLogs() error {
 	acked, born := f.cursor.Acked(), f.cursor.Born()
 	f.aheadLog, err = openSeqLog(filepath.Join(dir, AheadFilePrefix+f.spec.Name), f.ahead, &f.mu, aheadLogInterval, f.log,
 		func(id spool.ID) bool {
-			return stale(id) || id.Seq <= acked && id.Seq > born && !f.cursor.Dropped(id.Seq)
+			return stale(id) || id.Seq <= acked && id.Seq > born && !f.cursor.Dropped(id.Seq) && !f.cursor.DropForgotten(id.Seq)
 		})
 	return err
 }

@@ -56,10 +56,13 @@ type Cursor struct {
 	ackPos atomic.Int64 // logical position after the acknowledged record
 
 	// guarded by s.mu
-	acked        uint64
-	persisted    uint64
-	dirty        bool
-	dropped      []Range // drops, oldest first: the last maxDroppedRanges-1 exact, the first over all older ones
+	acked     uint64
+	persisted uint64
+	dirty     bool
+	// dropped: the drops, oldest first, each exact, but for a first one
+	// stored reversed (From > To): older drops merged, with what lay
+	// between them (DropForgotten). Persisted in the cursor file as is.
+	dropped      []Range
 	droppedTotal uint64
 	// born: the records up to here were in the spool before this cursor
 	// was created (0 when created at the oldest record, or unknown).
@@ -198,14 +201,13 @@ func (s *Spool) RemoveCursor(name string) error {
 
 // CursorInfo describes one cursor.
 type CursorInfo struct {
-	Name         string
-	InUse        bool   // opened by a consumer since Open; false = orphan
-	Acked        uint64 // last acknowledged sequence
-	Persisted    uint64 // last acknowledged sequence on disk
-	Reset        bool   // file was missing or torn at open: restarted at the oldest record
-	Dropped      uint64 // records skipped by drop policies since Open
-	DroppedRange []Range
-	Backlog      Backlog
+	Name      string
+	InUse     bool   // opened by a consumer since Open; false = orphan
+	Acked     uint64 // last acknowledged sequence
+	Persisted uint64 // last acknowledged sequence on disk
+	Reset     bool   // file was missing or torn at open: restarted at the oldest record
+	Dropped   uint64 // records skipped by drop policies since Open
+	Backlog   Backlog
 }
 
 // Cursors lists every cursor, open or not, sorted by name.
@@ -227,7 +229,7 @@ func (s *Spool) Cursors() []CursorInfo {
 		}
 		info := CursorInfo{
 			Name: n, InUse: c.inUse, Acked: c.acked, Persisted: c.persisted, Reset: c.reset,
-			Dropped: c.droppedTotal, DroppedRange: slices.Clone(c.dropped),
+			Dropped: c.droppedTotal,
 		}
 		s.mu.Unlock()
 		info.Backlog = c.Backlog()
@@ -303,20 +305,28 @@ func (c *Cursor) DroppedTotal() uint64 {
 	return c.droppedTotal
 }
 
-// Dropped reports whether seq was skipped by a drop policy (persisted).
-// The cursor keeps its recent drops exactly; older ones are merged into
-// one range with what lies between them, so a record there that was
-// delivered between two old drops also reads as dropped. A dropped record
-// never reads as not dropped.
+// Dropped reports whether seq was skipped by a drop policy (persisted),
+// as far as the cursor's exact memory of drops reaches: its
+// maxDroppedRanges-1 latest drops at least. Older ones are merged into one
+// range with what lay between them, and a record there is DropForgotten.
 func (c *Cursor) Dropped(seq uint64) bool {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	for _, r := range c.dropped {
-		if seq >= r.From && seq <= r.To {
+		if r.From <= r.To && seq >= r.From && seq <= r.To {
 			return true
 		}
 	}
 	return false
+}
+
+// DropForgotten reports whether seq lies among the cursor's older drops,
+// merged: it may have been dropped or acknowledged, which is not known
+// any more.
+func (c *Cursor) DropForgotten(seq uint64) bool {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return len(c.dropped) > 0 && c.dropped[0].From > c.dropped[0].To && seq >= c.dropped[0].To && seq <= c.dropped[0].From
 }
 
 // TrimBacklog drops the oldest unacknowledged records of this cursor alone
@@ -366,10 +376,11 @@ func (c *Cursor) skipLocked(seq uint64, pos int64, counted bool) uint64 {
 			c.dropped = append(c.dropped, Range{c.acked + 1, seq})
 		}
 		if len(c.dropped) > maxDroppedRanges {
-			// The oldest two become one range over both and what lies
-			// between: a record delivered there may read dropped, a
-			// dropped one never delivered (forgetting the oldest did that).
-			c.dropped[1].From = c.dropped[0].From
+			// The oldest two become one merged range, stored reversed,
+			// over both and what lay between them (DropForgotten): a
+			// dropped record is never taken for an acknowledged one.
+			// It spans two or more records, so reversed it is told apart.
+			c.dropped[1] = Range{From: c.dropped[1].To, To: min(c.dropped[0].From, c.dropped[0].To)}
 			c.dropped = slices.Delete(c.dropped, 0, 1)
 		}
 		c.droppedTotal += n
@@ -427,9 +438,10 @@ func (s *Spool) timeAtLocked(pos int64) time.Time {
 
 // Cursor files. "SLC3" (this version): two slots of cursorSlot bytes,
 // each "SLC3", a generation u64, acked u64, dropped total u64, born u64,
-// n u32, n × (from,to u64), and a CRC32C of everything before it in the
-// slot. The valid slot with the higher generation holds the state. A
-// persist writes the other slot in place and fdatasyncs the file: an
+// n u32, n × (from,to u64) (the drops; a first one with from > to is
+// older drops merged, Cursor.DropForgotten), and a CRC32C of everything
+// before it in the slot. The valid slot with the higher generation holds
+// the state. A persist writes the other slot in place and fdatasyncs the file: an
 // overwrite of blocks the file already has, without a new file, a rename,
 // a directory fsync or any metadata write, every CursorSyncInterval,
 // beside the WAL's fsyncs. A crash in the middle of it leaves the slot it

@@ -6,11 +6,13 @@ import (
 	"time"
 )
 
-// A cursor's memory of drops is bounded, but a dropped record never stops
-// reading as dropped: past maxDroppedRanges separate drops the oldest are
-// merged (with the delivered records between them, which then read as
-// dropped too), not forgotten, also across a reopen. Before (found by
-// review), the oldest range was let go, and its records read delivered.
+// A cursor's memory of drops is bounded, but a dropped record never reads
+// as acknowledged: past maxDroppedRanges separate drops the oldest are
+// merged, with the records acknowledged between them, into a range whose
+// records are DropForgotten (neither known dropped nor known
+// acknowledged); the latest drops stay exact; also across a reopen.
+// Before (found by review), the oldest range was let go, and its records
+// read as acknowledged.
 func TestOldDropsAreMergedNotForgotten(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})
@@ -39,16 +41,27 @@ func TestOldDropsAreMergedNotForgotten(t *testing.T) {
 	}
 	check := func(c *Cursor, when string) {
 		t.Helper()
-		for _, seq := range dropped {
-			if !c.Dropped(seq) {
-				t.Fatalf("%s: record %d, dropped, reads not dropped", when, seq)
+		for i, seq := range dropped {
+			switch {
+			case i >= n-maxDroppedRanges+1 && (!c.Dropped(seq) || c.DropForgotten(seq)):
+				t.Fatalf("%s: record %d, a recent drop, reads dropped %t, forgotten %t", when, seq, c.Dropped(seq), c.DropForgotten(seq))
+			case !c.Dropped(seq) && !c.DropForgotten(seq):
+				t.Fatalf("%s: record %d, dropped, reads neither dropped nor forgotten", when, seq)
 			}
 		}
-		// The records delivered between the recent drops are exact.
-		for _, seq := range delivered[n-maxDroppedRanges+1 : n-1] {
-			if c.Dropped(seq) {
-				t.Fatalf("%s: record %d, delivered after a recent drop, reads dropped", when, seq)
+		for i, seq := range delivered {
+			switch {
+			case c.Dropped(seq):
+				t.Fatalf("%s: record %d, acknowledged, reads dropped", when, seq)
+			case i >= n-maxDroppedRanges+1 && c.DropForgotten(seq):
+				t.Fatalf("%s: record %d, acknowledged after a recent drop, reads forgotten", when, seq)
 			}
+		}
+		if !c.DropForgotten(dropped[0]) || !c.DropForgotten(delivered[0]) {
+			t.Fatalf("%s: the oldest drop and the record after it are not among the merged ones", when)
+		}
+		if c.DropForgotten(delivered[n-1]) || c.Dropped(delivered[n-1]) {
+			t.Fatalf("%s: the last record reads dropped or forgotten", when)
 		}
 		if c.DroppedTotal() != n {
 			t.Fatalf("%s: %d dropped counted, want %d", when, c.DroppedTotal(), n)
