@@ -10,7 +10,7 @@ import (
 	sinkhttp "github.com/sluiceio/sluice/sink/http"
 )
 
-// jsonenc.Shallow in the HTTP sink: a chained sluice (HTTP sink
+// jsonenc.Portable in the HTTP sink: a chained sluice (HTTP sink
 // -> /v1/messages of another sluice) stores every value byte for byte on
 // both sides of the depth limit, brackets and backslashes in strings
 // included, and keeps the sluice-id; a queue of the receiving sluice

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -221,8 +220,8 @@ func appendLease(b []byte, l lease) []byte {
 }
 
 // isRawJSON reports whether v can be embedded as a JSON member and read
-// back byte for byte, by readers with a nesting limit too
-// (jsonenc.MaxValueDepth).
+// back byte for byte, by readers with nesting and number limits too
+// (jsonenc.Portable).
 func isRawJSON(v []byte) bool {
 	if len(v) == 0 {
 		return false
@@ -235,7 +234,7 @@ func isRawJSON(v []byte) bool {
 	case ' ', '\t', '\r', '\n':
 		return false
 	}
-	return utf8.Valid(v) && json.Valid(v) && jsonenc.Shallow(v)
+	return jsonenc.Portable(v)
 }
 
 type staleReceipt struct {

@@ -4,7 +4,10 @@
 // the agent's queue pulls).
 package jsonenc
 
-import "unicode/utf8"
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -68,13 +71,27 @@ func AppendString[S string | []byte](dst []byte, s S) []byte {
 // batch-mates included, unreadable.
 const MaxValueDepth = 64
 
-// Shallow reports whether the JSON document v nests arrays and objects at
-// most MaxValueDepth deep. v must be valid JSON.
-func Shallow(v []byte) bool {
+// MaxNumberLen is how many characters a number in a message value may take
+// for the value to be written as itself, for the same reason: Jackson
+// refuses longer numbers by default (1,000 characters), Python's json
+// integers of more than 4,300 digits.
+const MaxNumberLen = 1000
+
+// Portable reports whether the message value v can be written into a JSON
+// body as itself and read back by common readers: valid UTF-8 and one
+// valid JSON document, nesting arrays and objects at most MaxValueDepth
+// deep, with no number longer than MaxNumberLen characters.
+func Portable(v []byte) bool {
+	return utf8.Valid(v) && json.Valid(v) && withinLimits(v)
+}
+
+// withinLimits reports whether the valid JSON document v nests at most
+// MaxValueDepth deep and has no number longer than MaxNumberLen.
+func withinLimits(v []byte) bool {
 	if len(v) <= 2*MaxValueDepth+1 { // deeper takes two bytes a level
 		return true
 	}
-	depth, inString := 0, false
+	depth, inString, run := 0, false, 0
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if inString {
@@ -86,6 +103,15 @@ func Shallow(v []byte) bool {
 			}
 			continue
 		}
+		// Outside strings, these runs are numbers (true and false add a
+		// lone 'e').
+		if '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
+			if run++; run > MaxNumberLen {
+				return false
+			}
+			continue
+		}
+		run = 0
 		switch c {
 		case '"':
 			inString = true

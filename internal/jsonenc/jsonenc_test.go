@@ -59,31 +59,43 @@ func TestAppendString(t *testing.T) {
 	}
 }
 
-// depth is the deepest nesting of the JSON document v, by encoding/json's
-// tokens.
-func depth(t *testing.T, v []byte) int {
+// limits is the deepest nesting of the JSON document v and its longest
+// number, by encoding/json's tokens.
+func limits(t *testing.T, v []byte) (depth, number int) {
 	dec := json.NewDecoder(bytes.NewReader(v))
-	d, max := 0, 0
+	dec.UseNumber()
+	d := 0
 	for {
 		tok, err := dec.Token()
 		if err != nil {
-			return max
+			return depth, number
 		}
-		switch tok {
-		case json.Delim('['), json.Delim('{'):
-			if d++; d > max {
-				max = d
+		switch tok := tok.(type) {
+		case json.Delim:
+			switch tok {
+			case '[', '{':
+				if d++; d > depth {
+					depth = d
+				}
+			case ']', '}':
+				d--
 			}
-		case json.Delim(']'), json.Delim('}'):
-			d--
+		case json.Number:
+			number = max(number, len(tok))
 		}
 	}
 }
 
-func TestShallow(t *testing.T) {
+func within(t *testing.T, v []byte) bool {
+	d, n := limits(t, v)
+	return d <= MaxValueDepth && n <= MaxNumberLen
+}
+
+func TestPortable(t *testing.T) {
 	nest := func(n int, inner string) string {
 		return strings.Repeat(`{"a":[`, n/2) + strings.Repeat("[", n%2) + inner + strings.Repeat("]", n%2) + strings.Repeat("]}", n/2)
 	}
+	long := func(n int) string { return "1" + strings.Repeat("0", n-1) }
 	cases := map[string]bool{
 		`1`:                        true,
 		nest(MaxValueDepth, `1`):   true,
@@ -92,27 +104,50 @@ func TestShallow(t *testing.T) {
 		nest(MaxValueDepth, `"[[[{{{\"[[["`):                    true,
 		`["` + strings.Repeat("[", 200) + `"]`:                  true,
 		strings.Repeat("[", 10000) + strings.Repeat("]", 10000): false,
+		// Numbers: as long as a reader takes (Jackson 1,000 characters,
+		// Python's int 4,300 digits), in strings any length.
+		long(MaxNumberLen):                               true,
+		long(MaxNumberLen + 1):                           false,
+		"-" + long(MaxNumberLen-1):                       true,
+		"-" + long(MaxNumberLen):                         false,
+		"[1," + long(5001) + "]":                         false,
+		`{"n":` + long(200) + `.5e-` + long(800) + `}`:   false,
+		`{"n":` + long(200) + `.5e-` + long(700) + `}`:   true,
+		`["` + long(5001) + `"]`:                         true,
+		`[true,false,` + long(MaxNumberLen-1) + `,true]`: true,
+		"\"" + strings.Repeat("é", 3000) + "\"":          true,
 	}
 	for in, want := range cases {
-		if got := Shallow([]byte(in)); got != want {
-			t.Errorf("Shallow(%.60q…, depth %d) = %v, want %v", in, depth(t, []byte(in)), got, want)
+		if got := Portable([]byte(in)); got != want {
+			d, n := limits(t, []byte(in))
+			t.Errorf("Portable(%.60q…, depth %d, number %d) = %v, want %v", in, d, n, got, want)
 		}
-		if want != (depth(t, []byte(in)) <= MaxValueDepth) {
-			t.Errorf("case %.60q: depth %d disagrees with the expectation", in, depth(t, []byte(in)))
+		if want != within(t, []byte(in)) {
+			t.Errorf("case %.60q: encoding/json's tokens disagree with the expectation", in)
+		}
+	}
+	for _, in := range []string{"", "[", "\xff", "[1,]", `"\xff"`} {
+		if Portable([]byte(in)) {
+			t.Errorf("Portable(%q): not valid JSON or UTF-8, but portable", in)
 		}
 	}
 }
 
-func FuzzShallow(f *testing.F) {
-	for _, s := range []string{`[[1]]`, `{"a":{"b":[1,"]"]}}`, `"\"["`, strings.Repeat("[", 65) + strings.Repeat("]", 65)} {
+func FuzzPortable(f *testing.F) {
+	for _, s := range []string{`[[1]]`, `{"a":{"b":[1,"]"]}}`, `"\"["`, strings.Repeat("[", 65) + strings.Repeat("]", 65),
+		"[" + strings.Repeat("9", 1001) + "]", `[true,1e5,-0.5E+3]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {
-		if !json.Valid(v) {
+		if !utf8.Valid(v) || !json.Valid(v) {
+			if Portable(v) {
+				t.Fatalf("Portable(%q): not valid, but portable", v)
+			}
 			return
 		}
-		if got, want := Shallow(v), depth(t, v) <= MaxValueDepth; got != want {
-			t.Fatalf("Shallow(%q) = %v, encoding/json's depth %d", v, got, depth(t, v))
+		if got, want := Portable(v), within(t, v); got != want {
+			d, n := limits(t, v)
+			t.Fatalf("Portable(%q) = %v, encoding/json's depth %d, longest number %d", v, got, d, n)
 		}
 	})
 }

@@ -2,7 +2,6 @@ package file
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -61,8 +60,8 @@ func AppendRecord(dst []byte, m *sink.Message) []byte {
 // "value" field: a valid UTF-8 JSON document that is not a JSON string (so
 // that a string-typed "value" always means "these are the text bytes"),
 // without surrounding whitespace (decoders drop it), without CR or LF
-// (they would end the NDJSON line), nested at most jsonenc.MaxValueDepth
-// deep.
+// (they would end the NDJSON line), within common readers' limits
+// (jsonenc.Portable).
 func embeddable(v []byte) bool {
 	if len(v) == 0 {
 		return false
@@ -85,7 +84,7 @@ func embeddable(v []byte) bool {
 	case c == 'n':
 		return string(v) == "null"
 	case c == '-' || '0' <= c && c <= '9':
-		return isNumber(v)
+		return isNumber(v) && len(v) <= jsonenc.MaxNumberLen
 	case c != '{' && c != '[':
 		return false
 	}
@@ -94,7 +93,7 @@ func embeddable(v []byte) bool {
 			return false
 		}
 	}
-	return utf8.Valid(v) && json.Valid(v) && jsonenc.Shallow(v)
+	return jsonenc.Portable(v)
 }
 
 // isNumber reports whether v is exactly one JSON number:

@@ -308,6 +308,17 @@ func TestEmbeddableMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("embeddable(%q) = %v, json.Valid says %v", in, got, want)
 		}
 	}
+	// Numbers longer than readers take (jsonenc.MaxNumberLen) go as a JSON
+	// string, alone or inside a document.
+	long := "1" + strings.Repeat("0", jsonenc.MaxNumberLen)
+	for _, in := range []string{long, "-" + long, "[" + long + "]", `{"n":` + long + `}`} {
+		if embeddable([]byte(in)) {
+			t.Errorf("embeddable(%.40q…) with a number of %d characters", in, len(long))
+		}
+	}
+	if !embeddable([]byte(strings.Repeat("9", jsonenc.MaxNumberLen))) {
+		t.Errorf("a number of %d characters is not embeddable", len(long)-1)
+	}
 }
 
 func FuzzEmbeddable(f *testing.F) {
@@ -317,7 +328,7 @@ func FuzzEmbeddable(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v []byte) {
 		want := len(v) > 0 && utf8.Valid(v) && json.Valid(v) && v[0] != '"' &&
 			!bytes.ContainsAny(v, "\r\n") && bytes.TrimSpace(v)[0] == v[0] && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' &&
-			jsonenc.Shallow(v)
+			jsonenc.Portable(v)
 		if got := embeddable(v); got != want {
 			t.Fatalf("embeddable(%q) = %v, want %v", v, got, want)
 		}

@@ -2,7 +2,6 @@ package httpsink
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -122,8 +121,8 @@ func appendMessage(b []byte, m *sink.Message) []byte {
 
 // rawJSON reports whether v can be embedded as the "value" member and read
 // back byte for byte: one JSON document, valid UTF-8, with no leading or
-// trailing whitespace (a decoder drops it), nested at most
-// jsonenc.MaxValueDepth deep. Anything else goes as value_b64.
+// trailing whitespace (a decoder drops it), within common readers' limits
+// (jsonenc.Portable). Anything else goes as value_b64.
 func rawJSON(v []byte) bool {
 	if len(v) == 0 {
 		return false
@@ -154,5 +153,5 @@ func rawJSON(v []byte) bool {
 	default:
 		return false
 	}
-	return utf8.Valid(v) && json.Valid(v) && jsonenc.Shallow(v)
+	return jsonenc.Portable(v)
 }

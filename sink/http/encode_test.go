@@ -28,6 +28,11 @@ func TestRawJSON(t *testing.T) {
 		// lower limit than Go's would refuse the whole batch.
 		strings.Repeat("[", 64) + strings.Repeat("]", 64): true,
 		strings.Repeat("[", 65) + strings.Repeat("]", 65): false,
+		// Numbers longer than readers take (Jackson 1,000 characters,
+		// Python's int 4,300 digits).
+		strings.Repeat("9", 1000):             true,
+		strings.Repeat("9", 1001):             false,
+		"[" + strings.Repeat("9", 5001) + "]": false,
 	}
 	for in, want := range cases {
 		if got := rawJSON([]byte(in)); got != want {
