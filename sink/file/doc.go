@@ -32,10 +32,11 @@
 // 64 deep and has no number over 1,000 characters (jsonenc.Portable):
 // {"b":1,"a":[1.50,"\u00e9"]} is written exactly so, byte for byte.
 // Otherwise, when the bytes are valid UTF-8, value is a JSON string
-// holding them as text. So a string-typed value always means "these characters are the message", and any other type
-// means "this JSON text is the message": the message "abc" (with quotes) is
-// written as "\"abc\"", the message abc as "abc". An empty value is "".
-// Message bytes are recovered exactly in every case.
+// holding them as text. So a string-typed value always means "these
+// characters are the message", and any other type means "this JSON text
+// is the message": the message "abc" (with quotes) is written as
+// "\"abc\"", the message abc as "abc". An empty value is "". Message bytes
+// are recovered exactly in every case.
 //
 // id, topic and header names are expected to be UTF-8 (sluice validates them
 // at ingest); an invalid byte in them is written as U+FFFD. Repeated header
