@@ -5,7 +5,9 @@
 package jsonenc
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -74,26 +76,28 @@ const MaxValueDepth = 64
 // MaxNumberLen is how many characters a number in a message value may take
 // for the value to be written as itself, for the same reason: Jackson
 // refuses longer numbers by default (1,000 characters), Python's json
-// integers of more than 4,300 digits.
+// integers of more than 4,300 digits. A number must also be within a
+// float64's range: encoding/json refuses to decode 1e400 into an any.
 const MaxNumberLen = 1000
 
 // Portable reports whether the message value v can be written into a JSON
 // body as itself and read back by common readers: valid UTF-8 and one
 // valid JSON document, nesting arrays and objects at most MaxValueDepth
-// deep, with no number longer than MaxNumberLen characters.
+// deep, with every number at most MaxNumberLen characters and within a
+// float64's range.
 func Portable(v []byte) bool {
 	return utf8.Valid(v) && json.Valid(v) && withinLimits(v)
 }
 
 // withinLimits reports whether the valid JSON document v nests at most
-// MaxValueDepth deep and has no number longer than MaxNumberLen.
+// MaxValueDepth deep and has only numbers Portable takes.
 func withinLimits(v []byte) bool {
-	if len(v) <= 2*MaxValueDepth+1 { // deeper takes two bytes a level
-		return true
-	}
-	depth, inString, run := 0, false, 0
-	for i := 0; i < len(v); i++ {
-		c := v[i]
+	depth, inString, start := 0, false, -1
+	for i := 0; i <= len(v); i++ {
+		c := byte(0)
+		if i < len(v) {
+			c = v[i]
+		}
 		if inString {
 			switch c {
 			case '\\':
@@ -103,15 +107,20 @@ func withinLimits(v []byte) bool {
 			}
 			continue
 		}
-		// Outside strings, these runs are numbers (true and false add a
-		// lone 'e').
-		if '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
-			if run++; run > MaxNumberLen {
+		// Outside strings, a number starts with '-' or a digit (the 'e'
+		// of true and false starts nothing).
+		if start < 0 && (c == '-' || '0' <= c && c <= '9') {
+			start = i
+		}
+		if start >= 0 {
+			if '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
+				continue
+			}
+			if !numberWithinLimits(v[start:i]) {
 				return false
 			}
-			continue
+			start = -1
 		}
-		run = 0
 		switch c {
 		case '"':
 			inString = true
@@ -124,4 +133,18 @@ func withinLimits(v []byte) bool {
 		}
 	}
 	return true
+}
+
+// numberWithinLimits reports whether the JSON number n is at most
+// MaxNumberLen characters and within a float64's range (only one with an
+// exponent or over 308 digits can be out of it).
+func numberWithinLimits(n []byte) bool {
+	if len(n) > MaxNumberLen {
+		return false
+	}
+	if len(n) <= 308 && bytes.IndexAny(n, "eE") < 0 {
+		return true
+	}
+	_, err := strconv.ParseFloat(string(n), 64)
+	return err == nil
 }

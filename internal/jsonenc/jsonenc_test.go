@@ -3,6 +3,8 @@ package jsonenc
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -82,6 +84,9 @@ func limits(t *testing.T, v []byte) (depth, number int) {
 			}
 		case json.Number:
 			number = max(number, len(tok))
+			if _, err := strconv.ParseFloat(string(tok), 64); err != nil {
+				number = math.MaxInt // out of a float64's range
+			}
 		}
 	}
 }
@@ -106,15 +111,23 @@ func TestPortable(t *testing.T) {
 		strings.Repeat("[", 10000) + strings.Repeat("]", 10000): false,
 		// Numbers: as long as a reader takes (Jackson 1,000 characters,
 		// Python's int 4,300 digits), in strings any length.
-		long(MaxNumberLen):                               true,
-		long(MaxNumberLen + 1):                           false,
-		"-" + long(MaxNumberLen-1):                       true,
-		"-" + long(MaxNumberLen):                         false,
+		"0." + long(MaxNumberLen-2):                      true,
+		"0." + long(MaxNumberLen-1):                      false,
+		"-0." + long(MaxNumberLen-3):                     true,
+		"-0." + long(MaxNumberLen-2):                     false,
 		"[1," + long(5001) + "]":                         false,
 		`{"n":` + long(200) + `.5e-` + long(800) + `}`:   false,
-		`{"n":` + long(200) + `.5e-` + long(700) + `}`:   true,
+		`{"n":1.5e-` + long(3) + `}`:                     true,
 		`["` + long(5001) + `"]`:                         true,
-		`[true,false,` + long(MaxNumberLen-1) + `,true]`: true,
+		`[true,false,` + long(MaxNumberLen-1) + `,true]`: false, // 1e998: out of a float64's range
+		`[true,false,` + long(308) + `,true]`:            true,
+		long(309):                                        true, // 1e308
+		long(310):                                        false,
+		`1e400`:                                          false,
+		`[-1E+400]`:                                      false,
+		`{"a":[1,2.5e308]}`:                              false,
+		`1e-400`:                                         true, // 0 to a float64, not an error
+		`[1e308,-1.7976931348623157e308]`:                true,
 		"\"" + strings.Repeat("é", 3000) + "\"":          true,
 	}
 	for in, want := range cases {
@@ -135,7 +148,7 @@ func TestPortable(t *testing.T) {
 
 func FuzzPortable(f *testing.F) {
 	for _, s := range []string{`[[1]]`, `{"a":{"b":[1,"]"]}}`, `"\"["`, strings.Repeat("[", 65) + strings.Repeat("]", 65),
-		"[" + strings.Repeat("9", 1001) + "]", `[true,1e5,-0.5E+3]`} {
+		"[" + strings.Repeat("9", 1001) + "]", `[true,1e5,-0.5E+3]`, `[1e400]`, `-1e-400`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {

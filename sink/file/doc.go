@@ -29,10 +29,10 @@
 // value is the message bytes themselves when they are a JSON document that
 // is valid UTF-8, is not a JSON string, has no leading or trailing
 // whitespace, contains no CR or LF byte, nests arrays and objects at most
-// 64 deep and has no number over 1,000 characters (jsonenc.Portable):
-// {"b":1,"a":[1.50,"\u00e9"]} is written exactly so, byte for byte.
-// Otherwise, when the bytes are valid UTF-8, value is a JSON string
-// holding them as text. So a string-typed value always means "these
+// 64 deep and has no number over 1,000 characters or out of a float64's
+// range (jsonenc.Portable): {"b":1,"a":[1.50,"\u00e9"]} is written exactly
+// so, byte for byte. Otherwise, when the bytes are valid UTF-8, value is a
+// JSON string holding them as text. So a string-typed value always means "these
 // characters are the message", and any other type means "this JSON text
 // is the message": the message "abc" (with quotes) is written as
 // "\"abc\"", the message abc as "abc". An empty value is "". Message bytes

@@ -84,7 +84,7 @@ func embeddable(v []byte) bool {
 	case c == 'n':
 		return string(v) == "null"
 	case c == '-' || '0' <= c && c <= '9':
-		return isNumber(v) && len(v) <= jsonenc.MaxNumberLen
+		return isNumber(v) && jsonenc.Portable(v)
 	case c != '{' && c != '[':
 		return false
 	}

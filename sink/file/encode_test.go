@@ -308,16 +308,18 @@ func TestEmbeddableMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("embeddable(%q) = %v, json.Valid says %v", in, got, want)
 		}
 	}
-	// Numbers longer than readers take (jsonenc.MaxNumberLen) go as a JSON
-	// string, alone or inside a document.
-	long := "1" + strings.Repeat("0", jsonenc.MaxNumberLen)
-	for _, in := range []string{long, "-" + long, "[" + long + "]", `{"n":` + long + `}`} {
+	// Numbers longer than readers take (jsonenc.MaxNumberLen), or out of
+	// a float64's range, go as a JSON string, alone or inside a document.
+	long := "0." + strings.Repeat("9", jsonenc.MaxNumberLen-1)
+	for _, in := range []string{long, "-" + long, "[" + long + "]", `{"n":` + long + `}`, "1e400", "[-1e400]"} {
 		if embeddable([]byte(in)) {
-			t.Errorf("embeddable(%.40q…) with a number of %d characters", in, len(long))
+			t.Errorf("embeddable(%.40q…): a number too long or out of range", in)
 		}
 	}
-	if !embeddable([]byte(strings.Repeat("9", jsonenc.MaxNumberLen))) {
-		t.Errorf("a number of %d characters is not embeddable", len(long)-1)
+	for _, in := range []string{long[:jsonenc.MaxNumberLen], "1e308", "1e-400"} {
+		if !embeddable([]byte(in)) {
+			t.Errorf("embeddable(%.40q…) = false", in)
+		}
 	}
 }
 

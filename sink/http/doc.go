@@ -29,9 +29,9 @@
 //	                   is sent byte for byte, and a receiving sluice stores exactly those bytes
 //	value_b64  string  instead of value for everything else (text, binary, empty, JSON with
 //	                   surrounding whitespace, JSON nesting arrays and objects more than 64
-//	                   deep or with a number over 1,000 characters, which readers with lower
-//	                   limits than Go's would refuse with the whole batch): base64, standard
-//	                   alphabet, padded
+//	                   deep or with a number over 1,000 characters or out of a float64's
+//	                   range, which readers with lower limits would refuse with the whole
+//	                   batch): base64, standard alphabet, padded
 //	headers    object  header name → value as JSON strings, in message order; absent when none
 //	id         string  sink.Message.ID, so a receiving sluice keeps the sluice-id (chaining)
 //

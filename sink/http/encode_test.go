@@ -29,10 +29,14 @@ func TestRawJSON(t *testing.T) {
 		strings.Repeat("[", 64) + strings.Repeat("]", 64): true,
 		strings.Repeat("[", 65) + strings.Repeat("]", 65): false,
 		// Numbers longer than readers take (Jackson 1,000 characters,
-		// Python's int 4,300 digits).
-		strings.Repeat("9", 1000):             true,
-		strings.Repeat("9", 1001):             false,
+		// Python's int 4,300 digits), or out of a float64's range
+		// (encoding/json refuses them).
+		"0." + strings.Repeat("9", 998):       true,
+		"0." + strings.Repeat("9", 999):       false,
 		"[" + strings.Repeat("9", 5001) + "]": false,
+		"1e400":                               false,
+		`{"a":-1E400}`:                        false,
+		"1e308":                               true,
 	}
 	for in, want := range cases {
 		if got := rawJSON([]byte(in)); got != want {
