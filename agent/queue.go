@@ -684,6 +684,13 @@ func (q *queue) advance() {
 	if upTo > q.through.seq {
 		q.through = qpos{seq: upTo, epoch: q.slots[i-1].epoch}
 	}
+	if q.cursor.DroppedTotal() > 0 {
+		// Resolved before a drop skipped them, and not looked at since
+		// (noteDroppedResolved): noted now, before their slots go.
+		for _, sl := range q.slots[q.slotsHead:i] {
+			q.noteAfterDropLocked(sl)
+		}
+	}
 	clear(q.slots[q.slotsHead:i])
 	q.slotsHead = i
 	if q.slotsHead > 4096 && q.slotsHead > len(q.slots)/2 {
