@@ -320,6 +320,34 @@ func (c *Cursor) Dropped(seq uint64) bool {
 	return false
 }
 
+// cutDrops leaves out of drops what lies past last: drops of records lost
+// with a cut tail, whose sequences later records (of a later epoch) take
+// again, and which were never dropped.
+func cutDrops(drops []Range, last uint64) ([]Range, bool) {
+	cut := false
+	out := drops[:0:0]
+	for _, r := range drops {
+		lo, hi, merged := r.From, r.To, r.From > r.To
+		if merged {
+			lo, hi = r.To, r.From
+		}
+		switch {
+		case lo > last:
+			cut = true
+			continue
+		case hi > last:
+			hi, cut = last, true
+		}
+		if merged && lo < hi {
+			r = Range{From: hi, To: lo}
+		} else {
+			r = Range{From: lo, To: hi} // a merged range cut to one record reads dropped
+		}
+		out = append(out, r)
+	}
+	return out, cut
+}
+
 // DropForgotten reports whether seq lies among the cursor's older drops,
 // merged: it may have been dropped or acknowledged, which is not known
 // any more.
@@ -630,6 +658,9 @@ func (s *Spool) loadCursors() error {
 		}
 		if st.born > s.last { // records up to born were lost with the cut tail
 			st.born, c.dirty = s.last, true
+		}
+		if drops, cut := cutDrops(st.dropped, s.last); cut {
+			st.dropped, c.dirty = drops, true
 		}
 		if st.acked+1 < first {
 			st.acked = first - 1
