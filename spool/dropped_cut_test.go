@@ -80,4 +80,3 @@ func TestCutDrops(t *testing.T) {
 		}
 	}
 }
-
