@@ -19,7 +19,21 @@ import (
 // kill -9 leaves on disk (the page cache included).
 func crashImage(t *testing.T, src string) string {
 	t.Helper()
-	dst := t.TempDir()
+	// A file the agent renames or removes meanwhile (a cursor's temporary
+	// file) vanishes between the directory's listing and its copy: copy
+	// the whole directory again.
+	for try := 1; ; try++ {
+		dst, err := copyTree(t.TempDir(), src)
+		if err == nil {
+			return dst
+		}
+		if !errors.Is(err, fs.ErrNotExist) || try == 5 {
+			t.Fatal(err)
+		}
+	}
+}
+
+func copyTree(dst, src string) (string, error) {
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -41,10 +55,7 @@ func crashImage(t *testing.T, src string) string {
 		_, err = io.Copy(out, in)
 		return errors.Join(err, out.Close())
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return dst, err
 }
 
 // TestQueueAckSurvivesCrashAfterCheckpoint: "After kill -9, no
