@@ -86,6 +86,9 @@ type cbServer struct {
 	reports []Report
 	srv     *httptest.Server
 	fail    int // answer 500 to this many requests first
+	// refuseBefore: answer 500 to reports made before it (an attempt
+	// already on its way when the test changed what it waits for).
+	refuseBefore time.Time
 }
 
 func newCBServer(t *testing.T) *cbServer {
@@ -101,6 +104,10 @@ func newCBServer(t *testing.T) *cbServer {
 		var rep Report
 		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil || r.Header.Get("Sluice-Delivery-Id") != rep.DeliveryID {
 			w.WriteHeader(400)
+			return
+		}
+		if rep.ReportedAt.Before(s.refuseBefore) {
+			w.WriteHeader(500)
 			return
 		}
 		s.reports = append(s.reports, rep)

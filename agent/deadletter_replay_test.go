@@ -178,9 +178,13 @@ func TestCallbackReportAfterReplay(t *testing.T) {
 	id := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("v"), map[string]string{"Sluice-Callback": cbs.srv.URL}).ids[0]
 	waitFor(t, "the dead letter", func() bool { return len(listDL(t, ta)) == 1 })
 	mem.setFail(func([]sink.Message) error { return errTransient }) // the replay stays pending
+	replayed := time.Now()
 	replayDL(t, ta, listDL(t, ta)[0].DLID)
 	cbs.mu.Lock()
-	cbs.fail = 0
+	// The receiver is back; an attempt made before the replay may still
+	// be on its way (on a loaded machine), and is refused as the receiver
+	// was down when it was made.
+	cbs.fail, cbs.refuseBefore = 0, replayed
 	cbs.mu.Unlock()
 	// While the replayed message is pending, its report waits: a report
 	// carries an outcome (delivered, failed, dropped), and none would
