@@ -651,16 +651,24 @@ func (s *Spool) loadCursors() error {
 			c.reset, c.dirty = true, true
 			s.st.cursorResets.Add(1)
 		}
+		cut := false
 		if st.acked > s.last {
 			s.log.Warn("spool cursor beyond the tail (tail was cut); moving it to the tail",
 				"cursor", name, "acked", st.acked, "last", s.last)
-			st.acked, c.dirty = s.last, true
+			st.acked, cut = s.last, true
 		}
 		if st.born > s.last { // records up to born were lost with the cut tail
-			st.born, c.dirty = s.last, true
+			st.born, cut = s.last, true
 		}
-		if drops, cut := cutDrops(st.dropped, s.last); cut {
-			st.dropped, c.dirty = drops, true
+		if drops, ok := cutDrops(st.dropped, s.last); ok {
+			st.dropped, cut = drops, true
+		}
+		if cut {
+			// Persisted before Open returns (cutCursors): new records
+			// take the lost sequences again, and a crash before the next
+			// persist must not find the old file beside them.
+			c.dirty = true
+			s.cutCursors = append(s.cutCursors, c)
 		}
 		if st.acked+1 < first {
 			st.acked = first - 1

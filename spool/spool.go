@@ -195,6 +195,8 @@ type Spool struct {
 	registry []string // cursor names recorded in the meta file
 	diskErr  error    // last write failure, nil when healthy
 
+	cutCursors []*Cursor // moved back to a cut tail by this Open, to persist before it returns
+
 	st stats
 }
 
@@ -253,6 +255,15 @@ func Open(dir string, opts Options) (*Spool, error) {
 		}
 		lock.Close()
 		return nil, err
+	}
+	if len(s.cutCursors) > 0 {
+		// Cursors a cut tail moved back are on disk before any append
+		// reuses the lost sequences; failing that (a full disk), the
+		// next persist retries, and a crash before it re-delivers.
+		if err := s.persistCursors(s.cutCursors); err != nil {
+			s.log.Warn("spool: cannot persist cursors moved back to a cut tail; retrying with the next persist", "err", err)
+		}
+		s.cutCursors = nil
 	}
 	// The reserve is released when the disk is full at the next Open.
 	if _, err := os.Stat(filepath.Join(dir, "reserve")); os.IsNotExist(err) {

@@ -1,0 +1,66 @@
+package spool
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A machine crash cut the tail (records 8..10 unsynced) below a cursor
+// that had dropped, and so acknowledged, 1..10. Open moves the cursor back
+// to 7 and persists it before it returns: records 8..10 of the new epoch,
+// appended and synced (accepted), are read after a kill -9 right away.
+// Before (found by a third review), the cursor was only marked dirty and
+// written at the next CursorSyncInterval; a kill -9 before it left the old
+// file, {acked 10, dropped 1..10}, beside a WAL that ends at 10 again, and
+// the accepted records were taken as dropped and never read.
+// (CursorSyncInterval is an hour here so that no timer persists it.)
+func TestCursorsMovedBackToACutTailArePersistedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	appendN(t, s, 0, 10)
+	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.SkipTo(10, true); err != nil || n != 10 {
+		t.Fatalf("drop: %d %v", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, "wal", segmentName(1))
+	b, _ := os.ReadFile(seg)
+	lost := frameSize(len(payload(7))) + frameSize(len(payload(8))) + frameSize(len(payload(9)))
+	if err := os.WriteFile(seg, b[:len(b)-lost], 0o640); err != nil { // records 8..10 were not synced
+		t.Fatal(err)
+	}
+
+	s = openT(t, dir, Options{CursorSyncInterval: time.Hour})
+	c, err = s.Cursor("c", CursorOptions{FromOldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Acked() != 7 || c.Dropped(8) {
+		t.Fatalf("setup: after the cut acked %d, 8 dropped %t", c.Acked(), c.Dropped(8))
+	}
+	again := appendN(t, s, 100, 3) // 8..10 again, synced (SyncAlways): accepted
+	if again[0].Seq != 8 {
+		t.Fatalf("setup: appended %+v", again)
+	}
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed) // kill -9 now: what the disk and page cache hold
+
+	s2 := openT(t, crashed, Options{})
+	c2, err := s2.Cursor("c", CursorOptions{FromOldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range again {
+		if c2.Dropped(id.Seq) || id.Seq <= c2.Acked() {
+			t.Errorf("record %+v, accepted (synced) after the cut, never read nor dropped, reads dropped %t, acknowledged %t (cursor acked %d)",
+				id, c2.Dropped(id.Seq), id.Seq <= c2.Acked(), c2.Acked())
+		}
+	}
+}
