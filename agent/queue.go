@@ -155,7 +155,7 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 	c.ReuseBuffer()
 	q.cond = sync.NewCond(&q.mu)
 	q.m = newQueueMetrics(a.m.set, spec.Name)
-	ql, st, err := openQueueLog(spec.Log, spec.Name, c.Acked(), a.sp.Epoch())
+	ql, st, err := openQueueLog(spec.Log, spec.Name, c.Acked(), a.sp.Epoch(), func(seq uint64) bool { return c.Dropped(seq) || c.DropForgotten(seq) })
 	if err != nil {
 		return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
 	}
@@ -174,6 +174,16 @@ func newQueue(a *Agent, spec QueueSpec, c *spool.Cursor) (*queue, error) {
 		ql.close()
 		return nil, fmt.Errorf("queue %s: %w", spec.Name, err)
 	}
+	// Acknowledged, then skipped by a drop before the queue noted it (a
+	// kill -9 in between): the log's ack says it.
+	var ids []spool.ID
+	for seq, ep := range st.droppedAcked {
+		if !has(q.afterDrop, spool.ID{Seq: seq, Epoch: ep}) {
+			ids = append(ids, spool.ID{Seq: seq, Epoch: ep})
+		}
+	}
+	slices.SortFunc(ids, func(a, b spool.ID) int { return cmp.Compare(a.Seq, b.Seq) })
+	q.afterDropLog.add(ids)
 	return q, nil
 }
 
@@ -737,11 +747,12 @@ func (q *queue) snapshot() logState {
 			st.delays[e.seq] = delayRec{seq: e.seq, epoch: e.epoch, attempt: e.attempt, until: e.deadline.UnixNano()}
 		}
 	}
-	// Resolved slots above the cursor: only messages of this queue that
-	// were acknowledged or dead-lettered need remembering, but slots do
-	// not say which; remembering the others costs a few bytes each.
+	// Messages of this queue acknowledged or dead-lettered, not yet let go
+	// by the cursor (a drop may have skipped it past them; the next open
+	// reads those for the delivered-after-drop set). Other topics'
+	// records are read again.
 	for _, s := range q.slots[q.slotsHead:] {
-		if s.done {
+		if s.resolved {
 			st.acked[s.seq] = s.epoch
 		}
 	}

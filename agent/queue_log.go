@@ -68,6 +68,10 @@ type logState struct {
 	through qpos
 	// delays: messages nacked with a delay, until when (seq -> delay).
 	delays map[uint64]delayRec
+	// droppedAcked: acknowledged messages at or below the spool cursor
+	// that a drop policy skipped it past (seq -> epoch), read back for the
+	// queue's delivered-after-drop set: the ack may be all that says so.
+	droppedAcked map[uint64]uint32
 }
 
 // delayRec is a nack's delay: the message (at the attempt the nack gave
@@ -102,19 +106,21 @@ const (
 )
 
 func newLogState() logState {
-	return logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}, delays: map[uint64]delayRec{}}
+	return logState{acked: map[uint64]uint32{}, attempts: map[uint64]attemptRec{}, delays: map[uint64]delayRec{}, droppedAcked: map[uint64]uint32{}}
 }
 
 // compactEvery is how many records the log takes before a checkpoint.
 const compactEvery = 10000
 
 // openQueueLog opens a queue's log and reads back its state above
-// spoolAcked, the queue's cursor in the spool whose open has epoch epoch.
+// spoolAcked, the queue's cursor in the spool whose open has epoch epoch,
+// and the acknowledgements at or below it of messages dropped says a drop
+// skipped (droppedAcked).
 // Entries of that epoch or later are of another spool that was in the
 // directory (removed and created again, its epochs started over): they
 // are let go, and a checkpoint without them is written, so that they do
 // not come back at the next open.
-func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64, epoch uint32) (*queueLog, logState, error) {
+func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64, epoch uint32, dropped func(seq uint64) bool) (*queueLog, logState, error) {
 	st := newLogState()
 	c, err := sp.Cursor("state", spool.CursorOptions{FromOldest: true})
 	if err != nil {
@@ -151,6 +157,9 @@ func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64, epoch uint32)
 			stale = true
 		}
 		if s <= spoolAcked || ep >= epoch {
+			if ep < epoch && dropped(s) {
+				st.droppedAcked[s] = ep
+			}
 			delete(st.acked, s)
 		}
 	}

@@ -127,7 +127,7 @@ func TestQueueReceiptMACPoolPerQueue(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, _, err := openQueueLog(sp, name, 0, ^uint32(0))
+		l, _, err := openQueueLog(sp, name, 0, ^uint32(0), func(uint64) bool { return false })
 		if err != nil {
 			t.Fatal(err)
 		}
