@@ -1,8 +1,6 @@
 package spool
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -18,30 +16,7 @@ import (
 // (CursorSyncInterval is an hour here so that no timer persists it.)
 func TestCursorsMovedBackToACutTailArePersistedAtOpen(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{})
-	appendN(t, s, 0, 10)
-	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := c.SkipTo(10, true); err != nil || n != 10 {
-		t.Fatalf("drop: %d %v", n, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	seg := filepath.Join(dir, "wal", segmentName(1))
-	b, _ := os.ReadFile(seg)
-	lost := frameSize(len(payload(7))) + frameSize(len(payload(8))) + frameSize(len(payload(9)))
-	if err := os.WriteFile(seg, b[:len(b)-lost], 0o640); err != nil { // records 8..10 were not synced
-		t.Fatal(err)
-	}
-
-	s = openT(t, dir, Options{CursorSyncInterval: time.Hour})
-	c, err = s.Cursor("c", CursorOptions{FromOldest: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := droppedThenCut(t, dir, Options{CursorSyncInterval: time.Hour})
 	if c.Acked() != 7 || c.Dropped(8) {
 		t.Fatalf("setup: after the cut acked %d, 8 dropped %t", c.Acked(), c.Dropped(8))
 	}

@@ -15,30 +15,7 @@ import (
 // second review), the range was kept, and sinks and queues reported those
 // records dropped.
 func TestDropsPastACutTailGoWithIt(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir, Options{})
-	appendN(t, s, 0, 10)
-	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := c.SkipTo(10, true); err != nil || n != 10 {
-		t.Fatalf("drop: %d %v", n, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	seg := filepath.Join(dir, "wal", segmentName(1))
-	b, _ := os.ReadFile(seg)
-	lost := frameSize(len(payload(7))) + frameSize(len(payload(8))) + frameSize(len(payload(9)))
-	if err := os.WriteFile(seg, b[:len(b)-lost], 0o640); err != nil { // records 8..10 not synced
-		t.Fatal(err)
-	}
-	s = openT(t, dir, Options{})
-	c, err = s.Cursor("c", CursorOptions{FromOldest: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := droppedThenCut(t, t.TempDir(), Options{})
 	if c.Acked() != 7 {
 		t.Fatalf("acked %d after the cut, want 7", c.Acked())
 	}
@@ -58,6 +35,45 @@ func TestDropsPastACutTailGoWithIt(t *testing.T) {
 			t.Fatalf("record %+v, appended after the cut, read and acknowledged, reads dropped %t, drop-forgotten %t",
 				id, c.Dropped(id.Seq), c.DropForgotten(id.Seq))
 		}
+	}
+}
+
+// droppedThenCut: cursor "c" dropped records 1..10, then a machine crash
+// cut 8..10 (cutLastThree); the spool at dir reopened with o.
+func droppedThenCut(t *testing.T, dir string, o Options) (*Spool, *Cursor) {
+	t.Helper()
+	s := openT(t, dir, Options{})
+	appendN(t, s, 0, 10)
+	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.SkipTo(10, true); err != nil || n != 10 {
+		t.Fatalf("drop: %d %v", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cutLastThree(t, dir)
+	s = openT(t, dir, o)
+	if c, err = s.Cursor("c", CursorOptions{FromOldest: true}); err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+// cutLastThree cuts records 8..10 (of appendN(t, s, 0, 10), one segment)
+// from the closed spool at dir: a machine crash before they were synced.
+func cutLastThree(t *testing.T, dir string) {
+	t.Helper()
+	seg := filepath.Join(dir, "wal", segmentName(1))
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := frameSize(len(payload(7))) + frameSize(len(payload(8))) + frameSize(len(payload(9)))
+	if err := os.WriteFile(seg, b[:len(b)-lost], 0o640); err != nil {
+		t.Fatal(err)
 	}
 }
 

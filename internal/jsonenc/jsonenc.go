@@ -142,7 +142,7 @@ func numberWithinLimits(n []byte) bool {
 	if len(n) > MaxNumberLen {
 		return false
 	}
-	if len(n) <= 308 && bytes.IndexAny(n, "eE") < 0 {
+	if len(n) <= 308 && !bytes.ContainsAny(n, "eE") {
 		return true
 	}
 	_, err := strconv.ParseFloat(string(n), 64)
