@@ -1,6 +1,9 @@
 package spool
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,5 +40,49 @@ func TestCursorsMovedBackToACutTailArePersistedAtOpen(t *testing.T) {
 			t.Errorf("record %+v, accepted (synced) after the cut, never read nor dropped, reads dropped %t, acknowledged %t (cursor acked %d)",
 				id, c2.Dropped(id.Seq), id.Seq <= c2.Acked(), c2.Acked())
 		}
+	}
+}
+
+// When the cursors a cut tail moved back cannot be persisted at Open (here
+// the temporary file's name is taken by a directory; a stand-in for an I/O
+// error), Open fails with that error instead of accepting appends that
+// would take the lost sequences again; once the disk takes writes, it
+// opens with the cursor moved back. Before (found by a fourth review), Open
+// only logged the failure, and a kill -9 before a later persist skipped the
+// accepted records.
+func TestOpenFailsWhenCutCursorsCannotBePersisted(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	appendN(t, s, 0, 10)
+	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SkipTo(10, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cutLastThree(t, dir)
+	obstacle := filepath.Join(dir, "cursors", "c.cursor.tmp")
+	if err := os.MkdirAll(filepath.Join(obstacle, "x"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(dir, Options{Logger: quiet()}); err == nil {
+		s.Close()
+		t.Fatal("Open succeeded with the cut cursor not persisted")
+	} else if !strings.Contains(err.Error(), "persist cursors moved back to a cut tail") {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := os.RemoveAll(obstacle); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir, Options{})
+	if c, err = s.Cursor("c", CursorOptions{FromOldest: true}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Acked() != 7 || s.LastSeq() != 7 || c.Dropped(8) {
+		t.Fatalf("after the cut: cursor acked %d, last record %d, 8 dropped %t", c.Acked(), s.LastSeq(), c.Dropped(8))
 	}
 }

@@ -257,11 +257,20 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, err
 	}
 	if len(s.cutCursors) > 0 {
-		// Cursors a cut tail moved back are on disk before any append
-		// reuses the lost sequences; failing that (a full disk), the
-		// next persist retries, and a crash before it re-delivers.
-		if err := s.persistCursors(s.cutCursors); err != nil {
-			s.log.Warn("spool: cannot persist cursors moved back to a cut tail; retrying with the next persist", "err", err)
+		// Cursors a cut tail moved back go to disk before any append
+		// takes the lost sequences again: a crash after such an append
+		// would find the old positions beside the new records and skip
+		// them. A full disk gives back the reserve first; a disk that
+		// still refuses keeps the spool from opening.
+		err := s.persistCursors(s.cutCursors)
+		if errors.Is(err, ErrDiskFull) && os.Remove(filepath.Join(dir, "reserve")) == nil {
+			s.log.Warn("spool: disk full at open; released the reserve file to persist cursors moved back to a cut tail")
+			err = s.persistCursors(s.cutCursors)
+		}
+		if err != nil {
+			s.wl.Close()
+			lock.Close()
+			return nil, fmt.Errorf("spool: persist cursors moved back to a cut tail: %w", err)
 		}
 		s.cutCursors = nil
 	}
