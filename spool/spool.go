@@ -268,6 +268,9 @@ func Open(dir string, opts Options) (*Spool, error) {
 			err = s.persistCursors(s.cutCursors)
 		}
 		if err != nil {
+			for _, c := range s.cursors {
+				c.closePersist()
+			}
 			s.wl.Close()
 			lock.Close()
 			return nil, fmt.Errorf("spool: persist cursors moved back to a cut tail: %w", err)
