@@ -263,8 +263,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		// them. A full disk gives back the reserve first; a disk that
 		// still refuses keeps the spool from opening.
 		err := s.persistCursors(s.cutCursors)
-		if errors.Is(err, ErrDiskFull) && os.Remove(filepath.Join(dir, "reserve")) == nil {
-			s.log.Warn("spool: disk full at open; released the reserve file to persist cursors moved back to a cut tail")
+		if errors.Is(err, ErrDiskFull) && s.releaseReserve("persist cursors moved back to a cut tail") {
 			err = s.persistCursors(s.cutCursors)
 		}
 		if err != nil {
@@ -310,17 +309,8 @@ func (s *Spool) open() error {
 	m.Epoch++
 	s.id, s.epoch = m.ID, m.Epoch
 	s.registry = m.Cursors
-	if err := s.writeMeta(); err != nil {
-		// A full disk must not keep the agent from starting and draining
-		// its backlog: give back the reserve and try once more.
-		reserve := filepath.Join(s.dir, "reserve")
-		if !errors.Is(err, ErrDiskFull) || os.Remove(reserve) != nil {
-			return fmt.Errorf("spool: persist epoch: %w", err)
-		}
-		s.log.Warn("spool: disk full at open; released the reserve file to persist the epoch")
-		if err := s.writeMeta(); err != nil {
-			return fmt.Errorf("spool: persist epoch: %w", err)
-		}
+	if err := s.writeMetaAtOpen(); err != nil {
+		return err
 	}
 
 	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, s.fill)
@@ -376,11 +366,36 @@ func (s *Spool) open() error {
 	if r, err := s.Get(s.last); err == nil && r.ID.Epoch >= s.epoch {
 		s.log.Warn("spool: meta's epoch is below the last record's; continuing above it", "meta_epoch", s.epoch, "record_epoch", r.ID.Epoch)
 		s.epoch = r.ID.Epoch + 1
-		if err := s.writeMeta(); err != nil {
-			return fmt.Errorf("spool: persist epoch: %w", err)
+		if err := s.writeMetaAtOpen(); err != nil {
+			return err
 		}
 	}
 	return s.loadCursors()
+}
+
+// writeMetaAtOpen persists the open's epoch. A full disk must not keep the
+// agent from starting and draining its backlog: it gives back the reserve
+// and tries once more.
+func (s *Spool) writeMetaAtOpen() error {
+	err := s.writeMeta()
+	if errors.Is(err, ErrDiskFull) && s.releaseReserve("persist the epoch") {
+		err = s.writeMeta()
+	}
+	if err != nil {
+		return fmt.Errorf("spool: persist epoch: %w", err)
+	}
+	return nil
+}
+
+// releaseReserve removes the reserve file, if there is one, so that an
+// open on a full disk can write what it must (why); it reports whether it
+// did. The reserve is written again at the next open with room for it.
+func (s *Spool) releaseReserve(why string) bool {
+	if os.Remove(filepath.Join(s.dir, "reserve")) != nil {
+		return false
+	}
+	s.log.Warn("spool: disk full at open; released the reserve file to " + why)
+	return true
 }
 
 func (s *Spool) openWAL() error {
