@@ -52,19 +52,7 @@ func TestCursorsMovedBackToACutTailArePersistedAtOpen(t *testing.T) {
 // accepted records.
 func TestOpenFailsWhenCutCursorsCannotBePersisted(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{})
-	appendN(t, s, 0, 10)
-	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.SkipTo(10, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	cutLastThree(t, dir)
+	dropAllThenCut(t, dir, Options{}, "c")
 	obstacle := filepath.Join(dir, "cursors", "c.cursor.tmp")
 	if err := os.MkdirAll(filepath.Join(obstacle, "x"), 0o750); err != nil {
 		t.Fatal(err)
@@ -78,8 +66,9 @@ func TestOpenFailsWhenCutCursorsCannotBePersisted(t *testing.T) {
 	if err := os.RemoveAll(obstacle); err != nil {
 		t.Fatal(err)
 	}
-	s = openT(t, dir, Options{})
-	if c, err = s.Cursor("c", CursorOptions{FromOldest: true}); err != nil {
+	s := openT(t, dir, Options{})
+	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Acked() != 7 || s.LastSeq() != 7 || c.Dropped(8) {

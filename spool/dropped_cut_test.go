@@ -42,24 +42,41 @@ func TestDropsPastACutTailGoWithIt(t *testing.T) {
 // cut 8..10 (cutLastThree); the spool at dir reopened with o.
 func droppedThenCut(t *testing.T, dir string, o Options) (*Spool, *Cursor) {
 	t.Helper()
-	s := openT(t, dir, Options{})
-	appendN(t, s, 0, 10)
+	dropAllThenCut(t, dir, o, "c")
+	s := openT(t, dir, o)
 	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := c.SkipTo(10, true); err != nil || n != 10 {
-		t.Fatalf("drop: %d %v", n, err)
+	return s, c
+}
+
+// dropAllThenCut: in a spool at dir opened with o, the named cursors
+// dropped records 1..10, and after the spool closed a machine crash cut
+// 8..10 (cutLastThree); the spool stays closed.
+func dropAllThenCut(t *testing.T, dir string, o Options, cursors ...string) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = quiet()
+	}
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 0, 10)
+	for _, name := range cursors {
+		c, err := s.Cursor(name, CursorOptions{FromOldest: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.SkipTo(10, true); err != nil || n != 10 {
+			t.Fatalf("drop: %d %v", n, err)
+		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	cutLastThree(t, dir)
-	s = openT(t, dir, o)
-	if c, err = s.Cursor("c", CursorOptions{FromOldest: true}); err != nil {
-		t.Fatal(err)
-	}
-	return s, c
 }
 
 // cutLastThree cuts records 8..10 (of appendN(t, s, 0, 10), one segment)

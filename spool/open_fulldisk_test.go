@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // fillLeaving fills the file system of dir until it refuses a page,
@@ -86,22 +85,7 @@ func TestCutCursorOnADiskWithNoRoomStopsTheStartClearly(t *testing.T) {
 	mnt := tmpfs(t, "1m")
 	dir := filepath.Join(mnt, "spool")
 	o := Options{SegmentBytes: 64 << 10, Logger: quiet()}
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	appendN(t, s, 0, 10)
-	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.SkipTo(10, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	cutLastThree(t, dir)
+	dropAllThenCut(t, dir, o, "c")
 	if err := os.Remove(filepath.Join(dir, "reserve")); err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +99,13 @@ func TestCutCursorOnADiskWithNoRoomStopsTheStartClearly(t *testing.T) {
 	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(dir, o)
+	s, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if c, err = s.Cursor("c", CursorOptions{FromOldest: true}); err != nil {
+	c, err := s.Cursor("c", CursorOptions{FromOldest: true})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Acked() != 7 || c.Dropped(8) {
@@ -133,21 +118,7 @@ func TestCutCursorOnADiskWithNoRoomStopsTheStartClearly(t *testing.T) {
 // the obstacle gone, succeeds (a review's test; it held).
 func TestFailedOpenLeaksNothing(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{})
-	appendN(t, s, 0, 10)
-	for _, n := range []string{"c", "d"} {
-		c, err := s.Cursor(n, CursorOptions{FromOldest: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.SkipTo(10, true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	cutLastThree(t, dir)
+	dropAllThenCut(t, dir, Options{}, "c", "d")
 	// "c" sorts first or not: map order; block "d" only.
 	obstacle := filepath.Join(dir, "cursors", "d.cursor.tmp")
 	if err := os.MkdirAll(filepath.Join(obstacle, "x"), 0o750); err != nil {
@@ -169,12 +140,11 @@ func TestFailedOpenLeaksNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(0) // no goroutines to wait for
 	if after := fds(); after != before {
 		t.Errorf("open fds %d before five failed Opens, %d after", before, after)
 	}
 	os.RemoveAll(obstacle)
-	s = openT(t, dir, Options{})
+	s := openT(t, dir, Options{})
 	for _, n := range []string{"c", "d"} {
 		c, err := s.Cursor(n, CursorOptions{FromOldest: true})
 		if err != nil {
