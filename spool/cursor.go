@@ -63,7 +63,7 @@ type Cursor struct {
 	// stored reversed (From > To): older drops merged, with what lay
 	// between them (DropForgotten). Persisted in the cursor file as is.
 	dropped      []Range
-	droppedTotal uint64
+	droppedTotal atomic.Uint64 // written under s.mu; read without it (every queue ack asks)
 	// born: the records up to here were in the spool before this cursor
 	// was created (0 when created at the oldest record, or unknown).
 	born     uint64
@@ -229,7 +229,7 @@ func (s *Spool) Cursors() []CursorInfo {
 		}
 		info := CursorInfo{
 			Name: n, InUse: c.inUse, Acked: c.acked, Persisted: c.persisted, Reset: c.reset,
-			Dropped: c.droppedTotal,
+			Dropped: c.droppedTotal.Load(),
 		}
 		s.mu.Unlock()
 		info.Backlog = c.Backlog()
@@ -299,11 +299,7 @@ func (c *Cursor) Acked() uint64 {
 
 // DroppedTotal counts the records this cursor skipped by drop policies
 // (the spool's drop_oldest and TrimBacklog), persisted across restarts.
-func (c *Cursor) DroppedTotal() uint64 {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	return c.droppedTotal
-}
+func (c *Cursor) DroppedTotal() uint64 { return c.droppedTotal.Load() }
 
 // Dropped reports whether seq was skipped by a drop policy (persisted),
 // as far as the cursor's exact memory of drops reaches: its
@@ -411,7 +407,7 @@ func (c *Cursor) skipLocked(seq uint64, pos int64, counted bool) uint64 {
 			c.dropped[1] = Range{From: c.dropped[1].To, To: min(c.dropped[0].From, c.dropped[0].To)}
 			c.dropped = slices.Delete(c.dropped, 0, 1)
 		}
-		c.droppedTotal += n
+		c.droppedTotal.Add(n)
 		c.s.st.dropped.Add(n)
 	}
 	c.acked = seq
@@ -488,7 +484,7 @@ const (
 
 // stateLocked is the cursor's state to persist.
 func (c *Cursor) stateLocked() cursorState {
-	return cursorState{acked: c.acked, droppedTotal: c.droppedTotal, born: c.born, dropped: slices.Clone(c.dropped)}
+	return cursorState{acked: c.acked, droppedTotal: c.droppedTotal.Load(), born: c.born, dropped: slices.Clone(c.dropped)}
 }
 
 // encodeSlot is one slot of an "SLC3" file holding st at generation gen.
@@ -677,7 +673,8 @@ func (s *Spool) loadCursors() error {
 		if err != nil {
 			return fmt.Errorf("spool: cursor %s: %w", name, err)
 		}
-		c.acked, c.droppedTotal, c.dropped, c.born = st.acked, st.droppedTotal, st.dropped, st.born
+		c.acked, c.dropped, c.born = st.acked, st.dropped, st.born
+		c.droppedTotal.Store(st.droppedTotal)
 		c.pgen = st.gen
 		if !c.dirty {
 			// Truncation goes by what the disk surely holds; until the
