@@ -133,14 +133,14 @@ func MinDeadletterBytes(maxMessage, maxHeader Bytes) Bytes {
 }
 
 // validateListenKafka checks the Kafka listener: a loopback host:port (it
-// has no authentication), partition counts from 1 to 100000.
+// has no TLS), partition counts from 1 to 100000.
 func (c *checker) validateListenKafka(cfg *Config) {
 	const p = envPrefix + "_LISTEN_KAFKA"
 	if cfg.ListenKafka != "" && c.ok(p) {
 		if err := checkHostPort(cfg.ListenKafka, true); err != nil {
 			c.fail(p, "%v", err)
 		} else if host, _, _ := net.SplitHostPort(cfg.ListenKafka); !isLoopback(host) {
-			c.fail(p, "must be a loopback address (127.0.0.1, [::1] or localhost): the Kafka listener has no authentication, got %q", cfg.ListenKafka)
+			c.fail(p, "must be a loopback address (127.0.0.1, [::1] or localhost): the Kafka listener has no TLS, got %q", cfg.ListenKafka)
 		}
 	}
 	if n := cfg.ListenKafkaPartitions; c.ok(p+"_PARTITIONS") && (n < 0 || n > maxPartitions) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,10 +22,12 @@ import (
 
 	"github.com/IBM/sarama"
 	kafkago "github.com/segmentio/kafka-go"
+	kafkagoplain "github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/sluiceio/sluice/internal/testenv"
 )
@@ -210,32 +213,83 @@ func TestE2EKafkaListenerGoClients(t *testing.T) {
 	}
 }
 
-// TestE2EKafkaListenerDoesNotAskForTheToken: with SLUICE_AUTH_TOKEN set
-// for the HTTP listener, the Kafka listener still takes a producer that
-// presents nothing, and the agent warns about it at start-up; without a
-// token there is no warning.
-func TestE2EKafkaListenerDoesNotAskForTheToken(t *testing.T) {
+// TestE2EKafkaListenerAsksForTheToken: with SLUICE_AUTH_TOKEN set, the
+// Kafka listener takes producers that authenticate with SASL/PLAIN and the
+// token as password: librdkafka (kcat), franz-go and kafka-go, each under
+// its own user name. A producer without SASL, or with a wrong password,
+// gets nothing spooled, and the refusals are counted. The HTTP listener
+// still wants the token too. What the cluster holds is exactly what the
+// authenticated producers sent.
+func TestE2EKafkaListenerAsksForTheToken(t *testing.T) {
+	kcat := requireKcat(t)
 	_, broker := newKfake(t, kfake.SeedTopics(1, "events"))
-	const warning = "the Kafka listener does not ask for SLUICE_AUTH_TOKEN"
-	plain, _ := startListener(t, broker, "events=1")
-	if strings.Contains(plain.logs(), warning) {
-		t.Errorf("warning without a token:\n%s", plain.logs())
-	}
-	p, kl := startListener(t, broker, "events=1", "SLUICE_AUTH_TOKEN=s3cret")
-	if !strings.Contains(p.logs(), warning) {
-		t.Errorf("no warning with a token:\n%s", p.logs())
-	}
+	const token = "s3cret"
+	p, kl := startListener(t, broker, "events=1", "SLUICE_AUTH_TOKEN="+token)
 	code, _, err := push(p.url, "events", []byte("over http"), "text/plain")
 	if err != nil || code != http.StatusUnauthorized {
 		t.Fatalf("HTTP push without the token: %d %v, want 401", code, err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kl), kgo.DefaultProduceTopic("events"))
-	if err != nil {
-		t.Fatal(err)
+	sasl := func(password string) []string {
+		return []string{"-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+			"-X", "sasl.username=kcat", "-X", "sasl.password=" + password}
 	}
-	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("over kafka")}).FirstErr(); err != nil {
-		t.Fatalf("Kafka produce without credentials: %v", err)
+	runKcatP(t, kcat, []byte("kcat-1\nkcat-2\n"), append([]string{"-P", "-b", kl, "-t", "events"}, sasl(token)...)...)
+
+	// Refused: kcat with a wrong password, franz-go and kafka-go without
+	// SASL or with a wrong password. kcat -P exits 0 with undelivered
+	// messages: its output says why.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kcat, append([]string{"-P", "-b", kl, "-t", "events", "-X", "message.timeout.ms=3000"},
+		sasl("wrong")...)...)
+	cmd.Stdin = strings.NewReader("kcat-wrong\n")
+	out, _ := cmd.CombinedOutput()
+	if !bytes.Contains(out, []byte("SASL authentication error: authentication failed")) {
+		t.Errorf("kcat with a wrong password: %s", out)
+	}
+	kgoProduce := func(value string, opts ...kgo.Opt) error {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kl), kgo.DefaultProduceTopic("events"),
+			kgo.RecordDeliveryTimeout(5 * time.Second)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		return cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(value)}).FirstErr()
+	}
+	if err := kgoProduce("kgo-none"); err == nil {
+		t.Error("franz-go without SASL: produced")
+	}
+	if err := kgoProduce("kgo-wrong", kgo.SASL(plain.Auth{User: "app", Pass: "wrong"}.AsMechanism())); !errors.Is(err, kerr.SaslAuthenticationFailed) {
+		t.Errorf("franz-go with a wrong password: %v, want SASL_AUTHENTICATION_FAILED", err)
+	}
+	kgoWrite := func(value, password string) error {
+		w := &kafkago.Writer{Addr: kafkago.TCP(kl), Topic: "events", RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond,
+			MaxAttempts: 1, Transport: &kafkago.Transport{SASL: kafkagoplain.Mechanism{Username: "kafka-go", Password: password}}}
+		defer w.Close()
+		return w.WriteMessages(ctx, kafkago.Message{Value: []byte(value)})
+	}
+	if err := kgoWrite("kafkago-wrong", "wrong"); err == nil {
+		t.Error("kafka-go with a wrong password: produced")
+	}
+
+	// Accepted: franz-go and kafka-go with the token.
+	if err := kgoProduce("kgo-1", kgo.SASL(plain.Auth{User: "app", Pass: token}.AsMechanism())); err != nil {
+		t.Fatalf("franz-go with the token: %v", err)
+	}
+	if err := kgoWrite("kafkago-1", token); err != nil {
+		t.Fatalf("kafka-go with the token: %v", err)
+	}
+	if n := metric(t, p, "sluice_kafka_listener_auth_failures_total"); n < 3 {
+		t.Errorf("auth failures counted: %v, want at least 3", n)
+	}
+	waitBacklogEmpty(t, p)
+	var got []string
+	for _, r := range kcatRead(t, kcat, broker, "events") {
+		got = append(got, string(r.value))
+	}
+	slices.Sort(got)
+	if want := []string{"kafkago-1", "kcat-1", "kcat-2", "kgo-1"}; !slices.Equal(got, want) {
+		t.Errorf("the cluster holds %q, want %q", got, want)
 	}
 }
 

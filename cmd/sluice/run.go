@@ -140,10 +140,6 @@ func runAgent() error {
 		}
 		defer kl.Close()
 		frontEnds = append(frontEnds, kl)
-		if c.AuthToken != "" {
-			log.Warn("the Kafka listener does not ask for SLUICE_AUTH_TOKEN: any process that reaches its loopback address can produce without it",
-				"listen_kafka", c.ListenKafka)
-		}
 	}
 	drainTimeout := c.DrainTimeout
 	if drainTimeout == 0 {
@@ -196,7 +192,7 @@ func newKafkaListener(c *config.Config, log *slog.Logger, set *metrics.Set) (*ka
 		Addr: c.ListenKafka, StateDir: filepath.Join(c.SpoolDir, "kafka-listener"),
 		Partitions: parts, DefaultPartitions: int32(c.ListenKafkaPartitions), Mirror: c.ListenKafkaMirror,
 		MaxRequestBytes: int(c.MaxRequestBytes), MaxInflightBytes: int64(c.MaxInflightBytes),
-		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
+		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, Token: c.AuthToken,
 		Logger: log.With("front_end", "kafka"), Metrics: set,
 	})
 }

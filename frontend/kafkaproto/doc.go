@@ -51,6 +51,9 @@
 //     partition named twice in one request: INVALID_REQUEST; a topic no
 //     sink takes: UNKNOWN_TOPIC_OR_PARTITION.
 //
+// With Options.Token set, a connection must authenticate with SASL/PLAIN
+// (the token as password) before anything but ApiVersions (sasl.go).
+//
 // Hostile input: Produce frames over MaxProduceBytes (100 MiB), Metadata
 // requests over 256 KiB, other requests over 16 KiB, malformed requests, unknown APIs and versions,
 // and a Metadata request whose answer would list more than 65,536

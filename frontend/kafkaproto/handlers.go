@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sort"
+	"slices"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -58,6 +58,7 @@ type response interface {
 // flexibleFrom is the first flexible version of each served request.
 var flexibleFrom = map[int16]int16{
 	keyProduce: 9, keyFetch: 12, keyMetadata: 9, keyFindCoordinator: 3, keyApiVersions: 3, keyInitProducerID: 2,
+	keySaslAuthenticate: 2,
 }
 
 // parseHeader decodes a request header: key, version, correlation id,
@@ -80,12 +81,28 @@ func parseHeader(frame []byte) (header, []byte, error) {
 // errUnsupported closes the connection: an API or version not advertised.
 var errUnsupported = errors.New("API or version not supported")
 
+// supported is the version range of an API this server advertises.
+func (s *Server) supported(key int16) (apiRange, bool) {
+	if rng, ok := advertised[key]; ok {
+		return rng, true
+	}
+	if s.opts.Token != "" {
+		rng, ok := saslAPIs[key]
+		return rng, ok
+	}
+	return apiRange{}, false
+}
+
 // handle answers one request; a nil response means none is sent (acks=0).
-func (s *Server) handle(c net.Conn, h header, body []byte) (response, error) {
+// With errAnswerThenClose the response is sent and the connection closed.
+func (s *Server) handle(c net.Conn, st *session, h header, body []byte) (response, error) {
 	s.m.request(h.key)
-	rng, ok := advertised[h.key]
+	rng, ok := s.supported(h.key)
 	if !ok {
 		return nil, errUnsupported
+	}
+	if !st.authed && !preAuth(h.key) {
+		return nil, errUnauthenticated
 	}
 	if h.key == keyApiVersions {
 		return s.apiVersions(h), nil
@@ -119,6 +136,10 @@ func (s *Server) handle(c net.Conn, h header, body []byte) (response, error) {
 		return resp, nil
 	case *kmsg.FetchRequest:
 		return s.fetch(req), nil
+	case *kmsg.SASLHandshakeRequest:
+		return s.saslHandshake(st, req)
+	case *kmsg.SASLAuthenticateRequest:
+		return s.saslAuthenticate(st, req)
 	}
 	return nil, errUnsupported
 }
@@ -128,7 +149,7 @@ func (s *Server) handle(c net.Conn, h header, body []byte) (response, error) {
 // which makes clients retry at a version we serve (KIP-511).
 func (s *Server) apiVersions(h header) response {
 	resp := kmsg.NewPtrApiVersionsResponse()
-	rng := advertised[keyApiVersions]
+	rng, _ := s.supported(keyApiVersions)
 	if h.version > rng.max || h.version < 0 {
 		resp.Version = 0
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
@@ -138,14 +159,20 @@ func (s *Server) apiVersions(h header) response {
 		return resp
 	}
 	resp.Version = h.version
-	keys := make([]int16, 0, len(advertised))
+	var keys []int16
 	for k := range advertised {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	if s.opts.Token != "" {
+		for k := range saslAPIs {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
 	for _, key := range keys {
+		rng, _ := s.supported(key)
 		k := kmsg.NewApiVersionsResponseApiKey()
-		k.ApiKey, k.MinVersion, k.MaxVersion = key, advertised[key].min, advertised[key].max
+		k.ApiKey, k.MinVersion, k.MaxVersion = key, rng.min, rng.max
 		resp.ApiKeys = append(resp.ApiKeys, k)
 	}
 	return resp
@@ -203,7 +230,7 @@ func (s *Server) metadata(c net.Conn, req *kmsg.MetadataRequest) (response, erro
 				names = append(names, t)
 			}
 		}
-		sort.Strings(names)
+		slices.Sort(names)
 	} else {
 		seen := make(map[string]bool, min(len(req.Topics), 64))
 		for _, t := range req.Topics {

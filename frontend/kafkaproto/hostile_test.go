@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"net"
@@ -192,12 +193,14 @@ func FuzzRequest(f *testing.F) {
 			r.Version = 11
 			return r
 		}(),
+		&kmsg.SASLHandshakeRequest{Version: 1, Mechanism: "PLAIN"},
+		&kmsg.SASLAuthenticateRequest{Version: 2, SASLAuthBytes: []byte("\x00u\x00token")},
 	}
 	for _, r := range seeds {
 		f.Add(frame(r, 1)[4:])
 	}
 	dir := f.TempDir()
-	o := Options{StateDir: dir, Logger: quiet(), MaxRequestBytes: 1 << 20}
+	o := Options{StateDir: dir, Logger: quiet(), MaxRequestBytes: 1 << 20, Token: "token"}
 	o.setDefaults()
 	pids, err := openProducers(dir, 100)
 	if err != nil {
@@ -219,8 +222,11 @@ func FuzzRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		resp, err := s.handle(c1, h, body)
-		if err == nil && resp != nil {
+		// Authenticated, or not yet with a handshake made (odd lengths):
+		// the SASL handlers are reached in both states.
+		st := &session{authed: len(frame)%2 == 0, handshake: len(frame)%2 == 1}
+		resp, err := s.handle(c1, st, h, body)
+		if (err == nil || errors.Is(err, errAnswerThenClose)) && resp != nil {
 			resp.AppendTo(nil)
 		}
 	})

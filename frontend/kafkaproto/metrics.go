@@ -15,15 +15,19 @@ type serverMetrics struct {
 	badRequests *metrics.Counter
 	records     *metrics.Counter
 	duplicates  *metrics.Counter
+	// authFailures counts refused SASL exchanges (wrong password,
+	// mechanism other than PLAIN, out of order).
+	authFailures *metrics.Counter
 }
 
 func newServerMetrics(set *metrics.Set) *serverMetrics {
 	m := &serverMetrics{
-		set:         set,
-		refused:     set.GetOrCreateCounter(`sluice_kafka_listener_connections_refused_total`),
-		badRequests: set.GetOrCreateCounter(`sluice_kafka_listener_bad_requests_total`),
-		records:     set.GetOrCreateCounter(`sluice_kafka_listener_records_total`),
-		duplicates:  set.GetOrCreateCounter(`sluice_kafka_listener_duplicate_batches_total`),
+		set:          set,
+		refused:      set.GetOrCreateCounter(`sluice_kafka_listener_connections_refused_total`),
+		badRequests:  set.GetOrCreateCounter(`sluice_kafka_listener_bad_requests_total`),
+		records:      set.GetOrCreateCounter(`sluice_kafka_listener_records_total`),
+		duplicates:   set.GetOrCreateCounter(`sluice_kafka_listener_duplicate_batches_total`),
+		authFailures: set.GetOrCreateCounter(`sluice_kafka_listener_auth_failures_total`),
 	}
 	set.GetOrCreateGauge(`sluice_kafka_listener_connections`, func() float64 { return float64(m.conns.Load()) })
 	return m

@@ -2,6 +2,7 @@ package kafkaproto
 
 import (
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"io"
 	"net"
@@ -90,10 +91,12 @@ func (r *rawConn) readFrame() ([]byte, error) {
 	return body, err
 }
 
-// closed reports whether the server closed the connection (read hits EOF).
+// closed reports whether the server closed the connection: a read hits
+// EOF (or a reset), not the 10 s deadline.
 func (r *rawConn) closed() bool {
 	_, err := r.readFrame()
-	return err != nil
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // recordBatch builds a magic-2 batch of values with a valid CRC32C.

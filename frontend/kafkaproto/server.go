@@ -72,6 +72,11 @@ type Options struct {
 	// "spool full" error; default 1000.
 	ThrottleMillis int32
 
+	// Token, when set, is the password every connection must present
+	// with SASL/PLAIN (any user name) before anything but ApiVersions
+	// (sasl.go). Empty: no authentication.
+	Token string
+
 	Logger  *slog.Logger
 	Metrics *metrics.Set // default: a new set
 }
@@ -297,6 +302,7 @@ func (s *Server) untrack(c net.Conn) {
 func (s *Server) serveConn(c net.Conn) {
 	var sizeBuf [4]byte
 	var buf []byte
+	st := session{authed: s.opts.Token == ""}
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		if _, err := io.ReadFull(c, sizeBuf[:]); err != nil {
@@ -304,8 +310,19 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
 		size := int(binary.BigEndian.Uint32(sizeBuf[:]))
+		if st.rawPlain {
+			if !s.rawPlain(c, &st, size) {
+				return
+			}
+			continue
+		}
 		if size < 8 || size > s.opts.MaxProduceBytes {
 			s.closeBad(c, fmt.Errorf("frame of %d bytes", int32(size)))
+			return
+		}
+		if !st.authed && size > maxSmallControlBytes {
+			// Only small requests are allowed before authentication.
+			s.closeBad(c, fmt.Errorf("frame of %d bytes before SASL authentication", size))
 			return
 		}
 		// Read the key first: only Produce may be large.
@@ -333,10 +350,13 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		// Waiting for the budget is not the peer's slowness.
 		_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
-		resp, h, err := s.serveFrame(c, &buf, head, size)
+		resp, h, err := s.serveFrame(c, &st, &buf, head, size)
 		s.mem.release(cost)
 		if cap(buf) > 1<<20 {
 			buf = nil
+		}
+		if errors.Is(err, errAnswerThenClose) && resp != nil {
+			_ = s.write(c, h, resp)
 		}
 		if err != nil {
 			s.closeBad(c, err)
@@ -354,7 +374,7 @@ func (s *Server) serveConn(c net.Conn) {
 // serveFrame reads the rest of a frame of size bytes (its first 4 in
 // head) into *buf and handles it. A nil response with a nil error sends
 // nothing (acks=0).
-func (s *Server) serveFrame(c net.Conn, buf *[]byte, head []byte, size int) (response, header, error) {
+func (s *Server) serveFrame(c net.Conn, st *session, buf *[]byte, head []byte, size int) (response, header, error) {
 	if cap(*buf) < size {
 		if size <= 1<<20 {
 			*buf = append((*buf)[:4], make([]byte, size-4)...)
@@ -372,9 +392,9 @@ func (s *Server) serveFrame(c net.Conn, buf *[]byte, head []byte, size int) (res
 	if err != nil {
 		return nil, h, err
 	}
-	resp, err := s.handle(c, h, body)
+	resp, err := s.handle(c, st, h, body)
 	if err != nil {
-		return nil, h, fmt.Errorf("%s v%d: %w", apiName(h.key), h.version, err)
+		return resp, h, fmt.Errorf("%s v%d: %w", apiName(h.key), h.version, err)
 	}
 	return resp, h, nil
 }
