@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,5 +285,30 @@ func TestAcceptErrors(t *testing.T) {
 				t.Errorf("%v retriable=%v", tc.want, tc.want.Retriable)
 			}
 		})
+	}
+}
+
+// TestUnknownKeysShareOneSeries: requests with keys no Kafka version
+// defines are counted under api="unknown", not one series per key a peer
+// makes up.
+func TestUnknownKeysShareOneSeries(t *testing.T) {
+	e := start(t, t.TempDir(), Options{})
+	for _, key := range []uint16{9999, 12345, 30000, 0xffff} {
+		c := dial(t, e.srv.Addr())
+		b := binary.BigEndian.AppendUint32(nil, 10)
+		b = binary.BigEndian.AppendUint16(b, key)
+		b = append(b, 0, 0, 0, 0, 0, 1, 0xff, 0xff) // version, correlation id, null client id
+		c.send(b)
+		if !c.closed() {
+			t.Fatalf("key %d: connection not closed", key)
+		}
+	}
+	var out bytes.Buffer
+	e.srv.m.set.WritePrometheus(&out)
+	if !strings.Contains(out.String(), `sluice_kafka_listener_requests_total{api="unknown"} 4`) {
+		t.Errorf("no unknown series counting 4:\n%s", out.String())
+	}
+	if n := strings.Count(out.String(), "sluice_kafka_listener_requests_total{"); n != 1 {
+		t.Errorf("%d request series, want 1:\n%s", n, out.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // serverMetrics are the listener's Prometheus series.
@@ -33,8 +34,15 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 	return m
 }
 
+// request counts a request by API. Keys no Kafka version defines share
+// the label "unknown": a peer cycling through 65,536 keys must not make as
+// many series.
 func (m *serverMetrics) request(key int16) {
-	m.set.GetOrCreateCounter(`sluice_kafka_listener_requests_total{api="` + apiName(key) + `"}`).Inc()
+	name := "unknown"
+	if kmsg.RequestForKey(key) != nil {
+		name = kmsg.NameForKey(key)
+	}
+	m.set.GetOrCreateCounter(`sluice_kafka_listener_requests_total{api="` + name + `"}`).Inc()
 }
 
 func (m *serverMetrics) produceError(code int16) {
