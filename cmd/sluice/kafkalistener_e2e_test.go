@@ -467,6 +467,42 @@ func TestE2EKafkaListenerJavaClient(t *testing.T) {
 	}
 }
 
+// TestE2EKafkaListenerJavaClientSASL: the Java client authenticates with
+// SASL/PLAIN and SLUICE_AUTH_TOKEN as its password, and produces; with a
+// wrong password it fails with an authentication error and spools nothing.
+func TestE2EKafkaListenerJavaClientSASL(t *testing.T) {
+	cp := os.Getenv("SLUICE_KAFKA_CLIENTS_CP")
+	java, err := exec.LookPath("java")
+	if cp == "" || err != nil {
+		testenv.Missing(t, "the Java Kafka client", "java 17 and scripts/deps/kafkaclients.sh (exports SLUICE_KAFKA_CLIENTS_CP)")
+	}
+	_, broker := newKfake(t, kfake.SeedTopics(1, "jv"))
+	p, kl := startListener(t, broker, "jv=1", "SLUICE_AUTH_TOKEN=s3cret")
+	run := func(password string, n int) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, java, "-cp", cp, "testdata/JavaProducer.java", kl, "jv", strconv.Itoa(n), "none")
+		cmd.Env = append(os.Environ(), "SASL_PASSWORD="+password)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("s3cret", 20)
+	if err != nil {
+		t.Fatalf("java producer with the token: %v\n%s", err, out)
+	}
+	if n := strings.Count(out, "java-none-"); n != 20 {
+		t.Fatalf("java acknowledged %d records, want 20:\n%s", n, out)
+	}
+	// One record: the client logs in again for each send, a second apart.
+	out, err = run("wrong", 1)
+	if err == nil || !strings.Contains(out, "SaslAuthenticationException") {
+		t.Errorf("java producer with a wrong password: %v\n%s", err, out)
+	}
+	if n := metric(t, p, "sluice_kafka_listener_records_total"); n != 20 {
+		t.Errorf("%v records spooled, want the 20 authenticated ones", n)
+	}
+}
+
 // TestE2EKafkaListenerSarama: Sarama's SyncProducer (idempotent, acks
 // all, its FNV-1a hash partitioner) with every codec.
 func TestE2EKafkaListenerSarama(t *testing.T) {

@@ -2,6 +2,8 @@
 // idempotent and acks=all (the client's defaults, set explicitly), one
 // producer per compression codec, default partitioner. Prints
 // "<value> <partition>" per acknowledged record; exits 1 on any error.
+// With SASL_PASSWORD in the environment it authenticates with SASL/PLAIN
+// (user "java", that password).
 //
 //   java -cp "$SLUICE_KAFKA_CLIENTS_CP" JavaProducer.java <bootstrap> <topic> <records> <codec>...
 import java.util.Properties;
@@ -28,6 +30,12 @@ public class JavaProducer {
             p.put("delivery.timeout.ms", "60000");
             p.put("key.serializer", StringSerializer.class.getName());
             p.put("value.serializer", StringSerializer.class.getName());
+            String password = System.getenv("SASL_PASSWORD");
+            if (password != null) {
+                p.put("security.protocol", "SASL_PLAINTEXT");
+                p.put("sasl.mechanism", "PLAIN");
+                p.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"java\" password=\"" + password + "\";");
+            }
             try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
                 List<Future<RecordMetadata>> acks = new ArrayList<>();
                 List<String> values = new ArrayList<>();
