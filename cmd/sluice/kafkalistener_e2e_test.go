@@ -240,16 +240,17 @@ func TestE2EKafkaListenerAsksForTheToken(t *testing.T) {
 	// messages: its output says why.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kcat, append([]string{"-P", "-b", kl, "-t", "events", "-X", "message.timeout.ms=3000"},
+	cmd := exec.CommandContext(ctx, kcat, append([]string{"-P", "-b", kl, "-t", "events", "-X", "message.timeout.ms=1500"},
 		sasl("wrong")...)...)
 	cmd.Stdin = strings.NewReader("kcat-wrong\n")
 	out, _ := cmd.CombinedOutput()
 	if !bytes.Contains(out, []byte("SASL authentication error: authentication failed")) {
 		t.Errorf("kcat with a wrong password: %s", out)
 	}
+	// Short delivery timeouts for the refused (the last option wins).
 	kgoProduce := func(value string, opts ...kgo.Opt) error {
 		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kl), kgo.DefaultProduceTopic("events"),
-			kgo.RecordDeliveryTimeout(5 * time.Second)}, opts...)...)
+			kgo.RecordDeliveryTimeout(1500 * time.Millisecond)}, opts...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +274,7 @@ func TestE2EKafkaListenerAsksForTheToken(t *testing.T) {
 	}
 
 	// Accepted: franz-go and kafka-go with the token.
-	if err := kgoProduce("kgo-1", kgo.SASL(plain.Auth{User: "app", Pass: token}.AsMechanism())); err != nil {
+	if err := kgoProduce("kgo-1", kgo.SASL(plain.Auth{User: "app", Pass: token}.AsMechanism()), kgo.RecordDeliveryTimeout(time.Minute)); err != nil {
 		t.Fatalf("franz-go with the token: %v", err)
 	}
 	if err := kgoWrite("kafkago-1", token); err != nil {
