@@ -16,8 +16,10 @@ import (
 // SASL/PLAIN authentication, on when Options.Token is set: a connection
 // may send ApiVersions, SaslHandshake (v1, mechanism PLAIN) and
 // SaslAuthenticate, and nothing else, until it authenticated with the
-// token as its password. What Kafka's broker does, and so what clients
-// expect:
+// token as its password, and must do so within ReadTimeout of connecting.
+// Its frames are at most maxSmallControlBytes and not charged to the
+// in-flight budget (serveConn). What Kafka's broker does, and so what
+// clients expect:
 //
 //   - any other request first closes the connection (Kafka: "Unexpected
 //     Kafka request ... during SASL handshake");
@@ -121,7 +123,7 @@ func plainPasswordIs(msg []byte, token string) bool {
 // token; false (close the connection) otherwise.
 func (s *Server) rawPlain(c net.Conn, st *session, size int) bool {
 	st.rawPlain = false
-	if size > maxSmallControlBytes {
+	if size < 0 || size > maxSmallControlBytes { // < 0: a 32-bit int
 		s.closeBad(c, fmt.Errorf("SASL PLAIN message of %d bytes", size))
 		return false
 	}

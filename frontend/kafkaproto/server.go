@@ -303,12 +303,22 @@ func (s *Server) serveConn(c net.Conn) {
 	var sizeBuf [4]byte
 	var buf []byte
 	st := session{authed: s.opts.Token == ""}
+	// A connection that has not authenticated gets ReadTimeout from its
+	// start to do so, not IdleTimeout: quiet unauthenticated connections
+	// would otherwise hold MaxConnections against producers with the token.
+	authBy := time.Now().Add(s.opts.ReadTimeout)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+		if st.authed {
+			_ = c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+		} else {
+			_ = c.SetReadDeadline(authBy)
+		}
 		if _, err := io.ReadFull(c, sizeBuf[:]); err != nil {
 			return
 		}
-		_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		if st.authed {
+			_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		}
 		size := int(binary.BigEndian.Uint32(sizeBuf[:]))
 		if st.rawPlain {
 			if !s.rawPlain(c, &st, size) {
@@ -334,7 +344,19 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		key, cost := binary.BigEndian.Uint16(head), int64(size)
-		if key != keyProduce {
+		switch {
+		case !st.authed && !preAuth(int16(key)):
+			s.closeBad(c, fmt.Errorf("request key %d: %w", key, errUnauthenticated))
+			return
+		case !st.authed:
+			// Not charged to the budget producers share, or peers
+			// without the token could hold it all (a frame's charge is
+			// taken before its body arrives). Such a frame is at most
+			// maxSmallControlBytes, one per connection, and is decoded as
+			// soon as it is read (about 54 times its size, measured, for
+			// a frame of nothing but tags).
+			cost = 0
+		case key != keyProduce:
 			limit := maxSmallControlBytes
 			if key == keyMetadata {
 				limit = maxControlBytes
@@ -345,11 +367,14 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 			cost *= controlExpansion
 		}
-		if !s.mem.acquire(cost) {
+		if cost > 0 && !s.mem.acquire(cost) {
 			return
 		}
-		// Waiting for the budget is not the peer's slowness.
-		_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		// Waiting for the budget is not the peer's slowness (but does not
+		// extend the time to authenticate).
+		if st.authed {
+			_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		}
 		resp, h, err := s.serveFrame(c, &st, &buf, head, size)
 		s.mem.release(cost)
 		if cap(buf) > 1<<20 {
