@@ -91,12 +91,25 @@ func (r *rawConn) readFrame() ([]byte, error) {
 	return body, err
 }
 
-// closed reports whether the server closed the connection: a read hits
-// EOF (or a reset), not the 10 s deadline.
-func (r *rawConn) closed() bool {
-	_, err := r.readFrame()
+// closed reports whether the server closed the connection within 10 s
+// (EOF or a reset), sending nothing first.
+func (r *rawConn) closed() bool { return closedWithin(r, 10*time.Second) }
+
+// wait reads one byte within d: whether something came, and whether the
+// server closed the connection instead (neither: the deadline passed).
+func (r *rawConn) wait(d time.Duration) (data, closed bool) {
+	_ = r.c.SetReadDeadline(time.Now().Add(d))
+	var b [1]byte
+	_, err := r.c.Read(b[:])
 	var ne net.Error
-	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	return err == nil, err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// closedWithin reports whether the server closed the connection within d,
+// sending nothing first.
+func closedWithin(r *rawConn, d time.Duration) bool {
+	_, closed := r.wait(d)
+	return closed
 }
 
 // recordBatch builds a magic-2 batch of values with a valid CRC32C.

@@ -2,8 +2,6 @@ package kafkaproto
 
 import (
 	"encoding/binary"
-	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -31,11 +29,8 @@ func saslAuthV2Frame(count uint64, rest []byte) []byte {
 // answeredOrClosedWithin reports whether, within d, the server either
 // sends something or closes the connection.
 func answeredOrClosedWithin(r *rawConn, d time.Duration) bool {
-	_ = r.c.SetReadDeadline(time.Now().Add(d))
-	var b [1]byte
-	_, err := r.c.Read(b[:])
-	var ne net.Error
-	return err == nil || !(errors.As(err, &ne) && ne.Timeout())
+	data, closed := r.wait(d)
+	return data || closed
 }
 
 // TestClaimedTagCountsDoNotSpin: a flexible request whose tag section

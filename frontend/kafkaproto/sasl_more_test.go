@@ -3,8 +3,6 @@ package kafkaproto
 import (
 	"context"
 	"encoding/binary"
-	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -26,18 +24,6 @@ func authedConn(t *testing.T, addr string) *rawConn {
 		t.Fatalf("authenticate: %v", kerr.ErrorForCode(a.ErrorCode))
 	}
 	return r
-}
-
-// closedWithin reports whether the server closed the connection within d.
-func closedWithin(r *rawConn, d time.Duration) bool {
-	_ = r.c.SetReadDeadline(time.Now().Add(d))
-	var b [1]byte
-	_, err := r.c.Read(b[:])
-	var ne net.Error
-	if err == nil {
-		return false
-	}
-	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // TestUnauthenticatedRequestClosedBeforeItsBody: before authentication, a
