@@ -148,6 +148,14 @@ func dropForgottenStatus() SinkStatus {
 		Error: "among the older drops of a backlog policy, which are no longer told apart from what was delivered between them: delivered or dropped"}
 }
 
+// lostStatus: the record was lost to damage in its spool segment
+// (spool.Lost): quarantined at start-up or skipped by a read, before or
+// after it was delivered.
+func lostStatus() SinkStatus {
+	return SinkStatus{Status: "unknown", Reason: "spool_damaged",
+		Error: "the spool segment holding this message was found damaged and its rest skipped: delivered before that, or lost"}
+}
+
 func forgottenStatus() SinkStatus {
 	return SinkStatus{Status: "unknown", Reason: "deadletter_forgotten",
 		Error: "acknowledged by the sink, but the dead-letter record of this message may have been discarded (dead-letter index or log full): delivered or dead-lettered"}

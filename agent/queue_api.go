@@ -416,7 +416,11 @@ func (a *Agent) queueStatuses(sid spool.ID, targets []string, dead map[string]dl
 			continue
 		}
 		ss := SinkStatus{Status: q.seqState(sid)}
-		if ss.Status == "unknown" {
+		switch {
+		case a.sp.Lost(sid) && (ss.Status == "delivered" || ss.Status == "unknown"):
+			// Passed unread, or after its ack: never a false delivered.
+			ss = lostStatus()
+		case ss.Status == "unknown":
 			ss = dropForgottenStatus()
 		}
 		if ss.Status == "delivered" && a.dl.mayHaveForgotten(q.spec.Name, sid.Seq) {

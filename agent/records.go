@@ -306,6 +306,8 @@ func (a *Agent) statusOf(sid spool.ID, id string, targets []string) Status {
 			ss.Status = "dropped"
 		case f.cursor.DropForgotten(sid.Seq) && !f.deliveredAfterDrop(sid) && !f.deliveredAhead(sid):
 			ss = dropForgottenStatus() // never a false delivered, nor a false dropped
+		case f.cursor.Acked() >= sid.Seq && a.sp.Lost(sid) && !f.deliveredAhead(sid):
+			ss = lostStatus() // the cursor moved past it unread, or after it was delivered
 		case f.cursor.Acked() >= sid.Seq && a.dl.mayHaveForgotten(f.spec.Name, sid.Seq):
 			ss = forgottenStatus() // never a false delivered (deadletter_forgotten.go)
 		case f.cursor.Acked() >= sid.Seq || f.deliveredAhead(sid):

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 )
 
@@ -43,10 +44,13 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 			}
 			if err != nil {
 				// Framing damaged after Open: skip the rest of the
-				// segment, count it, keep serving.
+				// segment, count it, note its records lost (lost.go),
+				// keep serving.
 				s.st.corruptions.Add(1)
-				s.log.Error("spool segment unreadable past this point; skipping to the next segment",
-					"cursor", c.name, "segment", filepath.Base(seg.path), "offset", pos-seg.base, "err", err)
+				s.log.Error("spool segment unreadable past this point; skipping to the next segment, its records there lost",
+					"cursor", c.name, "segment", filepath.Base(seg.path), "offset", pos-seg.base,
+					"first_lost", c.next, "last_lost", seg.last, "err", err)
+				s.addLost(c.next, seg.last)
 				end = seg.base + seg.size
 			}
 			c.nextPos = end
@@ -201,6 +205,14 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		}
 		from = max(from, s.segs[0].first, 1)
 		pos, err := s.posOf(from - 1)
+		if errors.Is(err, ErrCorrupt) {
+			// Damaged framing before from in its segment: from and the
+			// rest of that segment cannot be found.
+			seg := s.segs[sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= from })]
+			s.mu.Unlock()
+			from = s.skipDamaged(from, seg, err)
+			continue
+		}
 		if err != nil {
 			s.mu.Unlock()
 			return nil, err
@@ -219,6 +231,10 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		}
 		recs, _, _, err := readFrames(f, seg, pos, maxRecords, maxBytes, nil)
 		f.Close()
+		if errors.Is(err, ErrCorrupt) {
+			from = s.skipDamaged(from, seg, err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -237,4 +253,15 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		}
 		from = next
 	}
+}
+
+// skipDamaged is ReadFrom's answer to framing it cannot parse from record
+// from on in seg: the rest of the segment is noted lost (lost.go), as a
+// cursor's read skips it, and reading goes on after it.
+func (s *Spool) skipDamaged(from uint64, seg segment, err error) uint64 {
+	s.st.corruptions.Add(1)
+	s.log.Error("spool segment unreadable past this point; skipping to the next segment, its records there lost",
+		"segment", filepath.Base(seg.path), "first_lost", from, "last_lost", seg.last, "err", err)
+	s.addLost(from, seg.last)
+	return seg.last + 1
 }

@@ -105,6 +105,11 @@
 //   - Damaged framing inside a closed segment: Open moves the rest of that
 //     segment to quarantine/, counts the sequences lost, and keeps the
 //     records before and after it.
+//   - Damaged framing found by a read after Open (Cursor.Read, ReadFrom):
+//     the rest of that segment is skipped, counted, and reading goes on
+//     with the next. Records lost either way are noted (Spool.Lost,
+//     lost.go), so that a cursor moving past them is not taken for their
+//     delivery.
 //   - Damaged payload (CRC mismatch) with intact framing: kept, and handed
 //     to the reader with Record.Corrupt so the agent can dead-letter it.
 //   - Write or fsync failure (ENOSPC → ErrDiskFull, else ErrIO): the batch

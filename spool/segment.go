@@ -138,6 +138,7 @@ type Quarantine struct {
 	Offset      int64  // where the damaged framing starts
 	Bytes       int64  // bytes moved to the quarantine directory
 	LostRecords uint64 // sequences that cannot be read any more
+	FirstLost   uint64 // the first of them
 	File        string // where the bytes went ("" in a dry run)
 }
 
@@ -268,6 +269,7 @@ func recoverWAL(dir, quarantineDir string, dryRun bool, zf zeroFillRule) ([]segm
 				Offset:      r.badAt,
 				Bytes:       size - r.badAt,
 				LostRecords: w.segs[i+1].first - (sf.first + r.count),
+				FirstLost:   sf.first + r.count,
 			}
 			if !dryRun {
 				q.File, err = quarantine(quarantineDir, sf.path, data[r.badAt:], r.badAt)

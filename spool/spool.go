@@ -197,6 +197,11 @@ type Spool struct {
 
 	cutCursors []*Cursor // moved back to a cut tail by this Open, to persist before it returns
 
+	// lost notes records lost to damage (lost.go); lostMu serializes
+	// its writers, readers take no lock.
+	lost   atomic.Pointer[[]lostRange]
+	lostMu sync.Mutex
+
 	st stats
 }
 
@@ -369,6 +374,12 @@ func (s *Spool) open() error {
 		if err := s.writeMetaAtOpen(); err != nil {
 			return err
 		}
+	}
+	if err := s.loadLost(); err != nil {
+		return err
+	}
+	for _, q := range rec.Quarantined {
+		s.addLost(q.FirstLost, q.FirstLost+q.LostRecords-1)
 	}
 	return s.loadCursors()
 }
@@ -611,6 +622,9 @@ func (s *Spool) posOf(seq uint64) (int64, error) {
 	seg := s.segs[i]
 	if seq < seg.first { // in a quarantined gap
 		return seg.base, nil
+	}
+	if seq == seg.last { // its segment's end: known without parsing (damage before it)
+		return seg.base + seg.size, nil
 	}
 	data, q, off, err := seg.chunk(seq)
 	if err != nil {

@@ -12,7 +12,7 @@ type stats struct {
 	writeErrors, repairs       atomic.Uint64
 	quarantines, corruptions   atomic.Uint64
 	truncations, truncateNanos atomic.Uint64
-	cursorResets               atomic.Uint64
+	cursorResets, lostRecords  atomic.Uint64
 	gathers, gatherTimeouts    atomic.Uint64
 }
 
@@ -30,6 +30,7 @@ type Stats struct {
 	Repairs        uint64 // torn tails cut at Open
 	Quarantines    uint64 // damaged closed-segment tails set aside
 	Corruptions    uint64 // payload CRC failures and unreadable framing seen
+	LostRecords    uint64 // sequences noted lost to damage (lost.go), since Open
 	Truncations    uint64
 	TruncateTime   time.Duration // total
 	CursorResets   uint64        // cursors restarted at the oldest record
@@ -59,6 +60,7 @@ func (s *Spool) Stats() Stats {
 		Repairs:        s.st.repairs.Load(),
 		Quarantines:    s.st.quarantines.Load(),
 		Corruptions:    s.st.corruptions.Load(),
+		LostRecords:    s.st.lostRecords.Load(),
 		Truncations:    s.st.truncations.Load(),
 		TruncateTime:   time.Duration(s.st.truncateNanos.Load()),
 		CursorResets:   s.st.cursorResets.Load(),
