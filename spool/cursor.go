@@ -711,7 +711,7 @@ func (s *Spool) Get(seq uint64) (Record, error) {
 		return Record{}, ErrNoRecord
 	}
 	i := slices.IndexFunc(s.segs, func(sg segment) bool { return sg.last >= seq })
-	seg := s.segs[i]
+	seg := s.withResumeLocked(s.segs[i])
 	s.mu.Unlock()
 	if seq < seg.first {
 		return Record{}, ErrNoRecord

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,7 +51,8 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 				s.log.Error("spool segment unreadable past this point; skipping to the next segment, its records there lost",
 					"cursor", c.name, "segment", filepath.Base(seg.path), "offset", pos-seg.base,
 					"first_lost", c.next, "last_lost", seg.last, "err", err)
-				s.addLost(c.next, seg.last)
+				s.addLost(c.next, seg.last, s.epoch)
+				s.addResumeLocked(seg.last+1, seg.base+seg.size)
 				end = seg.base + seg.size
 			}
 			c.nextPos = end
@@ -205,7 +207,7 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		}
 		from = max(from, s.segs[0].first, 1)
 		pos, err := s.posOf(from - 1)
-		if errors.Is(err, ErrCorrupt) {
+		if damaged(err) {
 			// Damaged framing before from in its segment: from and the
 			// rest of that segment cannot be found.
 			seg := s.segs[sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= from })]
@@ -231,7 +233,7 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		}
 		recs, _, _, err := readFrames(f, seg, pos, maxRecords, maxBytes, nil)
 		f.Close()
-		if errors.Is(err, ErrCorrupt) {
+		if damaged(err) {
 			from = s.skipDamaged(from, seg, err)
 			continue
 		}
@@ -255,13 +257,23 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 	}
 }
 
-// skipDamaged is ReadFrom's answer to framing it cannot parse from record
-// from on in seg: the rest of the segment is noted lost (lost.go), as a
-// cursor's read skips it, and reading goes on after it.
+// damaged says whether a read error is damage to published bytes: framing
+// that does not parse, or a file shorter than what was written to it.
+// Other errors (a file that cannot be opened, EIO) are returned.
+func damaged(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// skipDamaged is ReadFrom's answer to damage from record from on in seg
+// (as it was when read): the rest of the segment is noted lost (lost.go),
+// as a cursor's read skips it, and reading goes on after it.
 func (s *Spool) skipDamaged(from uint64, seg segment, err error) uint64 {
 	s.st.corruptions.Add(1)
 	s.log.Error("spool segment unreadable past this point; skipping to the next segment, its records there lost",
 		"segment", filepath.Base(seg.path), "first_lost", from, "last_lost", seg.last, "err", err)
-	s.addLost(from, seg.last)
+	s.addLost(from, seg.last, s.epoch)
+	s.mu.Lock()
+	s.addResumeLocked(seg.last+1, seg.base+seg.size)
+	s.mu.Unlock()
 	return seg.last + 1
 }

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,13 +24,22 @@ import (
 // past that the two oldest are merged with what lies between them: a
 // record there may read lost when it was not, never the reverse.
 //
-// The note is written after the quarantine it records: a crash between
-// the two, or a disk that refuses the write (logged), forgets it at the
-// next Open.
+// A quarantine's note is written before the segment is cut, with the
+// highest epoch (sequences in closed segments are never taken again); a
+// disk that refuses the write (logged) forgets it at the next Open.
+//
+// After a skip, the records appended behind the damage are read in order
+// by position, but a read by sequence (ReadFrom, Get) parses the segment
+// from a sparse mark before the damage: the skip records where reading
+// resumes (Spool.resume), so those find them. A record after damaged
+// framing that no skip has passed yet, read by sequence, is skipped and
+// noted lost although its own bytes are intact (its position is known only
+// by parsing over the damage).
 
 const (
-	lostFileName  = "lost-records"
-	maxLostRanges = 256
+	lostFileName     = "lost-records"
+	maxLostRanges    = 256
+	maxLostFileBytes = 1 << 20 // what is read of the file (256 lines take about 15 KiB)
 )
 
 // lostRange: sequences first..last of epochs up to epoch are lost.
@@ -65,7 +75,7 @@ func (s *Spool) loadLost() error {
 		return fmt.Errorf("spool: read %s: %w", lostFileName, classify(err))
 	}
 	var rs []lostRange
-	for _, line := range bytes.Split(b, []byte("\n")) {
+	for _, line := range bytes.Split(b[:min(len(b), maxLostFileBytes)], []byte("\n")) {
 		f := bytes.Fields(line)
 		if len(f) != 3 {
 			continue
@@ -77,14 +87,74 @@ func (s *Spool) loadLost() error {
 			rs = append(rs, lostRange{first, last, uint32(ep)})
 		}
 	}
+	rs = mergeLost(rs)
 	s.lost.Store(&rs)
 	return nil
 }
 
-// addLost notes sequences first..last of epochs up to this open's as lost,
-// and writes the note. A write that fails is logged: the note holds in
-// memory until the agent stops.
-func (s *Spool) addLost(first, last uint64) {
+// mergeLost merges the oldest ranges, two at a time, with what lies between
+// them, until at most maxLostRanges are left.
+func mergeLost(rs []lostRange) []lostRange {
+	for len(rs) > maxLostRanges {
+		a, b := rs[0], rs[1]
+		rs[1] = lostRange{min(a.first, b.first), max(a.last, b.last), max(a.epoch, b.epoch)}
+		rs = rs[1:]
+	}
+	return rs
+}
+
+// maxResume bounds the resume points kept (the oldest go first: reading
+// from before them fails again and is noted lost again).
+const maxResume = 1024
+
+// addResumeLocked records that record seq, if it exists, starts at
+// logical position pos, after a stretch a read skipped. s.mu held.
+func (s *Spool) addResumeLocked(seq uint64, pos int64) {
+	for _, r := range s.resume {
+		if r.seq == seq {
+			return
+		}
+	}
+	s.resume = append(s.resume, offMark{seq, pos})
+	if len(s.resume) > maxResume {
+		s.resume = slices.Delete(s.resume, 0, 1)
+	}
+}
+
+// resumeAtLocked is the logical position where record seq starts, when a
+// skip recorded it. s.mu held.
+func (s *Spool) resumeAtLocked(seq uint64) (int64, bool) {
+	for _, r := range s.resume {
+		if r.seq == seq {
+			return r.off, true
+		}
+	}
+	return 0, false
+}
+
+// withResumeLocked is seg with the resume points inside it among its
+// marks, so that a record after a skipped stretch is parsed from there.
+// The marks are copied: seg's are shared. s.mu held.
+func (s *Spool) withResumeLocked(seg segment) segment {
+	var extra []offMark
+	for _, r := range s.resume {
+		if seg.first <= r.seq && r.seq <= seg.last {
+			extra = append(extra, offMark{r.seq, r.off - seg.base})
+		}
+	}
+	if len(extra) == 0 {
+		return seg
+	}
+	marks := append(slices.Clone(seg.marks), extra...)
+	slices.SortFunc(marks, func(a, b offMark) int { return cmp.Compare(a.seq, b.seq) })
+	seg.marks = slices.CompactFunc(marks, func(a, b offMark) bool { return a.seq == b.seq })
+	return seg
+}
+
+// addLost notes sequences first..last of epochs up to epoch as lost, and
+// writes the note. A write that fails is logged: the note holds in memory
+// until the agent stops.
+func (s *Spool) addLost(first, last uint64, epoch uint32) {
 	if first == 0 || first > last {
 		return
 	}
@@ -95,16 +165,11 @@ func (s *Spool) addLost(first, last uint64) {
 		rs = *p
 	}
 	for _, r := range rs {
-		if r.first <= first && last <= r.last && s.epoch <= r.epoch {
+		if r.first <= first && last <= r.last && epoch <= r.epoch {
 			return
 		}
 	}
-	rs = append(slices.Clone(rs), lostRange{first, last, s.epoch})
-	for len(rs) > maxLostRanges {
-		a, b := rs[0], rs[1]
-		rs[1] = lostRange{min(a.first, b.first), max(a.last, b.last), max(a.epoch, b.epoch)}
-		rs = rs[1:]
-	}
+	rs = mergeLost(append(slices.Clone(rs), lostRange{first, last, epoch}))
 	s.lost.Store(&rs)
 	s.st.lostRecords.Add(last - first + 1)
 	var out []byte

@@ -186,7 +186,9 @@ const markEvery = 128
 // truncation like tidwall would, removes temporary files, quarantines
 // damaged framing in closed segments and cuts the tail at its last valid
 // entry. It returns the segments that remain.
-func recoverWAL(dir, quarantineDir string, dryRun bool, zf zeroFillRule) ([]segment, Recovery, error) {
+// onLost (nil: none) is told the sequences a quarantine loses before the
+// segment is cut.
+func recoverWAL(dir, quarantineDir string, dryRun bool, zf zeroFillRule, onLost func(first, last uint64)) ([]segment, Recovery, error) {
 	var rec Recovery
 	w, err := listWAL(dir)
 	if err != nil {
@@ -272,6 +274,9 @@ func recoverWAL(dir, quarantineDir string, dryRun bool, zf zeroFillRule) ([]segm
 				FirstLost:   sf.first + r.count,
 			}
 			if !dryRun {
+				if onLost != nil && q.LostRecords > 0 {
+					onLost(q.FirstLost, q.FirstLost+q.LostRecords-1)
+				}
 				q.File, err = quarantine(quarantineDir, sf.path, data[r.badAt:], r.badAt)
 				if err != nil {
 					return nil, rec, err

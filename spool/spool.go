@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -201,6 +202,10 @@ type Spool struct {
 	// its writers, readers take no lock.
 	lost   atomic.Pointer[[]lostRange]
 	lostMu sync.Mutex
+	// resume: where records start again after damaged framing a read
+	// skipped (sequence, logical position), guarded by mu: the sparse
+	// marks before the damage cannot reach them (lost.go).
+	resume []offMark
 
 	st stats
 }
@@ -318,7 +323,14 @@ func (s *Spool) open() error {
 		return err
 	}
 
-	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, s.fill)
+	// The note of lost records is read first: a quarantine adds to it
+	// before it cuts (lost.go). Sequences in closed segments are never
+	// taken again, so these notes hold for every epoch.
+	if err := s.loadLost(); err != nil {
+		return err
+	}
+	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, s.fill,
+		func(first, last uint64) { s.addLost(first, last, math.MaxUint32) })
 	if err != nil {
 		return fmt.Errorf("spool: recover: %w", err)
 	}
@@ -374,12 +386,6 @@ func (s *Spool) open() error {
 		if err := s.writeMetaAtOpen(); err != nil {
 			return err
 		}
-	}
-	if err := s.loadLost(); err != nil {
-		return err
-	}
-	for _, q := range rec.Quarantined {
-		s.addLost(q.FirstLost, q.FirstLost+q.LostRecords-1)
 	}
 	return s.loadCursors()
 }
@@ -626,6 +632,10 @@ func (s *Spool) posOf(seq uint64) (int64, error) {
 	if seq == seg.last { // its segment's end: known without parsing (damage before it)
 		return seg.base + seg.size, nil
 	}
+	if p, ok := s.resumeAtLocked(seq + 1); ok { // the end of a skipped stretch
+		return p, nil
+	}
+	seg = s.withResumeLocked(seg)
 	data, q, off, err := seg.chunk(seq)
 	if err != nil {
 		return 0, err

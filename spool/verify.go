@@ -58,7 +58,7 @@ func Verify(dir string) (Report, error) {
 			r.Cursors = append(r.Cursors, CursorReport{Name: n})
 		}
 	}
-	segs, rec, err := recoverWAL(filepath.Join(dir, "wal"), "", true, zf)
+	segs, rec, err := recoverWAL(filepath.Join(dir, "wal"), "", true, zf, nil)
 	if err != nil {
 		return r, err
 	}
