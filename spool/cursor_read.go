@@ -47,13 +47,14 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 				// Framing damaged after Open: skip the rest of the
 				// segment, count it, note its records lost (lost.go),
 				// keep serving.
+				next, at := s.skipToLocked(c.next, pos, seg)
 				s.st.corruptions.Add(1)
-				s.log.Error("spool segment unreadable past this point; skipping to the next segment, its records there lost",
+				s.log.Error("spool segment unreadable past this point; skipping what cannot be read, its records lost",
 					"cursor", c.name, "segment", filepath.Base(seg.path), "offset", pos-seg.base,
-					"first_lost", c.next, "last_lost", seg.last, "err", err)
-				s.addLost(c.next, seg.last, s.epoch)
-				s.addResumeLocked(seg.last+1, seg.base+seg.size)
-				end = seg.base + seg.size
+					"first_lost", c.next, "last_lost", next-1, "err", err)
+				s.addLost(c.next, next-1, s.epoch)
+				s.addResumeLocked(next, at)
+				end = at
 			}
 			c.nextPos = end
 			if n := len(recs); n > 0 {
@@ -208,11 +209,11 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		from = max(from, s.segs[0].first, 1)
 		pos, err := s.posOf(from - 1)
 		if damaged(err) {
-			// Damaged framing before from in its segment: from and the
-			// rest of that segment cannot be found.
+			// Damaged framing before from in its segment: from cannot
+			// be found, nor what follows up to a resume point.
 			seg := s.segs[sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= from })]
 			s.mu.Unlock()
-			from = s.skipDamaged(from, seg, err)
+			from = s.skipDamaged(from, seg.base-1, seg, err)
 			continue
 		}
 		if err != nil {
@@ -234,7 +235,7 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		recs, _, _, err := readFrames(f, seg, pos, maxRecords, maxBytes, nil)
 		f.Close()
 		if damaged(err) {
-			from = s.skipDamaged(from, seg, err)
+			from = s.skipDamaged(from, pos, seg, err)
 			continue
 		}
 		if err != nil {
@@ -264,16 +265,20 @@ func damaged(err error) bool {
 	return errors.Is(err, ErrCorrupt) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// skipDamaged is ReadFrom's answer to damage from record from on in seg
-// (as it was when read): the rest of the segment is noted lost (lost.go),
-// as a cursor's read skips it, and reading goes on after it.
-func (s *Spool) skipDamaged(from uint64, seg segment, err error) uint64 {
-	s.st.corruptions.Add(1)
-	s.log.Error("spool segment unreadable past this point; skipping to the next segment, its records there lost",
-		"segment", filepath.Base(seg.path), "first_lost", from, "last_lost", seg.last, "err", err)
-	s.addLost(from, seg.last, s.epoch)
+// skipDamaged is ReadFrom's answer to damage from record from (at logical
+// position pos, or before it) on in seg, as it was when read: what lies up
+// to the next resume point, or the segment's end, is noted lost (lost.go),
+// as a cursor's read skips it, and reading goes on there.
+func (s *Spool) skipDamaged(from uint64, pos int64, seg segment, err error) uint64 {
 	s.mu.Lock()
-	s.addResumeLocked(seg.last+1, seg.base+seg.size)
+	next, at := s.skipToLocked(from, pos, seg)
 	s.mu.Unlock()
-	return seg.last + 1
+	s.st.corruptions.Add(1)
+	s.log.Error("spool segment unreadable past this point; skipping what cannot be read, its records lost",
+		"segment", filepath.Base(seg.path), "first_lost", from, "last_lost", next-1, "err", err)
+	s.addLost(from, next-1, s.epoch) // noted before anything reads past it
+	s.mu.Lock()
+	s.addResumeLocked(next, at)
+	s.mu.Unlock()
+	return next
 }

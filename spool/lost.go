@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,20 +19,24 @@ import (
 // without a note of them, the agent would take them for delivered.
 // The spool keeps that note: the sequences lost, with the epoch current
 // when the loss was found (records of later epochs that take the same
-// sequences after a tail cut are not lost), in SPOOL_DIR/lost-records, one
-// "first last epoch" line each, written whole (temporary file, rename,
+// sequences after a tail cut are not lost), in SPOOL_DIR/lost-records: a
+// first line naming the spool ("spool <id>": a spool recreated in place,
+// or whose meta was lost, has a new id and leaves an old note out), then
+// one "first last epoch" line each, written whole (temporary file, rename,
 // directory fsync) when a loss is found. At most maxLostRanges are kept;
 // past that the two oldest are merged with what lies between them: a
 // record there may read lost when it was not, never the reverse.
 //
 // A quarantine's note is written before the segment is cut, with the
-// highest epoch (sequences in closed segments are never taken again); a
-// disk that refuses the write (logged) forgets it at the next Open.
+// highest epoch, and settled to the open's epoch once that is final
+// (settleLost); a disk that refuses the write (logged) forgets it at the
+// next Open.
 //
 // After a skip, the records appended behind the damage are read in order
 // by position, but a read by sequence (ReadFrom, Get) parses the segment
 // from a sparse mark before the damage: the skip records where reading
-// resumes (Spool.resume), so those find them. A record after damaged
+// resumes (Spool.resume), so those find them, and a later skip over the
+// same damage stops there too (skipToLocked). A record after damaged
 // framing that no skip has passed yet, read by sequence, is skipped and
 // noted lost although its own bytes are intact (its position is known only
 // by parsing over the damage).
@@ -64,8 +69,11 @@ func (s *Spool) Lost(id ID) bool {
 	return false
 }
 
-// loadLost reads the lost-records file; lines that are not three numbers
-// are ignored.
+// loadLost reads the lost-records file: its first line names the spool
+// ("spool <id>"), each other a range. A note of another spool (one
+// recreated in place, or whose meta was lost: a new id, whose messages'
+// ids the old ones are not) is left out, and so are lines that are not
+// three numbers, and what lies past maxLostFileBytes.
 func (s *Spool) loadLost() error {
 	b, err := os.ReadFile(filepath.Join(s.dir, lostFileName))
 	if os.IsNotExist(err) {
@@ -74,8 +82,16 @@ func (s *Spool) loadLost() error {
 	if err != nil {
 		return fmt.Errorf("spool: read %s: %w", lostFileName, classify(err))
 	}
+	if len(b) > maxLostFileBytes {
+		b = b[:bytes.LastIndexByte(b[:maxLostFileBytes], '\n')+1] // whole lines
+	}
+	head, b, _ := bytes.Cut(b, []byte("\n"))
+	if string(head) != "spool "+s.id {
+		s.log.Warn("spool: the note of lost records is another spool's; left out", "first_line", string(head))
+		return nil
+	}
 	var rs []lostRange
-	for _, line := range bytes.Split(b[:min(len(b), maxLostFileBytes)], []byte("\n")) {
+	for _, line := range bytes.Split(b, []byte("\n")) {
 		f := bytes.Fields(line)
 		if len(f) != 3 {
 			continue
@@ -172,7 +188,15 @@ func (s *Spool) addLost(first, last uint64, epoch uint32) {
 	rs = mergeLost(append(slices.Clone(rs), lostRange{first, last, epoch}))
 	s.lost.Store(&rs)
 	s.st.lostRecords.Add(last - first + 1)
-	var out []byte
+	if err := s.writeLostLocked(rs); err != nil {
+		s.log.Error("spool: cannot write the note of lost records; their statuses read lost until the agent stops, then as their cursors say",
+			"first", first, "last", last, "err", err)
+	}
+}
+
+// writeLostLocked writes the note whole. s.lostMu held.
+func (s *Spool) writeLostLocked(rs []lostRange) error {
+	out := []byte("spool " + s.id + "\n")
 	for _, r := range rs {
 		out = fmt.Appendf(out, "%d %d %d\n", r.first, r.last, r.epoch)
 	}
@@ -180,8 +204,46 @@ func (s *Spool) addLost(first, last uint64, epoch uint32) {
 	if err == nil {
 		err = syncDir(s.dir)
 	}
-	if err != nil {
-		s.log.Error("spool: cannot write the note of lost records; their statuses read lost until the agent stops, then as their cursors say",
-			"first", first, "last", last, "err", err)
+	return err
+}
+
+// settleLost gives the notes a quarantine wrote at this Open with the
+// highest epoch (before the open's epoch was final: with meta lost it is
+// raised above the last record's after recovery) this open's epoch: the
+// records lost had lower ones, and a later epoch's records that take
+// those sequences again (the segments after a quarantined one lost in a
+// machine crash under SyncNever) are not lost. Until this is written, a
+// crash leaves the highest epoch: those sequences may read lost.
+func (s *Spool) settleLost() {
+	s.lostMu.Lock()
+	defer s.lostMu.Unlock()
+	p := s.lost.Load()
+	if p == nil || !slices.ContainsFunc(*p, func(r lostRange) bool { return r.epoch == math.MaxUint32 }) {
+		return
 	}
+	rs := slices.Clone(*p)
+	for i := range rs {
+		if rs[i].epoch == math.MaxUint32 {
+			rs[i].epoch = s.epoch
+		}
+	}
+	s.lost.Store(&rs)
+	if err := s.writeLostLocked(rs); err != nil {
+		s.log.Error("spool: cannot write the note of lost records", "err", err)
+	}
+}
+
+// skipTo is where a read that cannot parse past record from (at logical
+// position pos) in seg, as the reader saw it, goes on: the first resume
+// point after pos in seg (another reader's skip, records appended behind
+// the damage), else seg's end. It returns the record there (the first not
+// lost) and its position. s.mu held.
+func (s *Spool) skipToLocked(from uint64, pos int64, seg segment) (uint64, int64) {
+	next, at := seg.last+1, seg.base+seg.size
+	for _, r := range s.resume {
+		if r.off > pos && r.seq > from && r.off < at && r.seq <= seg.last {
+			next, at = r.seq, r.off
+		}
+	}
+	return next, at
 }

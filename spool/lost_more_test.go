@@ -100,14 +100,21 @@ func TestReadFromSkipsASegmentCutShort(t *testing.T) {
 // on every status).
 func TestLoadLostKeepsAtMostMaxRanges(t *testing.T) {
 	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	id := s.SpoolID()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	var b strings.Builder
+	b.WriteString("spool " + id + "\n")
 	for i := 1; i <= 5000; i++ {
 		fmt.Fprintf(&b, "%d %d 1\n", 10*i, 10*i)
 	}
 	if err := os.WriteFile(filepath.Join(dir, lostFileName), []byte(b.String()), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	s := openT(t, dir, Options{})
+	s = openT(t, dir, Options{})
+	defer s.Close()
 	if n := len(*s.lost.Load()); n > maxLostRanges {
 		t.Errorf("%d lost ranges in memory after Open, want at most %d", n, maxLostRanges)
 	}

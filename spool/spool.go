@@ -387,6 +387,7 @@ func (s *Spool) open() error {
 			return err
 		}
 	}
+	s.settleLost()
 	return s.loadCursors()
 }
 
