@@ -19,18 +19,18 @@ import (
 // without a note of them, the agent would take them for delivered.
 // The spool keeps that note: the sequences lost, with the epoch current
 // when the loss was found (records of later epochs that take the same
-// sequences after a tail cut are not lost), in SPOOL_DIR/lost-records: a
-// first line naming the spool ("spool <id>": a spool recreated in place,
-// or whose meta was lost, has a new id and leaves an old note out), then
-// one "first last epoch" line each, written whole (temporary file, rename,
-// directory fsync) when a loss is found. At most maxLostRanges are kept;
+// sequences after a tail cut are not lost), in SPOOL_DIR/lost-records, one
+// "first last epoch" line each, written whole (temporary file, rename,
+// directory fsync) when a loss is found. A spool whose WAL is gone (one
+// recreated in place: its sequences and, with meta gone too, its epochs
+// start over) drops the note at Open (dropLost). At most maxLostRanges are kept;
 // past that the two oldest are merged with what lies between them: a
 // record there may read lost when it was not, never the reverse.
 //
 // A quarantine's note is written before the segment is cut, with the
 // highest epoch, and settled to the open's epoch once that is final
-// (settleLost); a disk that refuses the write (logged) forgets it at the
-// next Open.
+// (settleLost, only when meta was read); a disk that refuses the write
+// (logged) forgets it at the next Open.
 //
 // After a skip, the records appended behind the damage are read in order
 // by position, but a read by sequence (ReadFrom, Get) parses the segment
@@ -69,11 +69,8 @@ func (s *Spool) Lost(id ID) bool {
 	return false
 }
 
-// loadLost reads the lost-records file: its first line names the spool
-// ("spool <id>"), each other a range. A note of another spool (one
-// recreated in place, or whose meta was lost: a new id, whose messages'
-// ids the old ones are not) is left out, and so are lines that are not
-// three numbers, and what lies past maxLostFileBytes.
+// loadLost reads the lost-records file, a range a line. Lines that are
+// not three numbers are left out, and what lies past maxLostFileBytes.
 func (s *Spool) loadLost() error {
 	b, err := os.ReadFile(filepath.Join(s.dir, lostFileName))
 	if os.IsNotExist(err) {
@@ -84,11 +81,6 @@ func (s *Spool) loadLost() error {
 	}
 	if len(b) > maxLostFileBytes {
 		b = b[:bytes.LastIndexByte(b[:maxLostFileBytes], '\n')+1] // whole lines
-	}
-	head, b, _ := bytes.Cut(b, []byte("\n"))
-	if string(head) != "spool "+s.id {
-		s.log.Warn("spool: the note of lost records is another spool's; left out", "first_line", string(head))
-		return nil
 	}
 	var rs []lostRange
 	for _, line := range bytes.Split(b, []byte("\n")) {
@@ -196,7 +188,7 @@ func (s *Spool) addLost(first, last uint64, epoch uint32) {
 
 // writeLostLocked writes the note whole. s.lostMu held.
 func (s *Spool) writeLostLocked(rs []lostRange) error {
-	out := []byte("spool " + s.id + "\n")
+	var out []byte
 	for _, r := range rs {
 		out = fmt.Appendf(out, "%d %d %d\n", r.first, r.last, r.epoch)
 	}
@@ -208,12 +200,14 @@ func (s *Spool) writeLostLocked(rs []lostRange) error {
 }
 
 // settleLost gives the notes a quarantine wrote at this Open with the
-// highest epoch (before the open's epoch was final: with meta lost it is
-// raised above the last record's after recovery) this open's epoch: the
-// records lost had lower ones, and a later epoch's records that take
+// highest epoch (before the open's epoch was final) this open's epoch:
+// the records lost had lower ones, and a later epoch's records that take
 // those sequences again (the segments after a quarantined one lost in a
-// machine crash under SyncNever) are not lost. Until this is written, a
-// crash leaves the highest epoch: those sequences may read lost.
+// machine crash under SyncNever) are not lost. Open calls it only when it
+// read meta: without meta the epochs of the lost records are not known
+// (they may be above every record recovery could parse), and the notes
+// keep the highest: a later epoch's records at those sequences read lost,
+// never the reverse. Until it is written, a crash leaves the highest too.
 func (s *Spool) settleLost() {
 	s.lostMu.Lock()
 	defer s.lostMu.Unlock()
@@ -246,4 +240,32 @@ func (s *Spool) skipToLocked(from uint64, pos int64, seg segment) (uint64, int64
 		}
 	}
 	return next, at
+}
+
+// dropLost forgets the note: Open found no WAL segment at all.
+func (s *Spool) dropLost() {
+	s.lostMu.Lock()
+	defer s.lostMu.Unlock()
+	if p := s.lost.Load(); p == nil || len(*p) == 0 {
+		return
+	}
+	s.lost.Store(nil)
+	if err := os.Remove(filepath.Join(s.dir, lostFileName)); err != nil && !os.IsNotExist(err) {
+		s.log.Warn("spool: cannot remove the note of a previous spool's lost records", "err", err)
+	}
+	s.log.Warn("spool: no WAL segments; the note of lost records belonged to the spool that was here, dropped")
+}
+
+// lostEpochMax is the highest epoch the note names, the highest of all
+// left out.
+func (s *Spool) lostEpochMax() uint32 {
+	var top uint32
+	if p := s.lost.Load(); p != nil {
+		for _, r := range *p {
+			if r.epoch != math.MaxUint32 {
+				top = max(top, r.epoch)
+			}
+		}
+	}
+	return top
 }

@@ -101,12 +101,10 @@ func TestReadFromSkipsASegmentCutShort(t *testing.T) {
 func TestLoadLostKeepsAtMostMaxRanges(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})
-	id := s.SpoolID()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	b.WriteString("spool " + id + "\n")
 	for i := 1; i <= 5000; i++ {
 		fmt.Fprintf(&b, "%d %d 1\n", 10*i, 10*i)
 	}

@@ -153,6 +153,7 @@ type Recovery struct {
 	CorruptRecords  []uint64     // payload CRC failures found in the tail segment
 	RemovedTemp     int          // leftover temporary files of interrupted writes
 	FinishedTruncat string       // "front" or "back" when an interrupted truncation was completed
+	maxEpoch        uint32       // highest epoch of a record parsed
 }
 
 // Clean reports whether recovery found nothing to fix.
@@ -240,6 +241,7 @@ func recoverWAL(dir, quarantineDir string, dryRun bool, zf zeroFillRule, onLost 
 		buf = data
 		tail := i == len(w.segs)-1
 		r := scanSegment(data, sf.first, tail, tail)
+		rec.maxEpoch = max(rec.maxEpoch, r.epochMax)
 		size := int64(len(data))
 		if tail {
 			rec.CorruptRecords = append(rec.CorruptRecords, r.corrupt...)

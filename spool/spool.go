@@ -304,6 +304,7 @@ func (s *Spool) open() error {
 		s.log.Error("spool meta file unreadable, starting a new spool identity", "err", err)
 		m = meta{}
 	}
+	metaRead := m.ID != "" // its epoch is above every record's
 	if m.ID == "" {
 		var b [8]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -363,6 +364,7 @@ func (s *Spool) open() error {
 		return err
 	}
 	if len(segs) == 0 {
+		s.dropLost() // the WAL is new: the note was another spool's
 		segs = []segment{{first: 1, last: 0, path: filepath.Join(s.walDir, segmentName(1))}}
 		if err := syncDir(s.walDir); err != nil {
 			return err
@@ -380,14 +382,23 @@ func (s *Spool) open() error {
 	// by (sequence, epoch) beside the spool (queue logs, status logs) still
 	// tells these records from those of a spool recreated in place, which
 	// starts again at epoch 1 with no records.
-	if r, err := s.Get(s.last); err == nil && r.ID.Epoch >= s.epoch {
-		s.log.Warn("spool: meta's epoch is below the last record's; continuing above it", "meta_epoch", s.epoch, "record_epoch", r.ID.Epoch)
-		s.epoch = r.ID.Epoch + 1
+	// Above every record recovery parsed, not only the last (it may be
+	// among those a quarantine lost), and every epoch the note of lost
+	// records names (records a tail cut removed had it).
+	top := max(rec.maxEpoch, s.lostEpochMax())
+	if r, err := s.Get(s.last); err == nil {
+		top = max(top, r.ID.Epoch)
+	}
+	if top >= s.epoch {
+		s.log.Warn("spool: meta's epoch is below a record's; continuing above it", "meta_epoch", s.epoch, "record_epoch", top)
+		s.epoch = top + 1
 		if err := s.writeMetaAtOpen(); err != nil {
 			return err
 		}
 	}
-	s.settleLost()
+	if metaRead {
+		s.settleLost()
+	}
 	return s.loadCursors()
 }
 

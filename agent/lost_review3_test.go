@@ -1,0 +1,275 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/spool"
+)
+
+// review3DamageRecord overwrites the envelope magic of the spool record
+// carrying marker (the last "SL\x01\x00" before it): its framing no longer
+// parses.
+func review3DamageRecord(t *testing.T, dir, marker string) {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "spool", "wal", "*"))
+	for _, p := range segs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		i := bytes.Index(b, []byte(marker))
+		if i < 0 {
+			continue
+		}
+		j := bytes.LastIndex(b[:i], []byte("SL\x01\x00"))
+		if j < 0 {
+			t.Fatalf("no envelope before %q", marker)
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.WriteAt([]byte("XX"), int64(j))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("%q not on disk", marker)
+}
+
+// TestKeptIDLostBeforeMetaLossNeverReadsDelivered: chained
+// messages (pushed with their own ids, kept in SPOOL_DIR/kept-ids) wait
+// on a sink that refuses them. Record 2's framing is damaged in a closed
+// segment; the next start quarantines the rest of that segment and notes
+// it lost under the spool's id; the cursor passes the records and their
+// statuses read unknown (spool_damaged). Then the spool's meta becomes
+// unreadable: the spool takes a new id, but the kept ids still map to the
+// same (epoch, sequence) positions and the cursor is still past them. The
+// note stays (it was left out for the new id, and the records never
+// delivered read delivered).
+func TestKeptIDLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	fail := true
+	var got []string
+	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return errTransient
+		}
+		for _, m := range msgs {
+			got = append(got, m.ID)
+		}
+		return nil
+	}}
+	opts := func() Options {
+		return Options{Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+	}
+	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
+	ta := startAgentSpool(t, dir, opts(), so)
+	big := strings.Repeat("v", 1200)
+	for i := 1; i <= 6; i++ {
+		body := fmt.Sprintf(`{"messages":[{"topic":"t","value":"%s","id":"r3-up-%d"}]}`, big, i)
+		if r := do(t, "POST", ta.url+"/v1/messages", "application/json", []byte(body), nil); r.status != 202 {
+			t.Fatalf("push %d: %+v", i, r)
+		}
+	}
+	ta.stop(t)
+	review3DamageRecord(t, dir, "r3-up-2")
+
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	ta = startAgentSpool(t, dir, opts(), so)
+	if q := ta.sp.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 {
+		t.Fatalf("setup: quarantined %+v", q)
+	}
+	f := ta.a.fwds[0]
+	waitFor(t, "cursor past the quarantine", func() bool { return f.cursor.Acked() >= ta.sp.LastSeq() })
+	st := getStatus(t, ta, "r3-up-2")
+	if st.Status != "unknown" || st.Sinks["mem"].Reason != "spool_damaged" {
+		t.Fatalf("setup: r3-up-2 before the meta loss: %+v", st)
+	}
+	mu.Lock()
+	t.Logf("delivered %v", got)
+	mu.Unlock()
+	spoolDir := ta.sp.Dir()
+	ta.stop(t)
+	if err := os.WriteFile(filepath.Join(spoolDir, "meta"), []byte("{garbage"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	ta = startAgentSpool(t, dir, opts(), so)
+	defer ta.stop(t)
+	st = getStatus(t, ta, "r3-up-2")
+	if st.Status == "delivered" {
+		mu.Lock()
+		t.Errorf("r3-up-2, quarantined and never delivered (sink got %v), reads %+v after the spool's meta was lost (note left out as another spool's)", got, st)
+		mu.Unlock()
+	}
+}
+
+// TestCallbackOfRecordLostBeforeMetaLossNeverReadsDelivered: as
+// above, with local ids and a callback each: the receiver is down while the
+// quarantine's records read unknown, so their reports stay owed (the
+// callback store keeps the record's position). The meta is lost before the
+// receiver is back: the report says delivered for a message the sink never
+// got (statusAt looks at the position, whatever the spool's id).
+func TestCallbackOfRecordLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	cbs := newCBServer(t)
+	cbs.fail = 1 << 30
+	var mu sync.Mutex
+	fail := true
+	var got []string
+	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return errTransient
+		}
+		for _, m := range msgs {
+			got = append(got, m.ID)
+		}
+		return nil
+	}}
+	opts := func() Options {
+		return Options{CallbackBackoff: 20 * time.Millisecond, CallbackAttempts: 1 << 20,
+			Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+	}
+	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
+	ta := startAgentSpool(t, dir, opts(), so)
+	var ids []string
+	for i := 1; i <= 6; i++ {
+		v := fmt.Sprintf("r3cb-%d-%s", i, strings.Repeat("v", 1200))
+		r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(v), map[string]string{"Sluice-Callback": cbs.srv.URL})
+		if r.status != 202 {
+			t.Fatalf("push %d: %+v", i, r)
+		}
+		ids = append(ids, r.ids[0])
+	}
+	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
+	ta.stop(t)
+	review3DamageRecord(t, dir, "r3cb-2-")
+
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	ta = startAgentSpool(t, dir, opts(), so)
+	if q := ta.sp.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 {
+		t.Fatalf("setup: quarantined %+v", q)
+	}
+	f := ta.a.fwds[0]
+	waitFor(t, "cursor past the quarantine", func() bool { return f.cursor.Acked() >= ta.sp.LastSeq() })
+	if st := getStatus(t, ta, ids[1]); st.Status != "unknown" {
+		t.Fatalf("setup: %s before the meta loss: %+v", ids[1], st)
+	}
+	spoolDir := ta.sp.Dir()
+	ta.stop(t)
+	if err := os.WriteFile(filepath.Join(spoolDir, "meta"), []byte("{garbage"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cbs.mu.Lock()
+	cbs.fail = 0
+	cbs.mu.Unlock()
+	ta = startAgentSpool(t, dir, opts(), so)
+	defer ta.stop(t)
+	waitFor(t, "the report of "+ids[1], func() bool { return cbs.reported(ids[1]) })
+	if rep := cbs.byID()[ids[1]]; rep.Status == "delivered" {
+		mu.Lock()
+		t.Errorf("%s, quarantined and never delivered (sink got %v), reported %+v after the spool's meta was lost", ids[1], got, rep)
+		mu.Unlock()
+	}
+}
+
+// TestCallbackOfRecordQuarantinedWithLostMetaNeverReadsDelivered:
+// the spool-level break (spool/lost_review3_test.go) seen by a client:
+// four records with callbacks, of epoch 2, fill the first segment (the
+// tail is left empty); record 2's framing is damaged and meta is lost. The
+// open quarantines 2..4 and notes them under its new id, but its epoch
+// stays 1 (the last record is among those quarantined) and settleLost
+// lowers the note to epoch 1: the owed reports of records 2..4, sent once
+// the receiver answers, say delivered.
+func TestCallbackOfRecordQuarantinedWithLostMetaNeverReadsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	cbs := newCBServer(t)
+	cbs.fail = 1 << 30
+	var mu sync.Mutex
+	fail := true
+	var got []string
+	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return errTransient
+		}
+		for _, m := range msgs {
+			got = append(got, m.ID)
+		}
+		return nil
+	}}
+	opts := func() Options {
+		return Options{CallbackBackoff: 20 * time.Millisecond, CallbackAttempts: 1 << 20,
+			Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+	}
+	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
+	ta := startAgentSpool(t, dir, opts(), so)
+	ta.stop(t) // epoch 1, no records
+	ta = startAgentSpool(t, dir, opts(), so)
+	var ids []string
+	for i := 1; i <= 4; i++ {
+		v := fmt.Sprintf("r3q-%d-%s", i, strings.Repeat("v", 1100))
+		r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(v), map[string]string{"Sluice-Callback": cbs.srv.URL})
+		if r.status != 202 {
+			t.Fatalf("push %d: %+v", i, r)
+		}
+		ids = append(ids, r.ids[0])
+	}
+	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
+	spoolDir := ta.sp.Dir()
+	ta.stop(t)
+	segs, _ := filepath.Glob(filepath.Join(spoolDir, "wal", "*"))
+	t.Logf("ids %v, segments %d", ids, len(segs))
+	review3DamageRecord(t, dir, "r3q-2-")
+	if err := os.WriteFile(filepath.Join(spoolDir, "meta"), []byte("{garbage"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	cbs.mu.Lock()
+	cbs.fail = 0
+	cbs.mu.Unlock()
+	ta = startAgentSpool(t, dir, opts(), so)
+	defer ta.stop(t)
+	if q := ta.sp.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 {
+		t.Fatalf("setup: quarantined %+v", q)
+	}
+	t.Logf("epoch after the lost meta: %d", ta.sp.Epoch())
+	// a new push: the cursor passes the quarantined gap to reach it
+	if r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("r3q-new"), nil); r.status != 202 {
+		t.Fatalf("push: %+v", r)
+	}
+	for _, id := range ids[1:] {
+		waitFor(t, "the report of "+id, func() bool { return cbs.reported(id) })
+		if rep := cbs.byID()[id]; rep.Status == "delivered" {
+			mu.Lock()
+			t.Errorf("%s, quarantined and never delivered (sink got %v), reported %s %+v", id, got, rep.Status, rep.Sinks)
+			mu.Unlock()
+		}
+	}
+}
