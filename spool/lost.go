@@ -208,16 +208,18 @@ func (s *Spool) writeLostLocked(rs []lostRange) error {
 // (they may be above every record recovery could parse), and the notes
 // keep the highest: a later epoch's records at those sequences read lost,
 // never the reverse. Until it is written, a crash leaves the highest too.
-func (s *Spool) settleLost() {
+// Only the notes of this open's quarantines (quarantined) are settled: an
+// earlier open's left at the highest (it had no meta) stays so.
+func (s *Spool) settleLost(quarantined []lostRange) {
 	s.lostMu.Lock()
 	defer s.lostMu.Unlock()
 	p := s.lost.Load()
-	if p == nil || !slices.ContainsFunc(*p, func(r lostRange) bool { return r.epoch == math.MaxUint32 }) {
+	if p == nil || len(quarantined) == 0 {
 		return
 	}
 	rs := slices.Clone(*p)
 	for i := range rs {
-		if rs[i].epoch == math.MaxUint32 {
+		if rs[i].epoch == math.MaxUint32 && slices.Contains(quarantined, rs[i]) {
 			rs[i].epoch = s.epoch
 		}
 	}

@@ -317,6 +317,9 @@ func (s *Spool) open() error {
 	// the segments: an open that dies before then must not make the next
 	// one judge them by its own.
 	s.fill = m.zeroFillRule()
+	if m.Epoch >= math.MaxUint32-1 {
+		return fmt.Errorf("spool: meta's epoch is %d: epochs are exhausted", m.Epoch)
+	}
 	m.Epoch++
 	s.id, s.epoch = m.ID, m.Epoch
 	s.registry = m.Cursors
@@ -330,8 +333,12 @@ func (s *Spool) open() error {
 	if err := s.loadLost(); err != nil {
 		return err
 	}
+	var quarantined []lostRange // noted by this open, settled below
 	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, s.fill,
-		func(first, last uint64) { s.addLost(first, last, math.MaxUint32) })
+		func(first, last uint64) {
+			s.addLost(first, last, math.MaxUint32)
+			quarantined = append(quarantined, lostRange{first, last, math.MaxUint32})
+		})
 	if err != nil {
 		return fmt.Errorf("spool: recover: %w", err)
 	}
@@ -383,11 +390,19 @@ func (s *Spool) open() error {
 	// tells these records from those of a spool recreated in place, which
 	// starts again at epoch 1 with no records.
 	// Above every record recovery parsed, not only the last (it may be
-	// among those a quarantine lost), and every epoch the note of lost
-	// records names (records a tail cut removed had it).
-	top := max(rec.maxEpoch, s.lostEpochMax())
+	// among those a quarantine lost), and, without meta, every epoch the
+	// note of lost records names (records a tail cut removed had it; with
+	// meta read, the note's epochs are below meta's unless the note is
+	// wrong).
+	top := rec.maxEpoch
+	if !metaRead {
+		top = max(top, s.lostEpochMax())
+	}
 	if r, err := s.Get(s.last); err == nil {
 		top = max(top, r.ID.Epoch)
+	}
+	if top >= math.MaxUint32-1 {
+		return fmt.Errorf("spool: a record's epoch is %d: epochs are exhausted", top)
 	}
 	if top >= s.epoch {
 		s.log.Warn("spool: meta's epoch is below a record's; continuing above it", "meta_epoch", s.epoch, "record_epoch", top)
@@ -397,7 +412,7 @@ func (s *Spool) open() error {
 		}
 	}
 	if metaRead {
-		s.settleLost()
+		s.settleLost(quarantined)
 	}
 	return s.loadCursors()
 }

@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluiceio/sluice/sink"
+	"github.com/sluiceio/sluice/spool"
+)
+
+// TestCallbackOfRecordQuarantinedWithLostMetaAfterRestart: record 1
+// at epoch 1, records 2..4 (callbacks) at epoch 10 fill the first segment
+// (empty tail). Record 2's framing is damaged and meta is lost: the open
+// quarantines 2..4, keeps the note at MaxUint32 and runs at epoch 2 (the
+// only parsed record has epoch 1). The receiver is down until the next
+// restart; that open reads the meta the previous one wrote and leaves the
+// earlier open's note at MaxUint32 (settled to its epoch, 3, below the
+// records' 10, the owed reports said delivered for records the sink never
+// got).
+func TestCallbackOfRecordQuarantinedWithLostMetaAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	cbs := newCBServer(t)
+	cbs.fail = 1 << 30
+	var mu sync.Mutex
+	fail := true
+	var got []string
+	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return errTransient
+		}
+		for _, m := range msgs {
+			got = append(got, m.ID)
+		}
+		return nil
+	}}
+	opts := func() Options {
+		return Options{CallbackBackoff: 20 * time.Millisecond, CallbackAttempts: 1 << 20,
+			Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+	}
+	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
+	ta := startAgentSpool(t, dir, opts(), so)
+	if r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("r4q-1-"+strings.Repeat("v", 1100)), nil); r.status != 202 {
+		t.Fatalf("push 1: %+v", r)
+	}
+	ta.stop(t)
+	for ta.sp.Epoch() < 9 {
+		ta = startAgentSpool(t, dir, opts(), so)
+		ta.stop(t)
+	}
+	ta = startAgentSpool(t, dir, opts(), so)
+	var ids []string
+	for i := 2; i <= 4; i++ {
+		v := fmt.Sprintf("r4q-%d-%s", i, strings.Repeat("v", 1100))
+		r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(v), map[string]string{"Sluice-Callback": cbs.srv.URL})
+		if r.status != 202 {
+			t.Fatalf("push %d: %+v", i, r)
+		}
+		ids = append(ids, r.ids[0])
+	}
+	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
+	spoolDir := ta.sp.Dir()
+	t.Logf("records pushed at epoch %d: %v", ta.sp.Epoch(), ids)
+	ta.stop(t)
+	review3DamageRecord(t, dir, "r4q-2-")
+	if err := os.WriteFile(filepath.Join(spoolDir, "meta"), []byte("{garbage"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	ta = startAgentSpool(t, dir, opts(), so)
+	if q := ta.sp.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 || q[0].LostRecords != 3 {
+		t.Fatalf("setup: quarantined %+v", q)
+	}
+	if r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("r4q-new"), nil); r.status != 202 {
+		t.Fatalf("push: %+v", r)
+	}
+	f := ta.a.fwds[0]
+	waitFor(t, "cursor past the quarantine", func() bool { return f.cursor.Acked() >= ta.sp.LastSeq() })
+	t.Logf("epoch of the open without meta: %d", ta.sp.Epoch())
+	ta.stop(t)
+
+	cbs.mu.Lock()
+	cbs.fail = 0
+	cbs.mu.Unlock()
+	ta = startAgentSpool(t, dir, opts(), so)
+	defer ta.stop(t)
+	t.Logf("epoch of the next open: %d; note %q", ta.sp.Epoch(), readNote(spoolDir))
+	for _, id := range ids {
+		waitFor(t, "the report of "+id, func() bool { return cbs.reported(id) })
+		if rep := cbs.byID()[id]; rep.Status == "delivered" {
+			mu.Lock()
+			t.Errorf("%s, quarantined and never delivered (sink got %v), reported %s %+v", id, got, rep.Status, rep.Sinks)
+			mu.Unlock()
+		}
+	}
+}
+
+func readNote(spoolDir string) string {
+	b, _ := os.ReadFile(filepath.Join(spoolDir, "lost-records"))
+	return string(b)
+}
