@@ -28,9 +28,13 @@ import (
 // record there may read lost when it was not, never the reverse.
 //
 // A quarantine's note is written before the segment is cut, with the
-// highest epoch, and settled to the open's epoch once that is final
-// (settleLost, only when meta was read); a disk that refuses the write
-// (logged) forgets it at the next Open.
+// highest epoch: the lost records' epochs are not known (meta lost, or
+// restored from an older copy, says nothing sure of them), and sequences
+// in closed segments are taken again only when the segments after them
+// are lost too (a machine crash under SyncNever, which does not fsync the
+// WAL directory): those later records read lost then, never the reverse.
+// A disk that refuses the write (logged) forgets the note at the next
+// Open.
 //
 // After a skip, the records appended behind the damage are read in order
 // by position, but a read by sequence (ReadFrom, Get) parses the segment
@@ -197,36 +201,6 @@ func (s *Spool) writeLostLocked(rs []lostRange) error {
 		err = syncDir(s.dir)
 	}
 	return err
-}
-
-// settleLost gives the notes a quarantine wrote at this Open with the
-// highest epoch (before the open's epoch was final) this open's epoch:
-// the records lost had lower ones, and a later epoch's records that take
-// those sequences again (the segments after a quarantined one lost in a
-// machine crash under SyncNever) are not lost. Open calls it only when it
-// read meta: without meta the epochs of the lost records are not known
-// (they may be above every record recovery could parse), and the notes
-// keep the highest: a later epoch's records at those sequences read lost,
-// never the reverse. Until it is written, a crash leaves the highest too.
-// Only the notes of this open's quarantines (quarantined) are settled: an
-// earlier open's left at the highest (it had no meta) stays so.
-func (s *Spool) settleLost(quarantined []lostRange) {
-	s.lostMu.Lock()
-	defer s.lostMu.Unlock()
-	p := s.lost.Load()
-	if p == nil || len(quarantined) == 0 {
-		return
-	}
-	rs := slices.Clone(*p)
-	for i := range rs {
-		if rs[i].epoch == math.MaxUint32 && slices.Contains(quarantined, rs[i]) {
-			rs[i].epoch = s.epoch
-		}
-	}
-	s.lost.Store(&rs)
-	if err := s.writeLostLocked(rs); err != nil {
-		s.log.Error("spool: cannot write the note of lost records", "err", err)
-	}
 }
 
 // skipTo is where a read that cannot parse past record from (at logical

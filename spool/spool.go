@@ -333,12 +333,8 @@ func (s *Spool) open() error {
 	if err := s.loadLost(); err != nil {
 		return err
 	}
-	var quarantined []lostRange // noted by this open, settled below
 	segs, rec, err := recoverWAL(s.walDir, filepath.Join(s.dir, "quarantine"), false, s.fill,
-		func(first, last uint64) {
-			s.addLost(first, last, math.MaxUint32)
-			quarantined = append(quarantined, lostRange{first, last, math.MaxUint32})
-		})
+		func(first, last uint64) { s.addLost(first, last, math.MaxUint32) })
 	if err != nil {
 		return fmt.Errorf("spool: recover: %w", err)
 	}
@@ -410,9 +406,6 @@ func (s *Spool) open() error {
 		if err := s.writeMetaAtOpen(); err != nil {
 			return err
 		}
-	}
-	if metaRead {
-		s.settleLost(quarantined)
 	}
 	return s.loadCursors()
 }
