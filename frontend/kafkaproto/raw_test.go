@@ -80,8 +80,13 @@ func (r *rawConn) read(resp kmsg.Response, corr int32) {
 	}
 }
 
+// ioBound bounds a raw read that should succeed: only a failure waits it
+// out (10 s was too short for a large request under -race on a loaded
+// 2-core machine).
+const ioBound = time.Minute
+
 func (r *rawConn) readFrame() ([]byte, error) {
-	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = r.c.SetReadDeadline(time.Now().Add(ioBound))
 	var size [4]byte
 	if _, err := io.ReadFull(r.c, size[:]); err != nil {
 		return nil, err
@@ -91,9 +96,9 @@ func (r *rawConn) readFrame() ([]byte, error) {
 	return body, err
 }
 
-// closed reports whether the server closed the connection within 10 s
+// closed reports whether the server closed the connection within ioBound
 // (EOF or a reset), sending nothing first.
-func (r *rawConn) closed() bool { return closedWithin(r, 10*time.Second) }
+func (r *rawConn) closed() bool { return closedWithin(r, ioBound) }
 
 // wait reads one byte within d: whether something came, and whether the
 // server closed the connection instead (neither: the deadline passed).
