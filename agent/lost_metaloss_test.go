@@ -2,23 +2,20 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/spool"
 )
 
-// review3DamageRecord overwrites the envelope magic of the spool record
+// damageEnvelope overwrites the envelope magic of the spool record
 // carrying marker (the last "SL\x01\x00" before it): its framing no longer
 // parses.
-func review3DamageRecord(t *testing.T, dir, marker string) {
+func damageEnvelope(t *testing.T, dir, marker string) {
 	t.Helper()
 	segs, _ := filepath.Glob(filepath.Join(dir, "spool", "wal", "*"))
 	for _, p := range segs {
@@ -62,22 +59,9 @@ func review3DamageRecord(t *testing.T, dir, marker string) {
 // delivered read delivered).
 func TestKeptIDLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	dir := t.TempDir()
-	var mu sync.Mutex
-	fail := true
-	var got []string
-	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			return errTransient
-		}
-		for _, m := range msgs {
-			got = append(got, m.ID)
-		}
-		return nil
-	}}
+	g := newGateSink(true)
 	opts := func() Options {
-		return Options{Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+		return Options{Sinks: []SinkSpec{g.spec()}}
 	}
 	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
 	ta := startAgentSpool(t, dir, opts(), so)
@@ -89,11 +73,9 @@ func TestKeptIDLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 		}
 	}
 	ta.stop(t)
-	review3DamageRecord(t, dir, "r3-up-2")
+	damageEnvelope(t, dir, "r3-up-2")
 
-	mu.Lock()
-	fail = false
-	mu.Unlock()
+	g.setShut(false)
 	ta = startAgentSpool(t, dir, opts(), so)
 	if q := ta.sp.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 {
 		t.Fatalf("setup: quarantined %+v", q)
@@ -104,9 +86,7 @@ func TestKeptIDLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	if st.Status != "unknown" || st.Sinks["mem"].Reason != "spool_damaged" {
 		t.Fatalf("setup: r3-up-2 before the meta loss: %+v", st)
 	}
-	mu.Lock()
-	t.Logf("delivered %v", got)
-	mu.Unlock()
+	t.Logf("delivered %v", g.ids())
 	spoolDir := ta.sp.Dir()
 	ta.stop(t)
 	if err := os.WriteFile(filepath.Join(spoolDir, "meta"), []byte("{garbage"), 0o640); err != nil {
@@ -117,9 +97,7 @@ func TestKeptIDLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	defer ta.stop(t)
 	st = getStatus(t, ta, "r3-up-2")
 	if st.Status == "delivered" {
-		mu.Lock()
-		t.Errorf("r3-up-2, quarantined and never delivered (sink got %v), reads %+v after the spool's meta was lost (note left out as another spool's)", got, st)
-		mu.Unlock()
+		t.Errorf("r3-up-2, quarantined and never delivered (sink got %v), reads %+v after the spool's meta was lost (note left out as another spool's)", g.ids(), st)
 	}
 }
 
@@ -133,23 +111,10 @@ func TestCallbackOfRecordLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	dir := t.TempDir()
 	cbs := newCBServer(t)
 	cbs.fail = 1 << 30
-	var mu sync.Mutex
-	fail := true
-	var got []string
-	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			return errTransient
-		}
-		for _, m := range msgs {
-			got = append(got, m.ID)
-		}
-		return nil
-	}}
+	g := newGateSink(true)
 	opts := func() Options {
 		return Options{CallbackBackoff: 20 * time.Millisecond, CallbackAttempts: 1 << 20,
-			Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+			Sinks: []SinkSpec{g.spec()}}
 	}
 	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
 	ta := startAgentSpool(t, dir, opts(), so)
@@ -164,11 +129,9 @@ func TestCallbackOfRecordLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	}
 	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
 	ta.stop(t)
-	review3DamageRecord(t, dir, "r3cb-2-")
+	damageEnvelope(t, dir, "r3cb-2-")
 
-	mu.Lock()
-	fail = false
-	mu.Unlock()
+	g.setShut(false)
 	ta = startAgentSpool(t, dir, opts(), so)
 	if q := ta.sp.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 {
 		t.Fatalf("setup: quarantined %+v", q)
@@ -190,9 +153,7 @@ func TestCallbackOfRecordLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	defer ta.stop(t)
 	waitFor(t, "the report of "+ids[1], func() bool { return cbs.reported(ids[1]) })
 	if rep := cbs.byID()[ids[1]]; rep.Status == "delivered" {
-		mu.Lock()
-		t.Errorf("%s, quarantined and never delivered (sink got %v), reported %+v after the spool's meta was lost", ids[1], got, rep)
-		mu.Unlock()
+		t.Errorf("%s, quarantined and never delivered (sink got %v), reported %+v after the spool's meta was lost", ids[1], g.ids(), rep)
 	}
 }
 
@@ -208,23 +169,10 @@ func TestCallbackOfRecordQuarantinedWithLostMetaNeverReadsDelivered(t *testing.T
 	dir := t.TempDir()
 	cbs := newCBServer(t)
 	cbs.fail = 1 << 30
-	var mu sync.Mutex
-	fail := true
-	var got []string
-	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			return errTransient
-		}
-		for _, m := range msgs {
-			got = append(got, m.ID)
-		}
-		return nil
-	}}
+	g := newGateSink(true)
 	opts := func() Options {
 		return Options{CallbackBackoff: 20 * time.Millisecond, CallbackAttempts: 1 << 20,
-			Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+			Sinks: []SinkSpec{g.spec()}}
 	}
 	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
 	ta := startAgentSpool(t, dir, opts(), so)
@@ -244,13 +192,11 @@ func TestCallbackOfRecordQuarantinedWithLostMetaNeverReadsDelivered(t *testing.T
 	ta.stop(t)
 	segs, _ := filepath.Glob(filepath.Join(spoolDir, "wal", "*"))
 	t.Logf("ids %v, segments %d", ids, len(segs))
-	review3DamageRecord(t, dir, "r3q-2-")
+	damageEnvelope(t, dir, "r3q-2-")
 	if err := os.WriteFile(filepath.Join(spoolDir, "meta"), []byte("{garbage"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	fail = false
-	mu.Unlock()
+	g.setShut(false)
 	cbs.mu.Lock()
 	cbs.fail = 0
 	cbs.mu.Unlock()
@@ -267,9 +213,7 @@ func TestCallbackOfRecordQuarantinedWithLostMetaNeverReadsDelivered(t *testing.T
 	for _, id := range ids[1:] {
 		waitFor(t, "the report of "+id, func() bool { return cbs.reported(id) })
 		if rep := cbs.byID()[id]; rep.Status == "delivered" {
-			mu.Lock()
-			t.Errorf("%s, quarantined and never delivered (sink got %v), reported %s %+v", id, got, rep.Status, rep.Sinks)
-			mu.Unlock()
+			t.Errorf("%s, quarantined and never delivered (sink got %v), reported %s %+v", id, g.ids(), rep.Status, rep.Sinks)
 		}
 	}
 }

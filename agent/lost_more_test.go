@@ -1,13 +1,10 @@
 package agent
 
 import (
-	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/spool"
 )
 
@@ -23,43 +20,23 @@ import (
 // got, the status must say the same, and the cursor must move.
 func TestIntactRecordAfterDamageReadsDeliveredOrDamagedNeverPending(t *testing.T) {
 	dir := t.TempDir()
-	var mu sync.Mutex
-	fail, attempts := false, 0
-	var got []string
-	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			attempts++
-			return errTransient
-		}
-		for _, m := range msgs {
-			got = append(got, string(m.Value))
-		}
-		return nil
-	}}
-	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}})
+	g := newGateSink(false)
+	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{g.spec()}})
 	r1 := do(t, "POST", ta.url+"/v1/topics/a", "", []byte("rev-one-MARK1"), nil)
 	r2 := do(t, "POST", ta.url+"/v1/topics/a", "", []byte("rev-two-MARK2"), nil)
-	waitFor(t, "1 and 2 delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+	waitFor(t, "1 and 2 delivered", func() bool { return len(g.values()) == 2 })
 	damageFramingAfter(t, dir, "rev-one-MARK1") // record 2's frame: no reader needs it again
-	mu.Lock()
-	fail = true
-	mu.Unlock()
+	g.setShut(true)
 	r3 := do(t, "POST", ta.url+"/v1/topics/a", "", []byte("rev-three-MARK3"), nil)
 	if r1.status != 202 || r2.status != 202 || r3.status != 202 {
 		t.Fatalf("push: %+v %+v %+v", r1, r2, r3)
 	}
-	waitFor(t, "record 3 refused", func() bool { mu.Lock(); defer mu.Unlock(); return attempts >= 1 })
+	waitFor(t, "record 3 refused", func() bool { return g.tries() >= 1 })
 	time.Sleep(300 * time.Millisecond) // a few retries (RetryMin 10ms), each reloading record 3
-	mu.Lock()
-	fail = false
-	mu.Unlock()
+	g.setShut(false)
 	f := ta.a.fwds[0]
 	waitFor(t, "cursor past record 3", func() bool { return f.cursor.Acked() >= ta.sp.LastSeq() })
-	mu.Lock()
-	delivered := slices.Clone(got)
-	mu.Unlock()
+	delivered := g.values()
 	st := getStatus(t, ta, r3.ids[0])
 	switch {
 	case slices.Contains(delivered, "rev-three-MARK3"):

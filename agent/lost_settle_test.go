@@ -1,16 +1,13 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/spool"
 )
 
@@ -27,23 +24,10 @@ func TestCallbackOfRecordQuarantinedWithLostMetaAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	cbs := newCBServer(t)
 	cbs.fail = 1 << 30
-	var mu sync.Mutex
-	fail := true
-	var got []string
-	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			return errTransient
-		}
-		for _, m := range msgs {
-			got = append(got, m.ID)
-		}
-		return nil
-	}}
+	g := newGateSink(true)
 	opts := func() Options {
 		return Options{CallbackBackoff: 20 * time.Millisecond, CallbackAttempts: 1 << 20,
-			Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}}
+			Sinks: []SinkSpec{g.spec()}}
 	}
 	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
 	ta := startAgentSpool(t, dir, opts(), so)
@@ -69,13 +53,11 @@ func TestCallbackOfRecordQuarantinedWithLostMetaAfterRestart(t *testing.T) {
 	spoolDir := ta.sp.Dir()
 	t.Logf("records pushed at epoch %d: %v", ta.sp.Epoch(), ids)
 	ta.stop(t)
-	review3DamageRecord(t, dir, "r4q-2-")
+	damageEnvelope(t, dir, "r4q-2-")
 	if err := os.WriteFile(filepath.Join(spoolDir, "meta"), []byte("{garbage"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	fail = false
-	mu.Unlock()
+	g.setShut(false)
 	ta = startAgentSpool(t, dir, opts(), so)
 	if q := ta.sp.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 || q[0].LostRecords != 3 {
 		t.Fatalf("setup: quarantined %+v", q)
@@ -97,9 +79,7 @@ func TestCallbackOfRecordQuarantinedWithLostMetaAfterRestart(t *testing.T) {
 	for _, id := range ids {
 		waitFor(t, "the report of "+id, func() bool { return cbs.reported(id) })
 		if rep := cbs.byID()[id]; rep.Status == "delivered" {
-			mu.Lock()
-			t.Errorf("%s, quarantined and never delivered (sink got %v), reported %s %+v", id, got, rep.Status, rep.Sinks)
-			mu.Unlock()
+			t.Errorf("%s, quarantined and never delivered (sink got %v), reported %s %+v", id, g.ids(), rep.Status, rep.Sinks)
 		}
 	}
 }

@@ -52,38 +52,20 @@ func damageFramingAfter(t *testing.T, dir, marker string) {
 // the spool noted them lost.
 func TestStatusOfRecordsLostToDamageIsNeverDelivered(t *testing.T) {
 	dir := t.TempDir()
-	var mu sync.Mutex
-	failA, attemptsA := true, 0
-	var got []string
-	s := funcSink{write: func(_ context.Context, msgs []sink.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if failA {
-			attemptsA++
-			return errTransient
-		}
-		for _, m := range msgs {
-			got = append(got, string(m.Value))
-		}
-		return nil
-	}}
-	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{{Name: "mem", Sink: s, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}})
+	g := newGateSink(true)
+	ta := startAgent(t, dir, Options{Sinks: []SinkSpec{g.spec()}})
 	r1 := do(t, "POST", ta.url+"/v1/topics/a", "", []byte("lost-one-MARK1"), nil)
-	waitFor(t, "topic a stuck", func() bool { mu.Lock(); defer mu.Unlock(); return attemptsA >= 2 })
+	waitFor(t, "topic a stuck", func() bool { return g.tries() >= 2 })
 	r2 := do(t, "POST", ta.url+"/v1/topics/a", "", []byte("lost-two-MARK2"), nil)
 	r3 := do(t, "POST", ta.url+"/v1/topics/a", "", []byte("lost-three-MARK3"), nil)
 	if r1.status != 202 || r2.status != 202 || r3.status != 202 {
 		t.Fatalf("push: %+v %+v %+v", r1, r2, r3)
 	}
 	damageFramingAfter(t, dir, "lost-one-MARK1")
-	mu.Lock()
-	failA = false
-	mu.Unlock()
+	g.setShut(false)
 	f := ta.a.fwds[0]
 	waitFor(t, "cursor past the damage", func() bool { return f.cursor.Acked() >= ta.sp.LastSeq() })
-	mu.Lock()
-	delivered := slices.Clone(got)
-	mu.Unlock()
+	delivered := g.values()
 	if !slices.Equal(delivered, []string{"lost-one-MARK1"}) {
 		t.Fatalf("the sink got %q, want only the record before the damage", delivered)
 	}
@@ -100,3 +82,39 @@ func TestStatusOfRecordsLostToDamageIsNeverDelivered(t *testing.T) {
 		t.Errorf("LostRecords %d, want 2", n)
 	}
 }
+
+// gateSink refuses every batch while shut (counting the tries) and keeps
+// the values and ids of what it takes: a sink to hold messages back with,
+// then let through.
+type gateSink struct {
+	mu          sync.Mutex
+	shut        bool
+	tried       int
+	vals, idset []string
+}
+
+func newGateSink(shut bool) *gateSink { return &gateSink{shut: shut} }
+
+// spec is the sink "mem", retried every 10-50 ms.
+func (g *gateSink) spec() SinkSpec {
+	return SinkSpec{Name: "mem", Sink: funcSink{write: g.write}, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}
+}
+
+func (g *gateSink) write(_ context.Context, msgs []sink.Message) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shut {
+		g.tried++
+		return errTransient
+	}
+	for _, m := range msgs {
+		g.vals = append(g.vals, string(m.Value))
+		g.idset = append(g.idset, m.ID)
+	}
+	return nil
+}
+
+func (g *gateSink) setShut(shut bool) { g.mu.Lock(); g.shut = shut; g.mu.Unlock() }
+func (g *gateSink) tries() int        { g.mu.Lock(); defer g.mu.Unlock(); return g.tried }
+func (g *gateSink) values() []string  { g.mu.Lock(); defer g.mu.Unlock(); return slices.Clone(g.vals) }
+func (g *gateSink) ids() []string     { g.mu.Lock(); defer g.mu.Unlock(); return slices.Clone(g.idset) }
