@@ -1,10 +1,7 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -51,35 +48,11 @@ func TestCatchUpDeadLettersCorruptRecord(t *testing.T) {
 	}
 	// Damage a-two's payload on disk (its CRC then fails) while its lane
 	// has let go of it.
-	damaged := false
-	segs, _ := filepath.Glob(filepath.Join(dir, "spool", "wal", "*"))
-	for _, p := range segs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		if i := bytes.Index(b, []byte("DAMAGED-ON-DISK")); i >= 0 {
-			// One byte flipped in place, as a disk damages a record:
-			// os.WriteFile truncates the segment first, and a read in
-			// between saw the records after it cut short (a-three read
-			// corrupt and dead-lettered; the test failed once in CI).
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = f.WriteAt([]byte{b[i] ^ 0xff}, int64(i))
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			damaged = true
-		}
-	}
-	if !damaged {
-		t.Fatal("record not found on disk")
-	}
+	// One byte flipped in place, as a disk damages a record: os.WriteFile
+	// truncates the segment first, and a read in between saw the records
+	// after it cut short (a-three read corrupt and dead-lettered; the test
+	// failed once in CI). overwriteNear fails the test if it is not found.
+	overwriteNear(t, dir, "DAMAGED-ON-DISK", []byte{'D' ^ 0xff}, func(_ []byte, i int) int { return i })
 	mu.Lock()
 	failA = false
 	mu.Unlock()

@@ -17,34 +17,13 @@ import (
 // parses.
 func damageEnvelope(t *testing.T, dir, marker string) {
 	t.Helper()
-	segs, _ := filepath.Glob(filepath.Join(dir, "spool", "wal", "*"))
-	for _, p := range segs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		i := bytes.Index(b, []byte(marker))
-		if i < 0 {
-			continue
-		}
+	overwriteNear(t, dir, marker, []byte("XX"), func(b []byte, i int) int {
 		j := bytes.LastIndex(b[:i], []byte("SL\x01\x00"))
 		if j < 0 {
 			t.Fatalf("no envelope before %q", marker)
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = f.WriteAt([]byte("XX"), int64(j))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Fatalf("%q not on disk", marker)
+		return j
+	})
 }
 
 // TestKeptIDLostBeforeMetaLossNeverReadsDelivered: chained

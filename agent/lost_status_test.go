@@ -18,6 +18,15 @@ import (
 // are the next record's frame length, which then parses as no frame.
 func damageFramingAfter(t *testing.T, dir, marker string) {
 	t.Helper()
+	overwriteNear(t, dir, marker, []byte{0xff, 0xff, 0xff, 0xff, 0x0f},
+		func(_ []byte, i int) int { return i + len(marker) })
+}
+
+// overwriteNear writes data, in place (as a disk damages a record, not a
+// rewrite that truncates first), at the offset at picks in the spool
+// segment holding marker (i is where marker starts).
+func overwriteNear(t *testing.T, dir, marker string, data []byte, at func(b []byte, i int) int) {
+	t.Helper()
 	segs, _ := filepath.Glob(filepath.Join(dir, "spool", "wal", "*"))
 	for _, p := range segs {
 		b, err := os.ReadFile(p)
@@ -32,7 +41,7 @@ func damageFramingAfter(t *testing.T, dir, marker string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = f.WriteAt([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, int64(i+len(marker)))
+		_, err = f.WriteAt(data, int64(at(b, i)))
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
