@@ -47,14 +47,7 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 				// Framing damaged after Open: skip the rest of the
 				// segment, count it, note its records lost (lost.go),
 				// keep serving.
-				next, at := s.skipToLocked(c.next, pos, seg)
-				s.st.corruptions.Add(1)
-				s.log.Error("spool segment unreadable past this point; skipping what cannot be read, its records lost",
-					"cursor", c.name, "segment", filepath.Base(seg.path), "offset", pos-seg.base,
-					"first_lost", c.next, "last_lost", next-1, "err", err)
-				s.addLost(c.next, next-1, s.epoch)
-				s.addResumeLocked(next, at)
-				end = at
+				_, end = s.skipLocked(c.name, c.next, pos, seg, err)
 			}
 			c.nextPos = end
 			if n := len(recs); n > 0 {
@@ -212,8 +205,8 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 			// Damaged framing before from in its segment: from cannot
 			// be found, nor what follows up to a resume point.
 			seg := s.segs[sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= from })]
+			from, _ = s.skipLocked("", from, seg.base-1, seg, err)
 			s.mu.Unlock()
-			from = s.skipDamaged(from, seg.base-1, seg, err)
 			continue
 		}
 		if err != nil {
@@ -235,7 +228,9 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		recs, _, _, err := readFrames(f, seg, pos, maxRecords, maxBytes, nil)
 		f.Close()
 		if damaged(err) {
-			from = s.skipDamaged(from, pos, seg, err)
+			s.mu.Lock()
+			from, _ = s.skipLocked("", from, pos, seg, err)
+			s.mu.Unlock()
 			continue
 		}
 		if err != nil {
@@ -265,20 +260,19 @@ func damaged(err error) bool {
 	return errors.Is(err, ErrCorrupt) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// skipDamaged is ReadFrom's answer to damage from record from (at logical
-// position pos, or before it) on in seg, as it was when read: what lies up
-// to the next resume point, or the segment's end, is noted lost (lost.go),
-// as a cursor's read skips it, and reading goes on there.
-func (s *Spool) skipDamaged(from uint64, pos int64, seg segment, err error) uint64 {
-	s.mu.Lock()
+// skipLocked answers damage from record from (at logical position pos,
+// or before it) on in seg, as the reader saw it, for a cursor's read and
+// for ReadFrom (cursor ""): what lies up to the next resume point, or the
+// segment's end, is counted, logged and noted lost (lost.go) before
+// anything reads past it, and reading goes on there: the record and the
+// position it returns. s.mu held (the note's write under it: damage is
+// rare).
+func (s *Spool) skipLocked(cursor string, from uint64, pos int64, seg segment, err error) (uint64, int64) {
 	next, at := s.skipToLocked(from, pos, seg)
-	s.mu.Unlock()
 	s.st.corruptions.Add(1)
 	s.log.Error("spool segment unreadable past this point; skipping what cannot be read, its records lost",
-		"segment", filepath.Base(seg.path), "first_lost", from, "last_lost", next-1, "err", err)
-	s.addLost(from, next-1, s.epoch) // noted before anything reads past it
-	s.mu.Lock()
+		"cursor", cursor, "segment", filepath.Base(seg.path), "first_lost", from, "last_lost", next-1, "err", err)
+	s.addLost(from, next-1, s.epoch)
 	s.addResumeLocked(next, at)
-	s.mu.Unlock()
-	return next
+	return next, at
 }
