@@ -110,7 +110,7 @@ func TestManyStuckTopicsAllCatchUpWhenTheSinkIsBack(t *testing.T) {
 		return f.held > f.budget
 	})
 	down.Store(false)
-	waitFor(t, "everything delivered", func() bool { return delivered.Load() == topics*each })
+	waitDelivered(t, f, delivered, topics*each)
 }
 
 // One read may start a lane per record: with a large BATCH_MESSAGES, one
