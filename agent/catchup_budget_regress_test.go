@@ -105,18 +105,27 @@ func TestCatchUpStaysInTheBudgetWhenLanesFillIt(t *testing.T) {
 // a quarter of that on a loaded 2-core machine; a stall delivers none.
 func waitDelivered(t *testing.T, f *forwarder, delivered *atomic.Int64, want int64) {
 	t.Helper()
-	last, moved := delivered.Load(), time.Now()
+	waitCount(t, "delivered", delivered.Load, want, func() string { return forwarderState(f) })
+}
+
+// waitCount waits until count() is want, for as long as the count moves: it
+// fails only when it did not change for 20 s, with state() saying why. For
+// work that takes a time that grows with its size (thousands of messages
+// delivered), where a fixed bound fails a machine that is only slow.
+func waitCount(t *testing.T, what string, count func() int64, want int64, state func() string) {
+	t.Helper()
+	last, moved := count(), time.Now()
 	logged := time.Now()
-	for n := delivered.Load(); n != want; n = delivered.Load() {
+	for n := count(); n != want; n = count() {
 		if n != last {
 			last, moved = n, time.Now()
 		}
 		if time.Since(moved) > 20*time.Second {
-			t.Fatalf("nothing delivered for 20 s, %d of %d: %s", n, want, forwarderState(f))
+			t.Fatalf("%s: no change for 20 s, %d of %d: %s", what, n, want, state())
 		}
 		if time.Since(logged) > 5*time.Second {
 			logged = time.Now()
-			t.Logf("delivered %d of %d: %s", n, want, forwarderState(f))
+			t.Logf("%s %d of %d: %s", what, n, want, state())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
