@@ -127,7 +127,9 @@ func TestStuckTopicMemoryIsBoundedAndCatchesUp(t *testing.T) {
 		t.Fatalf("forwarder holds %d bytes, budget %d", h, ta.a.fwds[0].budget)
 	}
 	cs.setFails(nil)
-	waitFor(t, "the stuck topic", func() bool { return cs.count("stuck") >= n })
+	// 100,000 messages catch up in 1-5 s under -race: wait while they arrive.
+	f := ta.a.fwds[0]
+	waitCount(t, "stuck topic delivered", func() int64 { return int64(cs.count("stuck")) }, n, func() string { return forwarderState(f) })
 	waitFor(t, "the cursor", func() bool { return ta.a.fwds[0].cursor.BacklogBytes() == 0 })
 	cs.mu.Lock()
 	got := cs.vals["stuck"]
