@@ -113,7 +113,7 @@ func TestReadFromBeforeTheDamageResumesWhereASkipEnded(t *testing.T) {
 // an open's epoch made lost records read delivered when meta was stale).
 func TestQuarantinedSequencesTakenAgainReadLostNeverDelivered(t *testing.T) {
 	dir := t.TempDir()
-	o := Options{SegmentBytes: 4096, Sync: SyncNever}
+	o := Options{SegmentBytes: 4096, Sync: SyncNever, TruncateSegments: noTruncation}
 	s := openT(t, dir, o)
 	ids := appendAll(t, s, damagedSetRecs(10)...)
 	s.Close()
@@ -149,7 +149,7 @@ func TestQuarantinedSequencesTakenAgainReadLostNeverDelivered(t *testing.T) {
 // spool: the new spool's records at those sequences read lost otherwise.
 func TestRecreatedSpoolLeavesTheOldNoteOut(t *testing.T) {
 	dir := t.TempDir()
-	o := Options{SegmentBytes: 4096}
+	o := Options{SegmentBytes: 4096, TruncateSegments: noTruncation}
 	s := openT(t, dir, o)
 	ids := appendAll(t, s, damagedSetRecs(10)...)
 	s.Close()

@@ -11,7 +11,7 @@ import (
 // framing is damaged and meta is removed; the open quarantines 2..4.
 func quarantineAfterLostMeta(t *testing.T) (string, Options, []ID, *Spool) {
 	dir := t.TempDir()
-	o := Options{SegmentBytes: 4096}
+	o := Options{SegmentBytes: 4096, TruncateSegments: noTruncation}
 	for i := 0; i < 2; i++ { // epochs 1 and 2, no records
 		s := openT(t, dir, o)
 		s.Close()

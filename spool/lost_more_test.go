@@ -56,7 +56,7 @@ func TestReadFromFindsRecordsAppendedAfterASkippedStretch(t *testing.T) {
 // lane retried once a second and never moved.
 func TestReadFromSkipsASegmentCutShort(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{SegmentBytes: 4096})
+	s := openT(t, dir, Options{SegmentBytes: 4096, TruncateSegments: noTruncation})
 	big := strings.Repeat("x", 5000)
 	ids := appendAll(t, s, "one-"+big, "two-"+big, "three-"+big)
 	if s.Stats().Segments < 3 {

@@ -15,7 +15,7 @@ import (
 // read not lost).
 func TestLostMetaQuarantineStaysLostAfterTheNextOpen(t *testing.T) {
 	dir := t.TempDir()
-	o := Options{SegmentBytes: 4096}
+	o := Options{SegmentBytes: 4096, TruncateSegments: noTruncation}
 	s := openT(t, dir, o)
 	appendAll(t, s, damagedSetRec(1)) // (1, 1)
 	s.Close()

@@ -12,7 +12,7 @@ import (
 // damaged: the next open quarantines 2..4.
 func staleMetaSetup(t *testing.T) (string, Options, []byte, []ID) {
 	dir := t.TempDir()
-	o := Options{SegmentBytes: 4096}
+	o := Options{SegmentBytes: 4096, TruncateSegments: noTruncation}
 	s := openT(t, dir, o)
 	appendAll(t, s, damagedSetRec(1))
 	s.Close()

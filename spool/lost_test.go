@@ -114,7 +114,7 @@ func TestReadSkipOfDamagedFramingNotesTheRecordsLost(t *testing.T) {
 // moved again), and notes what it skipped lost.
 func TestReadFromSkipsDamagedFramingAndNotesIt(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{SegmentBytes: 4096})
+	s := openT(t, dir, Options{SegmentBytes: 4096, TruncateSegments: noTruncation})
 	defer s.Close()
 	big := strings.Repeat("x", 5000) // a segment each: one is cycled once past SegmentBytes
 	ids := appendAll(t, s, "one-"+big, "two-"+big, "three-"+big)
@@ -141,14 +141,14 @@ func TestReadFromSkipsDamagedFramingAndNotesIt(t *testing.T) {
 // the segment by then). Record 4, in the next segment, is not.
 func TestQuarantineAtOpenNotesTheRecordsLost(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{SegmentBytes: 4096})
+	s := openT(t, dir, Options{SegmentBytes: 4096, TruncateSegments: noTruncation})
 	big := strings.Repeat("x", 1500)
 	ids := appendAll(t, s, "one-"+big, "two-"+big, "three-"+big, "four-"+big)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	damageFraming(t, dir, "one-"+big, "two-")
-	s = openT(t, dir, Options{SegmentBytes: 4096})
+	s = openT(t, dir, Options{SegmentBytes: 4096, TruncateSegments: noTruncation})
 	if len(s.Recovery().Quarantined) == 0 {
 		t.Fatalf("nothing quarantined: %+v", s.Recovery())
 	}
@@ -167,7 +167,7 @@ func TestQuarantineAtOpenNotesTheRecordsLost(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openT(t, dir, Options{SegmentBytes: 4096})
+	s = openT(t, dir, Options{SegmentBytes: 4096, TruncateSegments: noTruncation})
 	defer s.Close()
 	check("after another open")
 }

@@ -30,6 +30,13 @@ func openT(t *testing.T, dir string, o Options) *Spool {
 	return s
 }
 
+// noTruncation, as Options.TruncateSegments, keeps every segment on disk.
+// For tests that damage or inspect segments of a spool without cursors:
+// with none, every record below the tail may go at any flush (every 50 ms),
+// and on a loaded machine one came between a test's appends and its damage
+// and removed the segment it meant to damage.
+const noTruncation = 1 << 30
+
 func payload(i int) []byte {
 	return []byte(fmt.Sprintf("record-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%50)))
 }

@@ -124,7 +124,7 @@ func TestTornRecordInZeroFilledTail(t *testing.T) {
 // have been durable) loses nothing and is not quarantined.
 func TestSealedSegmentsHoldOnlyRecords(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{SegmentBytes: 64 << 10})
+	s := openT(t, dir, Options{SegmentBytes: 64 << 10, TruncateSegments: noTruncation})
 	n := fillSegments(t, s, 3)
 	s.mu.Lock()
 	sealed := append([]segment(nil), s.segs[:len(s.segs)-1]...)
@@ -139,7 +139,7 @@ func TestSealedSegmentsHoldOnlyRecords(t *testing.T) {
 	if err := os.Truncate(sealed[0].path, limit); err != nil {
 		t.Fatal(err)
 	}
-	s = openT(t, dir, Options{SegmentBytes: 64 << 10})
+	s = openT(t, dir, Options{SegmentBytes: 64 << 10, TruncateSegments: noTruncation})
 	rec := s.Recovery()
 	if len(rec.Quarantined) != 0 || rec.ZeroFillBytes != limit-sealed[0].size || !rec.Clean() {
 		t.Fatalf("recovery: %+v", rec)
