@@ -208,14 +208,15 @@ func TestIdempotencyIndexExpiresAndStaysBounded(t *testing.T) {
 			t.Fatalf("round %d: %d keys in memory, want at most %d", round, n, perRound)
 		}
 	}
-	waitFor(t, "expired segments truncated", func() bool { return idx.FirstSeq() > 2*perRound })
-	des, err := os.ReadDir(filepath.Join(dir, "idem", "wal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(des) > 4 {
-		t.Fatalf("index store keeps %d segment files after expiry", len(des))
-	}
+	// A truncation in progress has a file more for a moment (the segment
+	// it rewrites): wait for the files to settle at a bound, not one look.
+	waitFor(t, "expired segments truncated, at most 4 segment files left", func() bool {
+		des, err := os.ReadDir(filepath.Join(dir, "idem", "wal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idx.FirstSeq() > 2*perRound && len(des) <= 4
+	})
 	r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("v"), map[string]string{"Idempotency-Key": "r0-0"})
 	if r.status != 202 || r.header.Get("Sluice-Idempotent-Replay") != "" || r.ids[0] == firstIDs[0] {
 		t.Fatalf("expired key: %+v, want a new id (first was %v)", r, firstIDs)
