@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/sluiceio/sluice/sink"
@@ -15,8 +16,15 @@ import (
 func TestSinkDroppedMessageNeverReadsDeliveredAfterSixteenMoreDrops(t *testing.T) {
 	dir := t.TempDir()
 	mem := &memSink{}
+	var mu sync.Mutex
+	held := map[string]bool{} // D's ids the sink refused
 	mem.setFail(func(msgs []sink.Message) error {
 		if msgs[0].Topic == "d" {
+			mu.Lock()
+			for _, m := range msgs {
+				held[m.ID] = true
+			}
+			mu.Unlock()
 			return errTransient // held until dropped
 		}
 		return nil
@@ -27,6 +35,15 @@ func TestSinkDroppedMessageNeverReadsDeliveredAfterSixteenMoreDrops(t *testing.T
 	var drops, deliveries []string
 	for range 17 {
 		d := pushKey(t, ta.url, "d", "", `"D"`)
+		// D held (tried and refused) before it is dropped: G is then
+		// delivered ahead of a message the forwarder still holds. A drop
+		// before the forwarder read D leaves G delivered in order, which
+		// the merged drops cannot tell from dropped (a loaded machine did).
+		waitFor(t, "D tried", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return held[d]
+		})
 		_, sid, _ := parseID(d)
 		if _, err := f.cursor.SkipTo(sid.Seq, true); err != nil { // what a cap's drop does
 			t.Fatal(err)
