@@ -330,7 +330,16 @@ func (cb *callbacks) readTombstones(ctx context.Context) (map[uint64]bool, uint6
 		recs, err := cb.storeCur.Read(rctx, 4096, 4<<20)
 		cancel()
 		if err != nil {
-			break
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, spool.ErrClosed) {
+				break
+			}
+			// The store could not be read (no file descriptor free,
+			// EIO): stopping here would send done reports again.
+			cb.log.Error("callbacks: read store", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				break
+			}
+			continue
 		}
 		for _, r := range recs {
 			if seqs, ok := decodeCBTombstone(r.Data); ok && !r.Corrupt {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -65,8 +66,12 @@ func openDeadLetters(sp *spool.Spool, m *agentMetrics, log *slog.Logger, sinks [
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		recs, err := c.Read(ctx, 4096, 4<<20)
 		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break // nothing readable up to last (a quarantined gap)
+		}
 		if err != nil {
-			break
+			c.Release()
+			return nil, fmt.Errorf("dead letters: read: %w", err)
 		}
 		for _, r := range recs {
 			if e, ok := decodeDeadLetter(r.Data); ok {

@@ -353,7 +353,18 @@ func (st *idemStore) runCopier(ctx context.Context, tick time.Duration) {
 		}
 		recs, err := st.copier.Read(ctx, 4096, 4<<20)
 		if err != nil {
-			return // ctx done or spool closed
+			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {
+				return
+			}
+			// The spool could not be read (no file descriptor free,
+			// EIO): nothing moved; try again at the next tick.
+			st.log.Error("idempotency index: read spool", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			continue
 		}
 		st.readPos = recs[len(recs)-1].ID.Seq
 		var entries [][]byte

@@ -91,6 +91,7 @@ func (m *agentMetrics) register(a *Agent) {
 	m.set.NewGauge("sluice_spool_repairs_total", func() float64 { return float64(sp.Stats().Repairs) })
 	m.set.NewGauge("sluice_spool_quarantines_total", func() float64 { return float64(sp.Stats().Quarantines) })
 	m.set.NewGauge("sluice_spool_corruptions_total", func() float64 { return float64(sp.Stats().Corruptions) })
+	m.set.NewGauge("sluice_spool_read_errors_total", func() float64 { return float64(sp.Stats().ReadErrors) })
 	m.set.NewGauge("sluice_spool_lost_records_total", func() float64 { return float64(sp.Stats().LostRecords) })
 	m.set.NewGauge("sluice_spool_dropped_total", func() float64 { return float64(sp.Stats().Dropped) })
 	m.set.NewGauge("sluice_spool_truncations_total", func() float64 { return float64(sp.Stats().Truncations) })

@@ -213,6 +213,14 @@ func (q *queue) run(ctx context.Context) {
 			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {
 				break
 			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				// The spool could not be read (no file descriptor
+				// free, EIO): nothing moved; try again in a second.
+				q.lg.Error("queue: read spool", "err", err)
+				if !sleepCtx(ctx, time.Second) {
+					break
+				}
+			}
 			continue
 		}
 		q.add(recs)

@@ -137,8 +137,12 @@ func openQueueLog(sp *spool.Spool, name string, spoolAcked uint64, epoch uint32,
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		recs, err := c.Read(ctx, 4096, 4<<20)
 		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break // nothing readable up to last (a quarantined gap)
+		}
 		if err != nil {
-			break
+			c.Release()
+			return nil, st, fmt.Errorf("queue log %s: read: %w", name, err)
 		}
 		for _, r := range recs {
 			if !r.Corrupt {

@@ -15,7 +15,10 @@ import (
 // Read returns up to maxRecords records (and about maxBytes of payload,
 // at least one record) after the cursor's read position, blocking until at
 // least one durable record is there or ctx is done. It never returns a
-// record that is not durable under the sync policy.
+// record that is not durable under the sync policy. Damaged framing is
+// skipped (its records noted lost); an error that is not damage (a segment
+// that cannot be opened for want of file descriptors, EIO) is returned
+// with the cursor where it was, for the caller to retry.
 func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, error) {
 	s := c.s
 	if maxRecords <= 0 {
@@ -43,10 +46,17 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 				s.mu.Unlock()
 				continue
 			}
+			if err != nil && !damaged(err) && !errors.Is(err, os.ErrNotExist) {
+				// Not damage (too many open files, EIO): the records may
+				// read fine later. Nothing moves; the caller retries.
+				s.st.readErrors.Add(1)
+				s.mu.Unlock()
+				return nil, err
+			}
 			if err != nil {
-				// Framing damaged after Open: skip the rest of the
-				// segment, count it, note its records lost (lost.go),
-				// keep serving.
+				// Framing damaged after Open, or the segment's file
+				// gone: skip the rest of the segment, count it, note its
+				// records lost (lost.go), keep serving.
 				_, end = s.skipLocked(c.name, c.next, pos, seg, err)
 			}
 			c.nextPos = end

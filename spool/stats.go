@@ -11,6 +11,7 @@ type stats struct {
 	rejectedFull, dropped      atomic.Uint64
 	writeErrors, repairs       atomic.Uint64
 	quarantines, corruptions   atomic.Uint64
+	readErrors                 atomic.Uint64
 	truncations, truncateNanos atomic.Uint64
 	cursorResets, lostRecords  atomic.Uint64
 	gathers, gatherTimeouts    atomic.Uint64
@@ -30,6 +31,7 @@ type Stats struct {
 	Repairs        uint64 // torn tails cut at Open
 	Quarantines    uint64 // damaged closed-segment tails set aside
 	Corruptions    uint64 // payload CRC failures and unreadable framing seen
+	ReadErrors     uint64 // cursor reads that failed without damage (no file descriptor, EIO), retried
 	LostRecords    uint64 // sequences noted lost to damage (lost.go), since Open
 	Truncations    uint64
 	TruncateTime   time.Duration // total
@@ -60,6 +62,7 @@ func (s *Spool) Stats() Stats {
 		Repairs:        s.st.repairs.Load(),
 		Quarantines:    s.st.quarantines.Load(),
 		Corruptions:    s.st.corruptions.Load(),
+		ReadErrors:     s.st.readErrors.Load(),
 		LostRecords:    s.st.lostRecords.Load(),
 		Truncations:    s.st.truncations.Load(),
 		TruncateTime:   time.Duration(s.st.truncateNanos.Load()),
