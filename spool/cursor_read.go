@@ -46,6 +46,16 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 				s.mu.Unlock()
 				continue
 			}
+			if errors.Is(err, os.ErrNotExist) && (s.truncating || !s.listedLocked(seg.path)) {
+				// A front truncation removed or rewrote the file
+				// meanwhile: not damage. Read on from the new front.
+				wait := s.truncating
+				s.mu.Unlock()
+				if wait {
+					time.Sleep(time.Millisecond)
+				}
+				continue
+			}
 			if err != nil && !damaged(err) && !errors.Is(err, os.ErrNotExist) {
 				// Not damage (too many open files, EIO): the records may
 				// read fine later. Nothing moves; the caller retries.
@@ -82,6 +92,17 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// listedLocked says whether a segment file of that path is the spool's.
+// s.mu held.
+func (s *Spool) listedLocked(path string) bool {
+	for _, seg := range s.segs {
+		if seg.path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // readSegment parses records of one segment from logical position pos up

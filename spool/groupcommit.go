@@ -667,10 +667,16 @@ func (c *committer) truncate(upTo uint64) {
 	// second finds it done.
 	s.mu.Lock()
 	done := upTo <= s.segs[0].first
+	s.truncating = !done
 	s.mu.Unlock()
 	if done {
 		return
 	}
+	defer func() {
+		s.mu.Lock()
+		s.truncating = false
+		s.mu.Unlock()
+	}()
 	t0 := time.Now()
 	if err := s.wl.TruncateFront(upTo); err != nil {
 		// tidwall marks the handle corrupt after a partial truncation;
