@@ -351,7 +351,15 @@ func (c *committer) commit(reqs []*appendReq) {
 				r.finish(appendRes{err: ErrFull})
 				continue
 			}
-			floor = s.dropBefore(floor + over)
+			f, err := s.dropBefore(floor + over)
+			if err != nil {
+				s.st.rejectedFull.Add(1)
+				putBuf(r.buf)
+				r.buf = nil
+				r.finish(appendRes{err: fmt.Errorf("%w: no room made: %v", ErrFull, err)})
+				continue
+			}
+			floor = f
 		}
 		accepted = append(accepted, r)
 		pending += r.bytes
@@ -640,10 +648,17 @@ func (c *committer) reopen() bool {
 
 // dropBefore advances every cursor whose position is below target past the
 // records up to target (policy drop_oldest). It returns the new floor.
-func (s *Spool) dropBefore(target int64) int64 {
+func (s *Spool) dropBefore(target int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seq, pos, err := s.locate(target)
+	if err != nil && !damaged(err) {
+		// Not damage (no file descriptor free, EIO): the records are
+		// intact, and dropping to the tail would drop every cursor's
+		// whole backlog. The append is refused this once.
+		s.log.Warn("drop_oldest: cannot locate records to drop; append refused", "err", err)
+		return s.floorLocked(), err
+	}
 	if err != nil {
 		s.log.Error("drop_oldest: cannot locate records; dropping to the tail", "err", err)
 		seq, pos = s.last, s.tailPos
@@ -653,7 +668,7 @@ func (s *Spool) dropBefore(target int64) int64 {
 			cur.skipLocked(seq, pos, true)
 		}
 	}
-	return s.floorLocked()
+	return s.floorLocked(), nil
 }
 
 // truncate removes whole segments below the one starting at upTo. It never

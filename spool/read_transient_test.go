@@ -35,26 +35,10 @@ func TestReadErrorThatIsNotDamageSkipsNothing(t *testing.T) {
 		t.Fatalf("first read: %d records %v", len(recs), err)
 	}
 	// The next read closes the first segment's file and opens the
-	// second's: no descriptor from the first's number on is allowed.
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	free := f.Fd() // the lowest free descriptor, free again after Close
-	f.Close()
-	low := lim
-	low.Cur = uint64(min(free, c.f.Fd())) // the lowest free one once the first segment's is closed
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
+	// second's: no descriptor is free for it.
+	restore := starveFDs(t, c.f)
 	recs, rerr := read()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if !errors.Is(rerr, syscall.EMFILE) || len(recs) != 0 {
 		t.Fatalf("read without a free descriptor: %d records %v, want EMFILE", len(recs), rerr)
 	}
@@ -68,5 +52,117 @@ func TestReadErrorThatIsNotDamageSkipsNothing(t *testing.T) {
 		if recs, err := read(); err != nil || len(recs) != 1 || recs[0].ID != want {
 			t.Fatalf("read after descriptors are free again: %d records %v, want %v", len(recs), err, want)
 		}
+	}
+}
+
+// starveFDs lowers RLIMIT_NOFILE to the lowest free descriptor, or to the
+// lowest of open's descriptors if lower (free again once closed): no open
+// succeeds until the returned restore is called. Tests that use it must
+// not run in parallel.
+func starveFDs(t *testing.T, open ...*os.File) (restore func()) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := f.Fd()
+	f.Close()
+	for _, o := range open {
+		free = min(free, o.Fd())
+	}
+	low := lim
+	low.Cur = uint64(free)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	restore = func() {
+		if done {
+			return
+		}
+		done = true
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// TestTransientReadErrorsThenRewindReadEveryRecordOnce: a Read that fails for
+// want of a descriptor, in the middle of a segment already open and at a
+// segment boundary, then Rewind: every record comes back once, in order,
+// nothing noted lost; ReadFrom and Get under the same condition return an
+// error and note nothing lost either.
+func TestTransientReadErrorsThenRewindReadEveryRecordOnce(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{SegmentBytes: 4096, TruncateSegments: noTruncation})
+	big := strings.Repeat("x", 1500)
+	var vals []string
+	for i := 0; i < 9; i++ {
+		vals = append(vals, big)
+	}
+	ids := appendAll(t, s, vals...)
+	c, err := s.Cursor("a", CursorOptions{FromOldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() ([]Record, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Read(ctx, 1, 1<<20)
+	}
+	var got []ID
+	for i := 0; i < 9; i++ {
+		restore := starveFDs(t)
+		recs, rerr := read()
+		restore()
+		if rerr != nil {
+			// At a segment boundary: nothing moved; read it now.
+			if recs, rerr = read(); rerr != nil {
+				t.Fatalf("read %d: %v", i, rerr)
+			}
+		}
+		if len(recs) != 1 {
+			t.Fatalf("read %d: %d records", i, len(recs))
+		}
+		got = append(got, recs[0].ID)
+		if i == 4 {
+			c.Rewind()
+			c.closeFile()
+			restore := starveFDs(t)
+			_, rerr := read()
+			restore()
+			if rerr == nil {
+				t.Fatal("read after rewind without descriptors succeeded")
+			}
+			got = got[:0]
+			for j := 0; j <= 4; j++ {
+				recs, err := read()
+				if err != nil || len(recs) != 1 {
+					t.Fatalf("reread %d: %v", j, err)
+				}
+				got = append(got, recs[0].ID)
+			}
+		}
+	}
+	for i := range ids {
+		if got[i] != ids[i] {
+			t.Fatalf("record %d: %v want %v", i, got[i], ids[i])
+		}
+	}
+	restore := starveFDs(t)
+	_, ferr := s.ReadFrom(ids[3].Seq, 10, 1<<20)
+	_, gerr := s.Get(ids[5].Seq)
+	restore()
+	if ferr == nil || gerr == nil {
+		t.Fatalf("ReadFrom/Get without descriptors: %v %v", ferr, gerr)
+	}
+	st := s.Stats()
+	if st.Corruptions != 0 || st.LostRecords != 0 {
+		t.Fatalf("corruptions %d lost %d", st.Corruptions, st.LostRecords)
 	}
 }
