@@ -364,7 +364,7 @@ func (c *Cursor) TrimBacklog(maxBytes int64) (uint64, error) {
 	if c.ackPos.Load() >= target {
 		return 0, nil
 	}
-	seq, pos, err := s.locate(target)
+	seq, pos, err := s.dropPointLocked(target)
 	if err != nil {
 		return 0, err
 	}

@@ -31,7 +31,7 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 			return nil, ErrClosed
 		}
 		if c.next <= s.last && c.nextPos < s.tailPos {
-			gen, pos := c.gen, c.nextPos
+			gen, pos, tg := c.gen, c.nextPos, s.truncGen
 			i := s.segIndexAt(pos)
 			seg := s.segs[i]
 			if pos < seg.base { // below the front after a truncation
@@ -46,13 +46,17 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 				s.mu.Unlock()
 				continue
 			}
-			if errors.Is(err, os.ErrNotExist) && (s.truncating || !s.listedLocked(seg.path)) {
+			if errors.Is(err, os.ErrNotExist) && s.racedLocked(tg, seg.path) {
 				// A front truncation removed or rewrote the file
 				// meanwhile: not damage. Read on from the new front.
-				wait := s.truncating
+				running := s.truncGen%2 == 1
 				s.mu.Unlock()
-				if wait {
-					time.Sleep(time.Millisecond)
+				if running {
+					select {
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					case <-time.After(time.Millisecond):
+					}
 				}
 				continue
 			}
@@ -94,15 +98,26 @@ func (c *Cursor) Read(ctx context.Context, maxRecords, maxBytes int) ([]Record, 
 	}
 }
 
-// listedLocked says whether a segment file of that path is the spool's.
-// s.mu held.
-func (s *Spool) listedLocked(path string) bool {
+// racedLocked says whether a segment file found gone, at path, was
+// removed or rewritten by a front truncation that began since truncGen
+// read tg, or runs now, or is no longer the spool's: not damage. s.mu held.
+func (s *Spool) racedLocked(tg uint64, path string) bool {
+	if s.truncGen != tg || s.truncGen%2 == 1 {
+		return true
+	}
 	for _, seg := range s.segs {
 		if seg.path == path {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
+}
+
+// damagedLocked says whether err, from reading a segment file with s.mu
+// held since before the read, is damage: framing that does not parse, a
+// file cut short, or a file gone while no truncation runs. s.mu held.
+func (s *Spool) damagedLocked(err error) bool {
+	return damaged(err) || errors.Is(err, os.ErrNotExist) && s.truncGen%2 == 0
 }
 
 // readSegment parses records of one segment from logical position pos up
@@ -232,7 +247,7 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		}
 		from = max(from, s.segs[0].first, 1)
 		pos, err := s.posOf(from - 1)
-		if damaged(err) {
+		if err != nil && s.damagedLocked(err) {
 			// Damaged framing before from in its segment: from cannot
 			// be found, nor what follows up to a resume point.
 			seg := s.segs[sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= from })]
@@ -247,11 +262,25 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		i := s.segIndexAt(pos)
 		seg := s.segs[i]
 		pos = max(pos, seg.base)
+		tg := s.truncGen
 		s.mu.Unlock()
 
 		f, err := os.Open(seg.path)
 		if errors.Is(err, os.ErrNotExist) {
-			continue // truncated meanwhile: start again at the new front
+			s.mu.Lock()
+			if s.racedLocked(tg, seg.path) {
+				// Truncated meanwhile: start again at the new front,
+				// once the truncation that runs is done.
+				running := s.truncGen%2 == 1
+				s.mu.Unlock()
+				if running {
+					time.Sleep(time.Millisecond)
+				}
+				continue
+			}
+			from, _ = s.skipLocked("", from, pos, seg, err) // the file is gone: damage
+			s.mu.Unlock()
+			continue
 		}
 		if err != nil {
 			return nil, err

@@ -651,17 +651,12 @@ func (c *committer) reopen() bool {
 func (s *Spool) dropBefore(target int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seq, pos, err := s.locate(target)
-	if err != nil && !damaged(err) {
+	seq, pos, err := s.dropPointLocked(target)
+	if err != nil {
 		// Not damage (no file descriptor free, EIO): the records are
-		// intact, and dropping to the tail would drop every cursor's
-		// whole backlog. The append is refused this once.
+		// intact. The append is refused this once.
 		s.log.Warn("drop_oldest: cannot locate records to drop; append refused", "err", err)
 		return s.floorLocked(), err
-	}
-	if err != nil {
-		s.log.Error("drop_oldest: cannot locate records; dropping to the tail", "err", err)
-		seq, pos = s.last, s.tailPos
 	}
 	for _, cur := range s.cursors {
 		if cur.ackPos.Load() < pos {
@@ -669,6 +664,23 @@ func (s *Spool) dropBefore(target int64) (int64, error) {
 		}
 	}
 	return s.floorLocked(), nil
+}
+
+// dropPointLocked is where a drop up to logical position target ends: the
+// first record ending at or after it; or, when the segment holding target
+// cannot be read for damage (framing, a file cut short or gone), that
+// segment's end, its records dropped whole. Other errors (no file
+// descriptor free, EIO, a truncation rewriting the segment) are returned.
+// s.mu held.
+func (s *Spool) dropPointLocked(target int64) (uint64, int64, error) {
+	seq, pos, err := s.locate(target)
+	if err == nil || !s.damagedLocked(err) {
+		return seq, pos, err
+	}
+	seg := s.segs[s.segIndexAt(target)]
+	s.log.Error("spool segment unreadable at a drop; dropping to its end",
+		"segment", filepath.Base(seg.path), "err", err)
+	return seg.last, seg.base + seg.size, nil
 }
 
 // truncate removes whole segments below the one starting at upTo. It never
@@ -682,14 +694,16 @@ func (c *committer) truncate(upTo uint64) {
 	// second finds it done.
 	s.mu.Lock()
 	done := upTo <= s.segs[0].first
-	s.truncating = !done
+	if !done {
+		s.truncGen++ // odd: running
+	}
 	s.mu.Unlock()
 	if done {
 		return
 	}
 	defer func() {
 		s.mu.Lock()
-		s.truncating = false
+		s.truncGen++
 		s.mu.Unlock()
 	}()
 	t0 := time.Now()

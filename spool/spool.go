@@ -195,10 +195,11 @@ type Spool struct {
 	cursors  map[string]*Cursor
 	registry []string // cursor names recorded in the meta file
 	diskErr  error    // last write failure, nil when healthy
-	// truncating: a front truncation is removing or rewriting segment
-	// files and segs does not say so yet; a reader that finds a file gone
-	// meanwhile waits for it instead of taking it for damage.
-	truncating bool
+	// truncGen counts front truncations begun and ended: odd while one
+	// removes or rewrites segment files before segs says so. A reader that
+	// finds a file gone tells a truncation (one ran since it looked, or
+	// runs) from damage by it (truncated, racedLocked, damagedLocked).
+	truncGen uint64
 
 	cutCursors []*Cursor // moved back to a cut tail by this Open, to persist before it returns
 
