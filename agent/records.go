@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -213,6 +214,12 @@ func (a *Agent) status(id string) Status {
 			continue
 		}
 		rec, err := a.sp.Get(sid.Seq)
+		if err != nil && !errors.Is(err, spool.ErrNoRecord) && !errors.Is(err, spool.ErrCorrupt) {
+			// The spool cannot be read for a moment (no file
+			// descriptor free, EIO): its targets are not known now, and
+			// a sink it never targeted must not be named.
+			return Status{ID: id, Status: "unknown"}
+		}
 		if err != nil {
 			gone = append(gone, sid)
 			continue

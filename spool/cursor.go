@@ -703,7 +703,8 @@ func (c *Cursor) BacklogBytes() int64 {
 
 // Get reads one record by sequence (at most markEvery records of one
 // segment are read). It returns ErrNoRecord when the record is not on disk
-// any more (or never was).
+// any more (or never was), ErrCorrupt when its segment is damaged, and
+// other errors (no file descriptor free, EIO) as they are: passing.
 func (s *Spool) Get(seq uint64) (Record, error) {
 	s.mu.Lock()
 	if seq == 0 || seq > s.last || seq < s.segs[0].first {
@@ -719,6 +720,9 @@ func (s *Spool) Get(seq uint64) (Record, error) {
 	data, q, _, err := seg.chunk(seq)
 	if errors.Is(err, os.ErrNotExist) {
 		return Record{}, ErrNoRecord // truncated meanwhile
+	}
+	if damaged(err) {
+		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err) // a file cut short
 	}
 	if err != nil {
 		return Record{}, err

@@ -247,6 +247,13 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 		}
 		from = max(from, s.segs[0].first, 1)
 		pos, err := s.posOf(from - 1)
+		if errors.Is(err, os.ErrNotExist) && s.truncGen%2 == 1 {
+			// A truncation removed the file and segs does not say so
+			// yet: start again at the new front once it is done.
+			s.mu.Unlock()
+			time.Sleep(time.Millisecond)
+			continue
+		}
 		if err != nil && s.damagedLocked(err) {
 			// Damaged framing before from in its segment: from cannot
 			// be found, nor what follows up to a resume point.

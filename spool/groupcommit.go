@@ -270,6 +270,9 @@ type committer struct {
 	dirty      bool // written since the last interval sync
 	newSegment bool // a segment was created since the last directory sync
 	lastRetry  time.Time
+	// truncPending: a front truncation up to it failed part way; reopen
+	// finishes it and brings segs in line (truncGen odd until then).
+	truncPending uint64
 
 	// Gathering (SyncAlways): writers answered by a commit tend to come
 	// back at once with their next append, while the appends that queued
@@ -642,6 +645,14 @@ func (c *committer) reopen() bool {
 		return false
 	}
 	c.dirty, c.newSegment = false, false
+	if c.truncPending != 0 {
+		// Opening the WAL finished the truncation that failed part way.
+		s.mu.Lock()
+		s.frontTruncatedLocked(c.truncPending)
+		s.truncGen++
+		s.mu.Unlock()
+		c.truncPending = 0
+	}
 	s.log.Info("spool reopened after a write failure")
 	return true
 }
@@ -668,8 +679,9 @@ func (s *Spool) dropBefore(target int64) (int64, error) {
 
 // dropPointLocked is where a drop up to logical position target ends: the
 // first record ending at or after it; or, when the segment holding target
-// cannot be read for damage (framing, a file cut short or gone), that
-// segment's end, its records dropped whole. Other errors (no file
+// cannot be read for damage (framing, a file cut short or gone), the first
+// record start the segment's sparse index knows at or after target, else
+// the segment's end: what lies between goes unparsed. Other errors (no file
 // descriptor free, EIO, a truncation rewriting the segment) are returned.
 // s.mu held.
 func (s *Spool) dropPointLocked(target int64) (uint64, int64, error) {
@@ -678,9 +690,50 @@ func (s *Spool) dropPointLocked(target int64) (uint64, int64, error) {
 		return seq, pos, err
 	}
 	seg := s.segs[s.segIndexAt(target)]
-	s.log.Error("spool segment unreadable at a drop; dropping to its end",
-		"segment", filepath.Base(seg.path), "err", err)
-	return seg.last, seg.base + seg.size, nil
+	seq, pos = seg.last, seg.base+seg.size
+	for _, m := range seg.marks {
+		if at := seg.base + m.off; at >= target && at < pos {
+			seq, pos = m.seq-1, at
+			break
+		}
+	}
+	s.log.Error("spool segment unreadable at a drop; dropping past the damage unparsed",
+		"segment", filepath.Base(seg.path), "to_seq", seq, "err", err)
+	return seq, pos, nil
+}
+
+// frontTruncatedLocked brings segs in line with the files after a front
+// truncation up to upTo, finished or failed part way: the segments before
+// upTo's whose files are gone leave the list, and upTo's segment, if its
+// file was rewritten to start there (under that sequence's name), is
+// described by the new file. s.mu held.
+func (s *Spool) frontTruncatedLocked(upTo uint64) {
+	i := 0
+	for i < len(s.segs)-1 && s.segs[i].last < upTo {
+		if _, err := os.Stat(s.segs[i].path); !errors.Is(err, os.ErrNotExist) {
+			break // still there: a truncation that failed before removing it
+		}
+		i++
+	}
+	if seg := &s.segs[i]; seg.first < upTo && seg.last >= upTo {
+		if _, err := os.Stat(seg.path); errors.Is(err, os.ErrNotExist) {
+			// The segment holding upTo now starts there, in a file of that name.
+			path := filepath.Join(s.walDir, segmentName(upTo))
+			if fi, err := os.Stat(path); err == nil {
+				cut := seg.size - fi.Size()
+				marks := seg.marks[:0:0]
+				for _, m := range seg.marks {
+					if m.seq >= upTo {
+						marks = append(marks, offMark{m.seq, m.off - cut})
+					}
+				}
+				*seg = segment{first: upTo, last: seg.last, base: seg.base + cut, size: fi.Size(), path: path, marks: marks}
+			} else {
+				s.log.Error("spool truncation: rewritten segment missing", "err", err)
+			}
+		}
+	}
+	s.segs = append(s.segs[:0:0], s.segs[i:]...)
 }
 
 // truncate removes whole segments below the one starting at upTo. It never
@@ -701,46 +754,28 @@ func (c *committer) truncate(upTo uint64) {
 	if done {
 		return
 	}
-	defer func() {
-		s.mu.Lock()
-		s.truncGen++
-		s.mu.Unlock()
-	}()
 	t0 := time.Now()
 	if err := s.wl.TruncateFront(upTo); err != nil {
 		// tidwall marks the handle corrupt after a partial truncation;
-		// recover the directory state the usual way.
+		// recover the directory state the usual way. Some files may be
+		// gone and the rest of upTo's segment be in its START file until
+		// the WAL is opened again (which finishes the truncation): the
+		// truncation counts as running until reopen brings segs in line.
 		s.log.Error("spool truncation failed", "err", err)
+		c.truncPending = upTo
 		c.fail(err)
 		return
 	}
+	// The files it removed are gone whatever follows (a failed directory
+	// fsync): segs says so at once, or readers would take them for damage.
+	s.mu.Lock()
+	s.frontTruncatedLocked(upTo)
+	s.truncGen++
+	s.mu.Unlock()
 	if err := syncDir(s.walDir); err != nil {
 		c.fail(err)
 		return
 	}
-	s.mu.Lock()
-	i := 0
-	for i < len(s.segs)-1 && s.segs[i].last < upTo {
-		i++
-	}
-	if seg := &s.segs[i]; seg.first < upTo {
-		// The segment holding upTo now starts there, in a file of that name.
-		path := filepath.Join(s.walDir, segmentName(upTo))
-		if fi, err := os.Stat(path); err == nil {
-			cut := seg.size - fi.Size()
-			marks := seg.marks[:0:0]
-			for _, m := range seg.marks {
-				if m.seq >= upTo {
-					marks = append(marks, offMark{m.seq, m.off - cut})
-				}
-			}
-			*seg = segment{first: upTo, last: seg.last, base: seg.base + cut, size: fi.Size(), path: path, marks: marks}
-		} else {
-			s.log.Error("spool truncation: rewritten segment missing", "err", err)
-		}
-	}
-	s.segs = append(s.segs[:0:0], s.segs[i:]...)
-	s.mu.Unlock()
 	s.st.truncations.Add(1)
 	s.st.truncateNanos.Add(uint64(time.Since(t0)))
 }

@@ -622,6 +622,11 @@ func (s *Spool) locate(pos int64) (uint64, int64, error) {
 	}
 	i := s.segIndexAt(pos)
 	seg := s.segs[i]
+	if i > 0 && pos == seg.base {
+		// A segment boundary: the record ending there is the last of the
+		// segment before.
+		return s.segs[i-1].last, pos, nil
+	}
 	data, err := readSegment(seg.path, seg.size)
 	if err != nil {
 		return 0, 0, err
