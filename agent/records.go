@@ -270,6 +270,12 @@ func (a *Agent) statusAt(sid spool.ID, id string, targets []string) Status {
 			continue
 		}
 		rec, err := a.sp.Get(p.Seq)
+		if err != nil && !errors.Is(err, spool.ErrNoRecord) && !errors.Is(err, spool.ErrCorrupt) {
+			// The spool cannot be read for a moment: whether this later
+			// record (a replay) still owes the sink is not known now.
+			// Pending puts the report off; it is asked again.
+			return Status{ID: id, Status: "pending"}
+		}
 		var m Msg
 		if err != nil || rec.ID.Epoch != p.Epoch || rec.Corrupt || decodeMsg(rec.Data, &m) != nil {
 			continue

@@ -4,6 +4,9 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/sluiceio/sluice/sink"
 )
 
 // TestStatusWhileTheSpoolCannotBeReadNamesNoOtherSink: a
@@ -40,6 +43,57 @@ func TestStatusWhileTheSpoolCannotBeReadNamesNoOtherSink(t *testing.T) {
 		t.Fatalf("setup: status names sink b: %+v", before)
 	}
 
+	var st Status
+	withoutDescriptors(t, func() { st = ta.a.status(id) })
+	if st.Status != "unknown" {
+		t.Fatalf("status while the spool could not open a file: %+v, want unknown", st)
+	}
+	if ss, ok := st.Sinks["b"]; ok {
+		t.Fatalf("while the spool could not open a file, status of a message for sink a only reported sink b %q (overall %q; before: %+v): a sink it never targeted",
+			ss.Status, st.Status, before)
+	}
+}
+
+// TestCallbackStatusWhileTheSpoolCannotBeReadIsNotDelivered: a message
+// failed on sink "mem" (dead-lettered), its dead letter was replayed and the
+// replay is pending (the sink fails transiently). statusAt, which callback
+// reports use, reads the replay's record with Get; while the spool could not
+// open its segment for a moment (no file descriptor free), statusAt skipped
+// the replay as if it were not there and derived the status from the
+// original push alone: the sink's cursor moved past it and its dead letter
+// is gone (replayed), so it read "delivered", a final status, and a
+// callback report saying delivered for a message that is pending. It reads
+// pending now, which puts the report off. Found by review, with this test.
+func TestCallbackStatusWhileTheSpoolCannotBeReadIsNotDelivered(t *testing.T) {
+	mem, _ := refusing()
+	ta := startAgent(t, t.TempDir(), Options{Sinks: []SinkSpec{{Name: "mem", Sink: mem.sink()}}})
+	id := do(t, "POST", ta.url+"/v1/topics/t", "", []byte("v"), nil).ids[0]
+	waitFor(t, "the dead letter", func() bool { return len(listDL(t, ta)) == 1 })
+	mem.setFail(func([]sink.Message) error { return errTransient }) // the replay stays pending
+	replayDL(t, ta, listDL(t, ta)[0].DLID)
+	waitFor(t, "the replay pending", func() bool { return len(listDL(t, ta)) == 0 })
+	time.Sleep(100 * time.Millisecond)
+	_, sid, err := parseID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := ta.a.statusAt(sid, id, []string{"mem"})
+	if before.Status != "pending" && before.Status != "in_flight" {
+		t.Fatalf("setup: statusAt with the replay pending: %+v", before)
+	}
+
+	var st Status
+	withoutDescriptors(t, func() { st = ta.a.statusAt(sid, id, []string{"mem"}) })
+	if st.Status == "delivered" || st.Sinks["mem"].Status == "delivered" {
+		t.Fatalf("statusAt while the spool could not open a file: %+v (before: %+v): the pending replay was skipped and the message reads delivered, a final status a callback report would send", st, before)
+	}
+}
+
+// withoutDescriptors runs fn while no file descriptor is free in this
+// process (RLIMIT_NOFILE at the lowest free one): a spool that must open a
+// file then fails with EMFILE. Tests using it must not run in parallel.
+func withoutDescriptors(t *testing.T, fn func()) {
+	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -55,15 +109,10 @@ func TestStatusWhileTheSpoolCannotBeReadNamesNoOtherSink(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
-	st := ta.a.status(id)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	if st.Status != "unknown" {
-		t.Fatalf("status while the spool could not open a file: %+v, want unknown", st)
-	}
-	if ss, ok := st.Sinks["b"]; ok {
-		t.Fatalf("while the spool could not open a file, status of a message for sink a only reported sink b %q (overall %q; before: %+v): a sink it never targeted",
-			ss.Status, st.Status, before)
-	}
+	defer func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	fn()
 }

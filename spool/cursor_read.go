@@ -231,9 +231,24 @@ func compact(recs []Record, used []byte) []Record {
 // nothing is acknowledged or held. Records truncated meanwhile are skipped,
 // so the first one returned may be above from; none when from is past the
 // last durable record. It is how a consumer re-reads a range it let go of.
+// A truncation under way is waited for a second at most; an error that is
+// not damage is returned, for the caller to retry.
 func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error) {
 	if maxRecords <= 0 {
 		maxRecords = 1
+	}
+	// waitTruncation waits a moment for a truncation that removed a file
+	// to finish, a second at most in all: past that it says to give up.
+	var waitUntil time.Time
+	waitTruncation := func() bool {
+		if waitUntil.IsZero() {
+			waitUntil = time.Now().Add(time.Second)
+		}
+		if time.Now().After(waitUntil) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+		return true
 	}
 	for {
 		s.mu.Lock()
@@ -251,7 +266,9 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 			// A truncation removed the file and segs does not say so
 			// yet: start again at the new front once it is done.
 			s.mu.Unlock()
-			time.Sleep(time.Millisecond)
+			if !waitTruncation() {
+				return nil, err
+			}
 			continue
 		}
 		if err != nil && s.damagedLocked(err) {
@@ -280,8 +297,8 @@ func (s *Spool) ReadFrom(from uint64, maxRecords, maxBytes int) ([]Record, error
 				// once the truncation that runs is done.
 				running := s.truncGen%2 == 1
 				s.mu.Unlock()
-				if running {
-					time.Sleep(time.Millisecond)
+				if running && !waitTruncation() {
+					return nil, err
 				}
 				continue
 			}

@@ -565,7 +565,13 @@ func (c *committer) fsync() error {
 var walSync = (*wal.Log).Sync
 
 func (c *committer) intervalSync() {
-	if !c.dirty || c.s.wl == nil {
+	if c.s.wl == nil {
+		// Reopening is not left to appends alone: an idle spool would
+		// stay failed, a truncation that failed part way running.
+		c.reopen()
+		return
+	}
+	if !c.dirty {
 		return
 	}
 	err := c.fsync()
@@ -740,7 +746,7 @@ func (s *Spool) frontTruncatedLocked(upTo uint64) {
 // touches the tail segment: readers hold it open.
 func (c *committer) truncate(upTo uint64) {
 	s := c.s
-	if s.wl == nil {
+	if s.wl == nil && !c.reopen() {
 		return
 	}
 	// Two flushes may ask for the same truncation before it ran: the

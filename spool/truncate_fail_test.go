@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -268,5 +269,99 @@ func TestReadFromDuringTruncationSkipsTruncatedRecords(t *testing.T) {
 	}
 	if st := s.Stats(); st.Corruptions > 0 {
 		t.Fatalf("counted %d corruptions", st.Corruptions)
+	}
+}
+
+// TestIdleSpoolRecoversFromATruncationThatFailedPartWay drives a real front
+// truncation through the commit goroutine that fails part way: TruncateFront
+// removes the passed segments' files, then cannot rename its START file
+// (here: the final name is taken by a directory, standing in for a rename
+// that fails with EIO), and the reopen that c.fail tries at once fails the
+// same way. The obstacle then goes (the disk recovers) and no append arrives
+// (an idle sidecar): the commit loop reopens the WAL by itself, which
+// finishes the truncation, and readers go on from the new front; ReadFrom
+// waits for a truncation a bounded time. Only appends reopened the WAL: the
+// truncation counted as running for good and ReadFrom waited for ever.
+// Found by review, with this test.
+func TestIdleSpoolRecoversFromATruncationThatFailedPartWay(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: 1})
+	a, err := s.Cursor("a", CursorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := strings.Repeat("v", 500)
+	var ids []ID
+	for range 40 {
+		id, err := s.Append(context.Background(), []byte(val))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for got := 0; got < len(ids); {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		recs, err := a.Read(ctx, len(ids), 1<<20)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(recs)
+	}
+	s.mu.Lock()
+	n := len(s.segs)
+	upTo := s.segs[n-2].last // what scheduleTruncate asks for once a acked everything
+	s.mu.Unlock()
+	if n < 3 {
+		t.Fatalf("setup: %d segments", n)
+	}
+	// The rename of the START file to segmentName(upTo) fails.
+	block := filepath.Join(s.walDir, segmentName(upTo))
+	if err := os.MkdirAll(filepath.Join(block, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ack(ids[len(ids)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return s.Stats().WriteErrors > 0 })
+	time.Sleep(50 * time.Millisecond)           // c.fail's reopen attempt ran (and failed)
+	if err := os.RemoveAll(block); err != nil { // the disk recovers
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	tg := s.truncGen
+	first := s.segs[0].path
+	s.mu.Unlock()
+	if _, err := os.Stat(first); !os.IsNotExist(err) {
+		t.Fatalf("setup: the truncation did not remove the front segment (%v)", err)
+	}
+	t.Logf("truncGen %d after the failed truncation and reopen", tg)
+
+	// No append: the commit loop reopens the WAL by itself.
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.truncGen%2 == 0
+	})
+	// A cursor created now from the oldest record (the idempotency copier,
+	// a sink added) reads what is left, from the new front.
+	b, err := s.Cursor("b", CursorOptions{FromOldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	recs, err := b.Read(ctx, 10, 1<<20)
+	cancel()
+	if err != nil || len(recs) == 0 || recs[0].ID.Seq != upTo {
+		t.Fatalf("cursor from the oldest after the truncation finished: %d records, %v; want them from %d", len(recs), err, upTo)
+	}
+	if recs, err := s.ReadFrom(ids[0].Seq, 10, 1<<20); err != nil || len(recs) == 0 || recs[0].ID.Seq != upTo {
+		t.Fatalf("ReadFrom(%d) after the truncation finished: %d records, %v; want them from %d", ids[0].Seq, len(recs), err, upTo)
+	}
+	if st := s.Stats(); st.Corruptions > 0 || s.Lost(ids[0]) {
+		t.Fatalf("%d corruptions, record 1 noted lost: an ordinary truncation taken for damage", st.Corruptions)
 	}
 }
