@@ -273,6 +273,10 @@ type committer struct {
 	// truncPending: a front truncation up to it failed part way; reopen
 	// finishes it and brings segs in line (truncGen odd until then).
 	truncPending uint64
+	// inTruncate: truncate runs; truncFailed: the last failure was a
+	// truncation's, which a reopen that succeeds has finished, so that
+	// the disk error it left is over (a write's lasts until one succeeds).
+	inTruncate, truncFailed bool
 
 	// Gathering (SyncAlways): writers answered by a commit tend to come
 	// back at once with their next append, while the appends that queued
@@ -593,6 +597,7 @@ func (c *committer) fail(err error) error {
 	s := c.s
 	err = classify(err)
 	s.st.writeErrors.Add(1)
+	c.truncFailed = c.inTruncate
 	s.log.Error("spool write failed; cutting back to the last durable record", "err", err)
 	_ = s.wl.Close()
 	s.wl = nil
@@ -658,6 +663,12 @@ func (c *committer) reopen() bool {
 		s.truncGen++
 		s.mu.Unlock()
 		c.truncPending = 0
+	}
+	if c.truncFailed {
+		s.mu.Lock()
+		s.diskErr = nil
+		s.mu.Unlock()
+		c.truncFailed = false
 	}
 	s.log.Info("spool reopened after a write failure")
 	return true
@@ -749,6 +760,8 @@ func (c *committer) truncate(upTo uint64) {
 	if s.wl == nil && !c.reopen() {
 		return
 	}
+	c.inTruncate = true
+	defer func() { c.inTruncate = false }()
 	// Two flushes may ask for the same truncation before it ran: the
 	// second finds it done.
 	s.mu.Lock()
