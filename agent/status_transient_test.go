@@ -1,11 +1,10 @@
 package agent
 
 import (
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/internal/nofds"
 	"github.com/sluiceio/sluice/sink"
 )
 
@@ -43,8 +42,9 @@ func TestStatusWhileTheSpoolCannotBeReadNamesNoOtherSink(t *testing.T) {
 		t.Fatalf("setup: status names sink b: %+v", before)
 	}
 
-	var st Status
-	withoutDescriptors(t, func() { st = ta.a.status(id) })
+	restore := nofds.Starve(t)
+	st := ta.a.status(id)
+	restore()
 	if st.Status != "unknown" {
 		t.Fatalf("status while the spool could not open a file: %+v, want unknown", st)
 	}
@@ -82,37 +82,10 @@ func TestCallbackStatusWhileTheSpoolCannotBeReadIsNotDelivered(t *testing.T) {
 		t.Fatalf("setup: statusAt with the replay pending: %+v", before)
 	}
 
-	var st Status
-	withoutDescriptors(t, func() { st = ta.a.statusAt(sid, id, []string{"mem"}) })
+	restore := nofds.Starve(t)
+	st := ta.a.statusAt(sid, id, []string{"mem"})
+	restore()
 	if st.Status == "delivered" || st.Sinks["mem"].Status == "delivered" {
 		t.Fatalf("statusAt while the spool could not open a file: %+v (before: %+v): the pending replay was skipped and the message reads delivered, a final status a callback report would send", st, before)
 	}
-}
-
-// withoutDescriptors runs fn while no file descriptor is free in this
-// process (RLIMIT_NOFILE at the lowest free one): a spool that must open a
-// file then fails with EMFILE. Tests using it must not run in parallel.
-func withoutDescriptors(t *testing.T, fn func()) {
-	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	free := f.Fd()
-	f.Close()
-	low := lim
-	low.Cur = uint64(free)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	fn()
 }

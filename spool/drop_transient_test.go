@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sluiceio/sluice/internal/nofds"
 )
 
 // atTheCap opens a drop_oldest spool with one cursor and n undelivered
@@ -43,7 +45,7 @@ func atTheCap(t *testing.T, n int) (*Spool, *Cursor, []byte) {
 func TestDropOldestWithoutDescriptorsRefusesInsteadOfDroppingTheBacklog(t *testing.T) {
 	const n = 20
 	s, c, val := atTheCap(t, n)
-	restore := starveFDs(t)
+	restore := nofds.Starve(t)
 	_, aerr := s.Append(context.Background(), val)
 	restore()
 	if d := s.Stats().Dropped; d != 0 || !errors.Is(aerr, ErrFull) {

@@ -3,11 +3,12 @@ package spool
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/nofds"
 )
 
 // TestReadErrorThatIsNotDamageSkipsNothing: a segment that cannot be
@@ -36,7 +37,7 @@ func TestReadErrorThatIsNotDamageSkipsNothing(t *testing.T) {
 	}
 	// The next read closes the first segment's file and opens the
 	// second's: no descriptor is free for it.
-	restore := starveFDs(t, c.f)
+	restore := nofds.Starve(t, c.f)
 	recs, rerr := read()
 	restore()
 	if !errors.Is(rerr, syscall.EMFILE) || len(recs) != 0 {
@@ -53,44 +54,6 @@ func TestReadErrorThatIsNotDamageSkipsNothing(t *testing.T) {
 			t.Fatalf("read after descriptors are free again: %d records %v, want %v", len(recs), err, want)
 		}
 	}
-}
-
-// starveFDs lowers RLIMIT_NOFILE to the lowest free descriptor, or to the
-// lowest of open's descriptors if lower (free again once closed): no open
-// succeeds until the returned restore is called. Tests that use it must
-// not run in parallel.
-func starveFDs(t *testing.T, open ...*os.File) (restore func()) {
-	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	free := f.Fd()
-	f.Close()
-	for _, o := range open {
-		free = min(free, o.Fd())
-	}
-	low := lim
-	low.Cur = uint64(free)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	done := false
-	restore = func() {
-		if done {
-			return
-		}
-		done = true
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(restore)
-	return restore
 }
 
 // TestTransientReadErrorsThenRewindReadEveryRecordOnce: a Read that fails for
@@ -117,7 +80,7 @@ func TestTransientReadErrorsThenRewindReadEveryRecordOnce(t *testing.T) {
 	}
 	var got []ID
 	for i := 0; i < 9; i++ {
-		restore := starveFDs(t)
+		restore := nofds.Starve(t)
 		recs, rerr := read()
 		restore()
 		if rerr != nil {
@@ -133,7 +96,7 @@ func TestTransientReadErrorsThenRewindReadEveryRecordOnce(t *testing.T) {
 		if i == 4 {
 			c.Rewind()
 			c.closeFile()
-			restore := starveFDs(t)
+			restore := nofds.Starve(t)
 			_, rerr := read()
 			restore()
 			if rerr == nil {
@@ -154,7 +117,7 @@ func TestTransientReadErrorsThenRewindReadEveryRecordOnce(t *testing.T) {
 			t.Fatalf("record %d: %v want %v", i, got[i], ids[i])
 		}
 	}
-	restore := starveFDs(t)
+	restore := nofds.Starve(t)
 	_, ferr := s.ReadFrom(ids[3].Seq, 10, 1<<20)
 	_, gerr := s.Get(ids[5].Seq)
 	restore()

@@ -3,12 +3,16 @@ package spool
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluiceio/sluice/internal/nofds"
+	"github.com/sluiceio/sluice/internal/syncbuf"
 )
 
 // A front truncation that fails part way, or whose directory fsync fails,
@@ -25,31 +29,9 @@ import (
 // copier, a queue log reader) and a ReadFrom then counted corruptions and
 // noted lost records every cursor had acknowledged, which read unknown.
 func TestDirSyncFailingAfterTruncationNotesNothingLost(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: noTruncation})
-	a, err := s.Cursor("a", CursorOptions{})
-	if err != nil {
+	s, a, ids := readBacklog(t, t.TempDir(), Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: noTruncation}, 40)
+	if err := a.Ack(ids[len(ids)-1].Seq); err != nil {
 		t.Fatal(err)
-	}
-	val := strings.Repeat("v", 500)
-	var ids []ID
-	for range 40 {
-		id, err := s.Append(context.Background(), []byte(val))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	for got := 0; got < len(ids); {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		recs, err := a.Read(ctx, 1000, 1<<20)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got += len(recs)
-		if err := a.Ack(recs[len(recs)-1].ID.Seq); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if err := s.persistCursors([]*Cursor{a}); err != nil {
 		t.Fatal(err)
@@ -118,43 +100,14 @@ func TestDirSyncFailingAfterTruncationNotesNothingLost(t *testing.T) {
 // meanwhile note nothing lost, and once descriptors are free the spool
 // appends, reads every record and truncates again.
 func TestTruncationFailingWithoutDescriptorsNotesNothingLost(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: 1})
-	a, err := s.Cursor("a", CursorOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, a, ids := readBacklog(t, t.TempDir(), Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: 1}, 40)
 	val := strings.Repeat("v", 500)
-	var ids []ID
-	for range 40 {
-		id, err := s.Append(context.Background(), []byte(val))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
 	readAck := func(c *Cursor, n int) {
 		t.Helper()
-		for got := 0; got < n; {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			recs, err := c.Read(ctx, 1000, 1<<20)
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-			got += len(recs)
-			if err := c.Ack(recs[len(recs)-1].ID.Seq); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for got := 0; got < len(ids); {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		recs, err := a.Read(ctx, len(ids), 1<<20)
-		cancel()
-		if err != nil {
+		recs := readAll(t, c, n)
+		if err := c.Ack(recs[len(recs)-1].ID.Seq); err != nil {
 			t.Fatal(err)
 		}
-		got += len(recs)
 	}
 	if err := a.Ack(ids[0].Seq); err != nil {
 		t.Fatal(err)
@@ -165,8 +118,8 @@ func TestTruncationFailingWithoutDescriptorsNotesNothingLost(t *testing.T) {
 	if err := a.Ack(ids[len(ids)-1].Seq); err != nil {
 		t.Fatal(err)
 	}
-	restore := starveFDs(t)
-	err = s.Flush() // persists a in place, asks for the truncation
+	restore := nofds.Starve(t)
+	err := s.Flush() // persists a in place, asks for the truncation
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
 		s.mu.Lock()
 		failed := s.diskErr != nil
@@ -284,53 +237,8 @@ func TestReadFromDuringTruncationSkipsTruncatedRecords(t *testing.T) {
 // truncation counted as running for good and ReadFrom waited for ever.
 // Found by review, with this test.
 func TestIdleSpoolRecoversFromATruncationThatFailedPartWay(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir, Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: 1})
-	a, err := s.Cursor("a", CursorOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	val := strings.Repeat("v", 500)
-	var ids []ID
-	for range 40 {
-		id, err := s.Append(context.Background(), []byte(val))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	for got := 0; got < len(ids); {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		recs, err := a.Read(ctx, len(ids), 1<<20)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got += len(recs)
-	}
-	s.mu.Lock()
-	n := len(s.segs)
-	upTo := s.segs[n-2].last // what scheduleTruncate asks for once a acked everything
-	s.mu.Unlock()
-	if n < 3 {
-		t.Fatalf("setup: %d segments", n)
-	}
-	// The rename of the START file to segmentName(upTo) fails.
-	block := filepath.Join(s.walDir, segmentName(upTo))
-	if err := os.MkdirAll(filepath.Join(block, "x"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Ack(ids[len(ids)-1].Seq); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { return s.Stats().WriteErrors > 0 })
-	time.Sleep(50 * time.Millisecond)           // c.fail's reopen attempt ran (and failed)
-	if err := os.RemoveAll(block); err != nil { // the disk recovers
-		t.Fatal(err)
-	}
+	s, ids, upTo, heal := truncationFailingPartWay(t)
+	heal()
 	s.mu.Lock()
 	tg := s.truncGen
 	first := s.segs[0].path
@@ -363,5 +271,64 @@ func TestIdleSpoolRecoversFromATruncationThatFailedPartWay(t *testing.T) {
 	}
 	if st := s.Stats(); st.Corruptions > 0 || s.Lost(ids[0]) {
 		t.Fatalf("%d corruptions, record 1 noted lost: an ordinary truncation taken for damage", st.Corruptions)
+	}
+}
+
+// readBacklog opens a spool at dir with o and a cursor "a", appends n
+// records of 500 bytes and has a read them all, acknowledging none: what a
+// truncation test starts from once a acknowledges them.
+func readBacklog(t *testing.T, dir string, o Options, n int) (*Spool, *Cursor, []ID) {
+	t.Helper()
+	s := openT(t, dir, o)
+	a, err := s.Cursor("a", CursorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := []byte(strings.Repeat("v", 500))
+	var ids []ID
+	for range n {
+		id, err := s.Append(context.Background(), val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	readAll(t, a, n)
+	return s, a, ids
+}
+
+// truncationFailingPartWay has a real truncation fail part way: cursor a
+// acknowledges a backlog, the truncation removes the segments' files, and
+// the rename of its START file to segmentName(upTo) fails (a directory
+// takes the name, standing in for a rename that fails with EIO), as does
+// the reopen that c.fail tries at once. heal takes the obstacle away (the
+// disk recovers); nothing is appended.
+func truncationFailingPartWay(t *testing.T) (s *Spool, ids []ID, upTo uint64, heal func()) {
+	t.Helper()
+	var logs syncbuf.Buffer
+	s, a, ids := readBacklog(t, t.TempDir(), Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: 1,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, 40)
+	s.mu.Lock()
+	n := len(s.segs)
+	upTo = s.segs[n-2].last // what scheduleTruncate asks for once a acked everything
+	s.mu.Unlock()
+	if n < 3 {
+		t.Fatalf("setup: %d segments", n)
+	}
+	block := filepath.Join(s.walDir, segmentName(upTo))
+	if err := os.MkdirAll(filepath.Join(block, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ack(ids[len(ids)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "spool still failing") }) // c.fail's reopen failed
+	return s, ids, upTo, func() {
+		if err := os.RemoveAll(block); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
