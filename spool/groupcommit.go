@@ -349,21 +349,21 @@ func (c *committer) commit(reqs []*appendReq) {
 	// Caps, request by request: a rejected request spools nothing.
 	accepted := reqs[:0]
 	var pending int64
+	refuse := func(r *appendReq, err error) {
+		s.st.rejectedFull.Add(1)
+		putBuf(r.buf)
+		r.buf = nil
+		r.finish(appendRes{err: err})
+	}
 	for _, r := range reqs {
 		if over := tailPos + pending + r.bytes - floor - s.opts.MaxBytes; over > 0 {
 			if s.opts.FullPolicy == Reject {
-				s.st.rejectedFull.Add(1)
-				putBuf(r.buf)
-				r.buf = nil
-				r.finish(appendRes{err: ErrFull})
+				refuse(r, ErrFull)
 				continue
 			}
 			f, err := s.dropBefore(floor + over)
 			if err != nil {
-				s.st.rejectedFull.Add(1)
-				putBuf(r.buf)
-				r.buf = nil
-				r.finish(appendRes{err: fmt.Errorf("%w: no room made: %v", ErrFull, err)})
+				refuse(r, fmt.Errorf("%w: no room made: %v", ErrFull, err))
 				continue
 			}
 			floor = f
