@@ -275,7 +275,8 @@ type committer struct {
 	truncPending uint64
 	// inTruncate: truncate runs; truncFailed: the last failure was a
 	// truncation's, which a reopen that succeeds has finished, so that
-	// the disk error it left is over (a write's lasts until one succeeds).
+	// the disk error it left is over (a write's, or a full disk's, lasts
+	// until a write succeeds).
 	inTruncate, truncFailed bool
 
 	// Gathering (SyncAlways): writers answered by a commit tend to come
@@ -597,7 +598,7 @@ func (c *committer) fail(err error) error {
 	s := c.s
 	err = classify(err)
 	s.st.writeErrors.Add(1)
-	c.truncFailed = c.inTruncate
+	c.truncFailed = c.inTruncate && !errors.Is(err, ErrDiskFull) // a full disk stays full
 	s.log.Error("spool write failed; cutting back to the last durable record", "err", err)
 	_ = s.wl.Close()
 	s.wl = nil
