@@ -370,10 +370,17 @@ func (f *forwarder) delivered(batch []*item, msgs []sink.Message) {
 			f.a.records.setDelivery(it.id, f.spec.Name, msgs[i].DeliveredPart, msgs[i].DeliveredOffset)
 		}
 	}
+	// A drop the policies' goroutine has made in the spool and not yet
+	// applied here (dropThrough runs on its next tick) moved the cursor
+	// past items still in flight: nothing else does.
+	var acked uint64
+	if f.cursor.DroppedTotal() != 0 {
+		acked = f.cursor.Acked()
+	}
 	f.mu.Lock()
 	var afterDrop []spool.ID
 	for _, it := range batch {
-		if it.dropped {
+		if it.dropped || it.seq <= acked {
 			// A backlog policy dropped it while it was being written:
 			// it was delivered all the same, and its status says so.
 			afterDrop = append(afterDrop, spool.ID{Seq: it.seq, Epoch: it.epoch})
