@@ -36,6 +36,24 @@ func damageEnvelope(t *testing.T, dir, marker string) {
 // same (epoch, sequence) positions and the cursor is still past them. The
 // note stays (it was left out for the new id, and the records never
 // delivered read delivered).
+// pushWithCallbacks pushes messages prefix-i-vvv… (size v's) for i from lo
+// to hi, each with a callback to url, and waits until their reports are
+// copied to the callback store. It returns their ids.
+func pushWithCallbacks(t *testing.T, ta *testAgent, url, prefix string, lo, hi, size int) []string {
+	t.Helper()
+	var ids []string
+	for i := lo; i <= hi; i++ {
+		v := fmt.Sprintf("%s-%d-%s", prefix, i, strings.Repeat("v", size))
+		r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(v), map[string]string{"Sluice-Callback": url})
+		if r.status != 202 {
+			t.Fatalf("push %d: %+v", i, r)
+		}
+		ids = append(ids, r.ids[0])
+	}
+	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
+	return ids
+}
+
 func TestKeptIDLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	dir := t.TempDir()
 	g := newGateSink(true)
@@ -97,16 +115,7 @@ func TestCallbackOfRecordLostBeforeMetaLossNeverReadsDelivered(t *testing.T) {
 	}
 	so := spool.Options{SegmentBytes: 4096, MaxBytes: 64 << 20}
 	ta := startAgentSpool(t, dir, opts(), so)
-	var ids []string
-	for i := 1; i <= 6; i++ {
-		v := fmt.Sprintf("r3cb-%d-%s", i, strings.Repeat("v", 1200))
-		r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(v), map[string]string{"Sluice-Callback": cbs.srv.URL})
-		if r.status != 202 {
-			t.Fatalf("push %d: %+v", i, r)
-		}
-		ids = append(ids, r.ids[0])
-	}
-	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
+	ids := pushWithCallbacks(t, ta, cbs.srv.URL, "r3cb", 1, 6, 1200)
 	ta.stop(t)
 	damageEnvelope(t, dir, "r3cb-2-")
 
@@ -157,16 +166,7 @@ func TestCallbackOfRecordQuarantinedWithLostMetaNeverReadsDelivered(t *testing.T
 	ta := startAgentSpool(t, dir, opts(), so)
 	ta.stop(t) // epoch 1, no records
 	ta = startAgentSpool(t, dir, opts(), so)
-	var ids []string
-	for i := 1; i <= 4; i++ {
-		v := fmt.Sprintf("r3q-%d-%s", i, strings.Repeat("v", 1100))
-		r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(v), map[string]string{"Sluice-Callback": cbs.srv.URL})
-		if r.status != 202 {
-			t.Fatalf("push %d: %+v", i, r)
-		}
-		ids = append(ids, r.ids[0])
-	}
-	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
+	ids := pushWithCallbacks(t, ta, cbs.srv.URL, "r3q", 1, 4, 1100)
 	spoolDir := ta.sp.Dir()
 	ta.stop(t)
 	segs, _ := filepath.Glob(filepath.Join(spoolDir, "wal", "*"))

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,16 +39,7 @@ func TestCallbackOfRecordQuarantinedWithLostMetaAfterRestart(t *testing.T) {
 		ta.stop(t)
 	}
 	ta = startAgentSpool(t, dir, opts(), so)
-	var ids []string
-	for i := 2; i <= 4; i++ {
-		v := fmt.Sprintf("r4q-%d-%s", i, strings.Repeat("v", 1100))
-		r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(v), map[string]string{"Sluice-Callback": cbs.srv.URL})
-		if r.status != 202 {
-			t.Fatalf("push %d: %+v", i, r)
-		}
-		ids = append(ids, r.ids[0])
-	}
-	waitFor(t, "the reports copied to the callback store", func() bool { return ta.a.cb.cursor.Acked() >= ta.sp.LastSeq() })
+	ids := pushWithCallbacks(t, ta, cbs.srv.URL, "r4q", 2, 4, 1100)
 	spoolDir := ta.sp.Dir()
 	t.Logf("records pushed at epoch %d: %v", ta.sp.Epoch(), ids)
 	ta.stop(t)

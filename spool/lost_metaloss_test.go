@@ -19,14 +19,7 @@ func quarantineAfterLostMeta(t *testing.T) (string, Options, []ID, *Spool) {
 	s := openT(t, dir, o)
 	ids := appendAll(t, s, damagedSetRecs(4)...)
 	s.Close()
-	damageFraming(t, dir, damagedSetRec(1), damagedSetRec(2))
-	if err := os.Remove(filepath.Join(dir, "meta")); err != nil {
-		t.Fatal(err)
-	}
-	s = openT(t, dir, o)
-	if q := s.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 || q[0].LostRecords != 3 {
-		t.Fatalf("setup: quarantined %+v", q)
-	}
+	s = openQuarantinedWithoutMeta(t, dir, o)
 	return dir, o, ids, s
 }
 
@@ -53,4 +46,20 @@ func TestLostMetaWithEmptyTailEpochRises(t *testing.T) {
 	if s.Epoch() <= ids[3].Epoch {
 		t.Errorf("epoch %d after a lost meta, not above the records' (%d)", s.Epoch(), ids[3].Epoch)
 	}
+}
+
+// openQuarantinedWithoutMeta damages the framing after record 1 of the
+// damaged set, removes meta and opens the spool: its first segment's
+// records 2..4 are quarantined.
+func openQuarantinedWithoutMeta(t *testing.T, dir string, o Options) *Spool {
+	t.Helper()
+	damageFraming(t, dir, damagedSetRec(1), damagedSetRec(2))
+	if err := os.Remove(filepath.Join(dir, "meta")); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, dir, o)
+	if q := s.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 || q[0].LostRecords != 3 {
+		t.Fatalf("setup: quarantined %+v", q)
+	}
+	return s
 }

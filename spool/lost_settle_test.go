@@ -26,14 +26,7 @@ func TestLostMetaQuarantineStaysLostAfterTheNextOpen(t *testing.T) {
 	s = openT(t, dir, o) // epoch 10
 	ids := appendAll(t, s, damagedSetRec(2), damagedSetRec(3), damagedSetRec(4))
 	s.Close()
-	damageFraming(t, dir, damagedSetRec(1), damagedSetRec(2))
-	if err := os.Remove(filepath.Join(dir, "meta")); err != nil {
-		t.Fatal(err)
-	}
-	s = openT(t, dir, o)
-	if q := s.Recovery().Quarantined; len(q) != 1 || q[0].FirstLost != 2 || q[0].LostRecords != 3 {
-		t.Fatalf("setup: quarantined %+v", q)
-	}
+	s = openQuarantinedWithoutMeta(t, dir, o)
 	for _, id := range ids {
 		if !s.Lost(id) {
 			t.Fatalf("setup: %v not lost at the quarantining open (epoch %d)", id, s.Epoch())
