@@ -116,3 +116,79 @@ func TestCloseEndsAGather(t *testing.T) {
 		}
 	}
 }
+
+// A commit of lazy appends only is not fsynced, so it does not wait for
+// writers to share an fsync with: a queue's pull waits for its attempt
+// counts to be written, and a gather only delayed it (up to about one
+// fsync of the queue log, which shares the spool's round).
+func TestGatherLeavesLazyAppendsAlone(t *testing.T) {
+	slowGather(t, time.Hour)
+	s := openT(t, t.TempDir(), Options{})
+	release := make(chan struct{})
+	var syncs atomic.Int64
+	walSync = func(l *wal.Log) error {
+		if syncs.Add(1) == 1 {
+			<-release
+		}
+		return l.Sync()
+	}
+	t.Cleanup(func() { walSync = (*wal.Log).Sync })
+	appendOne := func() error {
+		_, err := s.Append(context.Background(), []byte("job"))
+		return err
+	}
+	// A round that answers four writers: one held in its fsync while
+	// three queue up, then the first comes back and the gather takes it.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := appendOne(); err != nil {
+			t.Error(err)
+		}
+		if err := appendOne(); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, func() bool { return syncs.Load() == 1 })
+	for range 3 {
+		wg.Go(func() {
+			if err := appendOne(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitFor(t, func() bool { return len(s.appendCh) == 3 })
+	close(release)
+	wg.Wait()
+	// (The first writer may be back before the second round starts: then
+	// that round needs no gather.)
+	st := s.Stats()
+	if st.Commits != 2 || st.GatherTimeouts != 0 {
+		t.Fatalf("set-up: %d commits, %d gathers gave up; want two, the second of four", st.Commits, st.GatherTimeouts)
+	}
+	gathers := st.Gathers
+	// Four answered: an ordinary append alone now would wait for three
+	// more. A lazy one is written at once.
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.AppendLazy(context.Background(), []byte("attempts"))
+		done <- err
+	}()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := s.Stats(); st.Gathers != gathers {
+				t.Fatalf("%d gathers after a lazy append, want %d", st.Gathers, gathers)
+			}
+			return
+		case <-tick.C:
+			if st := s.Stats(); st.Gathers != gathers {
+				t.Fatalf("a commit of a lazy append only waits for writers (%d gathers, %d before it)", st.Gathers, gathers)
+			}
+		}
+	}
+}

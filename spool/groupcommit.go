@@ -287,7 +287,8 @@ type committer struct {
 	// starts with fewer appends than the previous one answered plus those
 	// that queued up meanwhile waits for the rest, at most about one
 	// fsync's time (gatherWait): by then a fresh fsync would have served
-	// them. A lone writer never waits.
+	// them. A lone writer never waits, nor does a commit of lazy appends
+	// only (it is not fsynced).
 	answered, queued int
 	lastFsync        time.Duration
 	gather           *time.Timer
@@ -303,7 +304,7 @@ var gatherWait = func(lastFsync time.Duration) time.Duration { return min(lastFs
 func (c *committer) gatherMore(reqs []*appendReq, bytes int64) []*appendReq {
 	s := c.s
 	want := c.answered + c.queued
-	if s.opts.Sync != SyncAlways || len(reqs) >= want || c.lastFsync <= 0 {
+	if s.opts.Sync != SyncAlways || len(reqs) >= want || c.lastFsync <= 0 || lazyOnly(reqs) {
 		return reqs
 	}
 	s.st.gathers.Add(1)
@@ -322,6 +323,19 @@ func (c *committer) gatherMore(reqs []*appendReq, bytes int64) []*appendReq {
 		}
 	}
 	return reqs
+}
+
+// lazyOnly reports whether every append in reqs is lazy: their commit
+// is not fsynced, so there is no fsync for others to share, and waiting
+// for them would only delay the writes (a queue's pull waits for its
+// attempt counts to be written).
+func lazyOnly(reqs []*appendReq) bool {
+	for _, r := range reqs {
+		if !r.lazy {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *committer) reply(reqs []*appendReq, err error) {
@@ -421,15 +435,7 @@ func (c *committer) commit(reqs []*appendReq) {
 	created := len(touched) > 1
 	// Under SyncAlways a commit of lazy appends only is not fsynced: the
 	// next ordinary commit's fsync, or the timer, covers it.
-	syncNow := false
-	if s.opts.Sync == SyncAlways {
-		for _, r := range accepted {
-			if !r.lazy {
-				syncNow = true
-				break
-			}
-		}
-	}
+	syncNow := s.opts.Sync == SyncAlways && !lazyOnly(accepted)
 
 	err := s.wl.WriteBatch(&c.batch)
 	if err == nil && syncNow {
