@@ -698,9 +698,10 @@ func (q *queue) advance() {
 		q.mu.Unlock()
 		return
 	}
-	upTo := q.slots[i-1].seq
-	if upTo > q.through.seq {
-		q.through = qpos{seq: upTo, epoch: q.slots[i-1].epoch}
+	last := q.slots[i-1]
+	upTo := last.seq
+	if q.through.before(last.seq, last.epoch) {
+		q.through = qpos{seq: upTo, epoch: last.epoch}
 	}
 	if q.cursor.DroppedTotal() > 0 {
 		// Resolved before a drop skipped them, and not looked at since

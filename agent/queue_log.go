@@ -97,6 +97,28 @@ func (p qpos) covers(seq uint64, epoch uint32) bool {
 	return seq <= p.seq && epoch <= p.epoch
 }
 
+// before reports whether a record at (seq, epoch) was appended after p:
+// a later epoch (its sequence may be lower: a machine crash cut the tail
+// and the sequences were used again), or the same epoch and a higher
+// sequence.
+func (p qpos) before(seq uint64, epoch uint32) bool {
+	return epoch > p.epoch || epoch == p.epoch && seq > p.seq
+}
+
+// isAcked reports whether st holds the acknowledgement of the record at
+// (seq, epoch) (or of a later one at seq). One of an earlier epoch is of
+// a record a machine crash cut from the spool's tail: it is dropped, and
+// the record at (seq, epoch) is another message, whose attempt counts and
+// delays count.
+func (st *logState) isAcked(seq uint64, epoch uint32) bool {
+	ep, ok := st.acked[seq]
+	if ok && ep < epoch {
+		delete(st.acked, seq)
+		return false
+	}
+	return ok
+}
+
 // Record types of the queue log.
 const (
 	qlogDelivered  = 'D'
@@ -209,7 +231,7 @@ func (st *logState) apply(b []byte) {
 	case qlogDelivered:
 		for n := d.uvarint(); n > 0 && !d.err; n-- {
 			r := attemptRec{epoch: uint32(d.uvarint()), seq: d.uvarint(), attempt: uint32(d.uvarint())}
-			if _, done := st.acked[r.seq]; !done && !d.err {
+			if !d.err && !st.isAcked(r.seq, r.epoch) {
 				if old, ok := st.attempts[r.seq]; !ok || old.epoch != r.epoch || old.attempt < r.attempt {
 					st.attempts[r.seq] = r
 				}
@@ -221,7 +243,7 @@ func (st *logState) apply(b []byte) {
 	case qlogNacked:
 		for n := d.uvarint(); n > 0 && !d.err; n-- {
 			r := decodeDelay(&d)
-			if _, done := st.acked[r.seq]; !done && !d.err {
+			if !d.err && !st.isAcked(r.seq, r.epoch) {
 				st.delays[r.seq] = r
 			}
 		}
