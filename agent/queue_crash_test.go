@@ -70,23 +70,8 @@ func TestQueueAckSurvivesCrashAfterCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	so := spool.Options{MaxBytes: 64 << 20, CursorSyncInterval: time.Hour}
 	ta := startAgentSpool(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}), so)
-	for i := range 10 {
-		pushKey(t, ta.url, "t", "", fmt.Sprintf(`{"n":%d}`, i))
-	}
-	var got []pulled
-	waitFor(t, "10 messages", func() bool {
-		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":100}`).Messages...)
-		return len(got) == 10
-	})
-	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(got)}); r.status != 200 || r.Acked != 10 {
-		t.Fatalf("ack: %+v", r)
-	}
-	q := ta.a.queues[0]
-	waitFor(t, "the queue's cursor past the acknowledged messages", func() bool { return q.cursor.Acked() >= 10 })
-	// The checkpoint maintain() writes once 10 000 log records piled up.
-	if err := q.qlog.compact(q.snapshot); err != nil {
-		t.Fatal(err)
-	}
+	pushPullAck(t, ta, 10, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
+	checkpointThrough(t, ta, 10)
 	img := crashImage(t, dir) // kill -9 now
 	ta.stop(t)
 

@@ -94,22 +94,8 @@ func TestQueueThroughComparesTheEpoch(t *testing.T) {
 	dir := t.TempDir()
 	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
 	ta := startAgentSpool(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}), so)
-	for i := range 100 {
-		pushKey(t, ta.url, "t", "", fmt.Sprintf(`{"n":%d}`, i))
-	}
-	var got []pulled
-	waitFor(t, "100 messages", func() bool {
-		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":1000}`).Messages...)
-		return len(got) == 100
-	})
-	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(got)}); r.status != 200 || r.Acked != 100 {
-		t.Fatalf("ack: %+v", r)
-	}
-	q := ta.a.queues[0]
-	waitFor(t, "the queue's cursor past the acknowledged messages", func() bool { return q.cursor.Acked() >= 100 })
-	if err := q.qlog.compact(q.snapshot); err != nil { // what maintain() does after 10 000 log records
-		t.Fatal(err)
-	}
+	pushPullAck(t, ta, 100, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
+	checkpointThrough(t, ta, 100)
 	img := crashImage(t, dir)
 	ta.stop(t)
 	cutSpoolTail(t, img, 5) // the machine crash: records 6..100 were not synced yet

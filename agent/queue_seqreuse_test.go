@@ -20,17 +20,7 @@ func TestQueueAttemptsAndDelayOfAReusedSequenceSurviveKill9(t *testing.T) {
 	dir := t.TempDir()
 	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
 	ta := startAgentSpool(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}), so)
-	for i := range 10 {
-		pushKey(t, ta.url, "t", "", fmt.Sprintf(`{"n":%d}`, i))
-	}
-	var got []pulled
-	waitFor(t, "10 messages", func() bool {
-		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":100}`).Messages...)
-		return len(got) == 10
-	})
-	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(got)}); r.status != 200 || r.Acked != 10 {
-		t.Fatalf("ack: %+v", r)
-	}
+	pushPullAck(t, ta, 10, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
 	img := crashImage(t, dir)
 	ta.stop(t)
 	cutSpoolTail(t, img, 5) // machine crash: records 6..10 were not synced
@@ -89,47 +79,15 @@ func TestQueueAcksOfAReusedSequenceSurviveACheckpointAndKill9(t *testing.T) {
 	dir := t.TempDir()
 	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
 	ta := startAgentSpool(t, dir, withQueues(t, dir, Options{}, QueueSpec{Name: "q"}), so)
-	for i := range 10 {
-		pushKey(t, ta.url, "t", "", fmt.Sprintf(`{"n":%d}`, i))
-	}
-	var got []pulled
-	waitFor(t, "10 messages", func() bool {
-		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":100}`).Messages...)
-		return len(got) == 10
-	})
-	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(got)}); r.status != 200 || r.Acked != 10 {
-		t.Fatalf("ack: %+v", r)
-	}
-	q := ta.a.queues[0]
-	waitFor(t, "the queue's cursor past the acknowledged messages", func() bool { return q.cursor.Acked() >= 10 })
-	if err := q.qlog.compact(q.snapshot); err != nil { // through = (10, epoch 1)
-		t.Fatal(err)
-	}
+	pushPullAck(t, ta, 10, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
+	checkpointThrough(t, ta, 10) // through = (10, epoch 1)
 	img := crashImage(t, dir)
 	ta.stop(t)
 	cutSpoolTail(t, img, 5) // machine crash: records 6..10 were not synced
 
 	ta = startAgentSpool(t, img, withQueues(t, img, Options{}, QueueSpec{Name: "q"}), so)
-	var ids []string
-	for i := range 5 {
-		ids = append(ids, pushKey(t, ta.url, "t", "", fmt.Sprintf(`{"new":%d}`, i)))
-	}
-	got = nil
-	waitFor(t, "the 5 new messages", func() bool {
-		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":100}`).Messages...)
-		return len(got) == 5
-	})
-	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(got)}); r.status != 200 || r.Acked != 5 {
-		t.Fatalf("ack: %+v", r)
-	}
-	q = ta.a.queues[0]
-	waitFor(t, "the queue's cursor past the acknowledged messages", func() bool { return q.cursor.Acked() >= 10 })
-	q.mu.Lock()
-	t.Logf("through after acking seqs 6..10 of epoch %d: %+v", ta.a.sp.Epoch(), q.through)
-	q.mu.Unlock()
-	if err := q.qlog.compact(q.snapshot); err != nil { // what maintain() does every 10 000 log records
-		t.Fatal(err)
-	}
+	ids := pushPullAck(t, ta, 5, func(i int) string { return fmt.Sprintf(`{"new":%d}`, i) }) // seqs 6..10, epoch 2
+	checkpointThrough(t, ta, 10)
 	img2 := crashImage(t, img) // kill -9
 	ta.stop(t)
 

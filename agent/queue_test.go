@@ -85,6 +85,36 @@ func receipts(ms []pulled) []string {
 	return out
 }
 
+// pushPullAck pushes n messages (body(i) each) to topic "t", pulls them
+// all from queue "q" and acknowledges them; it returns their ids.
+func pushPullAck(t *testing.T, ta *testAgent, n int, body func(i int) string) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = pushKey(t, ta.url, "t", "", body(i))
+	}
+	var got []pulled
+	waitFor(t, fmt.Sprintf("%d messages", n), func() bool {
+		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":1000}`).Messages...)
+		return len(got) == n
+	})
+	if r := qcall(t, ta.url, "q", "ack", map[string]any{"receipts": receipts(got)}); r.status != 200 || r.Acked != n {
+		t.Fatalf("ack: %+v", r)
+	}
+	return ids
+}
+
+// checkpointThrough waits for queue "q"'s cursor to pass seq and writes
+// the checkpoint of its log that maintain writes after 10 000 records.
+func checkpointThrough(t *testing.T, ta *testAgent, seq uint64) {
+	t.Helper()
+	q := ta.a.queues[0]
+	waitFor(t, "the queue's cursor past the acknowledged messages", func() bool { return q.cursor.Acked() >= seq })
+	if err := q.qlog.compact(q.snapshot); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func pushKey(t *testing.T, url, topic, key, value string) string {
 	t.Helper()
 	h := map[string]string{}
