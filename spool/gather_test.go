@@ -80,13 +80,11 @@ func TestGatherOnlyUnderSyncAlways(t *testing.T) {
 	}
 }
 
-// Closing the spool ends a wait for a writer that is not coming back;
-// what the waiting commit held is written and answered.
-func TestCloseEndsAGather(t *testing.T) {
-	slowGather(t, time.Hour)
-	s := openT(t, t.TempDir(), Options{})
-	release := make(chan struct{})
-	var syncs atomic.Int64
+// holdFirstFsync holds the next WAL fsync until release is closed; syncs
+// counts the fsyncs begun.
+func holdFirstFsync(t *testing.T) (release chan struct{}, syncs *atomic.Int64) {
+	t.Helper()
+	release, syncs = make(chan struct{}), new(atomic.Int64)
 	walSync = func(l *wal.Log) error {
 		if syncs.Add(1) == 1 {
 			<-release
@@ -94,6 +92,15 @@ func TestCloseEndsAGather(t *testing.T) {
 		return l.Sync()
 	}
 	t.Cleanup(func() { walSync = (*wal.Log).Sync })
+	return release, syncs
+}
+
+// Closing the spool ends a wait for a writer that is not coming back;
+// what the waiting commit held is written and answered.
+func TestCloseEndsAGather(t *testing.T) {
+	slowGather(t, time.Hour)
+	s := openT(t, t.TempDir(), Options{})
+	release, syncs := holdFirstFsync(t)
 	errs := make(chan error, 3)
 	appendOne := func() {
 		_, err := s.Append(context.Background(), []byte("job"))
@@ -124,15 +131,7 @@ func TestCloseEndsAGather(t *testing.T) {
 func TestGatherLeavesLazyAppendsAlone(t *testing.T) {
 	slowGather(t, time.Hour)
 	s := openT(t, t.TempDir(), Options{})
-	release := make(chan struct{})
-	var syncs atomic.Int64
-	walSync = func(l *wal.Log) error {
-		if syncs.Add(1) == 1 {
-			<-release
-		}
-		return l.Sync()
-	}
-	t.Cleanup(func() { walSync = (*wal.Log).Sync })
+	release, syncs := holdFirstFsync(t)
 	appendOne := func() error {
 		_, err := s.Append(context.Background(), []byte("job"))
 		return err
