@@ -73,6 +73,25 @@ func (s *Spool) Lost(id ID) bool {
 	return false
 }
 
+// Cut reports whether the record id names is known to be gone from the
+// spool's tail: an earlier open wrote it at a sequence above the last this
+// open found (a machine crash cut the unsynced tail, SyncInterval or
+// SyncNever), or its sequence holds a record of another epoch now (the
+// sequence was used again). What is kept by id beside the spool (callback
+// reports, idempotency keys) asks it. A record of this open is never cut,
+// and one truncated from the front since is not told from a delivered
+// one (false).
+func (s *Spool) Cut(id ID) bool {
+	if id.Epoch >= s.epoch || id.Seq == 0 {
+		return false
+	}
+	if id.Seq > s.openLast {
+		return true
+	}
+	rec, err := s.Get(id.Seq)
+	return err == nil && rec.ID.Epoch != id.Epoch
+}
+
 // loadLost reads the lost-records file, a range a line. Lines that are
 // not three numbers are left out, and what lies past maxLostFileBytes.
 func (s *Spool) loadLost() error {

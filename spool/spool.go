@@ -175,6 +175,7 @@ type Spool struct {
 	id          string
 	epoch       uint32
 	rec         Recovery
+	openLast    uint64 // the last sequence this open found (see Cut)
 
 	wl *wal.Log // owned by the commit goroutine; TruncateFront from the flusher
 
@@ -381,6 +382,7 @@ func (s *Spool) open() error {
 	s.segs = segs
 	tail := segs[len(segs)-1]
 	s.last = tail.last
+	s.openLast = s.last
 	s.tailPos = tail.base + tail.size
 	if li, _ := s.wl.LastIndex(); li != s.last {
 		return fmt.Errorf("spool: wal reports last index %d, segments end at %d: %w", li, s.last, ErrCorrupt)
