@@ -220,8 +220,11 @@ func (d *dispatcher) add(r *cbReport) {
 	d.live++
 	d.order.push(r, d.limit(), notDone)
 	d.cb.pending.Set(float64(d.live))
+	// A push a machine crash cut from the spool's tail is not waited for:
+	// its report is final now (statusAt: unknown, spool_cut).
+	cut := d.cb.a.sp.Cut(r.sid)
 	for i, f := range d.targets {
-		if r.targets != nil && !containsStr(r.targets, f.targetName()) {
+		if cut || r.targets != nil && !containsStr(r.targets, f.targetName()) {
 			continue // not a target, or a sink no longer configured: resolved
 		}
 		if f.resolvedThrough() < r.sid.Seq && !f.resolvedAhead(r.sid) {

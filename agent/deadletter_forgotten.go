@@ -156,6 +156,13 @@ func lostStatus() SinkStatus {
 		Error: "the spool segment holding this message was found damaged and its rest skipped: delivered before that, or lost"}
 }
 
+// cutStatus: a machine crash cut the record from the spool's unsynced
+// tail (spool.Cut; SPOOL_SYNC=interval or never).
+func cutStatus() SinkStatus {
+	return SinkStatus{Status: "unknown", Reason: "spool_cut",
+		Error: "a machine crash cut this message from the spool's unsynced tail (SPOOL_SYNC=interval or never): delivered before the crash, or lost"}
+}
+
 func forgottenStatus() SinkStatus {
 	return SinkStatus{Status: "unknown", Reason: "deadletter_forgotten",
 		Error: "acknowledged by the sink, but the dead-letter record of this message may have been discarded (dead-letter index or log full): delivered or dead-lettered"}

@@ -112,6 +112,14 @@ func (x *idempotency) loaded(r idemRecord) {
 	x.mu.Unlock()
 }
 
+// forget drops key's entry (one loaded before it of the same key); its
+// place in order goes when it comes to the front.
+func (x *idempotency) forget(key string) {
+	x.mu.Lock()
+	delete(x.entries, key)
+	x.mu.Unlock()
+}
+
 func (x *idempotency) putLocked(key string, e *idemEntry, now time.Time) {
 	if _, ok := x.entries[key]; !ok {
 		x.order = append(x.order, key)

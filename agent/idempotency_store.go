@@ -296,15 +296,23 @@ func readAll(c *spool.Cursor, last uint64, fn func(spool.Record)) error {
 // load puts every key within the window into x: first the index store,
 // then what the copier has not copied yet (newer: it wins).
 func (st *idemStore) load(x *idempotency, now time.Time) error {
-	n := 0
+	n, cut := 0, 0
 	err := readAll(st.expiry, st.sp.LastSeq(), func(r spool.Record) {
 		e, err := decodeIdemRecord(r.Data)
 		if r.Corrupt || err != nil || now.Sub(e.at) > st.window {
 			return
 		}
+		if st.cut(e) {
+			x.forget(e.key)
+			cut++
+			return
+		}
 		x.loaded(e)
 		n++
 	})
+	if cut > 0 {
+		st.log.Warn("idempotency keys of pushes a machine crash cut from the spool's tail forgotten: a retry with one is stored again", "keys", cut)
+	}
 	if err != nil {
 		return fmt.Errorf("idempotency index: %w", err)
 	}
@@ -322,6 +330,23 @@ func (st *idemStore) load(x *idempotency, now time.Time) error {
 		st.log.Info("idempotency keys loaded", "keys", n)
 	}
 	return nil
+}
+
+// cut reports whether e names records a machine crash cut from the main
+// spool's tail (spool.Cut): a push with its key must be stored again, not
+// answered with ids the spool no longer holds. A request's own ids are
+// consecutive records of one append, and a cut takes a suffix: its first
+// and last id tell. Ids another agent gave (chained) name no position here.
+func (st *idemStore) cut(e idemRecord) bool {
+	if len(e.ids) == 0 {
+		return false
+	}
+	for _, id := range []string{e.ids[0], e.ids[len(e.ids)-1]} {
+		if sp, sid, err := parseID(id); err == nil && sp == st.main.SpoolID() && st.main.Cut(sid) {
+			return true
+		}
+	}
+	return false
 }
 
 // runCopier copies keys from the main spool to the index store until ctx

@@ -262,6 +262,15 @@ func (a *Agent) status(id string) Status {
 // position and targets are known here (callback reports), so a truncated
 // push still lists only its targets.
 func (a *Agent) statusAt(sid spool.ID, id string, targets []string) Status {
+	if a.sp.Cut(sid) {
+		// A machine crash cut the push from the spool's unsynced tail:
+		// what its sinks say now is about other records.
+		st := Status{ID: id, Status: "unknown", Sinks: map[string]SinkStatus{}}
+		for _, t := range targets {
+			st.Sinks[t] = cutStatus()
+		}
+		return st
+	}
 	st := a.statusOf(sid, id, targets)
 	positions, _ := a.records.lookupChained(id)
 	changed := false
