@@ -65,11 +65,17 @@ type idemRecord struct {
 	hash []byte // sha256 of the request
 	ids  []string
 	at   time.Time // push time
+	// first is the position of the request's first record in the main
+	// spool (its records are consecutive); zero when an entry of an earlier
+	// version did not say (mode 1).
+	first spool.ID
 }
 
 // Entry layout: version 1, push time (8), key, hash, id count, then mode 0
-// (ids are the spool's own: spool id, epoch (4), first sequence) or mode 1
-// (every id, length-prefixed).
+// (ids are the spool's own: spool id, epoch (4), first sequence), mode 2
+// (the first record's epoch (4) and sequence, then every id,
+// length-prefixed: kept (chained) ids name no position) or, written by
+// earlier versions, mode 1 (every id, without the position).
 func encodeIdemRecord(e idemRecord, spoolID string, first spool.ID) []byte {
 	b := make([]byte, 0, 64+len(e.key)+len(spoolID))
 	b = append(b, 1)
@@ -87,7 +93,13 @@ func encodeIdemRecord(e idemRecord, spoolID string, first spool.ID) []byte {
 		b = binary.LittleEndian.AppendUint32(b, first.Epoch)
 		return binary.AppendUvarint(b, first.Seq)
 	}
-	b = append(b, 1)
+	if first.Seq > 0 {
+		b = append(b, 2)
+		b = binary.LittleEndian.AppendUint32(b, first.Epoch)
+		b = binary.AppendUvarint(b, first.Seq)
+	} else {
+		b = append(b, 1)
+	}
 	for _, id := range e.ids {
 		b = appendBytes(b, []byte(id))
 	}
@@ -118,11 +130,22 @@ func decodeIdemRecord(b []byte) (idemRecord, error) {
 		epoch := binary.LittleEndian.Uint32(d.b)
 		d.b = d.b[4:]
 		first := d.uvarint()
+		e.first = spool.ID{Epoch: epoch, Seq: first}
 		e.ids = make([]string, n)
 		for i := range e.ids {
 			e.ids[i] = formatID(sid, spool.ID{Epoch: epoch, Seq: first + uint64(i)})
 		}
-	case 1:
+	case 1, 2:
+		if mode == 2 {
+			if len(d.b) < 4 {
+				return e, errBadRecord
+			}
+			e.first.Epoch = binary.LittleEndian.Uint32(d.b)
+			d.b = d.b[4:]
+			if e.first.Seq = d.uvarint(); e.first.Seq == 0 {
+				d.err = true
+			}
+		}
 		if n > uint64(len(d.b)) { // each id takes at least its length byte
 			return e, errBadRecord
 		}
@@ -332,21 +355,19 @@ func (st *idemStore) load(x *idempotency, now time.Time) error {
 	return nil
 }
 
-// cut reports whether e names records a machine crash cut from the main
-// spool's tail (spool.Cut): a push with its key must be stored again, not
-// answered with ids the spool no longer holds. A request's own ids are
-// consecutive records of one append, and a cut takes a suffix: its first
-// and last id tell. Ids another agent gave (chained) name no position here.
+// cut reports whether e's records were cut by a machine crash from the
+// main spool's tail (spool.Cut): a push with its key must be stored again,
+// not answered with ids the spool no longer holds. A request's records are
+// consecutive, of one append, and a cut takes a suffix: its first and last
+// record tell. The ids handed out do not: one kept from the request
+// (chained) names another position, or none here. An entry of an earlier
+// version that did not say where its records are is taken as not cut.
 func (st *idemStore) cut(e idemRecord) bool {
-	if len(e.ids) == 0 {
+	if e.first.Seq == 0 || len(e.ids) == 0 {
 		return false
 	}
-	for _, id := range []string{e.ids[0], e.ids[len(e.ids)-1]} {
-		if sp, sid, err := parseID(id); err == nil && sp == st.main.SpoolID() && st.main.Cut(sid) {
-			return true
-		}
-	}
-	return false
+	last := spool.ID{Epoch: e.first.Epoch, Seq: e.first.Seq + uint64(len(e.ids)) - 1}
+	return st.main.Cut(e.first) || st.main.Cut(last)
 }
 
 // runCopier copies keys from the main spool to the index store until ctx

@@ -287,8 +287,9 @@ func TestIdempotencyCopierUnderConcurrentTraffic(t *testing.T) {
 	}
 }
 
-// Index entries round-trip in both forms: the spool's own ids as a range,
-// and kept (chained) ids listed one by one.
+// Index entries round-trip in each form: the spool's own ids as a range,
+// kept (chained) ids listed one by one with the first record's position,
+// and (written by earlier versions) without it.
 func TestIdemRecordRoundTrip(t *testing.T) {
 	hash := make([]byte, 32)
 	hash[0] = 7
@@ -302,7 +303,7 @@ func TestIdemRecordRoundTrip(t *testing.T) {
 		b := encodeIdemRecord(c.e, "abc", c.first)
 		got, err := decodeIdemRecord(b)
 		if err != nil || got.key != c.e.key || !got.at.Equal(at) || string(got.hash) != string(hash) ||
-			strings.Join(got.ids, ",") != strings.Join(c.e.ids, ",") {
+			strings.Join(got.ids, ",") != strings.Join(c.e.ids, ",") || got.first != c.first {
 			t.Fatalf("round trip of %+v: %+v %v", c.e, got, err)
 		}
 		for n := range len(b) {
@@ -317,6 +318,7 @@ func FuzzDecodeIdemRecord(f *testing.F) {
 	hash := make([]byte, 32)
 	f.Add(encodeIdemRecord(idemRecord{key: "k", hash: hash, ids: []string{"a-1-1"}}, "a", spool.ID{Epoch: 1, Seq: 1}))
 	f.Add(encodeIdemRecord(idemRecord{key: "k", hash: hash, ids: []string{"x", "y"}}, "a", spool.ID{}))
+	f.Add(encodeIdemRecord(idemRecord{key: "k", hash: hash, ids: []string{"x", "y"}}, "a", spool.ID{Epoch: 2, Seq: 7}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeIdemRecord(b)
 		if err != nil {
