@@ -241,7 +241,14 @@ type idemStore struct {
 }
 
 func openIdemStore(main, sp *spool.Spool, window time.Duration, log *slog.Logger) (*idemStore, error) {
-	c, err := main.Cursor(idemCopierCursor, spool.CursorOptions{FromOldest: true})
+	st := &idemStore{main: main, sp: sp, window: window, log: log, parser: idemParser{spoolID: main.SpoolID()}}
+	// A drop_oldest drop must not take a keyed record the copier has not
+	// read (its key would never reach the index): such an append is
+	// refused (503 spool_full) until the copier read it, within a tick.
+	// Unkeyed records are dropped unread.
+	pin := func(next uint64) bool { return st.keyedInflight.Load() > 0 || st.keyedMax.Load() >= next }
+	st.keyedMax.Store(main.LastSeq()) // records from before this start are read, keys or not
+	c, err := main.Cursor(idemCopierCursor, spool.CursorOptions{FromOldest: true, Pin: pin})
 	if err != nil {
 		return nil, fmt.Errorf("idempotency copier: %w", err)
 	}
@@ -250,9 +257,7 @@ func openIdemStore(main, sp *spool.Spool, window time.Duration, log *slog.Logger
 		c.Release()
 		return nil, fmt.Errorf("idempotency index: %w", err)
 	}
-	st := &idemStore{main: main, sp: sp, copier: c, expiry: x, window: window, log: log,
-		parser: idemParser{spoolID: main.SpoolID()}, readPos: c.Acked()}
-	st.keyedMax.Store(main.LastSeq()) // records from before this start are read
+	st.copier, st.expiry, st.readPos = c, x, c.Acked()
 	return st, nil
 }
 

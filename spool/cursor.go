@@ -44,6 +44,15 @@ type CursorOptions struct {
 	// FromOldest starts a new cursor at the oldest record instead of the
 	// tail.
 	FromOldest bool
+	// Pin, when set: while the cursor is open, a drop of FullPolicy
+	// DropOldest that would take records it has not read, from next on,
+	// is refused with ErrFull (dropping nothing) whenever Pin(next)
+	// reports true: the reader must see those records first. For a reader
+	// that keeps up with the tail and must not miss some records (the
+	// agent's copier of Idempotency-Keys: true while a keyed record may
+	// lie unread). Called with the spool's lock held: it must not call
+	// into the spool.
+	Pin func(next uint64) bool
 }
 
 // Cursor is a named, persistent read position. One consumer uses it at a
@@ -68,7 +77,8 @@ type Cursor struct {
 	// was created (0 when created at the oldest record, or unknown).
 	born     uint64
 	inUse    bool
-	reset    bool // the file was missing or torn at open
+	pin      func(next uint64) bool // CursorOptions.Pin of the open in use
+	reset    bool                   // the file was missing or torn at open
 	next     uint64
 	nextPos  int64
 	gen      uint64 // bumped when Skip or Rewind moves the read position
@@ -123,10 +133,10 @@ func (s *Spool) Cursor(name string, o CursorOptions) (*Cursor, error) {
 		if c.inUse {
 			return nil, fmt.Errorf("%w: %s", ErrCursorOpen, name)
 		}
-		c.inUse = true
+		c.inUse, c.pin = true, o.Pin
 		return c, nil
 	}
-	c := &Cursor{s: s, name: name, inUse: true}
+	c := &Cursor{s: s, name: name, inUse: true, pin: o.Pin}
 	if o.FromOldest {
 		c.acked = s.segs[0].first - 1
 		c.ackPos.Store(s.segs[0].base)

@@ -682,7 +682,9 @@ func (c *committer) reopen() bool {
 }
 
 // dropBefore advances every cursor whose position is below target past the
-// records up to target (policy drop_oldest). It returns the new floor.
+// records up to target (policy drop_oldest). It returns the new floor, and
+// an error, dropping nothing, when the records cannot be located for a
+// moment or an open cursor pins them unread (CursorOptions.Pin).
 func (s *Spool) dropBefore(target int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -692,6 +694,11 @@ func (s *Spool) dropBefore(target int64) (int64, error) {
 		// intact. The append is refused this once.
 		s.log.Warn("drop_oldest: cannot locate records to drop; append refused", "err", err)
 		return s.floorLocked(), err
+	}
+	for _, cur := range s.cursors {
+		if cur.inUse && cur.pin != nil && cur.nextPos < pos && cur.pin(cur.next) {
+			return s.floorLocked(), fmt.Errorf("cursor %s has not read the records to drop", cur.name)
+		}
 	}
 	for _, cur := range s.cursors {
 		if cur.ackPos.Load() < pos {
