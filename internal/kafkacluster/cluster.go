@@ -257,6 +257,26 @@ func tail(path string, lines int) string {
 	return strings.Join(ls, "\n")
 }
 
+// errorLines returns the last n lines of the log at path that report an
+// error (what made a node exit is often well above its log's end: the
+// shutdown it started follows).
+func errorLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, " ERROR ") || strings.Contains(l, " FATAL ") || strings.Contains(l, "Exception") {
+			out = append(out, l)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return strings.Join(out, "\n")
+}
+
 // java runs a main class on the Kafka classpath and returns its output.
 func (c *Cluster) java(ctx context.Context, args ...string) (string, error) {
 	return c.env.run(ctx, nil, c.env.Classpath(), args...)

@@ -256,7 +256,8 @@ func (n *Node) Start(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.c.opts.Timeout)
 	defer cancel()
 	if err := n.c.waitRegistered(ctx, n.ID); err != nil {
-		return fmt.Errorf("kafkacluster: restart node %d: %w\n%s", n.ID, err, tail(filepath.Join(n.dir, "server.log"), 30))
+		return fmt.Errorf("kafkacluster: restart node %d: %w\nits errors:\n%s\nstdout:\n%s\nits log's end:\n%s", n.ID, err,
+			errorLines(filepath.Join(n.dir, "server.log"), 20), tail(filepath.Join(n.dir, "stdout.log"), 10), tail(filepath.Join(n.dir, "server.log"), 30))
 	}
 	return nil
 }
