@@ -242,10 +242,11 @@ type idemStore struct {
 
 func openIdemStore(main, sp *spool.Spool, window time.Duration, log *slog.Logger) (*idemStore, error) {
 	st := &idemStore{main: main, sp: sp, window: window, log: log, parser: idemParser{spoolID: main.SpoolID()}}
-	// A drop_oldest drop must not take a keyed record the copier has not
-	// read (its key would never reach the index): such an append is
-	// refused (503 spool_full) until the copier read it, within a tick.
-	// Unkeyed records are dropped unread.
+	// A drop_oldest drop must not take a keyed record before the copier
+	// made its key durable in the index and acknowledged it (its key
+	// would be lost at a restart, or at a kill -9 during the copy): such an
+	// append is refused (503 spool_full) until then, a tick and an index
+	// fsync. Unkeyed records are dropped as before.
 	pin := func(next uint64) bool { return st.keyedInflight.Load() > 0 || st.keyedMax.Load() >= next }
 	st.keyedMax.Store(main.LastSeq()) // records from before this start are read, keys or not
 	c, err := main.Cursor(idemCopierCursor, spool.CursorOptions{FromOldest: true, Pin: pin})

@@ -45,13 +45,14 @@ type CursorOptions struct {
 	// tail.
 	FromOldest bool
 	// Pin, when set: while the cursor is open, a drop of FullPolicy
-	// DropOldest that would take records it has not read, from next on,
-	// is refused with ErrFull (dropping nothing) whenever Pin(next)
-	// reports true: the reader must see those records first. For a reader
-	// that keeps up with the tail and must not miss some records (the
-	// agent's copier of Idempotency-Keys: true while a keyed record may
-	// lie unread). Called with the spool's lock held: it must not call
-	// into the spool.
+	// DropOldest that would take records it has not acknowledged, from
+	// next (its acknowledged position + 1) on, is refused with ErrFull
+	// (dropping nothing) whenever Pin(next) reports true: the reader must
+	// be done with those records first (read, and what it made of them
+	// durable). For a reader that keeps up with the tail and must not miss
+	// some records (the agent's copier of Idempotency-Keys: true while a
+	// keyed record may lie there). Called with the spool's lock held: it
+	// must not call into the spool.
 	Pin func(next uint64) bool
 }
 

@@ -684,7 +684,7 @@ func (c *committer) reopen() bool {
 // dropBefore advances every cursor whose position is below target past the
 // records up to target (policy drop_oldest). It returns the new floor, and
 // an error, dropping nothing, when the records cannot be located for a
-// moment or an open cursor pins them unread (CursorOptions.Pin).
+// moment or an open cursor pins them (CursorOptions.Pin).
 func (s *Spool) dropBefore(target int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -696,8 +696,8 @@ func (s *Spool) dropBefore(target int64) (int64, error) {
 		return s.floorLocked(), err
 	}
 	for _, cur := range s.cursors {
-		if cur.inUse && cur.pin != nil && cur.nextPos < pos && cur.pin(cur.next) {
-			return s.floorLocked(), fmt.Errorf("cursor %s has not read the records to drop", cur.name)
+		if cur.inUse && cur.pin != nil && cur.ackPos.Load() < pos && cur.pin(cur.acked+1) {
+			return s.floorLocked(), fmt.Errorf("cursor %s has not acknowledged the records to drop", cur.name)
 		}
 	}
 	for _, cur := range s.cursors {
