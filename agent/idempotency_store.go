@@ -389,6 +389,16 @@ func (st *idemStore) runCopier(ctx context.Context, tick time.Duration) {
 				st.readPos = upTo
 			}
 		}
+		if _, open := st.parser.open(); open && st.readPos >= st.main.LastSeq() {
+			// A request still open with the spool read to its end never
+			// completes: an append's records become readable together,
+			// so a crash cut its tail. Let it go now, also while other
+			// keyed appends are in flight: the Read below would wait for a
+			// record that never comes, its first record acknowledged
+			// never, and the pin on it (a drop_oldest spool) hold for good.
+			st.parser.cur = nil
+			_ = st.copier.Ack(st.readPos)
+		}
 		if st.caughtUp() {
 			// A request still open now never completes (a crash cut
 			// its tail): every keyed record was read.
