@@ -58,7 +58,7 @@ func TestDropOldestGoesOnPastAKeyedRequestACrashLeftOpen(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); st.runCopier(ctx, 20*time.Millisecond) }()
 	defer func() { cancel(); <-done }() // before st.close
-	time.Sleep(200 * time.Millisecond) // the copier read the cut request's first record
+	time.Sleep(200 * time.Millisecond)  // the copier read the cut request's first record
 	_, err = main.Append(context.Background(), filler)
 	st.appended(0) // the retry's outcome: refused
 	t.Logf("keyed retry: %v", err)
