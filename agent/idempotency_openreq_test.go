@@ -71,3 +71,46 @@ func TestDropOldestGoesOnPastAKeyedRequestACrashLeftOpen(t *testing.T) {
 		return err == nil
 	})
 }
+
+// A copier that stops going round (stuck for any reason) holds a
+// drop_oldest spool at most pinBound after its last turn: an append that
+// needs a drop of records it has not acknowledged is refused while the pin
+// holds, and accepted once it gave up. (Without the bound a stuck copier
+// held every such drop for good.)
+func TestPinOfAStuckCopierEndsWithinItsBound(t *testing.T) {
+	old := pinBound
+	pinBound = 2 * time.Second
+	t.Cleanup(func() { pinBound = old })
+	dir := t.TempDir()
+	so := spool.Options{MaxBytes: 1 << 20, FullPolicy: spool.DropOldest, SegmentBytes: 4 << 20, Logger: quiet()}
+	main, err := spool.Open(filepath.Join(dir, "spool"), so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer main.Close()
+	big := appendMsg(nil, &Msg{Time: time.Now().UnixNano(), Topic: "t", Value: bytes.Repeat([]byte("a"), 500<<10)})
+	if _, err := main.Append(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := spool.Open(filepath.Join(dir, "spool", IdempotencyStoreDir), IdempotencyStoreOptions(0, quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openIdemStore(main, idx, 10*time.Minute, quiet()) // its copier never runs: stuck
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	filler := appendMsg(nil, &Msg{Time: time.Now().UnixNano(), Topic: "t", Value: bytes.Repeat([]byte("f"), 600<<10)})
+	st.turned.Store(time.Now().UnixNano())
+	if _, err := main.Append(context.Background(), filler); !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("append whose drop takes a record the copier has not acknowledged, within the bound: %v, want ErrFull", err)
+	}
+	waitFor(t, "an append whose drop passes the stuck copier accepted", func() bool {
+		_, err := main.Append(context.Background(), filler)
+		if err != nil && !errors.Is(err, spool.ErrFull) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+}

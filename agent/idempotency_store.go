@@ -235,6 +235,11 @@ type idemStore struct {
 	keyedMax      atomic.Uint64 // last record of a committed keyed append
 	readPos       uint64        // copier goroutine: last record read or skipped
 
+	// turned: unix nanoseconds of the copier's last turn; unpinned: the
+	// pin gave up on a stuck copier (logged once per stall).
+	turned   atomic.Int64
+	unpinned atomic.Bool
+
 	copied     atomic.Uint64 // entries written to the index store
 	copyFailed atomic.Uint64 // entries given up after the store kept failing
 	expired    atomic.Uint64
@@ -247,7 +252,24 @@ func openIdemStore(main, sp *spool.Spool, window time.Duration, log *slog.Logger
 	// would be lost at a restart, or at a kill -9 during the copy): such an
 	// append is refused (503 spool_full) until then, a tick and an index
 	// fsync. Unkeyed records are dropped as before.
-	pin := func(next uint64) bool { return st.keyedInflight.Load() > 0 || st.keyedMax.Load() >= next }
+	// The pin lasts while the copier goes round (each turn reads, copies
+	// and acknowledges, or waits a tick), pinBound at most after its last
+	// turn: a copier stuck for any reason must not hold a drop_oldest
+	// spool for good (a drop then may lose a key: a retry after a restart
+	// is stored again).
+	pin := func(next uint64) bool {
+		if st.keyedInflight.Load() == 0 && st.keyedMax.Load() < next {
+			return false
+		}
+		if time.Since(time.Unix(0, st.turned.Load())) <= pinBound {
+			return true
+		}
+		if st.unpinned.CompareAndSwap(false, true) {
+			st.log.Error("idempotency copier stuck: drops under drop_oldest no longer wait for it; keys it has not copied are lost at a restart", "stuck_for", pinBound)
+		}
+		return false
+	}
+	st.turned.Store(time.Now().UnixNano())
 	st.keyedMax.Store(main.LastSeq()) // records from before this start are read, keys or not
 	c, err := main.Cursor(idemCopierCursor, spool.CursorOptions{FromOldest: true, Pin: pin})
 	if err != nil {
@@ -376,12 +398,19 @@ func (st *idemStore) cut(e idemRecord) bool {
 	return st.main.Cut(e.first) || st.main.Cut(last)
 }
 
+// pinBound is the longest the copier's pin holds a drop after its last
+// turn: beyond the 5 s a failing index store is retried before the copy
+// is given up, and that store's own append timeout. Tests replace it.
+var pinBound = 15 * time.Second
+
 // runCopier copies keys from the main spool to the index store until ctx
 // is done.
 func (st *idemStore) runCopier(ctx context.Context, tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
+		st.turned.Store(time.Now().UnixNano())
+		st.unpinned.Store(false)
 		// Traffic without keys is skipped, not read: the copier costs
 		// nothing then, and holds the spool for at most one tick.
 		if upTo := st.canSkip(); upTo > 0 {
