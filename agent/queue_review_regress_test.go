@@ -2,15 +2,14 @@ package agent
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluiceio/sluice/internal/walcut"
 	"github.com/sluiceio/sluice/sink"
 	"github.com/sluiceio/sluice/spool"
 )
@@ -62,22 +61,7 @@ func TestQueueDropOldestDoesNotReportAMessageStillQueued(t *testing.T) {
 // synced yet (SPOOL_SYNC=interval or never).
 func cutSpoolTail(t *testing.T, dir string, keep int) {
 	t.Helper()
-	seg := filepath.Join(dir, "spool", "wal", "00000000000000000001")
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := 0
-	for range keep {
-		n, k := binary.Uvarint(b[off:])
-		if k <= 0 {
-			t.Fatalf("segment ends before record %d", keep)
-		}
-		off += k + int(n)
-	}
-	if err := os.Truncate(seg, int64(off)); err != nil {
-		t.Fatal(err)
-	}
+	walcut.KeepFirst(t, filepath.Join(dir, "spool", "wal", "00000000000000000001"), keep)
 }
 
 // The queue's "through" position (checkpointed in its log) is compared with

@@ -2,33 +2,11 @@ package spool
 
 import (
 	"context"
-	"encoding/binary"
-	"os"
 	"path/filepath"
 	"testing"
-)
 
-// cutWALTail keeps the first keep records of the first segment in dir, as
-// a machine crash that lost the unsynced rest of the file does.
-func cutWALTail(t *testing.T, dir string, keep int) {
-	t.Helper()
-	seg := filepath.Join(dir, "wal", segmentName(1))
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := 0
-	for range keep {
-		n, k := binary.Uvarint(b[off:])
-		if k <= 0 {
-			t.Fatalf("segment ends before record %d", keep)
-		}
-		off += k + int(n)
-	}
-	if err := os.Truncate(seg, int64(off)); err != nil {
-		t.Fatal(err)
-	}
-}
+	"github.com/sluiceio/sluice/internal/walcut"
+)
 
 // A record an earlier open wrote past the tail a machine crash kept is
 // cut, and so is one whose sequence a later open used again; records that
@@ -48,7 +26,7 @@ func TestCutNamesRecordsACrashCutFromTheTail(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cutWALTail(t, dir, 5)
+	walcut.KeepFirst(t, filepath.Join(dir, "wal", segmentName(1)), 5) // a machine crash lost the unsynced rest
 
 	s = openT(t, dir, Options{Sync: SyncNever})
 	if s.LastSeq() != 5 {
