@@ -67,23 +67,9 @@ func TestCallbackReportOfAPushACrashCutSaysSpoolCut(t *testing.T) {
 // push's id. (The retry was answered 202 with that id, and nothing was
 // stored.)
 func TestIdempotentRetryOfAPushACrashCutIsStored(t *testing.T) {
-	dir := t.TempDir()
-	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
-	opts := func(d string) Options { return withQueues(t, d, Options{}, QueueSpec{Name: "q"}) }
-	ta := startAgentSpool(t, dir, opts(dir), so)
-	pushPullAck(t, ta, 5, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
 	key := map[string]string{"Idempotency-Key": "order-17"}
-	r := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(`"pay"`), key)
-	if r.status != 202 {
-		t.Fatalf("push: %d %s", r.status, r.code)
-	}
+	r, ta := cutKeyedPush(t, "/v1/topics/t", "", []byte(`"pay"`), key, 5) // record 6, the keyed push, cut
 	first := r.ids[0]
-	waitFor(t, "the key copied to the index", func() bool { return ta.a.idemSt.copied.Load() >= 1 })
-	img := crashImage(t, dir)
-	ta.stop(t)
-	cutSpoolTail(t, img, 5) // machine crash: record 6 (the keyed push) was not synced
-
-	ta = startAgentSpool(t, img, opts(img), so)
 	r = do(t, "POST", ta.url+"/v1/topics/t", "", []byte(`"pay"`), key) // the client's retry: same key, same body
 	if r.status != 202 || len(r.ids) != 1 || r.ids[0] == first {
 		t.Fatalf("retry with the key of a push the crash cut: %d %s, ids %v (the cut push was %s)", r.status, r.code, r.ids, first)
@@ -100,4 +86,28 @@ func TestIdempotentRetryOfAPushACrashCutIsStored(t *testing.T) {
 	if r2 := do(t, "POST", ta.url+"/v1/topics/t", "", []byte(`"pay"`), key); r2.status/100 != 2 || len(r2.ids) != 1 || r2.ids[0] != r.ids[0] {
 		t.Fatalf("second retry: %d, ids %v, want %s", r2.status, r2.ids, r.ids[0])
 	}
+}
+
+// cutKeyedPush starts an agent with queue "q" whose spool syncs on an
+// interval, pushes, pulls and acknowledges five messages, pushes body to
+// path with the Idempotency-Key header in key, waits until the key is in
+// the index, and starts the agent again on a crash image whose spool kept
+// its first keep records (a machine crash cut the rest). It returns the
+// keyed push's reply and the agent on the image.
+func cutKeyedPush(t *testing.T, path, ctype string, body []byte, key map[string]string, keep int) (reply, *testAgent) {
+	t.Helper()
+	dir := t.TempDir()
+	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
+	opts := func(d string) Options { return withQueues(t, d, Options{}, QueueSpec{Name: "q"}) }
+	ta := startAgentSpool(t, dir, opts(dir), so)
+	pushPullAck(t, ta, 5, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
+	r := do(t, "POST", ta.url+path, ctype, body, key)
+	if r.status != 202 {
+		t.Fatalf("keyed push: %d %s %v", r.status, r.code, r.ids)
+	}
+	waitFor(t, "the key copied to the index", func() bool { return ta.a.idemSt.copied.Load() >= 1 })
+	img := crashImage(t, dir)
+	ta.stop(t)
+	cutSpoolTail(t, img, keep)
+	return r, startAgentSpool(t, img, opts(img), so)
 }

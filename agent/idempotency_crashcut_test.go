@@ -14,24 +14,10 @@ import (
 // entry says where the push's records were. (It named the chained id only,
 // the key was kept, and the retry was answered as a replay.)
 func TestIdempotentRetryOfAChainedPushACrashCutIsStored(t *testing.T) {
-	dir := t.TempDir()
-	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
-	opts := func(d string) Options { return withQueues(t, d, Options{}, QueueSpec{Name: "q"}) }
-	ta := startAgentSpool(t, dir, opts(dir), so)
-	pushPullAck(t, ta, 5, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
 	key := map[string]string{"Idempotency-Key": "order-chained"}
 	body := []byte(`{"messages":[{"topic":"t","value":"pay","id":"upstreamagent-3-41"}]}`)
-	r := do(t, "POST", ta.url+"/v1/messages", "application/json", body, key)
-	if r.status != 202 {
-		t.Fatalf("push: %d %s", r.status, r.code)
-	}
-	waitFor(t, "the key copied to the index", func() bool { return ta.a.idemSt.copied.Load() >= 1 })
-	img := crashImage(t, dir)
-	ta.stop(t)
-	cutSpoolTail(t, img, 5) // machine crash: record 6 (the keyed chained push) was not synced
-
-	ta = startAgentSpool(t, img, opts(img), so)
-	r = do(t, "POST", ta.url+"/v1/messages", "application/json", body, key) // the client's retry
+	_, ta := cutKeyedPush(t, "/v1/messages", "application/json", body, key, 5) // record 6, the keyed chained push, cut
+	r := do(t, "POST", ta.url+"/v1/messages", "application/json", body, key)   // the client's retry
 	if r.status != 202 {
 		t.Fatalf("retry: %d %s", r.status, r.code)
 	}
@@ -53,23 +39,12 @@ func TestIdempotentRetryOfAChainedPushACrashCutIsStored(t *testing.T) {
 // last id was chained and the first one was in the spool: the key was
 // kept, the retry was a replay, and the cut message never came.)
 func TestIdempotentRetryOfABatchACrashCutPartWayIsStoredWhole(t *testing.T) {
-	dir := t.TempDir()
-	so := spool.Options{MaxBytes: 256 << 20, CursorSyncInterval: time.Hour}
-	opts := func(d string) Options { return withQueues(t, d, Options{}, QueueSpec{Name: "q"}) }
-	ta := startAgentSpool(t, dir, opts(dir), so)
-	pushPullAck(t, ta, 5, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
 	key := map[string]string{"Idempotency-Key": "batch-mixed"}
 	body := []byte(`{"messages":[{"topic":"t","value":"first"},{"topic":"t","value":"second","id":"upstreamagent-3-41"}]}`)
-	r := do(t, "POST", ta.url+"/v1/messages", "application/json", body, key)
-	if r.status != 202 || len(r.ids) != 2 || mustSeq(t, r.ids[0]) != 6 {
-		t.Fatalf("push: %d %s %v", r.status, r.code, r.ids)
+	r, ta := cutKeyedPush(t, "/v1/messages", "application/json", body, key, 6) // record 7, the batch's second message, cut
+	if len(r.ids) != 2 || mustSeq(t, r.ids[0]) != 6 {
+		t.Fatalf("push: %v, want 2 ids, the first at seq 6", r.ids)
 	}
-	waitFor(t, "the key copied to the index", func() bool { return ta.a.idemSt.copied.Load() >= 1 })
-	img := crashImage(t, dir)
-	ta.stop(t)
-	cutSpoolTail(t, img, 6) // machine crash: record 7 (the batch's second message) was not synced
-
-	ta = startAgentSpool(t, img, opts(img), so)
 	r = do(t, "POST", ta.url+"/v1/messages", "application/json", body, key) // the client's retry
 	if r.status != 202 {
 		t.Fatalf("retry: %d %s", r.status, r.code)
