@@ -214,7 +214,7 @@ func (a *Agent) status(id string) Status {
 			continue
 		}
 		rec, err := a.sp.Get(sid.Seq)
-		if err != nil && !errors.Is(err, spool.ErrNoRecord) && !errors.Is(err, spool.ErrCorrupt) {
+		if unreadable(err) {
 			// The spool cannot be read for a moment (no file
 			// descriptor free, EIO): its targets are not known now, and
 			// a sink it never targeted must not be named.
@@ -279,7 +279,7 @@ func (a *Agent) statusAt(sid spool.ID, id string, targets []string) Status {
 			continue
 		}
 		rec, err := a.sp.Get(p.Seq)
-		if err != nil && !errors.Is(err, spool.ErrNoRecord) && !errors.Is(err, spool.ErrCorrupt) {
+		if unreadable(err) {
 			// The spool cannot be read for a moment: whether this later
 			// record (a replay) still owes the sink is not known now.
 			// Pending puts the report off; it is asked again.
@@ -299,6 +299,13 @@ func (a *Agent) statusAt(sid spool.ID, id string, targets []string) Status {
 		st.Status = overall(st.Sinks)
 	}
 	return st
+}
+
+// unreadable reports whether a spool Get failed without saying the record
+// is gone or damaged (no file descriptor free, EIO): what it holds is not
+// known for now.
+func unreadable(err error) bool {
+	return err != nil && !errors.Is(err, spool.ErrNoRecord) && !errors.Is(err, spool.ErrCorrupt)
 }
 
 // statusOf derives the status of message id (spool position sid) for its
