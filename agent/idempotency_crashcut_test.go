@@ -17,13 +17,7 @@ func TestIdempotentRetryOfAChainedPushACrashCutIsStored(t *testing.T) {
 	key := map[string]string{"Idempotency-Key": "order-chained"}
 	body := []byte(`{"messages":[{"topic":"t","value":"pay","id":"upstreamagent-3-41"}]}`)
 	_, ta := cutKeyedPush(t, "/v1/messages", "application/json", body, key, 5) // record 6, the keyed chained push, cut
-	r := do(t, "POST", ta.url+"/v1/messages", "application/json", body, key)   // the client's retry
-	if r.status != 202 {
-		t.Fatalf("retry: %d %s", r.status, r.code)
-	}
-	if r.header.Get("Sluice-Idempotent-Replay") == "true" {
-		t.Errorf("retry of a keyed push the crash cut answered as a replay (ids %v): nothing stored", r.ids)
-	}
+	retryStoredAgain(t, ta, body, key)
 	var got []pulled
 	waitFor(t, "the retried push handed out", func() bool {
 		got = append(got, qcall(t, ta.url, "q", "pull", `{"max":10,"wait":"100ms"}`).Messages...)
@@ -45,13 +39,7 @@ func TestIdempotentRetryOfABatchACrashCutPartWayIsStoredWhole(t *testing.T) {
 	if len(r.ids) != 2 || mustSeq(t, r.ids[0]) != 6 {
 		t.Fatalf("push: %v, want 2 ids, the first at seq 6", r.ids)
 	}
-	r = do(t, "POST", ta.url+"/v1/messages", "application/json", body, key) // the client's retry
-	if r.status != 202 {
-		t.Fatalf("retry: %d %s", r.status, r.code)
-	}
-	if r.header.Get("Sluice-Idempotent-Replay") == "true" {
-		t.Errorf("retry of a batch the crash cut part way answered as a replay (ids %v): nothing stored", r.ids)
-	}
+	retryStoredAgain(t, ta, body, key)
 	var vals []string
 	waitFor(t, "the batch's second message (cut by the crash)", func() bool {
 		for _, m := range qcall(t, ta.url, "q", "pull", `{"max":10,"wait":"100ms"}`).Messages {
@@ -94,5 +82,19 @@ func TestIdempotencyKeyOfAPushKeepingACutIDHoldsAfterARestart(t *testing.T) {
 	if r2.status/100 != 2 || r2.header.Get("Sluice-Idempotent-Replay") != "true" || ta.a.sp.LastSeq() != last {
 		t.Fatalf("retry within the window after a restart: %d replay=%q, spool last %d -> %d: the push (in the spool) was stored twice",
 			r2.status, r2.header.Get("Sluice-Idempotent-Replay"), last, ta.a.sp.LastSeq())
+	}
+}
+
+// retryStoredAgain sends the client's retry of a keyed push to
+// /v1/messages and fails unless it was taken as a new push (202, not a
+// replay): its first copy was cut.
+func retryStoredAgain(t *testing.T, ta *testAgent, body []byte, key map[string]string) {
+	t.Helper()
+	r := do(t, "POST", ta.url+"/v1/messages", "application/json", body, key)
+	if r.status != 202 {
+		t.Fatalf("retry: %d %s", r.status, r.code)
+	}
+	if r.header.Get("Sluice-Idempotent-Replay") == "true" {
+		t.Errorf("retry of a keyed push the crash cut (whole or part way) answered as a replay (ids %v): nothing stored", r.ids)
 	}
 }

@@ -129,14 +129,7 @@ func crashAfterTruncationFailedPartWay(t *testing.T, o Options) {
 	if got[0].ID.Seq != bAck+1 {
 		t.Fatalf("b rewound reads from %d, want %d", got[0].ID.Seq, bAck+1)
 	}
-	for _, id := range ids {
-		if s.Lost(id) {
-			t.Fatalf("healed live spool: record %d noted lost", id.Seq)
-		}
-	}
-	if st := s.Stats(); st.Corruptions > 0 || st.LostRecords > 0 {
-		t.Fatalf("healed live spool: %d corruptions, %d lost", st.Corruptions, st.LostRecords)
-	}
+	noneLost(t, s, ids, "healed live spool")
 	s.Close()
 	s3 := openT(t, dir, Options{SegmentBytes: 4096, CursorSyncInterval: time.Hour, TruncateSegments: noTruncation})
 	b3, err := s3.Cursor("b", CursorOptions{})
@@ -147,10 +140,20 @@ func crashAfterTruncationFailedPartWay(t *testing.T, o Options) {
 	if got[0].ID.Seq != bAck+1 {
 		t.Fatalf("after restart b reads from %d, want %d", got[0].ID.Seq, bAck+1)
 	}
+	noneLost(t, s3, ids, "after restart")
+}
+
+// noneLost fails unless s notes none of ids lost and counts no corruption
+// and no lost record.
+func noneLost(t *testing.T, s *Spool, ids []ID, when string) {
+	t.Helper()
 	for _, id := range ids {
-		if s3.Lost(id) {
-			t.Fatalf("after restart: record %d noted lost", id.Seq)
+		if s.Lost(id) {
+			t.Fatalf("%s: record %d noted lost", when, id.Seq)
 		}
+	}
+	if st := s.Stats(); st.Corruptions > 0 || st.LostRecords > 0 {
+		t.Fatalf("%s: %d corruptions, %d lost", when, st.Corruptions, st.LostRecords)
 	}
 }
 
